@@ -1,0 +1,87 @@
+"""Shared fixtures: a private database per test session on a real Postgres.
+
+DATABASE_URL, when set, names the server to use; otherwise an embedded server
+from pgserver runs under .data/test-pg. Either way the session creates its own
+database, migrates it, and drops it at the end, so runs never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine
+
+from ueba.db import create_db_engine, libpq_url, with_database
+from ueba.embedded import EmbeddedPostgres
+from ueba.store.migrate import upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASETS = ROOT.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def server_url():
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    embedded = EmbeddedPostgres(ROOT / ".data" / "test")
+    yield embedded.start()
+    embedded.stop()
+
+
+def create_database(server_url: str, prefix: str = "ueba_test") -> str:
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url):
+    """A migrated database of this session's own."""
+    name = create_database(server_url)
+    url = with_database(server_url, name)
+    upgrade(url)
+    yield url
+    drop_database(server_url, name)
+
+
+@pytest.fixture
+def fresh_database_url(server_url):
+    """A migrated database for one test, for tests that must start empty."""
+    name = create_database(server_url, "ueba_t")
+    url = with_database(server_url, name)
+    upgrade(url)
+    yield url
+    drop_database(server_url, name)
+
+
+@pytest.fixture(scope="session")
+def engine(database_url) -> Engine:
+    eng = create_db_engine(database_url, pool_size=4)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def pg(database_url):
+    """A psycopg connection (autocommit) to the session database."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def datasets() -> Path:
+    if not DATASETS.is_dir():
+        pytest.skip(f"real log datasets not found at {DATASETS} (they live outside the project)")
+    return DATASETS

@@ -1,0 +1,1 @@
+"""Shared code of the UEBA services: settings, database, server bootstrap, generated API stubs."""

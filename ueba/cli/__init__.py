@@ -1,0 +1,1 @@
+"""The `ueba` command line: a gRPC client for people, plus local run commands."""

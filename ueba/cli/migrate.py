@@ -1,0 +1,20 @@
+"""`ueba migrate`: applies the store's migrations (the chart's migration Job runs this)."""
+
+from __future__ import annotations
+
+from ueba.bootstrap import resolve_database_url
+from ueba.settings import BaseSettings
+from ueba.store.migrate import upgrade
+
+
+def register(sub) -> None:
+    p = sub.add_parser("migrate", help="apply database migrations")
+    p.add_argument("--revision", default="heads")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    settings = BaseSettings.from_env()
+    upgrade(resolve_database_url(settings), args.revision)
+    print("migrations applied")
+    return 0

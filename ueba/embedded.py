@@ -1,0 +1,40 @@
+"""A private Postgres server for local runs and tests, from the pgserver package.
+
+Used only when DATABASE_URL is unset. The server lives in a data folder of the
+project, needs no root and no Docker, and is stopped by whoever started it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedPostgres:
+    def __init__(self, data_dir: str | Path):
+        self.data_dir = Path(data_dir).resolve() / "pg"
+        self._server = None
+
+    def start(self) -> str:
+        """Starts (or joins) the server and returns a postgresql:// URL for it."""
+        import pgserver  # imported late: production images never start it
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # "stop" leaves the data in place and stops the server on cleanup.
+        self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
+        url = self._server.get_uri()
+        log.info("embedded postgres ready", extra={"data_dir": str(self.data_dir)})
+        return url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

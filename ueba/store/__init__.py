@@ -1,0 +1,1 @@
+"""The shared Postgres store: table definitions, migrations, event partitions."""

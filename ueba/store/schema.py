@@ -1,0 +1,292 @@
+"""Table definitions of the shared store (SQLAlchemy Core).
+
+Alembic migrations under ueba/store/migrations create these tables; the
+definitions here are what the services query with, and a test checks that
+the migrated database matches them. Every table carries `tenant`; every time is
+timestamptz in UTC.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Float,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB, TIMESTAMP, UUID
+from sqlalchemy.types import UserDefinedType
+
+TZ = TIMESTAMP(timezone=True)
+
+
+class Xid8(UserDefinedType):
+    """Postgres' 64-bit transaction id, compared against pg_snapshot values."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw) -> str:
+        return "xid8"
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def tenant_column() -> Column:
+    return Column("tenant", Text, nullable=False)
+
+
+# Partitioned by day on event time (partitions: ueba.store.partitions). The
+# primary key doubles as the idempotency key; `txid` records the writing
+# transaction so that consumers can tail rows in commit order.
+events = Table(
+    "events",
+    metadata,
+    tenant_column(),
+    Column("event_id", Text, nullable=False),
+    Column("time", TZ, nullable=False),
+    Column("user_name", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("outcome", Text, nullable=False, server_default="unspecified"),
+    Column("source_ip", INET),
+    Column("source_host", Text),
+    Column("destination_host", Text),
+    Column("destination_ip", INET),
+    Column("application", Text),
+    Column("country", Text),
+    Column("city", Text),
+    Column("latitude", Float),
+    Column("longitude", Float),
+    Column("bytes", BigInteger, nullable=False, server_default="0"),
+    Column("file_count", Integer, nullable=False, server_default="0"),
+    Column("object", Text),
+    Column("department", Text),
+    Column("user_agent", Text),
+    Column("action", Text),
+    Column("failure_reason", Text),
+    Column("producer", Text),
+    Column("logon_type", SmallInteger),
+    Column("trusted_source", Boolean, nullable=False, server_default=text("false")),
+    Column("attributes", JSONB),
+    Column("ingested_at", TZ, nullable=False, server_default=text("now()")),
+    Column("txid", Xid8(), nullable=False, server_default=text("pg_current_xact_id()")),
+    PrimaryKeyConstraint("tenant", "event_id", "time"),
+    Index(None, "tenant", "user_name", "time"),
+    postgresql_partition_by="RANGE (time)",
+)
+
+# One row per account seen, kept current by ingest.
+users = Table(
+    "users",
+    metadata,
+    tenant_column(),
+    Column("user_name", Text, nullable=False),
+    Column("department", Text),
+    Column("first_seen", TZ, nullable=False),
+    Column("last_seen", TZ, nullable=False),
+    Column("peer_group_id", Text),
+    PrimaryKeyConstraint("tenant", "user_name"),
+)
+
+profiles = Table(
+    "profiles",
+    metadata,
+    tenant_column(),
+    Column("id", UUID(as_uuid=False), nullable=False, server_default=text("gen_random_uuid()")),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("risk_score", SmallInteger, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("dimension", Text, nullable=False, server_default=""),
+    Column("applications", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("parameters", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("builtin", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", TZ, nullable=False, server_default=text("now()")),
+    Column("updated_at", TZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("tenant", "name"),
+)
+
+# Rule and model anomalies. `dedup_key` makes each firing exactly-once:
+# a restarted evaluator or a re-run scorer writes the same key again.
+anomalies = Table(
+    "anomalies",
+    metadata,
+    tenant_column(),
+    Column("id", UUID(as_uuid=False), nullable=False, server_default=text("gen_random_uuid()")),
+    Column("seq", BigInteger, Identity(), nullable=False),
+    Column("user_name", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("profile_id", Text, nullable=False),
+    Column("profile_name", Text, nullable=False),
+    Column("profile_kind", Text, nullable=False),
+    Column("risk_score", SmallInteger, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("dimension", Text, nullable=False),
+    Column("time", TZ, nullable=False),
+    Column("window_start", TZ, nullable=False),
+    Column("window_end", TZ, nullable=False),
+    Column("status", Text, nullable=False, server_default="new"),
+    Column("evidence", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("dedup_key", Text, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=text("now()")),
+    Column("reviewed_by", Text),
+    Column("reviewed_at", TZ),
+    Column("review_comment", Text),
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("tenant", "dedup_key"),
+    Index(None, "tenant", "time"),
+    Index(None, "tenant", "user_name", "time"),
+    Index(None, "tenant", "status", "time"),
+)
+
+# Hourly feature counts per user and model, aggregated from events.
+user_hour_features = Table(
+    "user_hour_features",
+    metadata,
+    tenant_column(),
+    Column("user_name", Text, nullable=False),
+    Column("hour", TZ, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("features", JSONB, nullable=False),
+    Column("event_count", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("tenant", "user_name", "hour", "model"),
+    Index(None, "tenant", "hour"),
+)
+
+# First and last sighting of each entity per user, for novelty features.
+entity_seen = Table(
+    "entity_seen",
+    metadata,
+    tenant_column(),
+    Column("user_name", Text, nullable=False),
+    Column("entity_type", Text, nullable=False),
+    Column("entity", Text, nullable=False),
+    Column("first_seen", TZ, nullable=False),
+    Column("last_seen", TZ, nullable=False),
+    Column("seen_count", BigInteger, nullable=False, server_default="1"),
+    PrimaryKeyConstraint("tenant", "user_name", "entity_type", "entity"),
+)
+
+peer_groups = Table(
+    "peer_groups",
+    metadata,
+    tenant_column(),
+    Column("id", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("method", Text, nullable=False),
+    Column("members", ARRAY(Text), nullable=False, server_default=text("'{}'")),
+    Column("profile", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("updated_at", TZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("tenant", "id"),
+)
+
+scoring_runs = Table(
+    "scoring_runs",
+    metadata,
+    tenant_column(),
+    Column("id", UUID(as_uuid=False), nullable=False, server_default=text("gen_random_uuid()")),
+    Column("status", Text, nullable=False),
+    Column("trigger", Text, nullable=False),
+    Column("range_start", TZ, nullable=False),
+    Column("range_end", TZ, nullable=False),
+    Column("started_at", TZ, nullable=False, server_default=text("now()")),
+    Column("finished_at", TZ),
+    Column("figures", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("error", Text),
+    PrimaryKeyConstraint("id"),
+    Index(None, "tenant", "started_at"),
+)
+
+# Per user, hour and model: the event score and each feature's expected and
+# observed value and share of the score.
+event_scores = Table(
+    "event_scores",
+    metadata,
+    tenant_column(),
+    Column("user_name", Text, nullable=False),
+    Column("hour", TZ, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("score", SmallInteger, nullable=False),
+    Column("features", JSONB, nullable=False),
+    Column("learning", Boolean, nullable=False, server_default=text("false")),
+    Column("run_id", UUID(as_uuid=False), nullable=False),
+    PrimaryKeyConstraint("tenant", "user_name", "hour", "model"),
+    Index(None, "tenant", "hour"),
+)
+
+# The 24-hour user anomaly score (conditioned mean of the hourly scores).
+user_scores = Table(
+    "user_scores",
+    metadata,
+    tenant_column(),
+    Column("user_name", Text, nullable=False),
+    Column("day", Date, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("scored_hours", Integer, nullable=False),
+    Column("learning", Boolean, nullable=False, server_default=text("false")),
+    Column("top_features", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("run_id", UUID(as_uuid=False), nullable=False),
+    PrimaryKeyConstraint("tenant", "user_name", "day"),
+    Index(None, "tenant", "day", "score"),
+)
+
+ignored_users = Table(
+    "ignored_users",
+    metadata,
+    tenant_column(),
+    Column("user_name", Text, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("added_by", Text, nullable=False, server_default=""),
+    Column("added_at", TZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("tenant", "user_name"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    tenant_column(),
+    Column("id", UUID(as_uuid=False), nullable=False, server_default=text("gen_random_uuid()")),
+    Column("name", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("token_hash", Text, nullable=False),
+    Column("created_by", Text, nullable=False, server_default=""),
+    Column("created_at", TZ, nullable=False, server_default=text("now()")),
+    Column("last_used_at", TZ),
+    Column("revoked_at", TZ),
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("token_hash"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, Identity(), nullable=False),
+    tenant_column(),
+    Column("at", TZ, nullable=False, server_default=text("now()")),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("target", Text, nullable=False, server_default=""),
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    PrimaryKeyConstraint("id"),
+    Index(None, "tenant", "at"),
+)

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC stubs for the ueba.v1 API (`make protos`)."""

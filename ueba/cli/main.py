@@ -1,22 +1,24 @@
-"""Entry point of the `ueba` command: one subcommand module per area."""
+"""Entry point of the `ueba` command: every module in ueba.cli with a register() adds its subcommands."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
-# Each module has register(subparsers); add new areas here.
-COMMAND_MODULES = (
-    "ueba.cli.migrate",
-)
+import ueba.cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ueba", description="User and entity behaviour analytics")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for info in sorted(pkgutil.iter_modules(ueba.cli.__path__), key=lambda m: m.name):
+        if info.name == "main":
+            continue
+        module = importlib.import_module(f"ueba.cli.{info.name}")
+        if hasattr(module, "register"):
+            module.register(sub)
     return parser
 
 

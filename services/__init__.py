@@ -1,0 +1,1 @@
+"""The four UEBA services; each runs as `python -m services.NAME`."""

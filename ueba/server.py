@@ -129,13 +129,39 @@ def server_options(settings: BaseSettings) -> list[tuple[str, int]]:
     return options
 
 
+class ServiceServer:
+    """A bound gRPC server with its health servicer and the background work it owns.
+
+    `background` objects have start() and stop(); they run while the server
+    serves (the profiles evaluator, the scorer's schedule) and stop before the
+    server drains.
+    """
+
+    def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer, background: Iterable[Any] = ()):
+        self.grpc = server
+        self.health = health_servicer
+        self.background = list(background)
+
+    def start(self) -> None:
+        self.grpc.start()
+        for worker in self.background:
+            worker.start()
+
+    def stop(self, grace: float | None = None) -> threading.Event:
+        self.health.enter_graceful_shutdown()
+        for worker in self.background:
+            worker.stop()
+        return self.grpc.stop(grace)
+
+
 def build_server(
     settings: BaseSettings,
     registrations: Iterable[Registration],
     interceptors: Iterable[grpc.ServerInterceptor] = (),
     max_workers: int = 32,
-) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """A started-ready (not started) server bound to settings.listen; returns (server, port, health)."""
+    background: Iterable[Any] = (),
+) -> tuple[ServiceServer, int]:
+    """A server bound to settings.listen, not yet started; returns (server, port)."""
     registrations = list(registrations)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
@@ -154,7 +180,7 @@ def build_server(
     port = server.add_insecure_port(settings.listen)
     if port == 0:
         raise OSError(f"cannot listen on {settings.listen}")
-    return server, port, health_servicer
+    return ServiceServer(server, health_servicer, background), port
 
 
 def start_metrics(port: int) -> int | None:
@@ -165,15 +191,8 @@ def start_metrics(port: int) -> int | None:
     return httpd.server_port
 
 
-def serve(
-    name: str,
-    settings: BaseSettings,
-    server: grpc.Server,
-    port: int,
-    health_servicer: health.HealthServicer,
-    on_stop: Callable[[], None] | None = None,
-) -> None:
-    """Runs until SIGTERM/SIGINT: then NOT_SERVING, drain in-flight calls, stop."""
+def serve(name: str, settings: BaseSettings, server: ServiceServer, port: int) -> None:
+    """Runs until SIGTERM/SIGINT, then reports NOT_SERVING and drains in-flight calls."""
     metrics_port = start_metrics(settings.metrics_port)
     server.start()
     stopping = threading.Event()
@@ -184,12 +203,9 @@ def serve(
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    # A line for whoever started us (`ueba up`, tests) to learn the ports.
-    log.info("listening", extra={"service": name, "port": port, "metrics_port": metrics_port})
+    log.info("listening", extra={"port": port, "metrics_port": metrics_port})
+    # The line `ueba up`, the tests and the benchmarks wait for to learn the ports.
     print(f"READY {name} port={port} metrics_port={metrics_port}", flush=True)
     stopping.wait()
-    health_servicer.enter_graceful_shutdown()
-    if on_stop is not None:
-        on_stop()
     server.stop(settings.drain_seconds).wait()
-    log.info("stopped", extra={"service": name})
+    log.info("stopped")

@@ -26,6 +26,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB, TIMESTAMP, UUID
+from sqlalchemy.dialects.postgresql import base as postgresql_base
 from sqlalchemy.types import UserDefinedType
 
 TZ = TIMESTAMP(timezone=True)
@@ -38,6 +39,10 @@ class Xid8(UserDefinedType):
 
     def get_col_spec(self, **kw) -> str:
         return "xid8"
+
+
+# Lets reflection (and so the migration check) recognise the column type.
+postgresql_base.ischema_names["xid8"] = Xid8
 
 metadata = MetaData(
     naming_convention={

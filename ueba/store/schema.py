@@ -295,3 +295,33 @@ audit_log = Table(
     PrimaryKeyConstraint("id"),
     Index(None, "tenant", "at"),
 )
+
+# --- profiles (migration 0002_profiles) ---
+
+# Tailing events in commit order: the new rows are those whose txid is visible
+# in the current snapshot but was not in the stored one.
+Index(None, events.c.txid)
+
+# The profiles evaluator's position: the pg_snapshot (text form) of everything
+# it has processed. tenant '*' is the evaluator that serves every tenant.
+profile_cursors = Table(
+    "profile_cursors",
+    metadata,
+    tenant_column(),
+    Column("consumer", Text, nullable=False),
+    Column("snapshot", Text, nullable=False),
+    Column("high_water", TZ),
+    Column("updated_at", TZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("tenant", "consumer"),
+)
+
+# One row per tenant once its built-in profiles are seeded, so that seeding is
+# idempotent and a deleted built-in profile stays deleted.
+profile_seeds = Table(
+    "profile_seeds",
+    metadata,
+    tenant_column(),
+    Column("version", Integer, nullable=False),
+    Column("seeded_at", TZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("tenant"),
+)

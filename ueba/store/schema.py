@@ -325,3 +325,73 @@ profile_seeds = Table(
     Column("seeded_at", TZ, nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("tenant"),
 )
+
+# --- query service (migration 0004_query) ---
+
+# Keyset pagination of anomalies in time order and in risk order.
+Index("ix_anomalies_tenant_time_id", anomalies.c.tenant, anomalies.c.time, anomalies.c.id)
+Index(
+    "ix_anomalies_tenant_risk_score_time_id",
+    anomalies.c.tenant,
+    anomalies.c.risk_score,
+    anomalies.c.time,
+    anomalies.c.id,
+)
+
+# Anomaly counts and points per bucket ('hour' or 'day') and facet ('level',
+# 'profile', 'dimension', 'status', 'source'). Statement triggers on anomalies
+# append signed deltas (never update a shared row, so writers never wait on
+# each other); the query service merges each bucket's deltas into one row per key.
+anomaly_rollup = Table(
+    "anomaly_rollup",
+    metadata,
+    tenant_column(),
+    Column("grain", Text, nullable=False),
+    Column("bucket", TZ, nullable=False),
+    Column("facet", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("anomalies", BigInteger, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("merged", Boolean, nullable=False, server_default=text("false")),
+    Index("ix_anomaly_rollup_tenant_grain_bucket", "tenant", "grain", "bucket"),
+    Index("ix_anomaly_rollup_unmerged", "tenant", "grain", "bucket", postgresql_where=text("NOT merged")),
+)
+
+# Events per hour, appended as deltas by a statement trigger on events.
+event_counts = Table(
+    "event_counts",
+    metadata,
+    tenant_column(),
+    Column("hour", TZ, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("merged", Boolean, nullable=False, server_default=text("false")),
+    Index("ix_event_counts_tenant_hour", "tenant", "hour"),
+    Index("ix_event_counts_unmerged", "tenant", "hour", postgresql_where=text("NOT merged")),
+)
+
+# Each user's current risk (ueba.risk over the open anomalies in the risk
+# window), kept by the query service; a row only while the user has any.
+user_risk = Table(
+    "user_risk",
+    metadata,
+    tenant_column(),
+    Column("user_name", Text, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("risk", SmallInteger, nullable=False),
+    Column("open_anomalies", Integer, nullable=False),
+    Column("oldest_open", TZ),
+    Column("updated_at", TZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("tenant", "user_name"),
+    Index("ix_user_risk_tenant_risk_points_user_name", "tenant", "risk", "points", "user_name"),
+    Index("ix_user_risk_tenant_oldest_open", "tenant", "oldest_open"),
+)
+
+# Users whose anomalies changed since their user_risk row was computed
+# (appended by the anomalies triggers, consumed by the query service).
+user_risk_dirty = Table(
+    "user_risk_dirty",
+    metadata,
+    tenant_column(),
+    Column("user_name", Text, nullable=False),
+    Index("ix_user_risk_dirty_tenant", "tenant"),
+)

@@ -1,0 +1,1 @@
+"""The ingest service: validates, normalises, deduplicates and stores events from agents."""

@@ -1,0 +1,148 @@
+"""Normalisation and enrichment: canonical account names, trusted sources, geo by address.
+
+Agents spell one account many ways (`CORP\\Alice`, `alice@corp.com`, `Alice`);
+every consumer downstream compares names, so ingest stores one form. Address
+facts (canonical text, trusted network, MaxMind location) are computed once per
+distinct address and cached, since a stream repeats the same few thousand.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+log = logging.getLogger(__name__)
+
+# Caches are cleared when they reach this size: simpler than LRU bookkeeping,
+# and a real stream's working set of names and addresses is far smaller.
+_CACHE_LIMIT = 200_000
+
+
+def user_name_normaliser(mode: str) -> Callable[[str], str]:
+    """A function raw account name -> canonical name ('' when nothing is left)."""
+    if mode == "strip_domain":
+
+        def canonical(raw: str) -> str:
+            name = raw.strip()
+            if "\\" in name:
+                name = name.rpartition("\\")[2]
+            if "@" in name:
+                name = name.partition("@")[0]
+            return name.strip().lower()
+
+    elif mode == "qualified":
+        # Keeps the domain so that alice@corp and alice@partner stay apart.
+        def canonical(raw: str) -> str:
+            name = raw.strip()
+            if "\\" in name:
+                domain, _, user = name.rpartition("\\")
+                user, domain = user.strip(), domain.strip()
+                name = f"{user}@{domain}" if domain and user else user
+            return name.lower()
+
+    elif mode == "exact":
+
+        def canonical(raw: str) -> str:
+            return raw.strip()
+
+    else:
+        raise ValueError(f"unknown user name mode {mode!r}")
+
+    cache: dict[str, str] = {}
+
+    def cached(raw: str) -> str:
+        try:
+            return cache[raw]
+        except KeyError:
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            value = cache[raw] = canonical(raw)
+            return value
+
+    return cached
+
+
+@dataclass(frozen=True)
+class Geo:
+    country: str | None
+    city: str | None
+    latitude: float | None
+    longitude: float | None
+
+
+NO_GEO = Geo(None, None, None, None)
+
+
+@dataclass(frozen=True)
+class Address:
+    text: str  # canonical form, as Postgres' inet prints it
+    trusted: bool
+    geo: Geo  # from the MaxMind database; NO_GEO when unknown
+
+
+class GeoDatabase:
+    """Locations from a MaxMind (GeoIP2/GeoLite2 City or Country) .mmdb file."""
+
+    def __init__(self, path: str):
+        import maxminddb
+
+        self._reader = maxminddb.open_database(path)
+
+    def locate(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Geo:
+        if not ip.is_global:
+            return NO_GEO
+        try:
+            record = self._reader.get(ip)
+        except ValueError:  # e.g. an IPv6 address in an IPv4-only database
+            return NO_GEO
+        return geo_from_record(record)
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+def geo_from_record(record: Any) -> Geo:
+    if not isinstance(record, dict):
+        return NO_GEO
+    country = (record.get("country") or record.get("registered_country") or {}).get("iso_code")
+    city = ((record.get("city") or {}).get("names") or {}).get("en")
+    location = record.get("location") or {}
+    lat, lon = location.get("latitude"), location.get("longitude")
+    if lat is None or lon is None:
+        lat = lon = None
+    return Geo(country.upper() if isinstance(country, str) else None, city, lat, lon)
+
+
+class AddressBook:
+    """Parses addresses and tells whether they are trusted and where they are, cached per address."""
+
+    def __init__(self, trusted_networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network], geo: GeoDatabase | None = None):
+        self._trusted = tuple(trusted_networks)
+        self._geo = geo
+        self._cache: dict[str, Address | None] = {}
+
+    def lookup(self, raw: str) -> Address | None:
+        """The address facts, or None when `raw` is not an IP address."""
+        try:
+            return self._cache[raw]
+        except KeyError:
+            pass
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        address = self._cache[raw] = self._parse(raw)
+        return address
+
+    def _parse(self, raw: str) -> Address | None:
+        if "%" in raw or "/" in raw:  # scoped or prefixed addresses are not host addresses
+            return None
+        try:
+            ip = ipaddress.ip_address(raw.strip())
+        except ValueError:
+            return None
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        trusted = any(ip in net for net in self._trusted if net.version == ip.version)
+        geo = self._geo.locate(ip) if self._geo is not None else NO_GEO
+        return Address(str(ip), trusted, geo)

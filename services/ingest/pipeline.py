@@ -1,0 +1,90 @@
+"""The per-batch ingest logic every front end shares (our gRPC API, OTLP).
+
+`IngestPipeline.ingest(tenant, events)` validates, normalises, deduplicates and
+commits one batch, and returns its acknowledgement only after the commit. A
+bounded number of batches are written at once per process; callers beyond the
+bound wait, which is the back-pressure agents feel.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Sequence
+
+from sqlalchemy import Engine
+
+from services.ingest import metrics
+from services.ingest.normalise import AddressBook, GeoDatabase, user_name_normaliser
+from services.ingest.prepare import EventPreparer, Limits
+from services.ingest.settings import IngestSettings
+from services.ingest.store import EventStore, PartitionCache
+from ueba.v1 import common_pb2, ingest_pb2
+
+
+class InvalidBatch(ValueError):
+    """The batch as a whole is unacceptable (empty, too large); callers answer INVALID_ARGUMENT."""
+
+
+def limits_from(settings: IngestSettings) -> Limits:
+    return Limits(
+        max_future_seconds=settings.max_future_seconds,
+        max_past_days=settings.max_past_days,
+        retention_days=settings.retention_days,
+        max_field_length=settings.max_field_length,
+        max_attributes=settings.max_attributes,
+    )
+
+
+def preparer_from(settings: IngestSettings, geo: GeoDatabase | None = None) -> EventPreparer:
+    return EventPreparer(
+        limits_from(settings),
+        user_name_normaliser(settings.user_name_mode),
+        AddressBook(settings.networks(), geo),
+    )
+
+
+class IngestPipeline:
+    def __init__(self, settings: IngestSettings, engine: Engine, partition_cache: PartitionCache | None = None):
+        self.settings = settings
+        self._geo = GeoDatabase(settings.geoip_database) if settings.geoip_database else None
+        self.preparer = preparer_from(settings, self._geo)
+        self.store = EventStore(engine, partition_cache)
+        self._slots = threading.BoundedSemaphore(settings.max_inflight_batches)
+
+    def check_batch(self, events: Sequence[common_pb2.Event]) -> None:
+        if not events:
+            raise InvalidBatch("events: the batch is empty")
+        if len(events) > self.settings.max_batch_size:
+            raise InvalidBatch(
+                f"events: {len(events)} events in one batch, at most {self.settings.max_batch_size} (UEBA_MAX_BATCH_SIZE)"
+            )
+
+    def ingest(self, tenant: str, events: Sequence[common_pb2.Event], batch_id: str = "") -> ingest_pb2.BatchAck:
+        self.check_batch(events)
+        with self._slots:
+            metrics.INFLIGHT.inc()
+            started = time.perf_counter()
+            try:
+                prepared = self.preparer.prepare(tenant, events)
+                accepted = self.store.write(tenant, prepared)
+            finally:
+                metrics.INFLIGHT.dec()
+            metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
+        duplicates = prepared.duplicates + len(prepared.rows) - accepted
+        rejected = len(prepared.rejections)
+        metrics.BATCHES.inc()
+        metrics.ACCEPTED.inc(accepted)
+        metrics.DUPLICATES.inc(duplicates)
+        metrics.REJECTED.inc(rejected)
+        return ingest_pb2.BatchAck(
+            batch_id=batch_id,
+            accepted=accepted,
+            duplicates=duplicates,
+            rejected=rejected,
+            rejections=prepared.rejections,
+        )
+
+    def close(self) -> None:
+        if self._geo is not None:
+            self._geo.close()

@@ -1,0 +1,162 @@
+"""Writes prepared batches to `events` and `users` in one transaction.
+
+The common case is a batch of new events: it goes straight into `events` with
+one COPY, as fast as Postgres takes rows. When that COPY meets a row already
+stored (a resent batch, or another replica writing the same event), the
+transaction is rolled back and the batch goes the careful way: COPY into a
+temporary staging table, then INSERT ... SELECT ... ON CONFLICT DO NOTHING,
+whose row count is the number of new events. Either way the commit is the
+acknowledgement: nothing is acked that was not committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import date
+from typing import Iterable
+
+import psycopg
+from psycopg import errors, sql
+from sqlalchemy import Engine
+
+from services.ingest.prepare import COLUMNS, PreparedBatch
+from ueba.store import partitions
+
+log = logging.getLogger(__name__)
+
+_COLUMN_LIST = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
+_COPY_EVENTS = sql.SQL("COPY events ({}) FROM STDIN").format(_COLUMN_LIST)
+_COPY_STAGE = sql.SQL("COPY ingest_stage ({}) FROM STDIN").format(_COLUMN_LIST)
+# ON COMMIT DELETE ROWS: the staging table is empty at the start of every
+# transaction on this connection, whatever happened to the previous one.
+_CREATE_STAGE = sql.SQL(
+    "CREATE TEMP TABLE IF NOT EXISTS ingest_stage (LIKE events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_MERGE_STAGE = sql.SQL("INSERT INTO events ({cols}) SELECT {cols} FROM ingest_stage ON CONFLICT DO NOTHING").format(
+    cols=_COLUMN_LIST
+)
+# Keeps first/last sighting and department current. The WHERE clause skips
+# rows that would not change, so a replayed batch writes nothing.
+_UPSERT_USERS = """
+INSERT INTO users (tenant, user_name, department, first_seen, last_seen)
+SELECT %(tenant)s, u.name, u.department, u.first_seen, u.last_seen
+FROM unnest(%(names)s::text[], %(departments)s::text[], %(firsts)s::timestamptz[], %(lasts)s::timestamptz[])
+     AS u(name, department, first_seen, last_seen)
+ON CONFLICT (tenant, user_name) DO UPDATE SET
+    first_seen = LEAST(users.first_seen, EXCLUDED.first_seen),
+    last_seen = GREATEST(users.last_seen, EXCLUDED.last_seen),
+    department = CASE WHEN EXCLUDED.department IS NOT NULL AND EXCLUDED.last_seen >= users.last_seen
+                      THEN EXCLUDED.department ELSE users.department END
+WHERE EXCLUDED.first_seen < users.first_seen
+   OR EXCLUDED.last_seen > users.last_seen
+   OR (EXCLUDED.department IS NOT NULL AND EXCLUDED.department IS DISTINCT FROM users.department
+       AND EXCLUDED.last_seen >= users.last_seen)
+"""
+# Transient conflicts between concurrent writers: the batch is simply retried.
+_RETRYABLE = (errors.DeadlockDetected, errors.SerializationFailure, errors.LockNotAvailable)
+_ATTEMPTS = 4
+
+
+class PartitionCache:
+    """Days known to have a partition, so most batches skip the catalogue lookup."""
+
+    def __init__(self) -> None:
+        self._known: set[date] = set()
+        self._lock = threading.Lock()
+
+    def missing(self, days: Iterable[date]) -> set[date]:
+        with self._lock:
+            return set(days) - self._known
+
+    def add(self, days: Iterable[date]) -> None:
+        with self._lock:
+            self._known.update(days)
+
+    def forget(self, days: Iterable[date] | None = None) -> None:
+        with self._lock:
+            if days is None:
+                self._known.clear()
+            else:
+                self._known.difference_update(days)
+
+
+class EventStore:
+    def __init__(self, engine: Engine, partition_cache: PartitionCache | None = None):
+        self.engine = engine
+        self.partitions = partition_cache or PartitionCache()
+
+    def write(self, tenant: str, batch: PreparedBatch) -> int:
+        """Commits the batch's rows and user sightings; returns how many events were new."""
+        if not batch.rows:
+            return 0
+        raw = self.engine.raw_connection()
+        try:
+            conn: psycopg.Connection = raw.driver_connection
+            for attempt in range(1, _ATTEMPTS + 1):
+                try:
+                    return self._write(conn, tenant, batch)
+                except errors.CheckViolation as exc:
+                    # "no partition of relation found for row": a partition this
+                    # process believed in was dropped (by retention elsewhere).
+                    conn.rollback()
+                    if "partition" not in str(exc) or attempt == _ATTEMPTS:
+                        raise
+                    self.partitions.forget()
+                except _RETRYABLE:
+                    conn.rollback()
+                    if attempt == _ATTEMPTS:
+                        raise
+                    time.sleep(0.01 * 2**attempt)
+            raise AssertionError("unreachable")
+        finally:
+            raw.close()
+
+    def _write(self, conn: psycopg.Connection, tenant: str, batch: PreparedBatch) -> int:
+        self._ensure_partitions(conn, batch.days)
+        try:
+            with conn.cursor() as cur:
+                with cur.copy(_COPY_EVENTS) as copy:
+                    for row in batch.rows:
+                        copy.write_row(row)
+                accepted = len(batch.rows)
+                self._upsert_users(cur, tenant, batch)
+            conn.commit()
+            return accepted
+        except errors.UniqueViolation:
+            conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute(_CREATE_STAGE)
+            with cur.copy(_COPY_STAGE) as copy:
+                for row in batch.rows:
+                    copy.write_row(row)
+            cur.execute(_MERGE_STAGE)
+            accepted = cur.rowcount
+            self._upsert_users(cur, tenant, batch)
+        conn.commit()
+        return accepted
+
+    def _ensure_partitions(self, conn: psycopg.Connection, days: set[date]) -> None:
+        missing = self.partitions.missing(days)
+        if missing:
+            # Runs and commits on its own, before the data transaction starts, so
+            # the data transaction never holds the parent table's DDL lock.
+            partitions.ensure_partitions(conn, missing)
+            self.partitions.add(missing)
+
+    @staticmethod
+    def _upsert_users(cur: psycopg.Cursor, tenant: str, batch: PreparedBatch) -> None:
+        # Sorted so concurrent batches lock user rows in the same order (no deadlocks).
+        names = sorted(batch.users)
+        sightings = [batch.users[n] for n in names]
+        cur.execute(
+            _UPSERT_USERS,
+            {
+                "tenant": tenant,
+                "names": names,
+                "departments": [s.department for s in sightings],
+                "firsts": [s.first_seen for s in sightings],
+                "lasts": [s.last_seen for s in sightings],
+            },
+        )

@@ -1,0 +1,265 @@
+"""What every parser shares: the error type, options, and small field helpers.
+
+A parser turns one record (a text line, or a mapping already decoded from
+JSON or CSV) into zero or more `ueba.v1.common_pb2.Event`s, or raises
+`ParseError` with a reason. Zero events means the record was understood and is
+not about what accounts do (a kernel message, a process start); a record that
+cannot be understood at all is an error, so that nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone, tzinfo
+from typing import Any, Iterable, Mapping, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ueba.v1 import common_pb2
+
+Event = common_pb2.Event
+
+
+class ParseError(ValueError):
+    """A record that cannot be understood; the message says why."""
+
+
+@dataclass(frozen=True)
+class ParseOptions:
+    """Context a record does not carry itself.
+
+    year: for syslog timestamps without one (RFC 3164); None means the current
+      year, rolled back one year for dates that would lie in the future.
+    timezone: the zone of timestamps written without an offset.
+    now: the reference time for the year roll-back (tests pin it).
+    corroborating: also emit records that repeat an attempt another record of
+      the same log already reports (sshd's PAM lines); off for shipping, on for
+      counting what a log holds.
+    """
+
+    year: int | None = None
+    timezone: tzinfo = timezone.utc
+    now: datetime | None = None
+    corroborating: bool = False
+
+    def reference_now(self) -> datetime:
+        return self.now or datetime.now(timezone.utc)
+
+
+def zone(name: str) -> tzinfo:
+    """A zone from an IANA name, 'UTC' or a fixed offset like '+02:00'."""
+    if name.upper() in ("UTC", "Z", ""):
+        return timezone.utc
+    if name[0] in "+-" and ":" in name:
+        hours, minutes = name[1:].split(":", 1)
+        from datetime import timedelta
+
+        delta = timedelta(hours=int(hours), minutes=int(minutes))
+        return timezone(-delta if name[0] == "-" else delta)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+
+
+class Parser(Protocol):
+    name: str
+
+    def parse(self, record: str | Mapping[str, Any]) -> list[Event]: ...
+
+
+def stable_id(producer: str, *parts: Any) -> str:
+    """A deterministic event id from the parts that make a record unique."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(str(part).encode("utf-8", "surrogatepass"))
+        h.update(b"\x1f")
+    return f"{producer}:{h.hexdigest()[:32]}"
+
+
+def record_hash_id(producer: str, record: Mapping[str, Any]) -> str:
+    return stable_id(producer, json.dumps(record, sort_keys=True, default=str, ensure_ascii=False))
+
+
+def canonical_user(raw: str) -> str:
+    """`CORP\\Alice`, `alice@corp.com` and `Alice` all name `alice`.
+
+    Ingest canonicalises too; doing it here keeps parser output comparable
+    in tests and in the shipper's summary.
+    """
+    name = (raw or "").strip()
+    if "\\" in name:
+        name = name.rsplit("\\", 1)[1]
+    if "@" in name:
+        name = name.split("@", 1)[0]
+    return name.lower()
+
+
+def account_kind(raw_user: str) -> str | None:
+    """Accounts that are not people: machine accounts end in `$`."""
+    name = canonical_user(raw_user)
+    if name.endswith("$"):
+        return "machine"
+    if name in ("anonymous logon", "anonymous"):
+        return "anonymous"
+    if name in ("system", "local service", "network service") or name.startswith(("dwm-", "umfd-")):
+        return "builtin"
+    return None
+
+
+def set_user(event: Event, raw_user: str) -> None:
+    event.user = canonical_user(raw_user)
+    kind = account_kind(raw_user)
+    if kind:
+        event.attributes["account_kind"] = kind
+
+
+def is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return False
+
+
+def clean_ip(value: Any) -> str:
+    """An address as ingest stores it: IPv4-mapped IPv6 unwrapped, '-' and '' dropped."""
+    text = str(value or "").strip().strip("[]")
+    if not text or text == "-":
+        return ""
+    try:
+        addr = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return ""
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+def set_source(event: Event, value: Any) -> None:
+    """An address goes to source_ip, a host name to source_host."""
+    text = str(value or "").strip()
+    if not text or text == "-":
+        return
+    ip = clean_ip(text)
+    if ip:
+        event.source_ip = ip
+    else:
+        event.source_host = text.lower()
+
+
+def set_destination(event: Event, value: Any) -> None:
+    text = str(value or "").strip()
+    if not text or text == "-":
+        return
+    ip = clean_ip(text)
+    if ip:
+        event.destination_ip = ip
+    else:
+        event.destination_host = text.lower()
+
+
+def set_time(event: Event, when: datetime) -> None:
+    if when.tzinfo is None:
+        raise ParseError("time without a zone")
+    event.time.FromDatetime(when.astimezone(timezone.utc))
+
+
+def parse_iso_time(text: str, default_zone: tzinfo = timezone.utc) -> datetime:
+    """ISO 8601 with or without an offset, 'Z', and up to 9 fraction digits."""
+    raw = str(text).strip()
+    if not raw:
+        raise ParseError("empty time")
+    value = raw.replace(" ", "T", 1) if "T" not in raw and raw[:4].isdigit() else raw
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    # Python parses at most 6 fraction digits; Windows and .NET write 7.
+    if "." in value:
+        head, _, tail = value.partition(".")
+        digits = len(tail) - len(tail.lstrip("0123456789"))
+        if digits > 6:
+            value = head + "." + tail[:6] + tail[digits:]
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ParseError(f"unreadable time {raw!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=default_zone)
+    return when
+
+
+def parse_epoch(value: Any) -> datetime:
+    """Seconds, milliseconds or nanoseconds since the epoch, told apart by size."""
+    number = float(value)
+    if number > 1e17:
+        number /= 1e9
+    elif number > 1e11:
+        number /= 1e3
+    return datetime.fromtimestamp(number, timezone.utc)
+
+
+def first(mapping: Mapping[str, Any], *keys: str) -> Any:
+    """The first present, non-empty value among keys."""
+    for key in keys:
+        value = mapping.get(key)
+        if value not in (None, "", "-", [], {}):
+            return value
+    return None
+
+
+def load_json_object(record: str | Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(record, Mapping):
+        return record
+    text = record.strip().lstrip("\ufeff")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"not JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(value, dict):
+        raise ParseError("JSON value is not an object")
+    return value
+
+
+def event_types(names: Iterable[str]) -> dict[str, int]:
+    return {name: getattr(common_pb2, f"EVENT_TYPE_{name.upper()}") for name in names}
+
+
+TYPE_BY_NAME = event_types(
+    [
+        "logon",
+        "logoff",
+        "file_download",
+        "file_upload",
+        "file_delete",
+        "file_share",
+        "host_access",
+        "app_access",
+        "privilege_use",
+        "password_change",
+        "account_change",
+    ]
+)
+
+SUCCESS = common_pb2.OUTCOME_SUCCESS
+FAILURE = common_pb2.OUTCOME_FAILURE
+LOGON = common_pb2.EVENT_TYPE_LOGON
+LOGOFF = common_pb2.EVENT_TYPE_LOGOFF
+
+
+@dataclass
+class Counts:
+    """What a run of a parser over many records found, for summaries."""
+
+    records: int = 0
+    events: int = 0
+    skipped: int = 0
+    unparseable: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    max_errors: int = 20
+
+    def error(self, line_no: int, reason: str) -> None:
+        self.unparseable += 1
+        if len(self.errors) < self.max_errors:
+            self.errors.append((line_no, reason))

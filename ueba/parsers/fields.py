@@ -1,0 +1,285 @@
+"""Named fields to an Event: Elastic Common Schema and OpenTelemetry semantic conventions.
+
+Both schemas name fields with dotted paths (`user.name`, `source.ip`), written
+either as nested objects or as flat dotted keys; `flatten` makes both look the
+same, and `event_from_fields` maps the result. The ECS parser and the OTLP
+receiver share it, so an agent gets the same mapping whichever way it sends.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Mapping
+
+from ueba.parsers.base import (
+    FAILURE,
+    SUCCESS,
+    TYPE_BY_NAME,
+    Event,
+    ParseError,
+    ParseOptions,
+    clean_ip,
+    first,
+    parse_epoch,
+    parse_iso_time,
+    record_hash_id,
+    set_destination,
+    set_source,
+    set_time,
+    set_user,
+)
+from ueba.v1 import common_pb2
+
+
+def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'user': {'name': 'a'}} and {'user.name': 'a'} both give {'user.name': 'a'}."""
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        path = f"{prefix}{key}"
+        if isinstance(item, Mapping) and item:
+            flat.update(flatten(item, path + "."))
+        else:
+            flat[path] = item
+    return flat
+
+
+USER_KEYS = ("user.name", "user.email", "enduser.id", "user.id", "user")
+SOURCE_IP_KEYS = ("source.ip", "client.ip", "source.address", "client.address", "network.peer.address")
+SOURCE_HOST_KEYS = ("source.domain", "client.domain", "source.hostname")
+DEST_IP_KEYS = ("destination.ip", "server.ip", "destination.address", "server.address")
+DEST_HOST_KEYS = ("destination.domain", "server.domain", "host.name", "host.hostname", "observer.hostname")
+TIME_KEYS = ("@timestamp", "timestamp", "event.created", "time", "event.ingested")
+GEO_PREFIXES = ("source.geo.", "client.geo.", "geo.")
+
+# Words in an action or event name that say what kind of thing happened,
+# checked in order (logoff before logon: "logged off" also contains "log").
+_TYPE_WORDS: list[tuple[re.Pattern[str], int]] = [
+    (re.compile(r"log ?(off|out)|logged (off|out)|sign ?(off|out)|signed out|session (end|closed)"), common_pb2.EVENT_TYPE_LOGOFF),
+    (re.compile(r"password (change|reset|update)|(change|reset)( user)? password|passwd"), common_pb2.EVENT_TYPE_PASSWORD_CHANGE),
+    (re.compile(r"log ?[io]n|logged in|sign ?in|signed in|authenticat|user login"), common_pb2.EVENT_TYPE_LOGON),
+    (re.compile(r"download"), common_pb2.EVENT_TYPE_FILE_DOWNLOAD),
+    (re.compile(r"upload"), common_pb2.EVENT_TYPE_FILE_UPLOAD),
+    (re.compile(r"(file|object|document|folder) (delet|remov|recycl)|(delet|remov|recycl)\w* (file|object|document|folder)"), common_pb2.EVENT_TYPE_FILE_DELETE),
+    (re.compile(r"shar(e|ing)|anonymous link"), common_pb2.EVENT_TYPE_FILE_SHARE),
+    (re.compile(r"privilege|sudo|elevat|run ?as|special logon"), common_pb2.EVENT_TYPE_PRIVILEGE_USE),
+    (re.compile(r"(user|account|group|member)\w* (creat|delet|modif|chang|add|remov|disabl|enabl)|(creat|delet|modif|chang|add|remov|disabl|enabl)\w* (user|account)"), common_pb2.EVENT_TYPE_ACCOUNT_CHANGE),
+]
+
+
+def _words(text: str) -> str:
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", str(text))  # UserLoggedIn -> User Logged In
+    return re.sub(r"[\s._\-/:]+", " ", spaced).strip().lower()
+
+
+def type_from_words(*texts: Any) -> int | None:
+    for text in texts:
+        if not text:
+            continue
+        if isinstance(text, (list, tuple)):
+            found = type_from_words(*text)
+            if found:
+                return found
+            continue
+        words = _words(text)
+        if words.replace(" ", "_") in TYPE_BY_NAME:
+            return TYPE_BY_NAME[words.replace(" ", "_")]
+        for pattern, kind in _TYPE_WORDS:
+            if pattern.search(words):
+                return kind
+    return None
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v).lower() for v in value]
+    return [str(value).lower()]
+
+
+def type_from_categories(categories: list[str], types: list[str], action: str) -> int | None:
+    """ECS event.category / event.type when the action's words did not tell."""
+    words = _words(action)
+    if "authentication" in categories or "session" in categories:
+        return common_pb2.EVENT_TYPE_LOGOFF if "end" in types else common_pb2.EVENT_TYPE_LOGON
+    if "iam" in categories:
+        return common_pb2.EVENT_TYPE_PASSWORD_CHANGE if "password" in words else common_pb2.EVENT_TYPE_ACCOUNT_CHANGE
+    if "file" in categories:
+        if "deletion" in types:
+            return common_pb2.EVENT_TYPE_FILE_DELETE
+        if "creation" in types:
+            return common_pb2.EVENT_TYPE_FILE_UPLOAD
+        if "access" in types:
+            return common_pb2.EVENT_TYPE_FILE_DOWNLOAD
+    if "web" in categories:
+        return common_pb2.EVENT_TYPE_APP_ACCESS
+    if "network" in categories:
+        return common_pb2.EVENT_TYPE_HOST_ACCESS
+    return None
+
+
+def outcome_of(value: Any, *texts: Any) -> int:
+    text = str(value or "").strip().lower()
+    if text in ("success", "succeeded", "successful", "ok", "true", "allowed", "allow", "passed", "0"):
+        return SUCCESS
+    if text in ("failure", "failed", "fail", "false", "denied", "deny", "blocked", "error"):
+        return FAILURE
+    for t in texts:
+        words = _words(t or "")
+        if re.search(r"\bfail|\bdenied\b|\binvalid\b|\breject", words):
+            return FAILURE
+    return common_pb2.OUTCOME_UNSPECIFIED
+
+
+def _coordinate(flat: Mapping[str, Any], prefix: str) -> tuple[float, float] | None:
+    lat = flat.get(prefix + "location.lat")
+    lon = flat.get(prefix + "location.lon")
+    loc = flat.get(prefix + "location")
+    if lat is None and isinstance(loc, (list, tuple)) and len(loc) == 2:
+        lon, lat = loc  # GeoJSON order
+    elif lat is None and isinstance(loc, str) and "," in loc:
+        lat, lon = loc.split(",", 1)
+    if lat is None or lon is None:
+        return None
+    try:
+        return float(lat), float(lon)
+    except (TypeError, ValueError):
+        return None
+
+
+def set_geo(event: Event, flat: Mapping[str, Any]) -> None:
+    for prefix in GEO_PREFIXES:
+        country = first(flat, prefix + "country_iso_code", prefix + "country.iso_code")
+        city = first(flat, prefix + "city_name", prefix + "city.name", prefix + "locality.name")
+        coords = _coordinate(flat, prefix)
+        if country or city or coords:
+            if country:
+                event.geo.country_code = str(country).upper()
+            if city:
+                event.geo.city = str(city)
+            if coords:
+                event.geo.latitude, event.geo.longitude = coords
+                event.geo.has_coordinates = True
+            return
+
+
+def parse_time_value(value: Any, options: ParseOptions) -> datetime:
+    if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
+        return parse_epoch(value)
+    return parse_iso_time(str(value), options.timezone)
+
+
+def event_from_fields(
+    fields: Mapping[str, Any],
+    producer: str,
+    options: ParseOptions,
+    *,
+    when: datetime | None = None,
+    event_id: str | None = None,
+) -> Event:
+    """Maps ECS / OpenTelemetry named fields to an Event; raises ParseError when it cannot.
+
+    `when` and `event_id` come from the envelope when the caller has them
+    (an OTLP record's time and uid); otherwise from the fields.
+    """
+    flat = flatten(fields)
+    event = Event()
+    user = first(flat, *USER_KEYS)
+    if not user or not isinstance(user, (str, int)):
+        raise ParseError("no user (user.name)")
+    set_user(event, str(user))
+
+    if when is None:
+        raw_time = first(flat, *TIME_KEYS)
+        if raw_time is None:
+            raise ParseError("no time (@timestamp)")
+        when = parse_time_value(raw_time, options)
+    set_time(event, when)
+
+    action = first(flat, "event.action", "event.name", "action", "event.code")
+    categories = _as_list(flat.get("event.category"))
+    types = _as_list(flat.get("event.type"))
+    explicit = first(flat, "ueba.event_type")
+    kind = (
+        type_from_words(explicit)
+        or type_from_words(action, flat.get("message") if not action else None)
+        or type_from_categories(categories, types, str(action or ""))
+    )
+    if not kind:
+        raise ParseError("cannot tell what happened: set event.action, event.name or event.category")
+    event.type = kind
+    event.outcome = outcome_of(flat.get("event.outcome"), action)
+    if action:
+        event.action = str(action)[:256]
+
+    source_ip = first(flat, *SOURCE_IP_KEYS)
+    if source_ip:
+        set_source(event, source_ip)
+    source_host = first(flat, *SOURCE_HOST_KEYS)
+    if source_host and not event.source_host:
+        event.source_host = str(source_host).lower()
+    dest_ip = first(flat, *DEST_IP_KEYS)
+    if dest_ip:
+        set_destination(event, dest_ip)
+    dest_host = first(flat, *DEST_HOST_KEYS)
+    if dest_host and not event.destination_host:
+        event.destination_host = str(dest_host).lower()
+    host_ip = first(flat, "host.ip")
+    if not event.destination_ip and host_ip:
+        ip = clean_ip(host_ip[0] if isinstance(host_ip, list) else host_ip)
+        if ip:
+            event.destination_ip = ip
+    set_geo(event, flat)
+
+    application = first(flat, "application", "app.name", "service.name", "event.provider")
+    if application:
+        event.application = str(application)
+    agent = first(flat, "user_agent.original", "http.user_agent", "user_agent")
+    if agent and isinstance(agent, str):
+        event.user_agent = agent
+    size = first(flat, "file.size", "bytes", "network.bytes", "http.response.body.bytes")
+    if size is not None:
+        try:
+            event.bytes = int(size)
+        except (TypeError, ValueError):
+            raise ParseError(f"file.size is not a number: {size!r}") from None
+    count = first(flat, "file.count", "file_count")
+    if count is not None:
+        try:
+            event.file_count = int(count)
+        except (TypeError, ValueError):
+            raise ParseError(f"file.count is not a number: {count!r}") from None
+    obj = first(flat, "file.path", "file.name", "url.original", "url.full", "object")
+    if obj:
+        event.object = str(obj)[:1024]
+    department = first(flat, "user.department", "department", "organization.unit")
+    if department:
+        event.department = str(department)
+    reason = first(flat, "event.reason", "error.message", "failure_reason")
+    if reason and event.outcome == FAILURE:
+        event.failure_reason = str(reason)[:256]
+    logon_type = first(flat, "logon_type", "winlog.logon.type_id")
+    if logon_type is not None and str(logon_type).isdigit():
+        event.logon_type = int(logon_type)
+    for key in ("event.category", "event.type", "event.dataset", "event.module"):
+        if key in flat and flat[key] not in (None, "", []):
+            value = flat[key]
+            event.attributes[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    event.producer = str(first(flat, "event.module", "event.provider") or producer)
+    event.event_id = str(event_id or first(flat, "event.id", "log.record.uid") or record_hash_id(producer, fields))
+    return event
+
+
+class EcsParser:
+    """ECS JSON lines (Elastic agents, Filebeat, Logstash output), nested or dotted."""
+
+    name = "ecs"
+
+    def __init__(self, options: ParseOptions | None = None):
+        self.options = options or ParseOptions()
+
+    def parse(self, record: str | Mapping[str, Any]) -> list[Event]:
+        from ueba.parsers.base import load_json_object
+
+        return [event_from_fields(load_json_object(record), "ecs", self.options)]

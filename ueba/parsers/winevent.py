@@ -1,0 +1,379 @@
+"""Windows Security events as JSON: NXLog, Winlogbeat and the OpenTelemetry Collector.
+
+Three agents write the same event three ways:
+- NXLog (im_msvistalog, to_json): flat, `EventID`, `Hostname`, `EventTime` in the
+  agent's local time, the event data fields at top level;
+- Winlogbeat: `winlog.event_id`, `winlog.computer_name`, `winlog.event_data`, `@timestamp` in UTC;
+- the Collector's windowseventlog receiver: `event_id.id`, `computer`, `system_time`,
+  `event_data` as a map or as a list under `event_data.data`.
+Each is read into one `WinRecord`; the mapping of event ids to Events is shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Mapping
+
+from ueba.parsers.base import (
+    FAILURE,
+    SUCCESS,
+    Event,
+    ParseError,
+    ParseOptions,
+    canonical_user,
+    clean_ip,
+    first,
+    load_json_object,
+    parse_iso_time,
+    record_hash_id,
+    set_source,
+    set_time,
+    set_user,
+    stable_id,
+)
+from ueba.v1 import common_pb2
+
+LOGON_TYPES = {
+    2: "interactive",
+    3: "network",
+    4: "batch",
+    5: "service",
+    7: "unlock",
+    8: "network_cleartext",
+    9: "new_credentials",
+    10: "remote_interactive",
+    11: "cached_interactive",
+    12: "cached_remote_interactive",
+    13: "cached_unlock",
+}
+
+# NTSTATUS codes of 4625 / 4776 (Status, SubStatus) as failure reasons.
+NTSTATUS_REASONS = {
+    0xC0000064: "unknown_user",
+    0xC000006A: "bad_password",
+    0xC000006C: "password_policy",
+    0xC000006D: "bad_credentials",
+    0xC000006E: "account_restriction",
+    0xC000006F: "outside_logon_hours",
+    0xC0000070: "workstation_restriction",
+    0xC0000071: "password_expired",
+    0xC0000072: "account_disabled",
+    0xC0000133: "clock_skew",
+    0xC000015B: "logon_type_not_granted",
+    0xC000018C: "trust_failure",
+    0xC0000192: "netlogon_not_started",
+    0xC0000193: "account_expired",
+    0xC0000224: "password_must_change",
+    0xC0000225: "windows_bug",
+    0xC0000234: "account_locked",
+    0xC00002EE: "failure_after_logon",
+    0xC0000371: "local_account_store",
+    0xC0000413: "authentication_firewall",
+    0xC000005E: "no_logon_servers",
+}
+
+# Kerberos result codes of 4768 / 4769 / 4771 (RFC 4120 error codes).
+KERBEROS_REASONS = {
+    0x6: "unknown_user",
+    0x7: "unknown_service",
+    0xC: "policy",
+    0x12: "account_disabled_or_locked",
+    0x17: "password_expired",
+    0x18: "bad_password",
+    0x1F: "integrity_check",
+    0x20: "ticket_expired",
+    0x25: "clock_skew",
+    0x1B: "must_use_user2user",
+    0xE: "unsupported_encryption",
+}
+
+HANDLED = (4624, 4625, 4634, 4647, 4648, 4672, 4768, 4769, 4771, 4776)
+
+
+@dataclass
+class WinRecord:
+    event_id: int
+    channel: str
+    computer: str
+    record_id: str
+    time: datetime
+    data: Mapping[str, Any]
+    shape: str
+
+
+def _int(value: Any) -> int | None:
+    if value is None or value == "" or value == "-":
+        return None
+    try:
+        text = str(value).strip()
+        return int(text, 16) if text.lower().startswith("0x") else int(text)
+    except ValueError:
+        return None
+
+
+def _nxlog_time(record: Mapping[str, Any], options: ParseOptions) -> datetime:
+    """NXLog writes EventTime in the agent's local time without a zone.
+
+    When Logstash added a UTC @timestamp for the receive time, its distance to
+    EventReceivedTime (the same moment in local time) gives the agent's offset;
+    otherwise the configured zone is used.
+    """
+    local = record.get("EventTime")
+    if not local:
+        stamp = first(record, "@timestamp", "EventReceivedTime")
+        if stamp is None:
+            raise ParseError("no time (EventTime)")
+        return parse_iso_time(str(stamp), options.timezone)
+    naive = datetime.fromisoformat(str(local).replace(" ", "T"))
+    if naive.tzinfo is not None:
+        return naive
+    received, stamp = record.get("EventReceivedTime"), record.get("@timestamp")
+    if received and stamp:
+        try:
+            utc = parse_iso_time(str(stamp))
+            local_received = datetime.fromisoformat(str(received).replace(" ", "T"))
+            offset = local_received - utc.replace(tzinfo=None)
+            quarter = timedelta(minutes=15)
+            offset = round(offset / quarter) * quarter
+            if abs(offset) <= timedelta(hours=14):
+                return naive.replace(tzinfo=timezone(offset))
+        except ValueError:
+            pass
+    return naive.replace(tzinfo=options.timezone)
+
+
+def _event_data(value: Any) -> dict[str, Any]:
+    """The Collector's event_data: a plain map, or {'data': [{'Name': value}, ...]}."""
+    if not isinstance(value, Mapping):
+        return {}
+    items = value.get("data")
+    if isinstance(items, list):
+        data: dict[str, Any] = {}
+        for item in items:
+            if isinstance(item, Mapping):
+                if "name" in item and "value" in item:
+                    data[str(item["name"])] = item["value"]
+                else:
+                    data.update(item)
+        return data
+    return dict(value)
+
+
+def read_record(record: Mapping[str, Any], options: ParseOptions) -> WinRecord:
+    winlog = record.get("winlog")
+    if isinstance(winlog, Mapping):  # Winlogbeat
+        event_id = _int(first(winlog, "event_id") or (record.get("event") or {}).get("code"))
+        stamp = record.get("@timestamp")
+        if stamp is None:
+            raise ParseError("no time (@timestamp)")
+        return WinRecord(
+            event_id=event_id or 0,
+            channel=str(winlog.get("channel") or ""),
+            computer=str(winlog.get("computer_name") or (record.get("host") or {}).get("name") or ""),
+            record_id=str(winlog.get("record_id") or ""),
+            time=parse_iso_time(str(stamp), options.timezone),
+            data=winlog.get("event_data") or {},
+            shape="winlogbeat",
+        )
+    raw_id = record.get("event_id")
+    if isinstance(raw_id, Mapping) or "system_time" in record:  # OpenTelemetry Collector
+        event_id = _int(raw_id.get("id") if isinstance(raw_id, Mapping) else raw_id)
+        stamp = record.get("system_time")
+        if not stamp:
+            raise ParseError("no time (system_time)")
+        return WinRecord(
+            event_id=event_id or 0,
+            channel=str(record.get("channel") or ""),
+            computer=str(record.get("computer") or ""),
+            record_id=str(record.get("record_id") or ""),
+            time=parse_iso_time(str(stamp), options.timezone),
+            data=_event_data(record.get("event_data")),
+            shape="otel",
+        )
+    if "EventID" in record:  # NXLog and other flat shapes
+        return WinRecord(
+            event_id=_int(record.get("EventID")) or 0,
+            channel=str(record.get("Channel") or ""),
+            computer=str(first(record, "Hostname", "Computer", "computer_name") or ""),
+            record_id=str(first(record, "RecordNumber", "EventRecordID") or ""),
+            time=_nxlog_time(record, options),
+            data=record,
+            shape="nxlog",
+        )
+    raise ParseError("not a Windows event: no EventID, winlog.event_id or event_id")
+
+
+def _account(data: Mapping[str, Any], name_key: str, domain_key: str) -> str:
+    name = str(data.get(name_key) or "").strip()
+    if not name or name == "-":
+        return ""
+    return name
+
+
+def _failure_reason(status: Any, sub_status: Any, table: Mapping[int, str]) -> str:
+    code, sub = _int(status), _int(sub_status)
+    # 0xC000006D only says "bad user name or password"; the sub-status says which.
+    if code == 0xC000006D and sub:
+        code = sub
+    if code is None:
+        return ""
+    return table.get(code, f"status_{code:#x}")
+
+
+class WindowsEventParser:
+    name = "winevent"
+
+    def __init__(self, options: ParseOptions | None = None):
+        self.options = options or ParseOptions()
+
+    def parse(self, record: str | Mapping[str, Any]) -> list[Event]:
+        obj = load_json_object(record)
+        win = read_record(obj, self.options)
+        if win.event_id not in HANDLED:
+            return []
+        if win.channel and win.channel != "Security":
+            return []
+        event = Event()
+        event.producer = "winevent"
+        event.action = str(win.event_id)
+        set_time(event, win.time)
+        d = win.data
+        computer = win.computer.lower()
+        if computer:
+            event.destination_host = computer
+        handler = getattr(self, f"_e{win.event_id}")
+        if handler(event, d, computer) is False:
+            return []
+        if not event.user:
+            raise ParseError(f"event {win.event_id} names no account")
+        if win.record_id and win.computer:
+            event.event_id = stable_id("winevent", computer, win.channel or "Security", win.record_id)
+        else:
+            event.event_id = record_hash_id("winevent", obj)
+        event.attributes["shape"] = win.shape
+        return [event]
+
+    # -- one method per event id -------------------------------------------------
+
+    def _logon_fields(self, event: Event, d: Mapping[str, Any]) -> None:
+        set_user(event, _account(d, "TargetUserName", "TargetDomainName"))
+        domain = str(d.get("TargetDomainName") or "").strip()
+        if domain and domain != "-":
+            event.attributes["domain"] = domain
+        set_source(event, d.get("IpAddress"))
+        workstation = str(d.get("WorkstationName") or "").strip()
+        if workstation and workstation != "-":
+            event.source_host = workstation.lower()
+        logon_type = _int(d.get("LogonType"))
+        if logon_type is not None:
+            event.logon_type = logon_type
+            event.attributes["logon_type_name"] = LOGON_TYPES.get(logon_type, str(logon_type))
+        package = str(d.get("AuthenticationPackageName") or "").strip()
+        if package and package != "-":
+            event.attributes["auth_package"] = package
+
+    def _e4624(self, event, d, computer):
+        event.type, event.outcome = common_pb2.EVENT_TYPE_LOGON, SUCCESS
+        self._logon_fields(event, d)
+
+    def _e4625(self, event, d, computer):
+        event.type, event.outcome = common_pb2.EVENT_TYPE_LOGON, FAILURE
+        self._logon_fields(event, d)
+        event.failure_reason = _failure_reason(d.get("Status"), d.get("SubStatus"), NTSTATUS_REASONS)
+        for key in ("Status", "SubStatus"):
+            if d.get(key):
+                event.attributes[key.lower()] = str(d[key]).lower()
+
+    def _e4634(self, event, d, computer):
+        event.type, event.outcome = common_pb2.EVENT_TYPE_LOGOFF, SUCCESS
+        set_user(event, _account(d, "TargetUserName", "TargetDomainName"))
+        logon_type = _int(d.get("LogonType"))
+        if logon_type is not None:
+            event.logon_type = logon_type
+            event.attributes["logon_type_name"] = LOGON_TYPES.get(logon_type, str(logon_type))
+
+    def _e4647(self, event, d, computer):
+        event.type, event.outcome = common_pb2.EVENT_TYPE_LOGOFF, SUCCESS
+        set_user(event, _account(d, "TargetUserName", "TargetDomainName"))
+        event.attributes["user_initiated"] = "true"
+
+    def _e4648(self, event, d, computer):
+        # Explicit credentials: the subject used the target account's credentials to
+        # reach TargetServerName; the event is about the credentials' owner reaching a host.
+        event.type, event.outcome = common_pb2.EVENT_TYPE_HOST_ACCESS, SUCCESS
+        set_user(event, _account(d, "TargetUserName", "TargetDomainName"))
+        subject = _account(d, "SubjectUserName", "SubjectDomainName")
+        if subject:
+            event.attributes["subject_user"] = canonical_user(subject)
+        event.attributes["explicit_credentials"] = "true"
+        server = str(d.get("TargetServerName") or "").strip()
+        event.source_host = computer
+        event.destination_host = ""
+        if server and server not in ("-", "localhost"):
+            event.destination_host = server.lower()
+        else:
+            event.destination_host = computer
+        set_source(event, d.get("IpAddress"))
+        if event.source_ip:
+            event.source_host = computer
+
+    def _e4672(self, event, d, computer):
+        event.type, event.outcome = common_pb2.EVENT_TYPE_PRIVILEGE_USE, SUCCESS
+        set_user(event, _account(d, "SubjectUserName", "SubjectDomainName"))
+        privileges = " ".join(str(d.get("PrivilegeList") or "").split())
+        if privileges:
+            event.object = privileges[:1024]
+
+    def _kerberos(self, event, d, computer, failure_by_status: bool = True):
+        set_user(event, _account(d, "TargetUserName", "TargetDomainName"))
+        set_source(event, d.get("IpAddress"))
+        status = _int(d.get("Status"))
+        if status is None or status == 0:
+            event.outcome = SUCCESS
+        else:
+            event.outcome = FAILURE
+            event.failure_reason = KERBEROS_REASONS.get(status, f"kerberos_{status:#x}")
+            event.attributes["status"] = str(d.get("Status")).lower()
+        event.attributes["auth_package"] = "Kerberos"
+
+    def _e4768(self, event, d, computer):
+        event.type = common_pb2.EVENT_TYPE_LOGON
+        self._kerberos(event, d, computer)
+        event.application = "kerberos"
+
+    def _e4769(self, event, d, computer):
+        # A service ticket is a request to reach a service; a machine account
+        # as the service means the host itself.
+        self._kerberos(event, d, computer)
+        service = str(d.get("ServiceName") or "").strip()
+        if service.endswith("$"):
+            event.type = common_pb2.EVENT_TYPE_HOST_ACCESS
+            event.destination_host = service[:-1].lower()
+        else:
+            event.type = common_pb2.EVENT_TYPE_APP_ACCESS
+            event.application = service.lower() or "kerberos"
+        event.attributes["kdc"] = computer
+
+    def _e4771(self, event, d, computer):
+        event.type = common_pb2.EVENT_TYPE_LOGON
+        self._kerberos(event, d, computer)
+        if event.outcome != FAILURE:
+            event.outcome = FAILURE  # 4771 is only written for failures
+        event.application = "kerberos"
+
+    def _e4776(self, event, d, computer):
+        event.type = common_pb2.EVENT_TYPE_LOGON
+        set_user(event, _account(d, "TargetUserName", "TargetDomainName"))
+        workstation = str(first(d, "Workstation") or "").strip()
+        if workstation:
+            set_source(event, workstation)
+        status = _int(d.get("Status"))
+        if status in (None, 0):
+            event.outcome = SUCCESS
+        else:
+            event.outcome = FAILURE
+            event.failure_reason = NTSTATUS_REASONS.get(status, f"status_{status:#x}")
+            event.attributes["status"] = str(d.get("Status")).lower()
+        event.attributes["auth_package"] = "NTLM"
+        event.application = "ntlm"

@@ -112,7 +112,8 @@ class CefParser:
     def __init__(self, options: ParseOptions | None = None):
         self.options = options or ParseOptions()
 
-    def parse(self, record: str | Mapping[str, Any]) -> list[Event]:
+    def parse(self, record: str | Mapping[str, Any], default_time: datetime | None = None) -> list[Event]:
+        """default_time: the envelope's time (an OTLP record's) for lines without rt or header."""
         if not isinstance(record, str):
             raise ParseError("CEF records are text lines")
         text = record.rstrip("\r\n")
@@ -143,6 +144,8 @@ class CefParser:
             when = _cef_time(raw_time, self.options)
         elif header_time:
             when = header_time
+        elif default_time:
+            when = default_time
         else:
             raise ParseError("no time: no rt/start/end and no syslog header")
         set_time(event, when)

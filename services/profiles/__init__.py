@@ -1,0 +1,1 @@
+"""Profiles service: rule profiles with risk scores, evaluated as events commit."""

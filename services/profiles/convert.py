@@ -1,0 +1,93 @@
+"""Between stored rows, detector firings and API messages."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from services.profiles.kinds import KINDS
+from services.profiles.records import Firing
+from ueba.risk import risk_level
+from ueba.v1 import common_pb2, profiles_pb2
+
+KIND_PREFIX = "PROFILE_KIND_"
+
+
+def kind_name(value: int) -> str:
+    """PROFILE_KIND_FAILED_LOGINS -> failed_logins; '' for unspecified or unknown numbers."""
+    try:
+        name = profiles_pb2.ProfileKind.Name(value)
+    except ValueError:
+        return ""
+    return "" if value == 0 else name[len(KIND_PREFIX):].lower()
+
+
+def kind_value(name: str) -> int:
+    return profiles_pb2.ProfileKind.Value(KIND_PREFIX + name.upper())
+
+
+def timestamp(dt: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if dt is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(dt.astimezone(timezone.utc))
+    return ts
+
+
+def to_datetime(ts: timestamp_pb2.Timestamp) -> datetime:
+    return ts.ToDatetime(tzinfo=timezone.utc)
+
+
+def struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(value)
+    return s
+
+
+def from_struct(s: struct_pb2.Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(s)
+
+
+def profile_message(row: Any) -> profiles_pb2.Profile:
+    return profiles_pb2.Profile(
+        id=str(row.id),
+        name=row.name,
+        kind=kind_value(row.kind),
+        enabled=row.enabled,
+        risk_score=row.risk_score,
+        description=row.description,
+        applications=list(row.applications or ()),
+        parameters=struct(row.parameters or {}),
+        created_at=timestamp(row.created_at),
+        updated_at=timestamp(row.updated_at),
+        dimension=row.dimension or KINDS[row.kind].default_dimension,
+    )
+
+
+LEVELS = {
+    "low": common_pb2.RISK_LEVEL_LOW,
+    "medium": common_pb2.RISK_LEVEL_MEDIUM,
+    "high": common_pb2.RISK_LEVEL_HIGH,
+    "critical": common_pb2.RISK_LEVEL_CRITICAL,
+}
+
+
+def anomaly_message(f: Firing) -> common_pb2.Anomaly:
+    return common_pb2.Anomaly(
+        user=f.user,
+        source=common_pb2.ANOMALY_SOURCE_RULE,
+        profile_id=f.profile_id,
+        profile_name=f.profile_name,
+        profile_kind=f.profile_kind,
+        risk_score=f.risk_score,
+        risk_level=LEVELS[risk_level(f.risk_score)],
+        description=f.description,
+        dimension=f.dimension,
+        time=timestamp(f.time),
+        window_start=timestamp(f.window_start),
+        window_end=timestamp(f.window_end),
+        status=common_pb2.ANOMALY_STATUS_NEW,
+        evidence=struct(f.evidence),
+    )

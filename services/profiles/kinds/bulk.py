@@ -1,0 +1,85 @@
+"""Bulk download, upload and delete: many files or many bytes within an interval."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from services.profiles.kinds.base import ProfileDetector, human_bytes, human_duration
+from services.profiles.kinds.params import Param, ParameterError, non_negative_int, positive_int
+from services.profiles.records import EventRecord, Firing
+from services.profiles.windows import BurstWindows, Entry
+
+MAX_EVIDENCE_EVENTS = 50
+
+
+class BulkActivityProfile(ProfileDetector):
+    default_dimension = "data"
+    verb = ""
+    parameters = (
+        Param("file_count", non_negative_int, 200, "files within the interval that raise an anomaly; 0: ignore file counts"),
+        Param("bytes", non_negative_int, 0, "bytes within the interval that raise an anomaly; 0: ignore volume"),
+        Param("interval_seconds", positive_int, 3600, "length of the sliding window"),
+    )
+
+    @classmethod
+    def check_combination(cls, params) -> None:
+        if not params["file_count"] and not params["bytes"]:
+            raise ParameterError("parameters.file_count", "file_count or bytes must be positive")
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.files = self.params["file_count"]
+        self.volume = self.params["bytes"]
+        self.interval = float(self.params["interval_seconds"])
+        self._windows = BurstWindows(self.interval)
+
+    def _reached(self, window: Sequence[Entry]) -> bool:
+        if self.files and sum(x.weight for x in window) >= self.files:
+            return True
+        return bool(self.volume) and sum(x.event.bytes for x in window) >= self.volume
+
+    def observe(self, e: EventRecord) -> list[Firing]:
+        # An event without a file count is one file.
+        burst = self._windows.add(f"user:{e.user}", Entry(e.ts, e, weight=max(1, e.file_count)), self._reached)
+        if not burst:
+            return []
+        events = [x.event for x in burst.entries]
+        files = int(sum(x.weight for x in burst.entries))
+        volume = sum(x.bytes for x in events)
+        apps = sorted({x.application for x in events if x.application})
+        return [self.fire(
+            user=e.user, group=burst.group, at=events[-1].ts, start=burst.start, end=burst.end,
+            description=f"{e.user} {self.verb} {files} files ({human_bytes(volume)}) within "
+            f"{human_duration(self.interval)}" + (f" in {', '.join(apps[:3])}" if apps else ""),
+            evidence={
+                "event_ids": [x.event_id for x in events[:MAX_EVIDENCE_EVENTS]],
+                "events": len(events),
+                "files": files,
+                "bytes": volume,
+                "file_threshold": self.files,
+                "bytes_threshold": self.volume,
+                "interval_seconds": int(self.interval),
+                "applications": apps,
+            },
+        )]
+
+
+class BulkDownloadProfile(BulkActivityProfile):
+    kind = "bulk_download"
+    event_types = frozenset({"file_download"})
+    verb = "downloaded"
+    title = "Bulk download"
+
+
+class BulkUploadProfile(BulkActivityProfile):
+    kind = "bulk_upload"
+    event_types = frozenset({"file_upload"})
+    verb = "uploaded"
+    title = "Bulk upload"
+
+
+class BulkDeleteProfile(BulkActivityProfile):
+    kind = "bulk_delete"
+    event_types = frozenset({"file_delete"})
+    verb = "deleted"
+    title = "Bulk delete"

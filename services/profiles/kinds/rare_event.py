@@ -1,0 +1,128 @@
+"""Rare events: an action, application, country or host this user has not used in
+the last N days (once the user has enough history to say so)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Iterable
+
+from services.profiles.kinds.base import HistoryNeeds, ProfileDetector
+from services.profiles.kinds.params import Param, boolean, choices, positive_int, string_list
+from services.profiles.records import EventRecord, Firing, utc
+from services.profiles.windows import BurstWindows, Entry
+
+# Entity type -> the events column it reads, and the dimension of its anomalies.
+ENTITIES: dict[str, tuple[str, str]] = {
+    "action": ("action", "application"),
+    "application": ("application", "application"),
+    "country": ("country", "location"),
+    "host": ("destination_host", "host"),
+    "source_host": ("source_host", "host"),
+}
+DAY = 86400.0
+PRUNE_EVERY = 100_000
+
+
+def entity_value(e: EventRecord, entity_type: str) -> str | None:
+    value = getattr(e, ENTITIES[entity_type][0])
+    if not value:
+        return None
+    return value.upper() if entity_type == "country" else value.lower()
+
+
+class RareEventProfile(ProfileDetector):
+    kind = "rare_event"
+    default_dimension = ""  # per entity type unless the profile sets one
+    title = "Rare event"
+    parameters = (
+        Param("entity_types", choices(*ENTITIES), ["application", "country"], "what must be new: " + ", ".join(ENTITIES)),
+        Param("lookback_days", positive_int, 30, "not seen for this user within this many days"),
+        Param("min_history_days", positive_int, 7, "users seen for less than this are still learning and raise nothing"),
+        Param("suppress_seconds", positive_int, 3600, "one anomaly per user and entity type within this interval"),
+        Param("event_types", string_list, [], "event types to look at; empty: every type"),
+        Param("include_failures", boolean, False, "also count failed actions"),
+    )
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        p = self.params
+        self.entity_types = tuple(p["entity_types"])
+        self.lookback = p["lookback_days"] * DAY
+        self.min_history = p["min_history_days"] * DAY
+        self.types = frozenset(p["event_types"])
+        self._user_first: dict[str, float] = {}
+        self._seen: dict[tuple[str, str, str], float] = {}
+        self._fired = BurstWindows(float(p["suppress_seconds"]))
+        self._count = 0
+        self._newest = float("-inf")
+
+    @classmethod
+    def lookback_seconds(cls, params: dict[str, Any]) -> float:
+        return float(params["suppress_seconds"])
+
+    @classmethod
+    def history_needs(cls, params: dict[str, Any]) -> HistoryNeeds:
+        return HistoryNeeds(seen_entities=tuple(params["entity_types"]), days=params["lookback_days"])
+
+    def accepts(self, e: EventRecord) -> bool:
+        return (
+            super().accepts(e) and (not self.types or e.event_type in self.types)
+            and (e.outcome != "failure" or self.params["include_failures"])
+        )
+
+    def seed_users(self, rows: Iterable[tuple[str, str | None, datetime]]) -> None:
+        for user, _dept, first in rows:
+            ts = first.timestamp()
+            if ts < self._user_first.get(user, float("inf")):
+                self._user_first[user] = ts
+
+    def seed_entities(self, rows: Iterable[tuple[str, str, str, datetime, datetime]]) -> None:
+        for user, entity_type, entity, _first, last in rows:
+            key = (user, entity_type, entity)
+            ts = last.timestamp()
+            if ts > self._seen.get(key, float("-inf")):
+                self._seen[key] = ts
+
+    def observe(self, e: EventRecord) -> list[Firing]:
+        first = self._user_first.get(e.user)
+        if first is None or e.ts < first:
+            first = self._user_first[e.user] = e.ts
+        learning = e.ts - first < self.min_history
+        out = []
+        for entity_type in self.entity_types:
+            value = entity_value(e, entity_type)
+            if value is None:
+                continue
+            key = (e.user, entity_type, value)
+            last = self._seen.get(key)
+            if last is not None and last >= e.ts:
+                continue  # a late event of something already seen after it
+            self._seen[key] = e.ts
+            if learning or (last is not None and e.ts - last <= self.lookback):
+                continue
+            burst = self._fired.add(f"user:{e.user}:{entity_type}", Entry(e.ts, e), lambda w: True)
+            if not burst:
+                continue
+            days = self.params["lookback_days"]
+            when = "for the first time" if last is None else f"for the first time in {(e.ts - last) / DAY:.0f} days"
+            label = entity_type.replace("_", " ")
+            out.append(self.fire(
+                user=e.user, group=f"user:{e.user}:{entity_type}:{value}", at=e.ts, start=e.ts, end=e.ts + 1,
+                description=f"{e.user} used {label} {value} {when} (not seen in the last {days} days)",
+                dimension=self.spec.dimension or ENTITIES[entity_type][1],
+                evidence={
+                    "event_ids": [e.event_id],
+                    "entity_type": entity_type,
+                    "entity": value,
+                    "last_seen": utc(last).isoformat() if last is not None else None,
+                    "lookback_days": days,
+                    "user_first_seen": utc(first).isoformat(),
+                    "event_type": e.event_type,
+                },
+            ))
+        self._count += 1
+        self._newest = max(self._newest, e.ts)
+        if self._count % PRUNE_EVERY == 0:
+            cutoff = self._newest - self.lookback
+            self._seen = {k: v for k, v in self._seen.items() if v >= cutoff}
+        return out

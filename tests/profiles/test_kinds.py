@@ -1,0 +1,360 @@
+"""Every profile kind without a database: positive, negative and boundary cases."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from services.profiles.kinds import KINDS, ParameterError, check_definition
+from services.profiles.defaults import DEFAULT_PROFILES
+from tests.profiles.factory import BOSTON, LONDON, NEW_YORK, TOKYO, detector, event
+
+DAY = 86400
+
+
+def failures(n, start=0, step=10, user="alice", **fields):
+    fields.setdefault("source_ip", "203.0.113.5")
+    return [event(user, "logon", start + i * step, outcome="failure", **fields) for i in range(n)]
+
+
+# --- failed logins ------------------------------------------------------------------
+
+class TestFailedLogins:
+    def test_exactly_the_threshold_fires_once(self):
+        d = detector("failed_logins", count=5, interval_seconds=600, spray_users=0)
+        fired = d.process(failures(5))
+        assert len(fired) == 1
+        f = fired[0]
+        assert f.user == "alice" and f.profile_kind == "failed_logins" and f.dimension == "authentication"
+        assert f.evidence["count"] == 5 and f.evidence["threshold"] == 5 and len(f.evidence["event_ids"]) == 5
+        assert "5 failed logons for alice" in f.description
+
+    def test_one_below_the_threshold_is_quiet(self):
+        d = detector("failed_logins", count=5, interval_seconds=600, spray_users=0)
+        assert d.process(failures(4)) == []
+
+    def test_window_is_half_open(self):
+        # Five failures spanning exactly the interval are not "within" it; 1 s less is.
+        d = detector("failed_logins", count=5, interval_seconds=600, spray_users=0)
+        assert d.process(failures(5, step=150)) == []
+        d = detector("failed_logins", count=5, interval_seconds=600, spray_users=0)
+        assert len(d.process(failures(5, step=149.75))) == 1
+
+    def test_a_long_burst_is_one_anomaly_per_window(self):
+        d = detector("failed_logins", count=5, interval_seconds=600, spray_users=0)
+        fired = d.process(failures(100, step=6))  # 100 failures over ~10 minutes
+        assert len(fired) == 1
+        assert len({f.dedup_key for f in fired}) == 1
+
+    def test_a_burst_split_across_a_clock_boundary_still_fires(self):
+        # 3 failures before 09:10 and 3 after: fixed 10-minute buckets would miss it.
+        d = detector("failed_logins", count=6, interval_seconds=600, spray_users=0)
+        events = failures(3, start=540, step=15) + failures(3, start=605, step=15)
+        fired = d.process(events)
+        assert len(fired) == 1
+        assert fired[0].window_start.minute == 9
+
+    def test_a_burst_that_outlasts_its_window_fires_again_in_the_next(self):
+        d = detector("failed_logins", count=5, interval_seconds=600, spray_users=0)
+        fired = d.process(failures(5) + failures(5, start=700))
+        assert len(fired) == 2 and fired[0].dedup_key != fired[1].dedup_key
+
+    def test_success_after_failures_is_raised_higher(self):
+        d = detector("failed_logins", risk_score=50, count=5, interval_seconds=600, spray_users=0, success_risk_score=85)
+        fired = d.process(failures(5) + [event("alice", "logon", 60, outcome="success", source_ip="203.0.113.5")])
+        assert [f.risk_score for f in fired] == [50, 85]
+        assert "successful logon" in fired[1].description
+        assert fired[1].evidence["success_event_id"]
+
+    def test_success_without_enough_failures_is_quiet(self):
+        d = detector("failed_logins", count=5, interval_seconds=600, spray_users=0)
+        assert d.process(failures(4) + [event("alice", "logon", 60)]) == []
+
+    def test_password_spray_from_one_address(self):
+        d = detector("failed_logins", count=5, interval_seconds=600, spray_users=4)
+        events = [event(f"user{i}", "logon", i * 5, outcome="failure", source_ip="198.51.100.7") for i in range(4)]
+        events.append(event("user2", "logon", 30, outcome="success", source_ip="198.51.100.7"))
+        fired = d.process(events)
+        assert len(fired) == 2
+        spray, success = fired
+        assert spray.evidence["source_ip"] == "198.51.100.7" and len(spray.evidence["users"]) == 4
+        assert success.user == "user2" and success.risk_score > spray.risk_score
+
+    def test_spray_below_distinct_users_or_from_trusted_network_is_quiet(self):
+        d = detector("failed_logins", count=50, interval_seconds=600, spray_users=4)
+        events = [event(f"user{i % 3}", "logon", i, outcome="failure", source_ip="198.51.100.7") for i in range(9)]
+        assert d.process(events) == []
+        events = [event(f"user{i}", "logon", i, outcome="failure", source_ip="10.0.0.1", trusted_source=True) for i in range(9)]
+        assert d.process(events) == []
+
+    def test_late_event_completes_a_burst(self):
+        d = detector("failed_logins", count=3, interval_seconds=600, spray_users=0)
+        late = failures(1, start=100)
+        assert d.process(failures(1, start=50) + failures(1, start=150)) == []
+        fired = d.process(late)
+        assert len(fired) == 1 and fired[0].evidence["count"] == 3
+
+    def test_application_filter(self):
+        d = detector("failed_logins", applications=("vpn",), count=3, interval_seconds=600, spray_users=0)
+        assert d.process(failures(3, application="Okta")) == []
+        assert len(d.process(failures(3, application="VPN"))) == 1
+
+
+# --- bulk ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind,event_type", [("bulk_download", "file_download"), ("bulk_upload", "file_upload"), ("bulk_delete", "file_delete")])
+class TestBulk:
+    def test_file_count_at_threshold(self, kind, event_type):
+        d = detector(kind, file_count=100, bytes=0, interval_seconds=3600)
+        events = [event("bob", event_type, i * 30, file_count=10, bytes=1000) for i in range(10)]
+        fired = d.process(events)
+        assert len(fired) == 1 and fired[0].evidence["files"] == 100 and fired[0].dimension == "data"
+
+    def test_below_threshold_and_other_types_are_quiet(self, kind, event_type):
+        d = detector(kind, file_count=100, bytes=0, interval_seconds=3600)
+        assert d.process([event("bob", event_type, i * 30, file_count=10) for i in range(9)]) == []
+        other = "file_share"
+        assert d.process([event("bob", other, i, file_count=10) for i in range(20)]) == []
+
+    def test_bytes_threshold(self, kind, event_type):
+        d = detector(kind, file_count=0, bytes=10_000, interval_seconds=3600)
+        assert len(d.process([event("bob", event_type, i, bytes=2_500) for i in range(4)])) == 1
+
+    def test_spread_over_two_intervals_is_quiet(self, kind, event_type):
+        d = detector(kind, file_count=100, bytes=0, interval_seconds=3600)
+        # 60 files, then 60 more 2 hours later.
+        events = [event("bob", event_type, 0, file_count=60), event("bob", event_type, 7200, file_count=60)]
+        assert d.process(events) == []
+
+
+def test_bulk_needs_a_threshold():
+    with pytest.raises(ParameterError, match="parameters.file_count"):
+        KINDS["bulk_download"].check_parameters({"file_count": 0, "bytes": 0})
+
+
+# --- risky countries -------------------------------------------------------------------------
+
+class TestRiskyCountries:
+    def test_listed_country_fires_once_per_day(self):
+        d = detector("risky_countries", countries=["KP", "ir"])
+        fired = d.process([event("carol", "logon", 0, country="IR", city="Tehran"), event("carol", "logon", 3600, country="IR")])
+        assert len(fired) == 1 and "Tehran, IR" in fired[0].description and fired[0].dimension == "location"
+        assert len(d.process([event("carol", "logon", DAY + 1, country="IR")])) == 1
+
+    def test_unlisted_country_or_failure_is_quiet(self):
+        d = detector("risky_countries", countries=["KP"])
+        assert d.process([event("carol", "logon", 0, country="FR"), event("carol", "logon", 1, country="KP", outcome="failure")]) == []
+
+
+# --- proximity ---------------------------------------------------------------------------------
+
+class TestProximity:
+    def test_impossible_trip_fires_with_previous_location(self):
+        d = detector("proximity", max_speed_kmh=900, min_distance_km=500)
+        fired = d.process([event("dan", "logon", 0, NEW_YORK), event("dan", "logon", 3600, LONDON)])
+        assert len(fired) == 1
+        ev = fired[0].evidence
+        assert ev["previous_location"]["city"] == "New York" and ev["location"]["city"] == "London"
+        assert ev["distance_km"] > 5000 and ev["speed_kmh"] > 5000
+
+    def test_plausible_trip_is_quiet(self):
+        d = detector("proximity", max_speed_kmh=900, min_distance_km=500)
+        # About 5,570 km in 8 hours: 700 km/h, an ordinary flight.
+        assert d.process([event("dan", "logon", 0, NEW_YORK), event("dan", "logon", 8 * 3600, LONDON)]) == []
+
+    def test_speed_multiplier_is_a_tolerance(self):
+        events = [event("dan", "logon", 0, NEW_YORK), event("dan", "logon", 5 * 3600, LONDON)]  # ~1,115 km/h
+        assert len(detector("proximity", max_speed_kmh=900, speed_multiplier=1.0).process(events)) == 1
+        assert detector("proximity", max_speed_kmh=900, speed_multiplier=1.5).process(events) == []
+
+    def test_short_hops_are_below_min_distance(self):
+        d = detector("proximity", min_distance_km=500)
+        assert d.process([event("dan", "logon", 0, NEW_YORK), event("dan", "logon", 60, BOSTON)]) == []  # ~300 km
+
+    def test_trusted_network_is_exempt(self):
+        d = detector("proximity", trusted_networks=["192.0.2.0/24"])
+        events = [event("dan", "logon", 0, NEW_YORK, source_ip="198.51.100.1"),
+                  event("dan", "logon", 600, TOKYO, source_ip="192.0.2.44")]
+        assert d.process(events) == []
+        events = [event("erin", "logon", 0, NEW_YORK), event("erin", "logon", 600, TOKYO, trusted_source=True)]
+        assert d.process(events) == []
+
+    def test_the_way_back_is_the_same_anomaly(self):
+        d = detector("proximity", suppress_seconds=6 * 3600)
+        events = [event("dan", "logon", 0, NEW_YORK), event("dan", "logon", 600, TOKYO), event("dan", "logon", 1200, NEW_YORK)]
+        assert len(d.process(events)) == 1
+
+    def test_failed_logons_do_not_move_anyone(self):
+        d = detector("proximity")
+        assert d.process([event("dan", "logon", 0, NEW_YORK), event("dan", "logon", 600, TOKYO, outcome="failure")]) == []
+
+
+# --- rare event -------------------------------------------------------------------------------------
+
+class TestRareEvent:
+    def history(self, days=10, app="Outlook"):
+        return [event("fay", "app_access", d * DAY, application=app, country="US") for d in range(days)]
+
+    def test_new_application_after_learning(self):
+        d = detector("rare_event", entity_types=["application"], lookback_days=30, min_history_days=7)
+        assert d.process(self.history()) == []
+        fired = d.process([event("fay", "app_access", 10 * DAY, application="Dropbox")])
+        assert len(fired) == 1
+        assert fired[0].evidence["entity"] == "dropbox" and fired[0].evidence["last_seen"] is None
+        assert fired[0].dimension == "application"
+        # Now it is known.
+        assert d.process([event("fay", "app_access", 10 * DAY + 7200, application="Dropbox")]) == []
+
+    def test_user_still_learning_is_quiet(self):
+        d = detector("rare_event", entity_types=["application"], min_history_days=7)
+        assert d.process(self.history(days=6) + [event("fay", "app_access", 6 * DAY, application="Dropbox")]) == []
+
+    def test_seen_within_lookback_is_quiet_and_older_is_rare(self):
+        d = detector("rare_event", entity_types=["country"], lookback_days=30, min_history_days=7)
+        events = [event("fay", "logon", 0, country="FR")] + self.history(days=40)
+        assert d.process(events) == []  # FR at day 0 is the first sighting of a learning user
+        assert d.process([event("fay", "logon", 29 * DAY, country="FR")]) == []  # seen 29 days ago
+        d2 = detector("rare_event", entity_types=["country"], lookback_days=30, min_history_days=7)
+        d2.process([event("fay", "logon", 0, country="FR")] + self.history(days=40))
+        fired = d2.process([event("fay", "logon", 31 * DAY, country="FR")])
+        assert len(fired) == 1 and fired[0].evidence["last_seen"] is not None and fired[0].dimension == "location"
+
+    def test_seeded_history_counts(self):
+        d = detector("rare_event", entity_types=["host"], min_history_days=7)
+        first = event("fay", "host_access", 0).time
+        d.seed_users([("fay", "finance", first)])
+        d.seed_entities([("fay", "host", "srv1", first, first + timedelta(days=9))])
+        assert d.process([event("fay", "host_access", 10 * DAY, destination_host="SRV1")]) == []
+        assert len(d.process([event("fay", "host_access", 10 * DAY, destination_host="srv2")])) == 1
+
+
+# --- shared credentials -------------------------------------------------------------------------------
+
+class TestSharedCredentials:
+    def test_back_and_forth_between_distant_places(self):
+        d = detector("shared_credentials", interval_seconds=3600, min_distance_km=500)
+        events = [event("gus", "app_access", 0, NEW_YORK), event("gus", "app_access", 600, LONDON),
+                  event("gus", "app_access", 1200, NEW_YORK)]
+        fired = d.process(events)
+        assert len(fired) == 1 and len(fired[0].evidence["locations"]) == 3
+
+    def test_one_trip_is_not_sharing(self):
+        d = detector("shared_credentials", interval_seconds=3600, min_distance_km=500)
+        events = [event("gus", "app_access", 0, NEW_YORK), event("gus", "app_access", 600, LONDON),
+                  event("gus", "app_access", 1200, LONDON)]
+        assert d.process(events) == []
+
+    def test_back_and_forth_slower_than_the_interval_is_quiet(self):
+        d = detector("shared_credentials", interval_seconds=3600, min_distance_km=500)
+        events = [event("gus", "logon", 0, NEW_YORK), event("gus", "logon", 3600, LONDON), event("gus", "logon", 7200, NEW_YORK)]
+        assert d.process(events) == []
+
+    def test_many_addresses(self):
+        d = detector("shared_credentials", max_addresses=3)
+        events = [event("gus", "logon", i * 60, source_ip=f"198.51.100.{i}") for i in range(3)]
+        assert len(d.process(events)) == 1
+        d = detector("shared_credentials", max_addresses=3)
+        assert d.process(events[:2]) == []
+
+
+# --- data exfiltration ---------------------------------------------------------------------------------
+
+MB = 1024 * 1024
+
+
+class TestDataExfiltration:
+    def baseline(self, d, users=("hal", "ivy"), app="SharePoint", daily=5 * MB):
+        events = []
+        for day in range(10):
+            for u in users:
+                events.append(event(u, "file_upload", day * DAY + 3600, application=app, bytes=daily, department="sales"))
+        assert d.process(events) == []
+
+    def test_large_upload_to_an_application_nobody_used(self):
+        d = detector("data_exfiltration", min_bytes=100 * MB, novelty_scope="peers")
+        self.baseline(d)
+        fired = d.process([event("hal", "file_upload", 10 * DAY + i * 60, application="MegaUpload", bytes=30 * MB,
+                                 department="sales") for i in range(4)])
+        assert len(fired) == 1
+        assert fired[0].evidence["novel_application"] is True and fired[0].evidence["bytes"] == 120 * MB
+
+    def test_below_min_bytes_is_quiet(self):
+        d = detector("data_exfiltration", min_bytes=100 * MB)
+        self.baseline(d)
+        assert d.process([event("hal", "file_upload", 10 * DAY, application="MegaUpload", bytes=99 * MB)]) == []
+
+    def test_application_a_peer_uses_is_not_novel_but_far_above_usual_is(self):
+        d = detector("data_exfiltration", min_bytes=100 * MB, novelty_scope="peers", multiplier=10)
+        self.baseline(d, users=("ivy",), app="Box")
+        self.baseline(d, users=("hal",), app="SharePoint")
+        # Box is new to hal but ivy (same department) uses it; 120 MB is over 10 x hal's usual 5 MB.
+        fired = d.process([event("hal", "file_upload", 10 * DAY, application="Box", bytes=120 * MB, department="sales")])
+        assert len(fired) == 1 and fired[0].evidence["novel_application"] is False
+        # 40 MB more than usual on a known application, but under min_bytes: quiet.
+        assert d.process([event("ivy", "file_upload", 10 * DAY, application="Box", bytes=45 * MB, department="sales")]) == []
+
+    def test_usual_volume_on_a_known_application_is_quiet(self):
+        d = detector("data_exfiltration", min_bytes=100 * MB, multiplier=10)
+        self.baseline(d, daily=150 * MB)
+        assert d.process([event("hal", "file_upload", 10 * DAY + 7200, application="SharePoint", bytes=200 * MB, department="sales")]) == []
+
+    def test_learning_user_is_quiet(self):
+        d = detector("data_exfiltration", min_bytes=100 * MB, min_history_days=7)
+        assert d.process([event("new", "file_upload", 0, application="MegaUpload", bytes=500 * MB)]) == []
+
+
+# --- custom threshold -----------------------------------------------------------------------------------
+
+class TestCustomThreshold:
+    def test_count_per_user_with_filter(self):
+        d = detector("custom_threshold", filter={"event_type": "privilege_use", "action": ["sudo", "runas"]},
+                     threshold=3, interval_seconds=600)
+        events = [event("jo", "privilege_use", i, action="sudo") for i in range(2)] + [event("jo", "privilege_use", 5, action="other")]
+        assert d.process(events) == []
+        fired = d.process([event("jo", "privilege_use", 9, action="RunAs")])
+        assert len(fired) == 1 and fired[0].evidence["count"] == 3
+
+    def test_sum_grouped_by_source(self):
+        d = detector("custom_threshold", filter={"event_type": "file_download"}, aggregate="sum", sum_field="bytes",
+                     threshold=1000, interval_seconds=600, group_by="source_ip")
+        events = [event(u, "file_download", i, bytes=400, source_ip="10.1.1.1") for i, u in enumerate(["a", "b", "b"])]
+        fired = d.process(events)
+        assert len(fired) == 1 and fired[0].user == "b" and fired[0].evidence["users"] == ["a", "b"]
+
+    def test_filter_fields_are_checked(self):
+        with pytest.raises(ParameterError, match=r"parameters.filter.colour"):
+            KINDS["custom_threshold"].check_parameters({"filter": {"colour": "red"}})
+
+
+# --- definitions -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind,params,field", [
+    ("failed_logins", {"count": 0}, "parameters.count: must be a positive integer"),
+    ("failed_logins", {"count": 2.5}, "parameters.count: must be a positive integer"),
+    ("failed_logins", {"count": "5"}, "parameters.count: must be a positive integer"),
+    ("failed_logins", {"bogus": 1}, "parameters.bogus: unknown parameter"),
+    ("proximity", {"trusted_networks": ["10.0.0.0/33"]}, "parameters.trusted_networks[0]: '10.0.0.0/33' is not a CIDR"),
+    ("risky_countries", {"countries": ["Iran"]}, "parameters.countries[0]"),
+    ("rare_event", {"entity_types": ["planet"]}, "parameters.entity_types[0]: must be one of"),
+    ("data_exfiltration", {"novelty_scope": "galaxy"}, "parameters.novelty_scope: must be one of"),
+])
+def test_parameter_errors_name_the_parameter(kind, params, field):
+    with pytest.raises(ParameterError) as err:
+        check_definition(name="x", kind=kind, risk_score=50, parameters=params)
+    assert str(err.value).startswith(field)
+
+
+def test_definition_errors():
+    with pytest.raises(ParameterError, match="^risk_score"):
+        check_definition(name="x", kind="failed_logins", risk_score=0, parameters={})
+    with pytest.raises(ParameterError, match="^name: required"):
+        check_definition(name=" ", kind="failed_logins", risk_score=5, parameters={})
+    with pytest.raises(ParameterError, match="^dimension"):
+        check_definition(name="x", kind="failed_logins", risk_score=5, parameters={}, dimension="mood")
+
+
+def test_defaults_are_valid_and_cover_every_kind():
+    for d in DEFAULT_PROFILES:
+        check_definition(name=d.name, kind=d.kind, risk_score=d.risk_score, parameters=d.parameters, dimension=d.dimension)
+    assert {d.kind for d in DEFAULT_PROFILES} == set(KINDS)

@@ -1,0 +1,226 @@
+"""Hourly features and entity sightings, aggregated from events in SQL.
+
+Incremental: a run takes the transaction snapshot (`pg_current_snapshot()`)
+and processes exactly the events visible now but not in the snapshot the
+previous successful run recorded, so an event that commits late, out of txid
+order, is neither skipped nor counted twice. entity_seen is updated from those
+events; every user-hour they touch is recomputed whole from `events`, which
+makes re-aggregating an hour harmless.
+
+The caller runs this inside its REPEATABLE READ transaction with the session
+time zone set to UTC (date_trunc and extract work in the session zone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, text
+
+AUTH_EVENT_TYPES = ("logon", "password_change", "privilege_use", "account_change")
+DATA_EVENT_TYPES = ("file_download", "file_upload", "file_delete", "file_share")
+# Consecutive locations closer in time than this count as this far apart in
+# time, so that geolocation jitter between two near-simultaneous events does
+# not imply a supersonic trip.
+MIN_TRAVEL_HOURS = 0.5
+
+
+@dataclass
+class FeatureRefresh:
+    snapshot: str
+    new_events: int
+    dirty_user_hours: int
+
+
+def _new_events_filter(previous: str | None) -> str:
+    # Constant SQL fragments only; the snapshot itself is a bound parameter.
+    if previous is None:
+        return "TRUE"
+    return "NOT pg_visible_in_snapshot(e.txid, CAST(:previous AS pg_snapshot))"
+
+
+def refresh(conn: Connection, tenant: str, previous_snapshot: str | None) -> FeatureRefresh:
+    snapshot = conn.execute(text("SELECT pg_current_snapshot()::text")).scalar_one()
+    params = {"tenant": tenant, "previous": previous_snapshot}
+    new = _new_events_filter(previous_snapshot)
+    conn.execute(
+        text(
+            f"""CREATE TEMP TABLE scorer_dirty ON COMMIT DROP AS
+            SELECT DISTINCT e.user_name, date_trunc('hour', e.time) AS hour
+            FROM events e WHERE e.tenant = :tenant AND {new}"""
+        ),
+        params,
+    )
+    dirty = conn.execute(text("SELECT count(*), min(hour), max(hour) FROM scorer_dirty")).one()
+    if dirty[0] == 0:
+        conn.execute(text("DROP TABLE scorer_dirty"))
+        return FeatureRefresh(snapshot, 0, 0)
+    conn.execute(text("ANALYZE scorer_dirty"))
+    new_events = _update_entity_seen(conn, new, params)
+    _stage_events(conn, tenant, dirty[1], dirty[2] + timedelta(hours=1))
+    conn.execute(
+        text(
+            """DELETE FROM user_hour_features f USING scorer_dirty d
+            WHERE f.tenant = :tenant AND f.user_name = d.user_name AND f.hour = d.hour"""
+        ),
+        params,
+    )
+    for statement in _MODEL_INSERTS:
+        conn.execute(text(statement), {"tenant": tenant, "auth": list(AUTH_EVENT_TYPES), "data": list(DATA_EVENT_TYPES)})
+    conn.execute(text("DROP TABLE scorer_ev"))
+    conn.execute(text("DROP TABLE scorer_dirty"))
+    return FeatureRefresh(snapshot, new_events, dirty[0])
+
+
+def _update_entity_seen(conn: Connection, new: str, params: dict) -> int:
+    """First and last sighting per user and entity, from the new events only (exactly once)."""
+    conn.execute(
+        text(
+            f"""CREATE TEMP TABLE scorer_sightings ON COMMIT DROP AS
+            SELECT e.user_name, v.entity_type, v.entity, min(e.time) AS first_seen, max(e.time) AS last_seen,
+                   count(*) AS seen_count
+            FROM events e
+            CROSS JOIN LATERAL (VALUES
+                ('destination_host', nullif(e.destination_host, '')),
+                ('source_ip', host(e.source_ip)),
+                ('origin_host', coalesce(nullif(e.source_host, ''), host(e.source_ip))),
+                ('country', nullif(e.country, '')),
+                ('city', nullif(e.country, '') || '/' || nullif(e.city, '')),
+                ('application', nullif(e.application, '')),
+                ('event_type', e.event_type)
+            ) AS v(entity_type, entity)
+            WHERE e.tenant = :tenant AND {new} AND v.entity IS NOT NULL
+            GROUP BY e.user_name, v.entity_type, v.entity"""
+        ),
+        params,
+    )
+    conn.execute(
+        text(
+            """INSERT INTO entity_seen (tenant, user_name, entity_type, entity, first_seen, last_seen, seen_count)
+            SELECT :tenant, user_name, entity_type, entity, first_seen, last_seen, seen_count FROM scorer_sightings
+            ON CONFLICT (tenant, user_name, entity_type, entity) DO UPDATE SET
+                first_seen = LEAST(entity_seen.first_seen, excluded.first_seen),
+                last_seen = GREATEST(entity_seen.last_seen, excluded.last_seen),
+                seen_count = entity_seen.seen_count + excluded.seen_count"""
+        ),
+        params,
+    )
+    count = conn.execute(text("SELECT coalesce(sum(seen_count), 0) FROM scorer_sightings WHERE entity_type = 'event_type'")).scalar_one()
+    conn.execute(text("DROP TABLE scorer_sightings"))
+    return int(count)
+
+
+def _stage_events(conn: Connection, tenant: str, lo: datetime, hi: datetime) -> None:
+    """The events of the dirty user-hours, with novelty flags and the previous location."""
+    conn.execute(
+        text(
+            """CREATE TEMP TABLE scorer_ev ON COMMIT DROP AS
+            WITH located AS (
+                SELECT e.event_id, e.time, lag(e.latitude) OVER w AS prev_lat, lag(e.longitude) OVER w AS prev_lon,
+                       lag(e.time) OVER w AS prev_time
+                FROM events e
+                WHERE e.tenant = :tenant AND e.latitude IS NOT NULL AND e.longitude IS NOT NULL
+                  AND e.time >= CAST(:lo AS timestamptz) - interval '1 day' AND e.time < :hi
+                  AND e.user_name IN (SELECT user_name FROM scorer_dirty)
+                WINDOW w AS (PARTITION BY e.user_name ORDER BY e.time, e.event_id)
+            ), staged AS (
+                SELECT e.user_name, d.hour, e.time, e.event_type, e.outcome,
+                       nullif(e.destination_host, '') AS destination_host,
+                       coalesce(nullif(e.source_host, ''), host(e.source_ip)) AS origin,
+                       nullif(e.country, '') AS country, nullif(e.country, '') || '/' || nullif(e.city, '') AS city,
+                       nullif(e.application, '') AS application, e.bytes, greatest(e.file_count, 1) AS files,
+                       e.latitude, l.prev_lat, l.prev_lon, l.prev_time,
+                       CASE WHEN l.prev_lat IS NOT NULL THEN
+                           2 * 6371 * asin(least(1, sqrt(
+                               power(sin(radians(e.latitude - l.prev_lat) / 2), 2)
+                               + cos(radians(l.prev_lat)) * cos(radians(e.latitude))
+                                 * power(sin(radians(e.longitude - l.prev_lon) / 2), 2))))
+                       END AS dist_km
+                FROM events e
+                JOIN scorer_dirty d ON d.user_name = e.user_name AND d.hour = date_trunc('hour', e.time)
+                LEFT JOIN located l ON l.event_id = e.event_id AND l.time = e.time
+                WHERE e.tenant = :tenant AND e.time >= :lo AND e.time < :hi
+            )
+            SELECT s.*,
+                   s.dist_km / greatest(extract(epoch FROM s.time - s.prev_time) / 3600.0, :min_hours) AS speed_kmh,
+                   coalesce(et.first_seen >= s.hour, false) AS new_event_type,
+                   coalesce(dh.first_seen >= s.hour, false) AS new_host,
+                   coalesce(oh.first_seen >= s.hour, false) AS new_origin,
+                   coalesce(co.first_seen >= s.hour, false) AS new_country,
+                   coalesce(ci.first_seen >= s.hour, false) AS new_city,
+                   coalesce(ap.first_seen >= s.hour, false) AS new_application
+            FROM staged s
+            LEFT JOIN entity_seen et ON et.tenant = :tenant AND et.user_name = s.user_name
+                 AND et.entity_type = 'event_type' AND et.entity = s.event_type
+            LEFT JOIN entity_seen dh ON dh.tenant = :tenant AND dh.user_name = s.user_name
+                 AND dh.entity_type = 'destination_host' AND dh.entity = s.destination_host
+            LEFT JOIN entity_seen oh ON oh.tenant = :tenant AND oh.user_name = s.user_name
+                 AND oh.entity_type = 'origin_host' AND oh.entity = s.origin
+            LEFT JOIN entity_seen co ON co.tenant = :tenant AND co.user_name = s.user_name
+                 AND co.entity_type = 'country' AND co.entity = s.country
+            LEFT JOIN entity_seen ci ON ci.tenant = :tenant AND ci.user_name = s.user_name
+                 AND ci.entity_type = 'city' AND ci.entity = s.city
+            LEFT JOIN entity_seen ap ON ap.tenant = :tenant AND ap.user_name = s.user_name
+                 AND ap.entity_type = 'application' AND ap.entity = s.application"""
+        ),
+        {"tenant": tenant, "lo": lo, "hi": hi, "min_hours": MIN_TRAVEL_HOURS},
+    )
+
+
+_INSERT = "INSERT INTO user_hour_features (tenant, user_name, hour, model, features, event_count) "
+
+# One statement per model; each writes a row only for user-hours the model saw something in.
+_MODEL_INSERTS = (
+    _INSERT
+    + """SELECT :tenant, user_name, hour, 'login_time', jsonb_build_object('events', count(*)), count(*)
+    FROM scorer_ev GROUP BY user_name, hour""",
+    _INSERT
+    + """SELECT :tenant, user_name, hour, 'authentication',
+        jsonb_build_object(
+            'successes', count(*) FILTER (WHERE event_type = ANY(:auth) AND outcome = 'success'),
+            'failures', count(*) FILTER (WHERE outcome = 'failure'),
+            'new_event_types', count(DISTINCT event_type) FILTER (WHERE new_event_type)),
+        count(*) FILTER (WHERE event_type = ANY(:auth) OR outcome = 'failure')
+    FROM scorer_ev GROUP BY user_name, hour
+    HAVING count(*) FILTER (WHERE event_type = ANY(:auth) OR outcome = 'failure') > 0 OR bool_or(new_event_type)""",
+    _INSERT
+    + """SELECT :tenant, user_name, hour, 'impacted_host',
+        jsonb_build_object('distinct_hosts', count(*), 'new_hosts', count(*) FILTER (WHERE is_new),
+                           'connections', sum(n), 'max_to_one_host', max(n)),
+        sum(n)
+    FROM (SELECT user_name, hour, destination_host, count(*) AS n, bool_or(new_host) AS is_new
+          FROM scorer_ev WHERE destination_host IS NOT NULL GROUP BY 1, 2, 3) per_host
+    GROUP BY user_name, hour""",
+    _INSERT
+    + """SELECT :tenant, user_name, hour, 'origin_host',
+        jsonb_build_object('distinct_origins', count(*), 'new_origins', count(*) FILTER (WHERE is_new),
+                           'max_from_one_origin', max(n)),
+        sum(n)
+    FROM (SELECT user_name, hour, origin, count(*) AS n, bool_or(new_origin) AS is_new
+          FROM scorer_ev WHERE origin IS NOT NULL GROUP BY 1, 2, 3) per_origin
+    GROUP BY user_name, hour""",
+    _INSERT
+    + """SELECT :tenant, user_name, hour, 'origin_location',
+        jsonb_build_object(
+            'distinct_countries', count(DISTINCT country),
+            'new_countries', count(DISTINCT country) FILTER (WHERE new_country),
+            'distinct_cities', count(DISTINCT city),
+            'new_cities', count(DISTINCT city) FILTER (WHERE new_city),
+            'max_distance_km', round(coalesce(max(dist_km), 0)::numeric, 1),
+            'max_speed_kmh', round(coalesce(max(speed_kmh), 0)::numeric, 1)),
+        count(*)
+    FROM scorer_ev WHERE country IS NOT NULL OR latitude IS NOT NULL GROUP BY user_name, hour""",
+    _INSERT
+    + """SELECT :tenant, user_name, hour, 'data_movement',
+        jsonb_build_object(
+            'files_downloaded', coalesce(sum(files) FILTER (WHERE event_type = 'file_download'), 0),
+            'bytes_downloaded', coalesce(sum(bytes) FILTER (WHERE event_type = 'file_download'), 0),
+            'files_uploaded', coalesce(sum(files) FILTER (WHERE event_type = 'file_upload'), 0),
+            'bytes_uploaded', coalesce(sum(bytes) FILTER (WHERE event_type = 'file_upload'), 0),
+            'files_deleted', coalesce(sum(files) FILTER (WHERE event_type = 'file_delete'), 0),
+            'files_shared', coalesce(sum(files) FILTER (WHERE event_type = 'file_share'), 0),
+            'new_applications', count(DISTINCT application) FILTER (WHERE new_application)),
+        count(*)
+    FROM scorer_ev WHERE event_type = ANY(:data) GROUP BY user_name, hour""",
+)

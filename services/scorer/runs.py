@@ -1,0 +1,537 @@
+"""A scoring run: features, baselines, models, event scores, user scores and model anomalies.
+
+All-or-nothing: the run marker (a scoring_runs row with status `running`) is
+committed first, so the history shows every run, then everything else (feature
+aggregation, entity sightings, event scores, user scores, anomalies, peer
+groups, and the marker's final status) happens in ONE transaction. A crash or
+error anywhere rolls all of it back; the marker is then set to `failed` (or, if
+the process died, to `failed` by the next start). One transaction rather than
+per-batch commits: readers never need to filter half-written runs, and at ten
+thousand users a run writes about a million rows, which Postgres commits
+comfortably in one go.
+
+Idempotent: a run deletes the event scores of its window (for its users) and
+inserts them again, recomputes the user scores of every day it touches from
+the stored event scores, and upserts model anomalies by a key of user and day.
+An hour's score depends only on the data (its baseline is the days before its
+UTC day), not on which window scored it.
+
+Runs of one tenant are serialised by a session advisory lock taken before the
+transaction starts, so a waiting run's snapshot already includes the previous
+run's commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Callable
+
+import numpy as np
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+
+from services.scorer import baseline, features, peers, scoring
+from services.scorer.models import AGGREGATED, BY_NAME, NOVELTY_ENTITY, PEER_GROUP
+from services.scorer.settings import ScorerSettings
+from services.scorer.sink import AnomalySink
+from ueba.store.schema import (
+    anomalies,
+    event_scores,
+    ignored_users,
+    peer_groups,
+    scoring_runs,
+    user_scores,
+    users,
+)
+
+log = logging.getLogger(__name__)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class RunResult:
+    id: str
+    status: str
+    trigger: str
+    start: datetime
+    end: datetime
+    figures: dict = field(default_factory=dict)
+    error: str | None = None
+
+
+def canonical_user(name: str) -> str:
+    """`CORP\\Alice` and `alice@corp.com` -> `alice` (the stored form)."""
+    name = name.strip()
+    if "\\" in name:
+        name = name.rsplit("\\", 1)[1]
+    if "@" in name:
+        name = name.split("@", 1)[0]
+    return name.lower()
+
+
+def floor_hour(t: datetime) -> datetime:
+    return t.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def floor_day(t: datetime) -> datetime:
+    return t.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def default_window(now: datetime) -> tuple[datetime, datetime]:
+    """The last 24 complete hours."""
+    end = floor_hour(now)
+    return end - 24 * HOUR, end
+
+
+def _fmt(v: float) -> str:
+    """A compact JSON number."""
+    if v == 0:
+        return "0"
+    if abs(v) >= 1e15 or abs(v) < 1e-4:
+        return f"{v:.4g}"
+    r = round(float(v), 4 if abs(v) < 1 else 2)
+    return repr(int(r)) if r == int(r) else repr(r)
+
+
+class Scorer:
+    """Runs scoring for a tenant. `fail_point`, when set, is called at each stage (tests inject crashes)."""
+
+    def __init__(self, engine: Engine, settings: ScorerSettings, sink: AnomalySink | None = None):
+        self.engine = engine
+        self.settings = settings
+        self.sink = sink or AnomalySink(settings.anomaly_log)
+        self.weights = settings.weights()
+        self.fail_point: Callable[[str], None] | None = None
+
+    # -- public --------------------------------------------------------------------------------
+
+    def run(self, tenant: str, start: datetime, end: datetime, user_filter: list[str] | None = None,
+            trigger: str = "on_demand") -> RunResult:
+        start, end = floor_hour(start), floor_hour(end)
+        with self.engine.begin() as conn:
+            run_id = conn.execute(
+                insert(scoring_runs)
+                .values(tenant=tenant, status="running", trigger=trigger, range_start=start, range_end=end,
+                        figures={"users": sorted(user_filter) if user_filter else []})
+                .returning(scoring_runs.c.id)
+            ).scalar_one()
+        started = time.perf_counter()
+        lines: list[str] = []
+        try:
+            figures = self._run_locked(run_id, tenant, start, end, user_filter, lines)
+        except Exception as exc:
+            log.exception("scoring run failed", extra={"run_id": run_id, "tenant": tenant})
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(scoring_runs)
+                    .where(scoring_runs.c.id == run_id)
+                    .values(status="failed", finished_at=func.now(), error=error)
+                )
+            return RunResult(run_id, "failed", trigger, start, end, {}, error)
+        # Committed: now the SIEM may see the scores.
+        self.sink.write(lines)
+        figures["seconds"] = round(time.perf_counter() - started, 3)
+        log.info("scoring run finished", extra={"run_id": run_id, "tenant": tenant, **{k: v for k, v in figures.items() if k != "snapshot"}})
+        return RunResult(run_id, "succeeded", trigger, start, end, figures)
+
+    # -- the transaction -----------------------------------------------------------------------
+
+    def _check(self, stage: str) -> None:
+        if self.fail_point is not None:
+            self.fail_point(stage)
+
+    def _run_locked(self, run_id, tenant, start, end, user_filter, lines) -> dict:
+        with self.engine.connect() as lock_conn:
+            lock_conn = lock_conn.execution_options(isolation_level="AUTOCOMMIT")
+            key = f"ueba-scorer:{tenant}"
+            lock_conn.execute(select(func.pg_advisory_lock(func.hashtext(key))))
+            try:
+                with self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+                    with conn.begin():
+                        return self._run_in_transaction(conn, run_id, tenant, start, end, user_filter, lines)
+            finally:
+                lock_conn.execute(select(func.pg_advisory_unlock(func.hashtext(key))))
+
+    def _run_in_transaction(self, conn: Connection, run_id, tenant, start, end, user_filter, lines) -> dict:
+        t0 = time.perf_counter()
+        conn.execute(text("SET LOCAL TIME ZONE 'UTC'"))
+        previous = conn.execute(
+            select(scoring_runs.c.figures["snapshot"].astext)
+            .where(scoring_runs.c.tenant == tenant, scoring_runs.c.status == "succeeded",
+                   scoring_runs.c.figures.has_key("snapshot"))
+            .order_by(scoring_runs.c.finished_at.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        refreshed = features.refresh(conn, tenant, previous)
+        self._check("features")
+        t_features = time.perf_counter()
+
+        ignored = set(conn.execute(select(ignored_users.c.user_name).where(ignored_users.c.tenant == tenant)).scalars())
+        departments = dict(conn.execute(select(users.c.user_name, users.c.department).where(users.c.tenant == tenant)).all())
+        first_hours = baseline.load_first_hours(conn, tenant)
+        wanted = {canonical_user(u) for u in user_filter} if user_filter else None
+
+        scope = event_scores.c.tenant == tenant, event_scores.c.hour >= start, event_scores.c.hour < end
+        stmt = delete(event_scores).where(*scope)
+        if wanted is not None:
+            stmt = stmt.where(event_scores.c.user_name.in_(sorted(wanted)))
+        conn.execute(stmt)
+
+        scored_users: set[str] = set()
+        learning_users: set[str] = set()
+        hours_scored = 0
+        n_event_scores = 0
+        last_assignment = None
+        last_data = None
+        day = floor_day(start)
+        t_load = t_score = t_write = 0.0
+        while day < end:
+            lo, hi = max(start, day), min(end, day + DAY)
+            a = time.perf_counter()
+            data = baseline.load_day(conn, tenant, day, (lo, hi), self.settings.baseline_days,
+                                     self.settings.min_baseline_days, first_hours)
+            b = time.perf_counter()
+            assignment = peers.assign(data, departments, self.settings.min_peer_group)
+            last_assignment, last_data = assignment, data
+            rates = scoring.shrunk_rates(data, assignment.group, len(assignment.groups), self.settings.baseline_days)
+            learning = scoring.baseline_days(data, self.settings.baseline_days) < self.settings.min_baseline_days
+            in_scope = np.array([u not in ignored and (wanted is None or u in wanted) for u in data.users], dtype=bool)
+            rows = np.flatnonzero(in_scope[data.w_user]) if data.w_user.size else np.zeros(0, dtype=np.int64)
+            results = scoring.score_day(data, rates, rows)
+            c = time.perf_counter()
+            copy_rows = self._event_score_rows(tenant, run_id, data, results, learning, lines)
+            self._copy_event_scores(conn, copy_rows)
+            d = time.perf_counter()
+            t_load += b - a
+            t_score += c - b
+            t_write += d - c
+            n_event_scores += len(copy_rows)
+            hours_scored += rows.size
+            scored = np.unique(data.w_user[rows])
+            scored_users.update(data.users[i] for i in scored)
+            learning_users.update(data.users[i] for i in scored if learning[i])
+            day += DAY
+        self._check("event_scores")
+
+        if last_assignment is not None and last_data is not None and last_data.users:
+            self._store_peer_groups(conn, tenant, last_assignment)
+        days = (floor_day(start), floor_day(end - HOUR) + DAY) if end > start else (start, start)
+        n_user_scores = self._write_user_scores(conn, tenant, run_id, days, wanted, ignored, lines)
+        self._check("user_scores")
+        n_anomalies = self._write_anomalies(conn, tenant, days, wanted, lines)
+        self._check("anomalies")
+        figures = {
+            "snapshot": refreshed.snapshot,
+            "new_events": refreshed.new_events,
+            "dirty_user_hours": refreshed.dirty_user_hours,
+            "users_scored": len(scored_users),
+            "hours_scored": int(hours_scored),
+            "event_scores": int(n_event_scores),
+            "user_scores": n_user_scores,
+            "anomalies": n_anomalies,
+            "learning_users": len(learning_users),
+            "ignored_users": len(ignored),
+            "stage_seconds": {
+                "features": round(t_features - t0, 3),
+                "load": round(t_load, 3),
+                "score": round(t_score, 3),
+                "write_event_scores": round(t_write, 3),
+                "user_scores_and_anomalies": round(time.perf_counter() - t_features - t_load - t_score - t_write, 3),
+            },
+        }
+        conn.execute(
+            update(scoring_runs)
+            .where(scoring_runs.c.id == run_id)
+            .values(status="succeeded", finished_at=func.clock_timestamp(), figures=figures)
+        )
+        return figures
+
+    # -- event scores --------------------------------------------------------------------------
+
+    def _event_score_rows(self, tenant, run_id, data, results, learning, lines) -> list[tuple]:
+        out: list[tuple] = []
+        tenant_json = json.dumps(tenant)
+        run_json = json.dumps(str(run_id))
+        user_json = [json.dumps(u) for u in data.users]
+        for ms in results:
+            names = [f.name for f in ms.model.features]
+            model_json = json.dumps(ms.model.name)
+            exp, obs, share = ms.expected.tolist(), ms.observed.tolist(), ms.share.tolist()
+            scores = ms.score.tolist()
+            for k, r in enumerate(ms.rows.tolist()):
+                u = int(data.w_user[r])
+                hour = data.w_time[r]
+                feats = "[" + ",".join(
+                    f'{{"name":"{n}","expected":{_fmt(e)},"observed":{_fmt(o)},"share":{_fmt(s)}}}'
+                    for n, e, o, s in zip(names, exp[k], obs[k], share[k])
+                ) + "]"
+                is_learning = bool(learning[u])
+                out.append((tenant, data.users[u], hour, ms.model.name, scores[k], feats, is_learning, run_id))
+                lines.append(
+                    f'{{"type":"event_score","tenant":{tenant_json},"user":{user_json[u]},'
+                    f'"hour":"{hour.isoformat()}","model":{model_json},"score":{scores[k]},'
+                    f'"learning":{"true" if is_learning else "false"},"features":{feats},"run_id":{run_json}}}'
+                )
+        return out
+
+    def _copy_event_scores(self, conn: Connection, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur:
+            with cur.copy(
+                "COPY event_scores (tenant, user_name, hour, model, score, features, learning, run_id) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    copy.write_row(row)
+
+    # -- peer groups ---------------------------------------------------------------------------
+
+    def _store_peer_groups(self, conn: Connection, tenant: str, assignment: peers.PeerAssignment) -> None:
+        conn.execute(delete(peer_groups).where(peer_groups.c.tenant == tenant))
+        if assignment.groups:
+            conn.execute(
+                insert(peer_groups),
+                [
+                    {"tenant": tenant, "id": g.id, "name": g.name, "method": g.method, "members": sorted(g.members),
+                     "profile": g.profile}
+                    for g in assignment.groups
+                ],
+            )
+        names = [m for g in assignment.groups for m in g.members]
+        ids = [g.id for g in assignment.groups for _ in g.members]
+        conn.execute(
+            text(
+                """UPDATE users u SET peer_group_id = v.group_id
+                FROM unnest(CAST(:names AS text[]), CAST(:ids AS text[])) AS v(user_name, group_id)
+                WHERE u.tenant = :tenant AND u.user_name = v.user_name
+                  AND u.peer_group_id IS DISTINCT FROM v.group_id"""
+            ),
+            {"names": names, "ids": ids, "tenant": tenant},
+        )
+
+    # -- user scores ---------------------------------------------------------------------------
+
+    def _write_user_scores(self, conn, tenant, run_id, days, wanted, ignored, lines) -> int:
+        """Conditioned mean per user and UTC day over every stored hourly score of the day.
+
+        Each score is first scaled by its model's threat weight; scaled scores under the
+        threshold (and hours without scores) are left out; the rest are averaged, weighted
+        by the model weights. A day with nothing over the threshold scores its highest
+        scaled score, which stays under the threshold.
+        """
+        d0, d1 = days
+        scope = [user_scores.c.tenant == tenant, user_scores.c.day >= d0.date(), user_scores.c.day < d1.date()]
+        if wanted is not None:
+            scope.append(user_scores.c.user_name.in_(sorted(wanted)))
+        conn.execute(delete(user_scores).where(*scope))
+        models = sorted(self.weights)
+        params = {
+            "tenant": tenant, "d0": d0, "d1": d1, "run_id": run_id, "threshold": self.settings.mean_threshold,
+            "models": models, "weights": [float(self.weights[m]) for m in models],
+            "users": sorted(wanted) if wanted is not None else [], "all_users": wanted is None,
+            "ignored": sorted(ignored),
+        }
+        rows = conn.execute(
+            text(
+                """WITH w AS (
+                    SELECT * FROM unnest(CAST(:models AS text[]), CAST(:weights AS float8[])) AS w(model, weight)
+                ), s AS (
+                    SELECT es.user_name, date_trunc('day', es.hour)::date AS day, es.hour, es.model,
+                           es.learning, es.features, w.weight, w.weight * es.score AS v
+                    FROM event_scores es JOIN w ON w.model = es.model
+                    WHERE es.tenant = :tenant AND es.hour >= :d0 AND es.hour < :d1
+                      AND (:all_users OR es.user_name = ANY(CAST(:users AS text[])))
+                      AND NOT es.user_name = ANY(CAST(:ignored AS text[]))
+                ), agg AS (
+                    SELECT user_name, day,
+                           sum(weight * v) FILTER (WHERE v >= :threshold)
+                             / nullif(sum(weight) FILTER (WHERE v >= :threshold), 0) AS conditioned,
+                           max(v) AS top, count(DISTINCT hour) AS hours, bool_or(learning) AS learning
+                    FROM s GROUP BY user_name, day
+                ), best AS (
+                    SELECT DISTINCT ON (user_name, day) user_name, day, model, features
+                    FROM s ORDER BY user_name, day, v DESC, hour
+                )
+                INSERT INTO user_scores (tenant, user_name, day, score, scored_hours, learning, top_features, run_id)
+                SELECT :tenant, a.user_name, a.day, round(coalesce(a.conditioned, a.top)::numeric, 2), a.hours,
+                       a.learning,
+                       coalesce((SELECT jsonb_agg(f || jsonb_build_object('model', b.model)
+                                                  ORDER BY (f ->> 'share')::float8 DESC)
+                                 FROM (SELECT f FROM jsonb_array_elements(b.features) AS f
+                                       WHERE (f ->> 'share')::float8 > 0
+                                       ORDER BY (f ->> 'share')::float8 DESC LIMIT 3) top3), '[]'::jsonb),
+                       :run_id
+                FROM agg a JOIN best b USING (user_name, day)
+                RETURNING user_name, day, score, scored_hours, learning, top_features"""
+            ),
+            params,
+        ).all()
+        tenant_json, run_json = json.dumps(tenant), json.dumps(str(run_id))
+        for user, day, score, hours, learning, top in rows:
+            lines.append(
+                f'{{"type":"user_score","tenant":{tenant_json},"user":{json.dumps(user)},"day":"{day.isoformat()}",'
+                f'"score":{float(score)},"scored_hours":{hours},"learning":{"true" if learning else "false"},'
+                f'"top_features":{json.dumps(top, separators=(",", ":"))},"run_id":{run_json}}}'
+            )
+        return len(rows)
+
+    # -- model anomalies -----------------------------------------------------------------------
+
+    def _write_anomalies(self, conn, tenant, days, wanted, lines) -> int:
+        d0, d1 = days
+        threshold = self.settings.anomaly_threshold
+        scope = [user_scores.c.tenant == tenant, user_scores.c.day >= d0.date(), user_scores.c.day < d1.date()]
+        if wanted is not None:
+            scope.append(user_scores.c.user_name.in_(sorted(wanted)))
+        day_rows = conn.execute(select(user_scores.c.user_name, user_scores.c.day, user_scores.c.score,
+                                       user_scores.c.learning).where(*scope)).all()
+        high = [(u, d, s) for u, d, s, learning in day_rows if s >= threshold and not learning]
+        # Re-runs that no longer reach the threshold withdraw their unreviewed anomaly.
+        low_keys = [self.dedup_key(u, d) for u, d, s, learning in day_rows if s < threshold or learning]
+        if low_keys:
+            conn.execute(
+                delete(anomalies).where(anomalies.c.tenant == tenant, anomalies.c.source == "model",
+                                        anomalies.c.status == "new", anomalies.c.dedup_key.in_(low_keys))
+            )
+        written = 0
+        for user, day, score in high:
+            anomaly = self._describe(conn, tenant, user, day, float(score))
+            stmt = text(
+                """INSERT INTO anomalies (tenant, user_name, source, profile_id, profile_name, profile_kind, risk_score,
+                       description, dimension, time, window_start, window_end, status, evidence, dedup_key)
+                VALUES (:tenant, :user, 'model', :model, :name, :model, :risk, :description, :dimension, :time,
+                        :window_start, :window_end, 'new', CAST(:evidence AS jsonb), :dedup_key)
+                ON CONFLICT (tenant, dedup_key) DO UPDATE SET
+                    profile_id = excluded.profile_id, profile_name = excluded.profile_name,
+                    profile_kind = excluded.profile_kind, risk_score = excluded.risk_score,
+                    description = excluded.description, dimension = excluded.dimension, time = excluded.time,
+                    evidence = excluded.evidence
+                WHERE anomalies.status = 'new'"""
+            )
+            conn.execute(stmt, anomaly)
+            written += 1
+            lines.append(json.dumps({"type": "model_anomaly", "tenant": tenant, "user": user, "day": day.isoformat(),
+                                     "score": anomaly["risk"], "model": anomaly["model"],
+                                     "description": anomaly["description"]}, separators=(",", ":")))
+        return written
+
+    @staticmethod
+    def dedup_key(user: str, day: date) -> str:
+        return f"model:{user}:{day.isoformat()}"
+
+    def _describe(self, conn, tenant, user, day: date, score: float) -> dict:
+        day_start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+        rows = conn.execute(
+            select(event_scores.c.hour, event_scores.c.model, event_scores.c.score, event_scores.c.features)
+            .where(event_scores.c.tenant == tenant, event_scores.c.user_name == user,
+                   event_scores.c.hour >= day_start, event_scores.c.hour < day_start + DAY)
+        ).all()
+        ranked = sorted(rows, key=lambda r: (-self.weights.get(r.model, 1.0) * r.score, r.hour, r.model))
+        top = ranked[0]
+        phrases: list[str] = []
+        used_models: list[str] = []
+        top_features = []
+        for row in ranked[:6]:
+            if row.model in used_models or self.weights.get(row.model, 1.0) * row.score < self.settings.mean_threshold:
+                continue
+            used_models.append(row.model)
+            model = BY_NAME[row.model]
+            feats = {f.name: f for f in model.features}
+            ranked_features = sorted(row.features, key=lambda f: -f["share"])
+            chosen = [f for f in ranked_features[:2] if f["share"] >= 0.15]
+            # Something new is always worth naming (the country, the host), even with a small share.
+            chosen += [f for f in ranked_features[2:] if (row.model, f["name"]) in NOVELTY_ENTITY and f["observed"] > 0]
+            for item in chosen:
+                if item["observed"] <= item["expected"]:
+                    continue
+                top_features.append({**item, "model": row.model, "hour": row.hour.isoformat()})
+                phrase = self._phrase(conn, tenant, user, row.hour, row.model, feats[item["name"]], item)
+                if phrase not in phrases:
+                    phrases.append(phrase)
+            if len(used_models) == 3 or len(phrases) >= 5:
+                break
+        model = BY_NAME[top.model]
+        evidence = {
+            "event_ids": list(conn.execute(
+                text("""SELECT event_id FROM events WHERE tenant = :tenant AND user_name = :user
+                        AND time >= :hour AND time < :end ORDER BY time, event_id LIMIT 50"""),
+                {"tenant": tenant, "user": user, "hour": top.hour, "end": top.hour + HOUR},
+            ).scalars()),
+            "day_score": score,
+            "top_model": top.model,
+            "top_hour": top.hour.isoformat(),
+            "model_scores": {m: max(r.score for r in rows if r.model == m) for m in sorted({r.model for r in rows})},
+            "features": top_features,
+        }
+        description = "; ".join(p for p in phrases if p) or f"unusual {model.name.replace('_', ' ')} behaviour"
+        return {
+            "tenant": tenant, "user": user, "model": top.model, "name": f"{model.name.replace('_', ' ')} model",
+            "risk": int(min(100, max(1, round(score)))), "description": description, "dimension": model.dimension,
+            "time": top.hour, "window_start": day_start, "window_end": day_start + DAY,
+            "evidence": json.dumps(evidence, default=str), "dedup_key": self.dedup_key(user, day),
+        }
+
+    def _phrase(self, conn, tenant, user, hour, model_name, feature, item) -> str:
+        entities = ""
+        entity_type = NOVELTY_ENTITY.get((model_name, feature.name))
+        if entity_type:
+            names = conn.execute(
+                text("""SELECT entity FROM entity_seen WHERE tenant = :tenant AND user_name = :user
+                        AND entity_type = :type AND first_seen >= :hour AND first_seen < :end ORDER BY entity LIMIT 5"""),
+                {"tenant": tenant, "user": user, "type": entity_type, "hour": hour, "end": hour + HOUR},
+            ).scalars().all()
+            if entity_type == "city":
+                names = [f"{n.split('/', 1)[1]}, {n.split('/', 1)[0]}" if "/" in n else n for n in names]
+            entities = ", ".join(names) or "unnamed"
+        phrase = feature.phrase or f"{feature.name} {{o}} vs {{e}} expected"
+        return phrase.format(o=_human(item["observed"]), e=_human(item["expected"]), entities=entities)
+
+
+def _human(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) >= 1e9:
+        return f"{v / 1e9:.1f}G"
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:.1f}M"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 1:
+        return f"{v:.3g}"
+    return f"{v:.2g}"
+
+
+def mark_interrupted(engine: Engine) -> int:
+    """Fails runs left `running` by a process that died (their transaction never committed).
+
+    A run holds its tenant's advisory lock while it works; a `running` row whose
+    lock is free belongs to no live process, even with several replicas.
+    """
+    marked = 0
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        tenants = conn.execute(select(scoring_runs.c.tenant).where(scoring_runs.c.status == "running").distinct()).scalars().all()
+        for tenant in tenants:
+            key = func.hashtext(f"ueba-scorer:{tenant}")
+            if not conn.execute(select(func.pg_try_advisory_lock(key))).scalar_one():
+                continue
+            try:
+                marked += conn.execute(
+                    update(scoring_runs)
+                    .where(scoring_runs.c.tenant == tenant, scoring_runs.c.status == "running")
+                    .values(status="failed", finished_at=func.now(), error="interrupted: the scorer stopped during the run")
+                ).rowcount
+            finally:
+                conn.execute(select(func.pg_advisory_unlock(key)))
+    return marked

@@ -1,0 +1,232 @@
+"""Event scores: expected values, tail probabilities and calibrated 1-100 scores, vectorised.
+
+For every scored user-hour and model, each feature gets an expected value and
+a tail probability P(X >= observed). The model's probability is the smallest
+feature probability times the number of features (Bonferroni: a model with
+many features is not more alarming just for having more chances), and the
+score maps -log10 of it onto 1-100 along fixed anchors, so that a score means
+the same thing for every model and user: under the baseline a score of 70 or
+more happens at most once in 10,000 model-hours.
+
+Expected values shrink toward broader rates where data is thin (empirical
+Bayes with pseudo-counts): the hour-of-week rate toward the user's overall
+rate, that toward the peer group's, that toward everyone's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from services.scorer.baseline import COLUMN, DayData
+from services.scorer.models import AGGREGATED, BY_NAME, PEER_GROUP, Model
+
+# Pseudo-counts of the shrinkage, in active hours unless said otherwise.
+K_HOW = 2.0  # the user's overall rate weighs as much as this many same-weekday hours
+K_USER = 24.0  # the peer rate weighs as much as a day of the user's active hours
+K_PEER = 48.0  # everyone's rate in a peer group's estimate
+K_DISPERSION = 48.0
+K_NOVELTY_USER = 100.0
+K_NOVELTY_PEER = 500.0
+K_WEEKS = 2.0  # activity: the user's hour-of-day rate weighs as much as two weeks at this hour of week
+K_DAYS = 3.0  # activity: the peers' hour-of-day rate weighs as much as three of the user's days
+K_ACTIVITY_PEER = 20.0
+MIN_ACTIVITY = 1e-4
+MIN_RATE = 1e-6
+
+# -log10(p) -> score. 70 at p = 1e-4, 90 at 1e-6, 100 from 1e-8 on.
+ANCHORS_L = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0])
+ANCHORS_S = np.array([1.0, 12.0, 30.0, 50.0, 70.0, 80.0, 90.0, 100.0])
+MIN_P = 1e-300
+
+
+def score_from_p(p: np.ndarray) -> np.ndarray:
+    """Tail probability -> integer score 1-100."""
+    lg = -np.log10(np.clip(p, MIN_P, 1.0))
+    return np.clip(np.rint(np.interp(lg, ANCHORS_L, ANCHORS_S)), 1, 100).astype(np.int16)
+
+
+def count_tail(observed: np.ndarray, mean: np.ndarray, dispersion: np.ndarray) -> np.ndarray:
+    """P(X >= observed) for X negative binomial with this mean and variance/mean ratio (Poisson at 1)."""
+    k = np.ceil(np.maximum(observed, 0.0) - 1e-9)
+    mean = np.maximum(mean, MIN_RATE)
+    d = np.maximum(dispersion, 1.0)
+    poisson = d < 1.01
+    p = np.ones_like(mean)
+    nz = k > 0
+    pois = nz & poisson
+    if pois.any():
+        p[pois] = stats.poisson.sf(k[pois] - 1, mean[pois])
+    nb = nz & ~poisson
+    if nb.any():
+        p[nb] = stats.nbinom.sf(k[nb] - 1, mean[nb] / (d[nb] - 1.0), 1.0 / d[nb])
+    return p
+
+
+def ratio_tail(hits: np.ndarray, trials: np.ndarray, ratio: np.ndarray) -> np.ndarray:
+    p = np.ones_like(ratio)
+    nz = hits > 0
+    if nz.any():
+        p[nz] = stats.binom.sf(hits[nz] - 1, trials[nz], np.clip(ratio[nz], 1e-3, 0.999))
+    return p
+
+
+@dataclass
+class ModelScores:
+    """Scores of one model: R scored rows (indices into the day's window) with F features each."""
+
+    model: Model
+    rows: np.ndarray  # [R] window row indices
+    score: np.ndarray  # [R] int16
+    expected: np.ndarray  # [R, F]
+    observed: np.ndarray  # [R, F]
+    share: np.ndarray  # [R, F]
+
+
+@dataclass
+class Rates:
+    """Shrunk per-user statistics of one day's baseline, shared by every model."""
+
+    per_user: np.ndarray  # [U, J] expected per active hour
+    dispersion: np.ndarray  # [U, J]
+    novelty: np.ndarray  # [U, J] new things per active hour
+    peer_how: np.ndarray  # [U, 24, J] the peers' hour-of-week rate, without the user
+    peer_dispersion: np.ndarray  # [U, J]
+    activity: np.ndarray  # [U, 24] probability of activity at this hour of the week
+
+
+def _group_sum(values: np.ndarray, group: np.ndarray, groups: int) -> np.ndarray:
+    out = np.zeros((groups,) + values.shape[1:])
+    np.add.at(out, group, values)
+    return out
+
+
+def baseline_days(data: DayData, baseline: int) -> np.ndarray:
+    """Days of history each user has inside its baseline window."""
+    day_h = (np.datetime64(data.day.replace(tzinfo=None)) - np.datetime64("1970-01-01T00:00:00")) / np.timedelta64(1, "h")
+    start = np.fmax(np.nan_to_num(data.first_hour, nan=day_h), day_h - 24 * baseline)
+    return np.clip((day_h - start) / 24.0, 0.0, baseline)
+
+
+def weeks_at_weekday(data: DayData, baseline: int) -> np.ndarray:
+    """How many earlier same weekdays in the baseline the user already existed on."""
+    days = baseline_days(data, baseline)
+    return np.minimum(np.floor(days / 7.0), baseline // 7)
+
+
+def shrunk_rates(data: DayData, group: np.ndarray, groups: int, baseline: int) -> Rates:
+    U, J = data.s_all.shape
+    n = data.n_all[:, None]
+    # Everyone's rate, then each peer group's without the user, then the user's.
+    tot_s, tot_q, tot_n = data.s_all.sum(0), data.q_all.sum(0), data.n_all.sum()
+    # One pseudo-event in a hundred hours keeps a never-seen count from an expected value of exactly 0.
+    glob = (tot_s + 1.0) / (tot_n + 100.0)
+    g_s = _group_sum(data.s_all, group, groups)[group] - data.s_all
+    g_q = _group_sum(data.q_all, group, groups)[group] - data.q_all
+    g_n = (_group_sum(data.n_all, group, groups)[group] - data.n_all)[:, None]
+    peer = (g_s + K_PEER * glob) / (g_n + K_PEER)
+    user = (data.s_all + K_USER * peer) / (n + K_USER)
+
+    def dispersion(s, q, cnt):
+        mean = s / np.maximum(cnt, 1.0)
+        var = q / np.maximum(cnt, 1.0) - mean**2
+        return np.where(mean > 0, np.maximum(var, 0.0) / np.maximum(mean, MIN_RATE), 1.0)
+
+    glob_d = np.maximum(dispersion(tot_s, tot_q, tot_n), 1.0)
+    peer_d = np.maximum(dispersion(g_s, g_q, g_n), 1.0)
+    peer_d = (g_n * peer_d + K_DISPERSION * glob_d) / (g_n + K_DISPERSION)
+    user_d = np.maximum(dispersion(data.s_all, data.q_all, n), 1.0)
+    disp = (n * user_d + K_DISPERSION * peer_d) / (n + K_DISPERSION)
+
+    # Novelty: new things per active hour once past learning.
+    nset = data.n_set[:, None]
+    glob_nov = (data.s_set.sum(0) + 1.0) / (data.n_set.sum() + 100.0)
+    gn_s = _group_sum(data.s_set, group, groups)[group] - data.s_set
+    gn_n = (_group_sum(data.n_set, group, groups)[group] - data.n_set)[:, None]
+    peer_nov = (gn_s + K_NOVELTY_PEER * glob_nov) / (gn_n + K_NOVELTY_PEER)
+    novelty = (data.s_set + K_NOVELTY_USER * peer_nov) / (nset + K_NOVELTY_USER)
+
+    # Peers' hour-of-week profile (without the user), shrunk toward their overall rate.
+    gh_s = _group_sum(data.s_how, group, groups)[group] - data.s_how
+    gh_n = (_group_sum(data.n_how, group, groups)[group] - data.n_how)[:, :, None]
+    peer_how = (gh_s + K_HOW * peer[:, None, :]) / (gh_n + K_HOW)
+
+    # Activity at this hour of the week.
+    days = baseline_days(data, baseline)
+    weeks = weeks_at_weekday(data, baseline)
+    glob_a = (data.a_hod.sum(0) + 1.0) / (days.sum() + 24.0)
+    ga = _group_sum(data.a_hod, group, groups)[group] - data.a_hod
+    gd = (_group_sum(days, group, groups)[group] - days)[:, None]
+    peer_a = (ga + K_ACTIVITY_PEER * glob_a) / (gd + K_ACTIVITY_PEER)
+    hod = (data.a_hod + K_DAYS * peer_a) / (days[:, None] + K_DAYS)
+    activity = (np.minimum(data.n_how, weeks[:, None]) + K_WEEKS * hod) / (weeks[:, None] + K_WEEKS)
+    activity = np.clip(activity, MIN_ACTIVITY, 1.0)
+    return Rates(user, disp, novelty, peer_how, peer_d, activity)
+
+
+def score_day(data: DayData, rates: Rates, rows: np.ndarray) -> list[ModelScores]:
+    """Scores every model on the window rows `rows` (the in-scope ones) of one day."""
+    out = []
+    u_all = data.w_user
+    h_all = data.w_hour
+    for model in AGGREGATED + (PEER_GROUP,):
+        if model.name in data.present:
+            r = rows[data.present[model.name][rows]]
+        else:
+            r = rows
+        if model.name == "login_time" or model is PEER_GROUP:
+            r = rows  # every active hour
+        if r.size == 0:
+            continue
+        u, h = u_all[r], h_all[r]
+        F = len(model.features)
+        exp = np.zeros((r.size, F))
+        obs = np.zeros((r.size, F))
+        p = np.ones((r.size, F))
+        for fi, feat in enumerate(model.features):
+            if feat.kind == "count":
+                c = COLUMN[(model.name, feat.name)]
+                x = data.x[r, c]
+                e = (data.s_how[u, h, c] + K_HOW * rates.per_user[u, c]) / (data.n_how[u, h] + K_HOW)
+                obs[:, fi], exp[:, fi] = x, e
+                p[:, fi] = count_tail(x / feat.unit, e / feat.unit, rates.dispersion[u, c] / feat.unit)
+            elif feat.kind == "novelty":
+                c = COLUMN[(model.name, feat.name)]
+                x = data.x[r, c]
+                e = rates.novelty[u, c]
+                obs[:, fi], exp[:, fi] = x, e
+                p[:, fi] = count_tail(x, e, np.ones_like(e))
+            elif feat.kind == "ratio":
+                hit_name, other_name = feat.source.split(",")
+                ch, co = COLUMN[(model.name, hit_name)], COLUMN[(model.name, other_name)]
+                hits, other = data.x[r, ch], data.x[r, co]
+                eh = (data.s_how[u, h, ch] + K_HOW * rates.per_user[u, ch]) / (data.n_how[u, h] + K_HOW)
+                eo = (data.s_how[u, h, co] + K_HOW * rates.per_user[u, co]) / (data.n_how[u, h] + K_HOW)
+                ratio = eh / np.maximum(eh + eo, MIN_RATE)
+                trials = hits + other
+                obs[:, fi] = np.where(trials > 0, hits / np.maximum(trials, 1.0), 0.0)
+                exp[:, fi] = ratio
+                p[:, fi] = ratio_tail(hits, trials, ratio)
+            elif feat.kind == "activity":
+                prob = rates.activity[u, h]
+                obs[:, fi], exp[:, fi], p[:, fi] = 1.0, prob, prob
+            elif feat.kind == "peer":
+                src_model, src_name = feat.source.split(".")
+                c = COLUMN[(src_model, src_name)]
+                x = data.x[r, c]
+                e = rates.peer_how[u, h, c]
+                obs[:, fi], exp[:, fi] = x, e
+                p[:, fi] = count_tail(x / feat.unit, e / feat.unit, rates.peer_dispersion[u, c] / feat.unit)
+        p = np.clip(p, MIN_P, 1.0)
+        p_model = np.minimum(1.0, F * p.min(axis=1))
+        surprise = -np.log(p)
+        total = surprise.sum(axis=1, keepdims=True)
+        share = np.divide(surprise, total, out=np.zeros_like(surprise), where=total > 1e-12)
+        out.append(ModelScores(model, r, score_from_p(p_model), exp, obs, share))
+    return out
+
+
+def model_named(name: str) -> Model:
+    return BY_NAME[name]

@@ -1,0 +1,1 @@
+"""Query service: summary, details, review, users, timelines, export and the ignore list."""

@@ -1,0 +1,30 @@
+"""`python -m services.query`: runs the query service until SIGTERM."""
+
+from __future__ import annotations
+
+import sys
+
+from services.query.server import create_server
+from services.query.settings import QuerySettings
+from ueba.bootstrap import engine_for
+from ueba.logs import configure_logging
+from ueba.server import serve
+from ueba.settings import SettingsError
+
+
+def main() -> int:
+    try:
+        settings = QuerySettings.from_env()
+    except SettingsError as exc:
+        print(f"query: {exc}", file=sys.stderr)
+        return 2
+    configure_logging("query", settings.log_level)
+    engine = engine_for(settings, "query")
+    server, port = create_server(settings, engine)
+    serve("query", settings, server, port)
+    engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

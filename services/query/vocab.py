@@ -1,0 +1,60 @@
+"""The stored vocabularies the query service filters on, and their proto enums."""
+
+from __future__ import annotations
+
+from ueba.risk import LEVELS, level_floor
+from ueba.v1 import common_pb2
+
+DIMENSIONS = ("authentication", "data", "location", "host", "application", "time", "peer")
+MODELS = ("authentication", "impacted_host", "login_time", "origin_host", "origin_location", "data_movement", "peer_group")
+STATUSES = ("new", "acknowledged", "resolved", "false_positive")
+REVIEWED = ("acknowledged", "resolved", "false_positive")
+SOURCES = ("rule", "model")
+
+# Words the query string accepts for status; None means any status.
+STATUS_WORDS: dict[str, tuple[str, ...] | None] = {
+    "new": ("new",),
+    "open": ("new",),
+    "acknowledged": ("acknowledged",),
+    "ack": ("acknowledged",),
+    "resolved": ("resolved",),
+    "false_positive": ("false_positive",),
+    "fp": ("false_positive",),
+    "reviewed": REVIEWED,
+    "all": None,
+    "any": None,
+}
+
+LEVEL_ENUM = {
+    "low": common_pb2.RISK_LEVEL_LOW,
+    "medium": common_pb2.RISK_LEVEL_MEDIUM,
+    "high": common_pb2.RISK_LEVEL_HIGH,
+    "critical": common_pb2.RISK_LEVEL_CRITICAL,
+}
+ENUM_LEVEL = {v: k for k, v in LEVEL_ENUM.items()}
+STATUS_ENUM = {
+    "new": common_pb2.ANOMALY_STATUS_NEW,
+    "acknowledged": common_pb2.ANOMALY_STATUS_ACKNOWLEDGED,
+    "resolved": common_pb2.ANOMALY_STATUS_RESOLVED,
+    "false_positive": common_pb2.ANOMALY_STATUS_FALSE_POSITIVE,
+}
+ENUM_STATUS = {v: k for k, v in STATUS_ENUM.items()}
+SOURCE_ENUM = {"rule": common_pb2.ANOMALY_SOURCE_RULE, "model": common_pb2.ANOMALY_SOURCE_MODEL}
+ENUM_SOURCE = {v: k for k, v in SOURCE_ENUM.items()}
+
+
+def level_band(level: str) -> tuple[int, int]:
+    """(lowest, highest) score of a risk level, from ueba.risk's bands."""
+    index = LEVELS.index(level)
+    high = level_floor(LEVELS[index + 1]) - 1 if index + 1 < len(LEVELS) else 100
+    return level_floor(level), high
+
+
+def canonical_user(name: str) -> str:
+    """The stored form of a user name: lowercase, without a domain (`CORP\\Alice`, `alice@corp.com` -> `alice`)."""
+    name = name.strip()
+    if "\\" in name:
+        name = name.rsplit("\\", 1)[1]
+    if "@" in name:
+        name = name.split("@", 1)[0]
+    return name.lower()

@@ -1,0 +1,165 @@
+"""A real query server per test, on port 0, with a tenant of the test's own.
+
+Rows go straight into the shared tables (the profiles service and the scorer
+write them in production); each test's tenant keeps it apart from the others
+in the session database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+from sqlalchemy import Engine, insert, select
+
+from services.query.server import create_server
+from services.query.settings import QuerySettings
+from ueba.db import libpq_url
+from ueba.store.partitions import ensure_partitions
+from ueba.store.schema import anomalies, event_scores, events, peer_groups, user_scores, users
+from ueba.v1 import query_pb2_grpc
+
+NOW = datetime.now(timezone.utc)
+
+
+@dataclass
+class Store:
+    """Writes test rows for one tenant."""
+
+    engine: Engine
+    database_url: str
+    tenant: str
+    _seq: list[int] = field(default_factory=lambda: [0])
+
+    def anomaly(
+        self,
+        user: str = "alice",
+        score: int = 50,
+        time: datetime | None = None,
+        status: str = "new",
+        kind: str = "failed_logins",
+        name: str | None = None,
+        source: str = "rule",
+        dimension: str = "authentication",
+        description: str = "failed logins",
+        evidence: dict | None = None,
+        tenant: str | None = None,
+    ) -> str:
+        self._seq[0] += 1
+        time = time or NOW - timedelta(hours=1)
+        row = {
+            "tenant": tenant or self.tenant,
+            "user_name": user,
+            "source": source,
+            "profile_id": kind if source == "model" else f"p-{kind}",
+            "profile_name": name or kind.replace("_", " "),
+            "profile_kind": kind,
+            "risk_score": score,
+            "description": description,
+            "dimension": dimension,
+            "time": time,
+            "window_start": time - timedelta(minutes=10),
+            "window_end": time,
+            "status": status,
+            "evidence": evidence if evidence is not None else {"event_ids": [f"e{self._seq[0]}"], "count": 3},
+            "dedup_key": f"k-{uuid.uuid4().hex}",
+        }
+        with self.engine.begin() as conn:
+            return conn.execute(insert(anomalies).values(row).returning(anomalies.c.id)).scalar_one()
+
+    def user(self, name: str, department: str | None = None, first_seen: datetime | None = None,
+             last_seen: datetime | None = None, peer_group_id: str | None = None, tenant: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(users).values(
+                tenant=tenant or self.tenant, user_name=name, department=department,
+                first_seen=first_seen or NOW - timedelta(days=40), last_seen=last_seen or NOW - timedelta(hours=1),
+                peer_group_id=peer_group_id,
+            ))
+
+    def peer_group(self, group_id: str, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(peer_groups).values(tenant=self.tenant, id=group_id, name=name, method="department"))
+
+    def user_score(self, user: str, day: date, score: float, learning: bool = False, hours: int = 10, tenant: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(user_scores).values(
+                tenant=tenant or self.tenant, user_name=user, day=day, score=score, scored_hours=hours,
+                learning=learning, run_id=str(uuid.uuid4()),
+            ))
+
+    def event_score(self, user: str, hour: datetime, model: str, score: int, features: list[dict] | None = None,
+                    learning: bool = False, tenant: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(event_scores).values(
+                tenant=tenant or self.tenant, user_name=user, hour=hour, model=model, score=score,
+                features=features or [], learning=learning, run_id=str(uuid.uuid4()),
+            ))
+
+    def events(self, user: str, times: list[datetime], tenant: str | None = None) -> None:
+        with psycopg.connect(libpq_url(self.database_url), autocommit=True) as pg:
+            ensure_partitions(pg, {t.date() for t in times})
+        with self.engine.begin() as conn:
+            conn.execute(insert(events), [
+                {"tenant": tenant or self.tenant, "event_id": uuid.uuid4().hex, "time": t, "user_name": user, "event_type": "logon"}
+                for t in times
+            ])
+
+    def rows(self, query) -> list[Any]:
+        with self.engine.connect() as conn:
+            return conn.execute(query).all()
+
+    def statuses(self) -> dict[str, str]:
+        return dict(self.rows(select(anomalies.c.id, anomalies.c.status).where(anomalies.c.tenant == self.tenant)))
+
+
+@dataclass
+class Service:
+    stub: query_pb2_grpc.QueryServiceStub
+    address: str
+    tenant: str
+    store: Store
+
+
+def start_query_server(engine: Engine, tenant: str, **overrides):
+    settings = QuerySettings.from_env({}, tenant=tenant, listen="127.0.0.1:0", metrics_port=-1, **overrides)
+    server, port = create_server(settings, engine, maintenance=False)
+    server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+@pytest.fixture
+def tenant() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def store(engine, database_url, tenant) -> Store:
+    return Store(engine, database_url, tenant)
+
+
+@pytest.fixture
+def query_settings() -> dict:
+    """Overrides of the server's settings; a test may change them before using `svc`."""
+    return {}
+
+
+@pytest.fixture
+def svc(engine, tenant, store, query_settings):
+    server, address = start_query_server(engine, tenant, **query_settings)
+    channel = grpc.insecure_channel(address)
+    try:
+        yield Service(query_pb2_grpc.QueryServiceStub(channel), address, tenant, store)
+    finally:
+        channel.close()
+        server.stop(0)
+
+
+def rpc_error(call, *args, **kwargs) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        call(*args, **kwargs)
+    return info.value

@@ -90,6 +90,8 @@ class RecordMapper:
 
     def map(self, resource: Mapping[str, Any], resource_bytes: bytes, record: logs_pb2.LogRecord) -> list[Event]:
         attrs = {**resource, **attributes(record.attributes)}
+        if record.event_name:  # the event name moved from an attribute to a record field
+            attrs.setdefault("event.name", record.event_name)
         body = any_value(record.body)
         when = _record_time(record)
         uid = attrs.get("log.record.uid") or attrs.get("event.id")

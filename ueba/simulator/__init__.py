@@ -1,0 +1,17 @@
+"""Activity simulator: an organisation's users over a period, with injected labelled scenarios.
+
+    from ueba.simulator import SimulationConfig, simulate
+    sim = simulate(SimulationConfig(users=200, days=30, seed=7))
+    for event in sim.events(): ...      # ueba.v1.Event, in time order, deterministic per seed
+    sim.labels                           # list[Label]: what was injected, who, when
+"""
+
+from ueba.simulator.labels import LABEL_KINDS, Label, read_labels, write_labels
+from ueba.simulator.org import SimUser
+from ueba.simulator.simulation import Simulation, SimulationConfig, simulate
+from ueba.simulator.world import EXFIL_APPS, RISKY_COUNTRIES
+
+__all__ = [
+    "EXFIL_APPS", "LABEL_KINDS", "RISKY_COUNTRIES", "Label", "SimUser", "Simulation", "SimulationConfig",
+    "read_labels", "simulate", "write_labels",
+]

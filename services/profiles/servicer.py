@@ -47,14 +47,17 @@ def canonical_user(name: str) -> str:
 
 
 def _token(name: str) -> str:
-    return base64.urlsafe_b64encode(name.encode()).decode()
+    return base64.urlsafe_b64encode(f"after:{name}".encode()).decode()
 
 
 def _untoken(token: str) -> str:
     try:
-        return base64.urlsafe_b64decode(token.encode()).decode()
+        decoded = base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValueError("page_token: not a token this service issued") from None
+        decoded = ""
+    if not decoded.startswith("after:"):
+        raise ValueError("page_token: not a token this service issued")
+    return decoded[len("after:"):]
 
 
 class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):

@@ -289,7 +289,7 @@ def replay_events(
     if visible_in is not None:
         q = q.where(func.pg_visible_in_snapshot(events.c.txid, snapshot_param(visible_in)))
     q = q.order_by(events.c.time, events.c.event_id)
-    result = conn.execution_options(stream_results=True, yield_per=chunk).execute(q)
+    result = conn.execute(q.execution_options(stream_results=True, yield_per=chunk))
     for row in result:
         yield record_of(row)
 

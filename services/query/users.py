@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, literal, or_, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 
 from services.query import paging
 from services.query.errors import InvalidArgument, NotFound, check_text
@@ -48,7 +48,7 @@ def latest_scores(conn: Connection, tenant: str, names: list[str]) -> dict[str, 
     q = (
         select(s.user_name, s.day, s.score, s.learning)
         .where(s.tenant == tenant, s.user_name.in_(names))
-        .distinct(s.user_name)
+        .ext(distinct_on(s.user_name))
         .order_by(s.user_name, s.day.desc())
     )
     return {row.user_name: row for row in conn.execute(q)}

@@ -1,0 +1,241 @@
+"""`ueba ship`: batching, resume state and summary; then real files into a running ingest (and profiles)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.agents.conftest import drop_database, fresh_database, ingest_env
+from ueba.cli.main import main
+from ueba.cli.ship import ShipState, format_summary, ship_files, state_path
+from ueba.client.ingest import SendTotals
+from ueba.db import libpq_url
+from ueba.launcher import service_available, start_service
+from ueba.parsers import ParseOptions
+from ueba.parsers.files import read_file
+from ueba.v1 import ingest_pb2
+
+LINES = [f"Feb 10 06:{m:02d}:{s:02d} bastion sshd[{m}{s}]: Failed password for u{m} from 10.0.{m}.{s} port 22 ssh2" for m in range(10) for s in range(0, 60, 6)]
+
+
+class RecordingClient:
+    """Stands in for IngestClient: records what is sent; can fail after some calls or reject an event."""
+
+    def __init__(self, interrupt_after_calls: int | None = None, reject_index: int | None = None):
+        self.calls: list[list] = []
+        self.interrupt_after_calls = interrupt_after_calls
+        self.reject_index = reject_index
+
+    def send(self, events, progress=None):
+        events = list(events)
+        if self.interrupt_after_calls is not None and len(self.calls) >= self.interrupt_after_calls:
+            raise KeyboardInterrupt
+        self.calls.append(events)
+        totals = SendTotals(sent=len(events), accepted=len(events))
+        if self.reject_index is not None and self.reject_index < len(events):
+            totals.accepted -= 1
+            totals.rejected = 1
+            totals.rejections.append(ingest_pb2.Rejection(index=self.reject_index, field="time", reason="too old"))
+        return totals
+
+
+@pytest.fixture
+def log_file(tmp_path) -> Path:
+    path = tmp_path / "auth.log"
+    path.write_text("\n".join(LINES[:50]) + "\nnot syslog at all\n" + "\n".join(LINES[50:]) + "\n")
+    return path
+
+
+def test_batches_summary_and_unparseable_lines(log_file, tmp_path):
+    client = RecordingClient(reject_index=3)
+    summary = ship_files([log_file], client, batch_size=5, state_dir=tmp_path / "state", options=ParseOptions(year=2026))
+    [f] = summary.files
+    assert (f.read, f.events, f.unparseable, f.sent) == (101, 100, 1, 100)
+    assert f.errors == [(51, "not a syslog line: no 'Mmm dd hh:mm:ss host' or ISO timestamp header")]
+    assert [len(c) for c in client.calls] == [40, 40, 20]  # chunks of 8 batches: the unit of resume
+    assert f.rejected == 3 and f.rejections[0] == (4, "time: too old")  # index 3 of the first chunk is line 4
+    text = format_summary(summary)
+    assert "unparseable line 51" in text and "rejected line 4: time: too old" in text
+    assert "sent 100, accepted 97, duplicates 0, rejected 3" in text
+
+
+def test_interrupted_run_resumes_after_the_last_acknowledged_chunk(log_file, tmp_path):
+    state_dir = tmp_path / "state"
+    first = ship_files([log_file], RecordingClient(interrupt_after_calls=1), batch_size=5, state_dir=state_dir, options=ParseOptions(year=2026))
+    assert first.interrupted and first.files[0].sent == 40
+    saved = json.loads(state_path(log_file, state_dir).read_text())["sources"][str(log_file)]
+    assert saved["line"] == 40 and saved["offset"] == sum(len(line) + 1 for line in LINES[:40])
+
+    client = RecordingClient()
+    second = ship_files([log_file], client, batch_size=5, state_dir=state_dir, options=ParseOptions(year=2026))
+    [f] = second.files
+    assert f.resumed_from_line == 40 and f.sent == 60
+    sent_ids = {e.event_id for call in client.calls for e in call}
+    all_ids = {e.event_id for e in read_file(log_file, options=ParseOptions(year=2026)).events}
+    assert len(sent_ids) == 60 and sent_ids < all_ids
+
+    # Finished: a third run sends nothing; a changed file starts over.
+    assert ship_files([log_file], RecordingClient(), batch_size=5, state_dir=state_dir).files[0].sent == 0
+    log_file.write_text("Feb 11 00:00:00 other sshd[1]: Accepted password for z from 10.9.9.9 port 1 ssh2\n")
+    assert ship_files([log_file], RecordingClient(), batch_size=5, state_dir=state_dir).files[0].sent == 1
+
+
+def test_state_beside_the_file_or_in_the_user_state_dir_when_read_only(tmp_path, monkeypatch):
+    path = tmp_path / "a.log"
+    path.write_text("x\n")
+    assert state_path(path, None) == tmp_path / "a.log.ueba-ship.json"
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr("os.access", lambda p, mode: False)
+    assert state_path(path, None).parent == tmp_path / "xdg" / "ueba" / "ship"
+    state = ShipState(tmp_path / "broken.json")
+    (tmp_path / "broken.json").write_text("{not json")
+    assert ShipState(tmp_path / "broken.json").sources == {} and state.sources == {}
+
+
+def test_cli_rejects_bad_arguments(tmp_path, capsys):
+    assert main(["ship", str(tmp_path / "missing.log")]) == 2
+    path = tmp_path / "a.log"
+    path.write_text(LINES[0] + "\n")
+    assert main(["ship", "--timezone", "Mars/Olympus", str(path)]) == 2
+    assert "unknown time zone" in capsys.readouterr().err
+    assert main(["ship", "--dry-run", "--year", "2026", str(path)]) == 0
+    assert "read 1, parsed 1" in capsys.readouterr().out
+
+
+# -- against a running ingest ------------------------------------------------------
+
+
+def _stored(pg, ids: set[str]) -> int:
+    return pg.execute("SELECT count(*) FROM events WHERE event_id = ANY(%s)", (list(ids),)).fetchone()[0]
+
+
+DATASET_FILES = (
+    "loghub/OpenSSH_2k.log",
+    "loghub/Linux_2k.log",
+    "otrf/o365spray_default.zip",
+    "otrf/o365spray_reporting.zip",
+    "otrf/purplesharp_ad_playbook_I_host.zip",
+    "azure-sentinel-training-lab/sign-in_adelete.csv",
+)
+
+
+@pytest.mark.e2e
+@pytest.mark.datasets
+def test_ship_datasets_to_running_ingest(datasets, ingest_service, agents_pg, tmp_path, capsys):
+    files = [str(datasets / name) for name in DATASET_FILES]
+    args = ["ship", "--address", ingest_service.address, "--state-dir", str(tmp_path / "state"), "--no-progress", "--batch-size", "200"]
+    assert main([*args, *files]) == 0
+    out = capsys.readouterr().out
+    print(out)
+    expected = {e.event_id for name in files for e in read_file(name).events}
+    assert len(expected) == 1440 - 7  # 1440 parsed; the M365 reporting export repeats 7 records
+    assert "sent 1440, accepted 1433, duplicates 7, rejected 0" in out
+    assert _stored(agents_pg, expected) == len(expected)
+    by_producer = dict(agents_pg.execute(
+        "SELECT producer, count(*) FROM events WHERE event_id = ANY(%s) GROUP BY producer", (list(expected),)
+    ).fetchall())
+    assert by_producer == {"sshd": 534 + 561, "su": 86, "klogind": 23, "login": 2, "gdm": 1, "winevent": 154, "m365": 16, "entra": 56}
+
+    # Again: the state says everything was acknowledged.
+    assert main([*args, *files]) == 0
+    assert "sent 0, accepted 0" in capsys.readouterr().out
+    # From scratch: every event is already stored.
+    assert main([*args, "--restart", files[0]]) == 0
+    assert "sent 534, accepted 0, duplicates 534" in capsys.readouterr().out
+
+
+@pytest.mark.e2e
+@pytest.mark.datasets
+def test_interrupted_shipping_resumes_without_loss_or_duplicates(datasets, ingest_service, agents_pg, tmp_path):
+    from ueba.client.ingest import IngestClient
+
+    path = datasets / "loghub" / "OpenSSH_2k.log"
+    options = ParseOptions(year=2024)  # other event ids than the dataset test's 2025 copy
+    expected = {e.event_id for e in read_file(path, options=options).events}
+    acked = 0
+
+    def ctrl_c_after_450(n: int) -> None:
+        nonlocal acked
+        acked += n
+        if acked >= 450:
+            raise KeyboardInterrupt
+
+    with IngestClient(ingest_service.address, batch_size=50) as client:
+        first = ship_files([path], client, options=options, batch_size=50, state_dir=tmp_path, progress=ctrl_c_after_450)
+        assert first.interrupted
+        stored_after_interrupt = _stored(agents_pg, expected)
+        # Batches in flight when the run stopped may have been committed without being recorded.
+        assert 450 <= stored_after_interrupt <= len(expected)
+        second = ship_files([path], client, options=options, batch_size=50, state_dir=tmp_path)
+    [f] = second.files
+    assert f.resumed_from_line > 0 and f.sent == len(expected) - 400  # the first chunk of 8 x 50 was acknowledged
+    assert f.accepted == len(expected) - stored_after_interrupt
+    assert f.duplicates == stored_after_interrupt - 400  # the resent tail is recognised, not stored twice
+    assert _stored(agents_pg, expected) == len(expected)
+
+
+@pytest.mark.e2e
+@pytest.mark.datasets
+@pytest.mark.skipif(not service_available("profiles"), reason="services/profiles is not built yet")
+def test_openssh_brute_force_raises_failed_login_anomalies(datasets, server_url, tmp_path, capsys):
+    """OpenSSH_2k.log through ingest into the profiles service's default failed-logins profile."""
+    import re
+    from collections import defaultdict
+    from datetime import datetime
+
+    path = datasets / "loghub" / "OpenSSH_2k.log"
+    # Independently of the parser: sources with 10 failures within 10 minutes (brute force)
+    # or 10 accounts within 10 minutes (spray), the default profile's thresholds.
+    failed = re.compile(r"^(\w+ +\d+ [\d:]+) \S+ sshd\[\d+\]: (?:message repeated (\d+) times: \[ )?Failed \S+ for (?:invalid user )?(.*?) from (\S+) port")
+    by_source: dict[str, list] = defaultdict(list)
+    for line in path.read_text().splitlines():
+        m = failed.match(line)
+        if m:
+            t = datetime.strptime("2025 " + m.group(1), "%Y %b %d %H:%M:%S")
+            by_source[m.group(4)] += [(t, m.group(3).strip())] * int(m.group(2) or 1)
+    spraying = {
+        s for s, xs in by_source.items()
+        if any(len({u for t, u in xs if 0 <= (t - t0).total_seconds() < 600}) >= 10 for t0, _ in xs)
+    }
+    heavy = {s for s, xs in by_source.items() if any(sum(1 for t, _ in xs if 0 <= (t - t0).total_seconds() < 600) >= 10 for t0, _ in xs)}
+    assert spraying == {"183.62.140.253", "187.141.143.180", "103.99.0.122"}
+    assert heavy == spraying | {"112.95.230.3", "185.190.58.151", "5.188.10.180"}
+
+    name, url = fresh_database(server_url)
+    ingest = profiles = None
+    try:
+        ingest = start_service("ingest", ingest_env(url), log_path=tmp_path / "ingest.log")
+        profiles = start_service(
+            "profiles",
+            {"DATABASE_URL": url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1", "UEBA_PROFILES_POLL_SECONDS": "0.2"},
+            log_path=tmp_path / "profiles.log",
+        )
+        assert main(["ship", "--address", ingest.address, "--year", "2025", "--state-dir", str(tmp_path), "--no-progress", str(path)]) == 0
+        capsys.readouterr()
+        rows: list = []
+        deadline = time.monotonic() + 60
+        with psycopg.connect(libpq_url(url), autocommit=True) as pg:
+            while time.monotonic() < deadline:
+                rows = pg.execute(
+                    "SELECT user_name, description, evidence FROM anomalies WHERE profile_kind = 'failed_logins' ORDER BY time"
+                ).fetchall()
+                sources = {s for _, _, ev in rows for s in ev.get("sources", []) + [ev.get("source_ip")] if s}
+                if heavy <= sources and {"root", "admin"} <= {u for u, _, _ in rows}:
+                    break
+                time.sleep(0.5)
+        print(f"\n{len(rows)} failed-login anomalies; brute-forcing sources {sorted(heavy)}")
+        for user, description, _ in rows[:15]:
+            print(f"  {user}: {description}")
+        sources = {s for _, _, ev in rows for s in ev.get("sources", []) + [ev.get("source_ip")] if s}
+        assert spraying <= heavy and heavy <= sources, (heavy, sources)
+        assert {"root", "admin"} <= {u for u, _, _ in rows}  # the accounts brute-forced 10 times within 10 minutes
+        assert sources <= set(by_source)  # every source named really failed to log on
+    finally:
+        for service in (profiles, ingest):
+            if service is not None:
+                service.stop()
+        drop_database(server_url, name)

@@ -118,10 +118,13 @@ class ActivityWriter:
             h = self.habits[u] = build_habits(self.org, self.seed, u)
         return h
 
-    def day(self, u: int, day: int, out: list[Record]) -> None:
+    def day(self, u: int, day: int, out: list[Record], window: tuple[int, int] | None = None) -> None:
         ctx = self.book.context(u, day)
         if ctx.kind in ("departed", "leave"):
             return
+        if window is not None and (ctx.midnight >= window[1] or (
+                ctx.midnight + 24 * HOUR <= window[0] and ctx.kind != "travel_out")):
+            return  # a local day wholly outside the simulated period
         rng = stream(self.seed, ACTIVITY, u, day + 2)
         user = self.org.users[u]
         scale = user.activity * rng.lognormvariate(0.0, 0.25)

@@ -125,9 +125,10 @@ class ScenarioBuilder:
             t = times[-1] + int(rng.uniform(3, 60) * SECOND)
             records.append(self._rec(t, u, LOGON, SUCCESS, ip, host, dhost, "", app, place, ua=ua, action=ok,
                                      producer=producer, ltype=ltype))
+            browser = ua or rng.choice(ATTACK_AGENTS)
             for app_name in rng.sample(self.org.users[u].usual_apps, k=min(3, len(self.org.users[u].usual_apps))):
                 t += int(rng.uniform(20, 240) * SECOND)
-                records.append(self._app(t, u, ip, place, ua, app_name, host))
+                records.append(self._app(t, u, ip, place, browser, app_name, host))
         minutes = (times[-1] - times[0]) / MINUTE
         text = (f"{n} failed {variant} logons in {minutes:.1f} min from {ip} ({place.city}, {place.country})"
                 + ("; then a successful logon" if succeeded else ""))

@@ -87,6 +87,7 @@ class RecordMapper:
         self.m365 = UnifiedAuditLogParser(self.options)
         self.entra = EntraSignInParser(self.options)
         self.cef = CefParser(self.options)
+        self.syslog = SyslogParser(self.options)
 
     def map(self, resource: Mapping[str, Any], resource_bytes: bytes, record: logs_pb2.LogRecord) -> list[Event]:
         attrs = {**resource, **attributes(record.attributes)}
@@ -109,6 +110,9 @@ class RecordMapper:
                 for event in events:
                     event.event_id = str(uid)
             return events
+        if stripped.startswith("<Event"):  # windowseventlog with raw: true, or forwarded event XML
+            events = self.windows.parse(stripped)
+            return _with_ids(events, str(uid)) if uid else events
         if stripped.startswith("{"):
             try:
                 decoded = json.loads(stripped)
@@ -117,7 +121,7 @@ class RecordMapper:
             if isinstance(decoded, dict):
                 return self._map_object(decoded, attrs, when, uid, record_id)
         if stripped and (RFC3164.match(stripped) or RFC5424.match(stripped) or ISO_HEADER.match(stripped)):
-            events = SyslogParser(self.options).parse(stripped)
+            events = self.syslog.parse(stripped)
             return _with_ids(events, record_id) if uid else events
         fields = dict(attrs)
         if stripped:

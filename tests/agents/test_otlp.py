@@ -203,3 +203,19 @@ def test_otel_sdk_exporter_to_running_ingest(ingest_service, agents_pg):
     assert sorted(r[2] for r in sdk) == ["failure", "failure", "success", "success", "success"]
     assert all(r[1] == "logon" and r[4] == "sdk-host" for r in sdk)
     assert ("bob", "logon", "failure") in {r[:3] for r in rows}
+
+
+def test_text_bodies_raw_syslog_lines_event_xml_and_ecs_json():
+    pipeline = RecordingPipeline()
+    xml = (
+        "<Event><System><EventID>4624</EventID><TimeCreated SystemTime='2026-11-20T10:00:00Z'/><EventRecordID>9</EventRecordID>"
+        "<Channel>Security</Channel><Computer>DC01</Computer></System><EventData><Data Name='TargetUserName'>dave</Data></EventData></Event>"
+    )
+    ecs = '{"@timestamp": "2026-11-20T10:00:00Z", "user": {"name": "erin"}, "event": {"action": "file-upload"}, "file": {"size": 10}}'
+    line = "Nov 20 10:00:00 web1 sshd[5]: Accepted password for frank from 192.0.2.9 port 1 ssh2"
+    response = export(pipeline, request(log_record(body=xml), log_record(body=ecs), log_record(body=line), log_record(body=line)))
+    users = [e.user for e in pipeline.events]
+    assert users == ["dave", "erin", "frank", "frank"] and not response.partial_success.rejected_log_records
+    assert pipeline.events[1].type == pb.EVENT_TYPE_FILE_UPLOAD and pipeline.events[1].bytes == 10
+    # Two identical lines are two events, as they would be read from a file.
+    assert pipeline.events[2].event_id != pipeline.events[3].event_id

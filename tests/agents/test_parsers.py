@@ -159,6 +159,21 @@ def test_otel_collector_body_with_data_list_and_kerberos_code():
     assert ts(event) == datetime(2026, 1, 10, 9, 1, 2, 123456, tzinfo=timezone.utc)
 
 
+def test_event_xml_as_forwarded_or_sent_raw_by_the_collector():
+    xml = (
+        '<Event xmlns="http://schemas.microsoft.com/win/2004/08/events/event"><System>'
+        '<Provider Name="Microsoft-Windows-Security-Auditing"/><EventID>4624</EventID>'
+        '<TimeCreated SystemTime="2026-01-10T09:00:00.1234567Z"/><EventRecordID>55</EventRecordID>'
+        "<Channel>Security</Channel><Computer>DC01.corp.local</Computer></System><EventData>"
+        '<Data Name="TargetUserName">alice</Data><Data Name="LogonType">10</Data><Data Name="IpAddress">10.1.2.3</Data>'
+        "</EventData></Event>"
+    )
+    event = one("winevent", xml)
+    assert (event.user, event.logon_type, event.source_ip, event.attributes["shape"]) == ("alice", 10, "10.1.2.3", "xml")
+    with pytest.raises(ParseError, match="not event XML"):
+        parser_for("winevent").parse("<Event><oops")
+
+
 @pytest.mark.parametrize(
     "event_id,data,kind,outcome",
     [
@@ -381,3 +396,23 @@ def test_zip_of_json_lines_is_read_directly(tmp_path):
         z.writestr("a.json", "\n".join(json.dumps({**NXLOG_4625, "RecordNumber": n}) for n in range(3)) + "\n")
     report = read_file(path)
     assert report.format == "winevent" and len(report.events) == 3 and len({e.event_id for e in report.events}) == 3
+
+
+def test_entra_portal_json_array_download(tmp_path):
+    rows = [
+        {"id": f"id-{n}", "createdDateTime": f"2026-01-10T09:0{n}:00Z", "userPrincipalName": "Alice@contoso.com",
+         "ipAddress": "198.51.100.1", "appDisplayName": "Teams", "status": {"errorCode": 0 if n else 50126}}
+        for n in range(3)
+    ]
+    path = tmp_path / "InteractiveSignIns.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(rows, indent=2).replace("\n", "\r\n").encode())
+    report = read_file(path)
+    assert report.format == "entra" and [e.event_id for e in report.events] == ["id-0", "id-1", "id-2"]
+    assert [e.outcome for e in report.events] == [pb.OUTCOME_FAILURE, pb.OUTCOME_SUCCESS, pb.OUTCOME_SUCCESS]
+    from ueba.parsers.files import iter_records, sources
+
+    [source] = sources(path)
+    records = list(iter_records(source, "json-array"))
+    assert records[0].line_no == 2 and records[-1].end_offset < path.stat().st_size
+    resumed = list(iter_records(source, "json-array", records[0].end_offset))
+    assert [r.value["id"] for r in resumed] == ["id-1", "id-2"]

@@ -206,7 +206,7 @@ def ship_files(
                     last_offset, last_line = parsed.record.end_offset, parsed.record.line_no
                     if len(pending) >= chunk_size:
                         flush()
-                if kind == "lines":
+                if kind in ("lines", "json-array"):
                     last_offset = max(last_offset, source.size)  # trailing blank lines
                 flush()
                 bar.close()

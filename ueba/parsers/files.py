@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import IO, Any, Callable, Iterator
 
 from ueba.parsers import parser_for
 from ueba.parsers.base import Counts, Event, ParseError, ParseOptions
-from ueba.parsers.detect import DetectionError, detect_text, kind_of
+from ueba.parsers.detect import DetectionError, classify_object, detect_text, kind_of
 
 DETECT_LINES = 20
 
@@ -73,7 +74,21 @@ def head_lines(source: Source, n: int = DETECT_LINES) -> list[str]:
     return lines
 
 
+def _starts_array(source: Source) -> bool:
+    with source.open() as stream:
+        head = stream.read(1024)
+    return _decode(head, True).lstrip().startswith("[")
+
+
 def detect(source: Source) -> tuple[str, str]:
+    if _starts_array(source):
+        for record in iter_records(source, "json-array"):
+            if isinstance(record.value, dict) and "__error__" not in record.value:
+                fmt = classify_object(record.value)
+                if fmt:
+                    return fmt, "json-array"
+            break
+        raise DetectionError("a JSON array whose first element has no known shape")
     return detect_text(head_lines(source))
 
 
@@ -123,10 +138,46 @@ def iter_csv(stream: IO[bytes], start_offset: int = 0, start_line: int = 0) -> I
         yield Record(first_line, offset, {"__error__": "unterminated quoted cell at end of file"})
 
 
+def iter_json_array(stream: IO[bytes], start_offset: int = 0) -> Iterator[Record]:
+    """Elements of one top-level JSON array (the Entra portal's 'Download JSON'), read whole."""
+    raw = stream.read()
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+    text = raw[bom:].decode("utf-8", errors="replace")
+    decoder = json.JSONDecoder()
+    i = text.index("[") + 1
+    char_pos, byte_pos, line_no = 0, bom, 1
+
+    def advance(to: int) -> None:
+        nonlocal char_pos, byte_pos, line_no
+        chunk = text[char_pos:to]
+        byte_pos += len(chunk.encode("utf-8", errors="replace"))
+        line_no += chunk.count("\n")
+        char_pos = to
+
+    while True:
+        while i < len(text) and text[i] in " \t\r\n,":
+            i += 1
+        if i >= len(text) or text[i] == "]":
+            return
+        advance(i)
+        start_line = line_no
+        try:
+            value, end = decoder.raw_decode(text, i)
+        except json.JSONDecodeError as exc:
+            yield Record(start_line, len(raw), {"__error__": f"not JSON: {exc.msg}"})
+            return
+        advance(end)
+        i = end
+        if byte_pos > start_offset:
+            yield Record(start_line, byte_pos, value if isinstance(value, dict) else {"__error__": "array element is not an object"})
+
+
 def iter_records(source: Source, kind: str, start_offset: int = 0, start_line: int = 0) -> Iterator[Record]:
     stream = source.open()
     try:
-        if kind == "csv":
+        if kind == "json-array":
+            yield from iter_json_array(stream, start_offset)
+        elif kind == "csv":
             # CSV needs its header, so it is re-read and skipped up to the offset.
             yield from iter_csv(stream, start_offset, start_line)
         else:
@@ -149,6 +200,8 @@ def resolve_format(source: Source, fmt: str) -> tuple[str, str]:
     """(format, record kind) for a source; 'auto' detects from its first lines."""
     if fmt == "auto":
         return detect(source)
+    if _starts_array(source):
+        return fmt, "json-array"
     lines = head_lines(source, 1)
     return fmt, kind_of(fmt, lines[0] if lines else "")
 

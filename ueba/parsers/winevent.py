@@ -204,6 +204,39 @@ def read_record(record: Mapping[str, Any], options: ParseOptions) -> WinRecord:
     raise ParseError("not a Windows event: no EventID, winlog.event_id or event_id")
 
 
+def xml_record(text: str) -> dict[str, Any]:
+    """Event XML (`<Event xmlns=...><System>...</System><EventData><Data Name=..>`) in the Collector's map shape."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise ParseError(f"not event XML: {exc}") from None
+
+    def local(tag: str) -> str:
+        return tag.rsplit("}", 1)[-1]
+
+    system = next((c for c in root if local(c.tag) == "System"), None)
+    if local(root.tag) != "Event" or system is None:
+        raise ParseError("not event XML: no Event/System")
+    fields = {local(c.tag): c for c in system}
+    time_created = fields.get("TimeCreated")
+    data: dict[str, Any] = {}
+    for section in root:
+        if local(section.tag) == "EventData":
+            for item in section:
+                if item.get("Name"):
+                    data[item.get("Name")] = item.text or ""
+    return {
+        "event_id": {"id": (fields["EventID"].text or "0").strip() if "EventID" in fields else "0"},
+        "channel": fields["Channel"].text if "Channel" in fields else "",
+        "computer": fields["Computer"].text if "Computer" in fields else "",
+        "record_id": fields["EventRecordID"].text if "EventRecordID" in fields else "",
+        "system_time": time_created.get("SystemTime") if time_created is not None else "",
+        "event_data": data,
+    }
+
+
 def _account(data: Mapping[str, Any], name_key: str, domain_key: str) -> str:
     name = str(data.get(name_key) or "").strip()
     if not name or name == "-":
@@ -228,8 +261,11 @@ class WindowsEventParser:
         self.options = options or ParseOptions()
 
     def parse(self, record: str | Mapping[str, Any]) -> list[Event]:
-        obj = load_json_object(record)
+        from_xml = isinstance(record, str) and record.lstrip().startswith("<")
+        obj = xml_record(record.strip()) if from_xml else load_json_object(record)
         win = read_record(obj, self.options)
+        if from_xml:
+            win.shape = "xml"
         if win.event_id not in HANDLED:
             return []
         if win.channel and win.channel != "Security":

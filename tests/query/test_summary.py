@@ -137,3 +137,28 @@ def test_users_seen_and_events(svc, store):
     assert s.users_seen == 1 and s.events == 3
     s = summary(svc, hour + timedelta(minutes=30), hour + timedelta(minutes=50))
     assert s.events == 2  # events are counted by the whole hours the range touches
+
+
+def test_maintenance_merges_deltas_and_refreshes_risk(store, engine):
+    from ueba.store.schema import anomaly_rollup, user_risk, user_risk_dirty
+
+    for s in (70, 20, 90):
+        store.anomaly("mia", s)
+    stale = store.anomaly("old", 60, NOW - timedelta(days=29, hours=23, minutes=59))
+    t = store.tenant
+    rollup_rows = lambda: store.rows(select(anomaly_rollup.c.merged).where(anomaly_rollup.c.tenant == t))
+    assert len(rollup_rows()) > 10 and not any(m for (m,) in rollup_rows())
+    risk_state.Maintainer(engine, window_days=30, interval=1).run_once()
+    assert all(m for (m,) in rollup_rows())
+    assert store.rows(select(user_risk_dirty).where(user_risk_dirty.c.tenant == t)) == []
+    rows = {r.user_name: r for r in store.rows(select(user_risk).where(user_risk.c.tenant == t))}
+    assert (rows["mia"].points, rows["mia"].risk, rows["mia"].open_anomalies) == (180, user_risk_calc([70, 20, 90])[1], 3)
+    assert stale and rows["old"].oldest_open is not None
+    # An hour later "old"'s only anomaly has left the 30-day window: its row goes.
+    with engine.begin() as conn:
+        risk_state.refresh(conn, t, NOW + timedelta(hours=1), 30)
+    assert {r.user_name for r in store.rows(select(user_risk).where(user_risk.c.tenant == t))} == {"mia"}
+
+
+def user_risk_calc(scores):
+    return user_risk(scores)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from pathlib import Path
-
 import psycopg
 import pytest
 

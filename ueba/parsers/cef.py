@@ -8,7 +8,7 @@ has no `rt`. Header fields escape `|` and `\\`; extension values escape `=`,
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Mapping
 
 from ueba.parsers.base import (

@@ -76,10 +76,6 @@ def client_ip(value: Any) -> str:
     return ""
 
 
-def _utc_naive(text: str, options: ParseOptions) -> datetime:
-    return parse_iso_time(text, options.timezone)
-
-
 class UnifiedAuditLogParser:
     name = "m365"
 

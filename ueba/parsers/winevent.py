@@ -22,7 +22,6 @@ from ueba.parsers.base import (
     ParseError,
     ParseOptions,
     canonical_user,
-    clean_ip,
     first,
     load_json_object,
     parse_iso_time,
@@ -237,7 +236,7 @@ def xml_record(text: str) -> dict[str, Any]:
     }
 
 
-def _account(data: Mapping[str, Any], name_key: str, domain_key: str) -> str:
+def _account(data: Mapping[str, Any], name_key: str) -> str:
     name = str(data.get(name_key) or "").strip()
     if not name or name == "-":
         return ""
@@ -293,7 +292,7 @@ class WindowsEventParser:
     # -- one method per event id -------------------------------------------------
 
     def _logon_fields(self, event: Event, d: Mapping[str, Any]) -> None:
-        set_user(event, _account(d, "TargetUserName", "TargetDomainName"))
+        set_user(event, _account(d, "TargetUserName"))
         domain = str(d.get("TargetDomainName") or "").strip()
         if domain and domain != "-":
             event.attributes["domain"] = domain
@@ -323,7 +322,7 @@ class WindowsEventParser:
 
     def _e4634(self, event, d, computer):
         event.type, event.outcome = common_pb2.EVENT_TYPE_LOGOFF, SUCCESS
-        set_user(event, _account(d, "TargetUserName", "TargetDomainName"))
+        set_user(event, _account(d, "TargetUserName"))
         logon_type = _int(d.get("LogonType"))
         if logon_type is not None:
             event.logon_type = logon_type
@@ -331,15 +330,15 @@ class WindowsEventParser:
 
     def _e4647(self, event, d, computer):
         event.type, event.outcome = common_pb2.EVENT_TYPE_LOGOFF, SUCCESS
-        set_user(event, _account(d, "TargetUserName", "TargetDomainName"))
+        set_user(event, _account(d, "TargetUserName"))
         event.attributes["user_initiated"] = "true"
 
     def _e4648(self, event, d, computer):
         # Explicit credentials: the subject used the target account's credentials to
         # reach TargetServerName; the event is about the credentials' owner reaching a host.
         event.type, event.outcome = common_pb2.EVENT_TYPE_HOST_ACCESS, SUCCESS
-        set_user(event, _account(d, "TargetUserName", "TargetDomainName"))
-        subject = _account(d, "SubjectUserName", "SubjectDomainName")
+        set_user(event, _account(d, "TargetUserName"))
+        subject = _account(d, "SubjectUserName")
         if subject:
             event.attributes["subject_user"] = canonical_user(subject)
         event.attributes["explicit_credentials"] = "true"
@@ -356,13 +355,13 @@ class WindowsEventParser:
 
     def _e4672(self, event, d, computer):
         event.type, event.outcome = common_pb2.EVENT_TYPE_PRIVILEGE_USE, SUCCESS
-        set_user(event, _account(d, "SubjectUserName", "SubjectDomainName"))
+        set_user(event, _account(d, "SubjectUserName"))
         privileges = " ".join(str(d.get("PrivilegeList") or "").split())
         if privileges:
             event.object = privileges[:1024]
 
-    def _kerberos(self, event, d, computer, failure_by_status: bool = True):
-        set_user(event, _account(d, "TargetUserName", "TargetDomainName"))
+    def _kerberos(self, event, d, computer):
+        set_user(event, _account(d, "TargetUserName"))
         set_source(event, d.get("IpAddress"))
         status = _int(d.get("Status"))
         if status is None or status == 0:
@@ -400,7 +399,7 @@ class WindowsEventParser:
 
     def _e4776(self, event, d, computer):
         event.type = common_pb2.EVENT_TYPE_LOGON
-        set_user(event, _account(d, "TargetUserName", "TargetDomainName"))
+        set_user(event, _account(d, "TargetUserName"))
         workstation = str(first(d, "Workstation") or "").strip()
         if workstation:
             set_source(event, workstation)

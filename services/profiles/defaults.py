@@ -28,7 +28,7 @@ DEFAULT_PROFILES: tuple[DefaultProfile, ...] = (
         "Failed logins", "failed_logins", 50,
         "Many failed logons of one account (brute force) or of many accounts from one address (password spray); "
         "a success right after them is raised higher.",
-        {"count": 10, "interval_seconds": 600, "spray_users": 10, "success_risk_score": 80},
+        {"count": 10, "interval_seconds": 900, "spray_users": 10, "success_risk_score": 80},
         "authentication",
     ),
     DefaultProfile(
@@ -56,8 +56,8 @@ DEFAULT_PROFILES: tuple[DefaultProfile, ...] = (
     ),
     DefaultProfile(
         "Rare event", "rare_event", 25,
-        "An application or country this user has not used in the last 30 days.",
-        {"entity_types": ["application", "country"], "lookback_days": 30, "min_history_days": 7},
+        "An application, country or host this user (and the department) has not used in the last 30 days.",
+        {"entity_types": ["application", "country", "host"], "lookback_days": 30, "min_history_days": 7},
     ),
     DefaultProfile(
         "Shared credentials", "shared_credentials", 60,

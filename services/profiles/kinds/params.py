@@ -63,6 +63,13 @@ def non_negative_number(field: str, value: Any) -> float:
     return x
 
 
+def share(field: str, value: Any) -> float:
+    x = _number(field, value)
+    if not 0 <= x <= 1:
+        raise ParameterError(field, "must be a number from 0 to 1")
+    return x
+
+
 def score(field: str, value: Any) -> int:
     n = _integer(field, value, "must be an integer from 0 to 100")
     if not 0 <= n <= 100:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from services.profiles.kinds.base import HistoryNeeds, ProfileDetector
-from services.profiles.kinds.params import Param, boolean, choices, positive_int, string_list
+from services.profiles.kinds.params import Param, boolean, choices, positive_int, share, string_list
 from services.profiles.records import EventRecord, Firing, utc
 from services.profiles.windows import BurstWindows, Entry
 
@@ -41,6 +41,9 @@ class RareEventProfile(ProfileDetector):
         Param("suppress_seconds", positive_int, 3600, "one anomaly per user and entity type within this interval"),
         Param("event_types", string_list, [], "event types to look at; empty: every type"),
         Param("include_failures", boolean, False, "also count failed actions"),
+        Param("max_org_share", share, 0.05,
+              "not rare when more than this share of the organisation's users, or of the user's department, "
+              "used it in the lookback (0-1; 1: off)"),
     )
 
     def __init__(self, spec):
@@ -52,6 +55,10 @@ class RareEventProfile(ProfileDetector):
         self.types = frozenset(p["event_types"])
         self._user_first: dict[str, float] = {}
         self._seen: dict[tuple[str, str, str], float] = {}
+        # (entity type, entity) -> user -> last seen: how common an entity is across the organisation.
+        self._users_of: dict[tuple[str, str], dict[str, float]] = {}
+        self.max_share = p["max_org_share"]
+        self._department: dict[str, str] = {}
         self._fired = BurstWindows(float(p["suppress_seconds"]))
         self._count = 0
         self._newest = float("-inf")
@@ -71,7 +78,9 @@ class RareEventProfile(ProfileDetector):
         )
 
     def seed_users(self, rows: Iterable[tuple[str, str | None, datetime]]) -> None:
-        for user, _dept, first in rows:
+        for user, department, first in rows:
+            if department:
+                self._department[user] = department
             ts = first.timestamp()
             if ts < self._user_first.get(user, float("inf")):
                 self._user_first[user] = ts
@@ -82,12 +91,15 @@ class RareEventProfile(ProfileDetector):
             ts = last.timestamp()
             if ts > self._seen.get(key, float("-inf")):
                 self._seen[key] = ts
+                self._users_of.setdefault((entity_type, entity), {})[user] = ts
 
     def observe(self, e: EventRecord) -> list[Firing]:
         first = self._user_first.get(e.user)
         if first is None or e.ts < first:
             first = self._user_first[e.user] = e.ts
         learning = e.ts - first < self.min_history
+        if e.department:
+            self._department[e.user] = e.department
         out = []
         for entity_type in self.entity_types:
             value = entity_value(e, entity_type)
@@ -98,8 +110,13 @@ class RareEventProfile(ProfileDetector):
             if last is not None and last >= e.ts:
                 continue  # a late event of something already seen after it
             self._seen[key] = e.ts
+            users = self._users_of.setdefault((entity_type, value), {})
+            users[e.user] = e.ts
             if learning or (last is not None and e.ts - last <= self.lookback):
                 continue
+            share = self._share(users, e)
+            if share > self.max_share:
+                continue  # new to this user, but common in the organisation
             burst = self._fired.add(f"user:{e.user}:{entity_type}", Entry(e.ts, e), lambda w: True)
             if not burst:
                 continue
@@ -118,11 +135,36 @@ class RareEventProfile(ProfileDetector):
                     "lookback_days": days,
                     "user_first_seen": utc(first).isoformat(),
                     "event_type": e.event_type,
+                    "org_share": round(share, 4),
                 },
             ))
         self._count += 1
         self._newest = max(self._newest, e.ts)
         if self._count % PRUNE_EVERY == 0:
-            cutoff = self._newest - self.lookback
-            self._seen = {k: v for k, v in self._seen.items() if v >= cutoff}
+            self._prune()
         return out
+
+    def _share(self, users: dict[str, float], e: EventRecord) -> float:
+        """The larger of the shares of the organisation and of the user's department who used
+        this entity within the lookback, besides this user."""
+        if self.max_share >= 1:
+            return 0.0
+        since = e.ts - self.lookback
+        others = [u for u, ts in users.items() if ts >= since and u != e.user]
+        org = len(others) / max(1, len(self._user_first))
+        department = self._department.get(e.user)
+        if not department or not others:
+            return org
+        size = sum(1 for d in self._department.values() if d == department)
+        peers = sum(1 for u in others if self._department.get(u) == department)
+        return max(org, peers / max(1, size))
+
+    def _prune(self) -> None:
+        cutoff = self._newest - self.lookback
+        self._seen = {k: v for k, v in self._seen.items() if v >= cutoff}
+        for key, users in list(self._users_of.items()):
+            kept = {u: ts for u, ts in users.items() if ts >= cutoff}
+            if kept:
+                self._users_of[key] = kept
+            else:
+                del self._users_of[key]

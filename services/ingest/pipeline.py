@@ -36,7 +36,8 @@ def limits_from(settings: IngestSettings) -> Limits:
     )
 
 
-def preparer_from(settings: IngestSettings, geo: GeoDatabase | None = None) -> EventPreparer:
+def preparer_from(settings: IngestSettings) -> EventPreparer:
+    geo = GeoDatabase(settings.geoip_database) if settings.geoip_database else None
     return EventPreparer(
         limits_from(settings),
         user_name_normaliser(settings.user_name_mode),
@@ -47,8 +48,7 @@ def preparer_from(settings: IngestSettings, geo: GeoDatabase | None = None) -> E
 class IngestPipeline:
     def __init__(self, settings: IngestSettings, engine: Engine, partition_cache: PartitionCache | None = None):
         self.settings = settings
-        self._geo = GeoDatabase(settings.geoip_database) if settings.geoip_database else None
-        self.preparer = preparer_from(settings, self._geo)
+        self.preparer = preparer_from(settings)
         self.store = EventStore(engine, partition_cache)
         self._slots = threading.BoundedSemaphore(settings.max_inflight_batches)
 
@@ -86,5 +86,4 @@ class IngestPipeline:
         )
 
     def close(self) -> None:
-        if self._geo is not None:
-            self._geo.close()
+        self.preparer.addresses.close()

@@ -11,6 +11,7 @@ acknowledgement: nothing is acked that was not committed.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -21,14 +22,14 @@ import psycopg
 from psycopg import errors, sql
 from sqlalchemy import Engine
 
-from services.ingest.prepare import COLUMNS, PreparedBatch
+from services.ingest.prepare import COLUMNS, COPY_TYPES, PreparedBatch
 from ueba.store import partitions
 
 log = logging.getLogger(__name__)
 
 _COLUMN_LIST = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS)
-_COPY_EVENTS = sql.SQL("COPY events ({}) FROM STDIN").format(_COLUMN_LIST)
-_COPY_STAGE = sql.SQL("COPY ingest_stage ({}) FROM STDIN").format(_COLUMN_LIST)
+_COPY_EVENTS = sql.SQL("COPY events ({}) FROM STDIN (FORMAT BINARY)").format(_COLUMN_LIST)
+_COPY_STAGE = sql.SQL("COPY ingest_stage ({}) FROM STDIN (FORMAT BINARY)").format(_COLUMN_LIST)
 # ON COMMIT DELETE ROWS: the staging table is empty at the start of every
 # transaction on this connection, whatever happened to the previous one.
 _CREATE_STAGE = sql.SQL(
@@ -37,13 +38,17 @@ _CREATE_STAGE = sql.SQL(
 _MERGE_STAGE = sql.SQL("INSERT INTO events ({cols}) SELECT {cols} FROM ingest_stage ON CONFLICT DO NOTHING").format(
     cols=_COLUMN_LIST
 )
+# One JSON parameter rather than four arrays: json.dumps is C, psycopg's array
+# dumping is per element in Python, and this runs for every batch.
 # Keeps first/last sighting and department current. The WHERE clause skips
 # rows that would not change, so a replayed batch writes nothing.
 _UPSERT_USERS = """
 INSERT INTO users (tenant, user_name, department, first_seen, last_seen)
-SELECT %(tenant)s, u.name, u.department, u.first_seen, u.last_seen
-FROM unnest(%(names)s::text[], %(departments)s::text[], %(firsts)s::timestamptz[], %(lasts)s::timestamptz[])
-     AS u(name, department, first_seen, last_seen)
+SELECT %(tenant)s, u.n, u.d,
+       timestamptz 'epoch' + u.f * interval '1 microsecond',
+       timestamptz 'epoch' + u.l * interval '1 microsecond'
+FROM jsonb_to_recordset(%(users)s::jsonb) AS u(n text, d text, f bigint, l bigint)
+ORDER BY u.n
 ON CONFLICT (tenant, user_name) DO UPDATE SET
     first_seen = LEAST(users.first_seen, EXCLUDED.first_seen),
     last_seen = GREATEST(users.last_seen, EXCLUDED.last_seen),
@@ -118,6 +123,7 @@ class EventStore:
         try:
             with conn.cursor() as cur:
                 with cur.copy(_COPY_EVENTS) as copy:
+                    copy.set_types(COPY_TYPES)
                     for row in batch.rows:
                         copy.write_row(row)
                 accepted = len(batch.rows)
@@ -129,6 +135,7 @@ class EventStore:
         with conn.cursor() as cur:
             cur.execute(_CREATE_STAGE)
             with cur.copy(_COPY_STAGE) as copy:
+                copy.set_types(COPY_TYPES)
                 for row in batch.rows:
                     copy.write_row(row)
             cur.execute(_MERGE_STAGE)
@@ -147,16 +154,6 @@ class EventStore:
 
     @staticmethod
     def _upsert_users(cur: psycopg.Cursor, tenant: str, batch: PreparedBatch) -> None:
-        # Sorted so concurrent batches lock user rows in the same order (no deadlocks).
-        names = sorted(batch.users)
-        sightings = [batch.users[n] for n in names]
-        cur.execute(
-            _UPSERT_USERS,
-            {
-                "tenant": tenant,
-                "names": names,
-                "departments": [s.department for s in sightings],
-                "firsts": [s.first_seen for s in sightings],
-                "lasts": [s.last_seen for s in sightings],
-            },
-        )
+        # Inserted in name order so concurrent batches lock user rows in the same order (no deadlocks).
+        users = [{"n": name, "f": first, "l": last, "d": dept} for name, (first, last, dept) in batch.users.items()]
+        cur.execute(_UPSERT_USERS, {"tenant": tenant, "users": json.dumps(users, ensure_ascii=False)})

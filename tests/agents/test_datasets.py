@@ -16,6 +16,7 @@ import pytest
 
 from ueba.parsers import ParseOptions
 from ueba.parsers.files import read_file
+from ueba.parsers.base import canonical_user
 from ueba.v1 import common_pb2 as pb
 
 pytestmark = pytest.mark.datasets
@@ -49,7 +50,7 @@ def test_openssh_log(datasets):
         (LOGOFF, OK): 1,  # grep -c "session closed"
     }
     for e in report.events:
-        assert e.user and e.destination_host == "labsz"
+        assert canonical_user(e.user) and e.destination_host == "labsz"
         if e.type == LOGON:
             assert e.source_ip, e
     failures = [e for e in report.events if e.outcome == FAIL]
@@ -88,7 +89,7 @@ def test_linux_log(datasets):
         ("gdm", LOGON, FAIL): 1,  # gdm(pam_unix) authentication failure, rhost empty
     }
     ssh_failures = [e for e in report.events if e.application == "sshd" and e.outcome == FAIL]
-    assert sum(1 for e in ssh_failures if e.user != "unknown") == 372  # ... | grep -c " user="
+    assert sum(1 for e in ssh_failures if canonical_user(e.user) != "unknown") == 372  # ... | grep -c " user="
     # rhost is an address or a DNS name; names go to source_host.
     named = [e for e in ssh_failures if e.source_host]
     assert len(named) + sum(1 for e in ssh_failures if e.source_ip) == 489
@@ -110,14 +111,14 @@ def test_otrf_windows_events(datasets):
     assert report.format == "winevent" and report.counts.unparseable == 0
     assert Counter(int(e.action) for e in report.events) == Counter(r["EventID"] for r in raw)
     assert Counter(int(e.action) for e in report.events) == {4624: 49, 4625: 7, 4634: 31, 4672: 43, 4769: 17, 4776: 7}
-    assert all(e.user and e.destination_host for e in report.events)
+    assert all(canonical_user(e.user) and e.destination_host for e in report.events)
     machine = [e for e in report.events if e.attributes.get("account_kind") == "machine"]
     raw_machine = [r for r in raw if (r.get("TargetUserName") or r.get("SubjectUserName", "")).split("@")[0].endswith("$")]
-    assert len(machine) == len(raw_machine) == 66 and all(e.user.endswith("$") for e in machine)
+    assert len(machine) == len(raw_machine) == 66 and all(canonical_user(e.user).endswith("$") for e in machine)
     failures = [e for e in report.events if e.outcome == FAIL]
     # The lab's spray: 7 accounts tried from WORKSTATION5, each a 4625 with 0xC000006A and a 4776.
     assert len(failures) == 14 and {e.failure_reason for e in failures} == {"bad_password"}
-    assert {e.user for e in failures} == {"lrodriguez", "mscott", "nxlogsvc", "pbeesly", "pgustavo", "sbeavers", "sysmonsvc"}
+    assert {canonical_user(e.user) for e in failures} == {"lrodriguez", "mscott", "nxlogsvc", "pbeesly", "pgustavo", "sbeavers", "sysmonsvc"}
     assert all(e.source_host == "workstation5" for e in failures)
     networked = [e for e in report.events if e.action == "4624" and e.source_ip]
     assert len(networked) == sum(1 for r in raw if r["EventID"] == 4624 and r.get("IpAddress") not in (None, "-"))
@@ -136,7 +137,7 @@ def test_m365_unified_audit_log(datasets):
     # The reporting export repeats every record once; the Id is the event id, so ingest keeps 7.
     assert len({e.event_id for e in reporting.events}) == 7
     for e in default.events + reporting.events:
-        assert e.user and e.source_ip.startswith("2a09:bac") and e.application == "AzureActiveDirectory"
+        assert canonical_user(e.user) and e.source_ip.startswith("2a09:bac") and e.application == "AzureActiveDirectory"
     assert Counter(e.failure_reason for e in default.events)["InvalidUserNameOrPassword"] == 8
 
 
@@ -151,5 +152,5 @@ def test_entra_sign_in_csv(datasets):
     assert tally(report.events)[(LOGON, FAIL)] == 3
     assert {e.event_id for e in report.events} == {r["Id"] for r in rows}
     for e in report.events:
-        assert (e.user, e.source_ip, e.geo.country_code, e.geo.city) == ("adelev", "175.45.176.99", "IL", "Azor")
+        assert (canonical_user(e.user), e.source_ip, e.geo.country_code, e.geo.city) == ("adelev", "175.45.176.99", "IL", "Azor")
         assert e.geo.has_coordinates and e.application

@@ -13,6 +13,7 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
 from ueba.launcher import service_available
+from ueba.parsers.base import canonical_user
 from ueba.v1 import common_pb2 as pb
 from ueba.v1 import ingest_pb2
 
@@ -122,13 +123,13 @@ def test_each_record_shape_maps_and_unmappable_ones_are_reported():
         ),
     )
     semconv, windows, syslog, cef = pipeline.events
-    assert (semconv.user, semconv.type, semconv.outcome) == ("alice", pb.EVENT_TYPE_LOGON, pb.OUTCOME_FAILURE)
+    assert (canonical_user(semconv.user), semconv.type, semconv.outcome) == ("alice", pb.EVENT_TYPE_LOGON, pb.OUTCOME_FAILURE)
     assert semconv.source_ip == "203.0.113.7" and semconv.destination_host == "idp01" and semconv.application == "portal"
     assert (semconv.geo.country_code, semconv.geo.city, semconv.geo.latitude) == ("FR", "Paris", 48.85)
     assert semconv.user_agent == "okhttp/4" and semconv.time.ToDatetime(tzinfo=timezone.utc) == T0
-    assert (windows.user, windows.failure_reason, windows.logon_type, windows.source_ip) == ("bob", "unknown_user", 10, "198.51.100.20")
-    assert (syslog.user, syslog.source_ip, syslog.destination_host, syslog.outcome) == ("root", "192.0.2.44", "bastion", pb.OUTCOME_FAILURE)
-    assert (cef.user, cef.outcome, cef.source_ip) == ("carol", pb.OUTCOME_SUCCESS, "10.9.8.7")
+    assert (canonical_user(windows.user), windows.failure_reason, windows.logon_type, windows.source_ip) == ("bob", "unknown_user", 10, "198.51.100.20")
+    assert (canonical_user(syslog.user), syslog.source_ip, syslog.destination_host, syslog.outcome) == ("root", "192.0.2.44", "bastion", pb.OUTCOME_FAILURE)
+    assert (canonical_user(cef.user), cef.outcome, cef.source_ip) == ("carol", pb.OUTCOME_SUCCESS, "10.9.8.7")
     assert response.partial_success.rejected_log_records == 1
     assert "record 4: no user" in response.partial_success.error_message
     assert "1 log records are not account activity" in response.partial_success.error_message
@@ -214,7 +215,7 @@ def test_text_bodies_raw_syslog_lines_event_xml_and_ecs_json():
     ecs = '{"@timestamp": "2026-11-20T10:00:00Z", "user": {"name": "erin"}, "event": {"action": "file-upload"}, "file": {"size": 10}}'
     line = "Nov 20 10:00:00 web1 sshd[5]: Accepted password for frank from 192.0.2.9 port 1 ssh2"
     response = export(pipeline, request(log_record(body=xml), log_record(body=ecs), log_record(body=line), log_record(body=line)))
-    users = [e.user for e in pipeline.events]
+    users = [canonical_user(e.user) for e in pipeline.events]
     assert users == ["dave", "erin", "frank", "frank"] and not response.partial_success.rejected_log_records
     assert pipeline.events[1].type == pb.EVENT_TYPE_FILE_UPLOAD and pipeline.events[1].bytes == 10
     # Two identical lines are two events, as they would be read from a file.

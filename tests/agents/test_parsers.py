@@ -11,6 +11,7 @@ import pytest
 from ueba.parsers import ParseError, ParseOptions, parser_for, zone
 from ueba.parsers.detect import DetectionError, detect_text
 from ueba.parsers.files import read_file
+from ueba.parsers.base import canonical_user
 from ueba.v1 import common_pb2 as pb
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -61,7 +62,7 @@ def test_ecs_nested_and_dotted_keys_map_alike():
         ),
     )
     for event in (nested, dotted):
-        assert event.user == "alice"
+        assert canonical_user(event.user) == "alice"
         assert event.type == pb.EVENT_TYPE_LOGON and event.outcome == pb.OUTCOME_FAILURE
         assert event.source_ip == "203.0.113.9" and event.destination_host == "vpn-gw1"
         assert (event.geo.country_code, event.geo.city, event.geo.has_coordinates) == ("DE", "Berlin", True)
@@ -130,7 +131,7 @@ OTEL_4771 = {
 
 def test_nxlog_4625_failure_reason_from_sub_status_and_local_time_offset():
     event = one("winevent", NXLOG_4625)
-    assert (event.user, event.type, event.outcome) == ("lrodriguez", pb.EVENT_TYPE_LOGON, pb.OUTCOME_FAILURE)
+    assert (canonical_user(event.user), event.type, event.outcome) == ("lrodriguez", pb.EVENT_TYPE_LOGON, pb.OUTCOME_FAILURE)
     assert event.failure_reason == "bad_password"  # 0xC000006D says "bad name or password"; 0xC000006A says which
     assert event.logon_type == 2 and event.attributes["logon_type_name"] == "interactive"
     assert event.source_host == "ws5" and event.destination_host == "ws5.corp.local" and not event.source_ip
@@ -147,14 +148,14 @@ def test_nxlog_unknown_user_status():
 
 def test_winlogbeat_machine_account_is_flagged():
     event = one("winevent", WINLOGBEAT_4624)
-    assert event.user == "srv01$" and event.attributes["account_kind"] == "machine"
+    assert canonical_user(event.user) == "srv01$" and event.attributes["account_kind"] == "machine"
     assert event.source_ip == "10.0.0.8" and event.destination_host == "dc01.corp.local"
     assert event.outcome == pb.OUTCOME_SUCCESS and event.logon_type == 3
 
 
 def test_otel_collector_body_with_data_list_and_kerberos_code():
     event = one("winevent", OTEL_4771)
-    assert (event.user, event.outcome, event.failure_reason) == ("bob", pb.OUTCOME_FAILURE, "bad_password")
+    assert (canonical_user(event.user), event.outcome, event.failure_reason) == ("bob", pb.OUTCOME_FAILURE, "bad_password")
     assert event.source_ip == "10.0.0.9"
     assert ts(event) == datetime(2026, 1, 10, 9, 1, 2, 123456, tzinfo=timezone.utc)
 
@@ -169,7 +170,7 @@ def test_event_xml_as_forwarded_or_sent_raw_by_the_collector():
         "</EventData></Event>"
     )
     event = one("winevent", xml)
-    assert (event.user, event.logon_type, event.source_ip, event.attributes["shape"]) == ("alice", 10, "10.1.2.3", "xml")
+    assert (canonical_user(event.user), event.logon_type, event.source_ip, event.attributes["shape"]) == ("alice", 10, "10.1.2.3", "xml")
     with pytest.raises(ParseError, match="not event XML"):
         parser_for("winevent").parse("<Event><oops")
 
@@ -190,7 +191,7 @@ def test_event_xml_as_forwarded_or_sent_raw_by_the_collector():
 def test_security_event_ids(event_id, data, kind, outcome):
     record = {"EventID": event_id, "Channel": "Security", "Hostname": "DC01", "RecordNumber": 1, "@timestamp": "2026-01-10T09:00:00Z", **data}
     event = one("winevent", record)
-    assert (event.type, event.outcome, event.user) == (kind, outcome, "admin" if event_id == 4648 else "bob")
+    assert (event.type, event.outcome, canonical_user(event.user)) == (kind, outcome, "admin" if event_id == 4648 else "bob")
     assert event.action == str(event_id)
     if event_id == 4648:
         assert event.destination_host == "fs01" and event.attributes["subject_user"] == "bob"
@@ -213,17 +214,17 @@ def test_other_windows_events_are_not_account_activity_and_junk_is_an_error():
 def test_sshd_accepted_failed_and_invalid_user():
     p = parser_for("syslog", OPTS)
     [ok] = p.parse("Feb 10 06:55:46 bastion sshd[100]: Accepted publickey for alice from 198.51.100.7 port 50000 ssh2: RSA SHA256:x")
-    assert (ok.user, ok.type, ok.outcome, ok.source_ip, ok.destination_host) == ("alice", pb.EVENT_TYPE_LOGON, pb.OUTCOME_SUCCESS, "198.51.100.7", "bastion")
+    assert (canonical_user(ok.user), ok.type, ok.outcome, ok.source_ip, ok.destination_host) == ("alice", pb.EVENT_TYPE_LOGON, pb.OUTCOME_SUCCESS, "198.51.100.7", "bastion")
     assert ok.attributes["auth_method"] == "publickey"
     [bad] = p.parse("Feb 10 06:55:48 bastion sshd[101]: Failed password for invalid user webmaster from 173.234.31.186 port 38926 ssh2")
-    assert (bad.user, bad.outcome, bad.failure_reason) == ("webmaster", pb.OUTCOME_FAILURE, "unknown_user")
+    assert (canonical_user(bad.user), bad.outcome, bad.failure_reason) == ("webmaster", pb.OUTCOME_FAILURE, "unknown_user")
     [key] = p.parse("Feb 10 06:55:49 bastion sshd[102]: Failed publickey for root from 10.1.1.1 port 22 ssh2")
     assert key.failure_reason == "bad_key"
     # sshd announces the unknown account before the failed attempt: recognised, but not a second event.
     invalid = "Feb 10 06:55:46 bastion sshd[101]: Invalid user webmaster from 173.234.31.186"
     assert p.parse(invalid) == []
     [echo] = parser_for("syslog", ParseOptions(now=NOW, corroborating=True)).parse(invalid)
-    assert echo.attributes["corroborating"] == "true" and echo.user == "webmaster"
+    assert echo.attributes["corroborating"] == "true" and canonical_user(echo.user) == "webmaster"
 
 
 def test_repeated_message_gives_one_event_per_repeat_with_distinct_ids():
@@ -231,7 +232,7 @@ def test_repeated_message_gives_one_event_per_repeat_with_distinct_ids():
         "Feb 10 07:13:56 h sshd[24227]: message repeated 5 times: [ Failed password for root from 5.36.59.76 port 42393 ssh2]"
     )
     assert len(events) == 5 and len({e.event_id for e in events}) == 5
-    assert all(e.user == "root" and e.outcome == pb.OUTCOME_FAILURE for e in events)
+    assert all(canonical_user(e.user) == "root" and e.outcome == pb.OUTCOME_FAILURE for e in events)
 
 
 def test_pam_rhost_host_name_goes_to_source_host_and_legacy_tag_is_an_event():
@@ -240,9 +241,9 @@ def test_pam_rhost_host_name_goes_to_source_host_and_legacy_tag_is_an_event():
         "Jan 15 02:04:59 combo sshd(pam_unix)[20882]: authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=220-135-151-1.hinet-ip.hinet.net  user=root"
     )
     assert event.source_host == "220-135-151-1.hinet-ip.hinet.net" and not event.source_ip
-    assert (event.user, event.outcome) == ("root", pb.OUTCOME_FAILURE)
+    assert (canonical_user(event.user), event.outcome) == ("root", pb.OUTCOME_FAILURE)
     [anon] = p.parse("Jan 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=218.188.2.4 ")
-    assert anon.user == "unknown" and anon.source_ip == "218.188.2.4" and anon.failure_reason == "unknown_user"
+    assert canonical_user(anon.user) == "unknown" and anon.source_ip == "218.188.2.4" and anon.failure_reason == "unknown_user"
     # The modern in-process form repeats sshd's own line.
     assert p.parse("Jan 10 06:55:46 LabSZ sshd[24200]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=1.2.3.4  user=root") == []
 
@@ -250,13 +251,13 @@ def test_pam_rhost_host_name_goes_to_source_host_and_legacy_tag_is_an_event():
 def test_sessions_su_and_sudo():
     p = parser_for("syslog", OPTS)
     [opened] = p.parse("Jan 20 10:00:00 combo sshd(pam_unix)[1]: session opened for user test by (uid=508)")
-    assert (opened.type, opened.outcome, opened.user) == (pb.EVENT_TYPE_LOGON, pb.OUTCOME_SUCCESS, "test")
+    assert (opened.type, opened.outcome, canonical_user(opened.user)) == (pb.EVENT_TYPE_LOGON, pb.OUTCOME_SUCCESS, "test")
     [closed] = p.parse("Jan 20 10:05:00 combo sshd(pam_unix)[1]: session closed for user test")
     assert closed.type == pb.EVENT_TYPE_LOGOFF
     [su] = p.parse("Jan 20 04:06:18 combo su(pam_unix)[2]: session opened for user news by (uid=0)")
-    assert (su.type, su.user) == (pb.EVENT_TYPE_PRIVILEGE_USE, "news")
+    assert (su.type, canonical_user(su.user)) == (pb.EVENT_TYPE_PRIVILEGE_USE, "news")
     [sudo] = p.parse("Jan 20 04:06:18 host sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/cat /etc/shadow")
-    assert (sudo.type, sudo.user, sudo.attributes["target_user"]) == (pb.EVENT_TYPE_PRIVILEGE_USE, "alice", "root")
+    assert (sudo.type, canonical_user(sudo.user), sudo.attributes["target_user"]) == (pb.EVENT_TYPE_PRIVILEGE_USE, "alice", "root")
     assert p.parse("Jan 20 04:06:18 combo kernel: Linux version 2.6.5") == []
 
 
@@ -273,7 +274,7 @@ def test_rfc5424_and_iso_headers():
     [a] = parser_for("syslog", OPTS).parse(
         "<38>1 2026-02-01T10:00:00.5+01:00 bastion sshd 4242 - [meta x=\"1\\]\"] Failed password for bob from 10.0.0.2 port 2 ssh2"
     )
-    assert (a.user, a.destination_host, ts(a)) == ("bob", "bastion", datetime(2026, 2, 1, 9, 0, 0, 500000, tzinfo=timezone.utc))
+    assert (canonical_user(a.user), a.destination_host, ts(a)) == ("bob", "bastion", datetime(2026, 2, 1, 9, 0, 0, 500000, tzinfo=timezone.utc))
     [b] = parser_for("syslog", OPTS).parse("2026-02-01T10:00:00Z bastion sshd[7]: Accepted password for bob from 10.0.0.2 port 2 ssh2")
     assert b.outcome == pb.OUTCOME_SUCCESS
 
@@ -293,7 +294,7 @@ def test_cef_with_syslog_header_escapes_and_extension():
         "msg=bad password \\= wrong cs1Label=reason cs1=expired token requestClientApplication=Mozilla/5.0 (X11)"
     )
     event = one("cef", line)
-    assert event.user == "bob" and event.type == pb.EVENT_TYPE_LOGON and event.outcome == pb.OUTCOME_FAILURE
+    assert canonical_user(event.user) == "bob" and event.type == pb.EVENT_TYPE_LOGON and event.outcome == pb.OUTCOME_FAILURE
     assert event.source_ip == "203.0.113.5" and event.destination_host == "vpn.corp.local"
     assert event.producer == "acme/vpn|gateway"
     assert event.failure_reason == "expired token" and event.user_agent == "Mozilla/5.0 (X11)"
@@ -320,7 +321,7 @@ UAL = {
 def test_m365_sign_in_uses_its_id_so_repeats_dedupe():
     event = one("m365", UAL)
     assert event.event_id == UAL["Id"]
-    assert (event.user, event.outcome, event.failure_reason) == ("henrietta", pb.OUTCOME_FAILURE, "InvalidUserNameOrPassword")
+    assert (canonical_user(event.user), event.outcome, event.failure_reason) == ("henrietta", pb.OUTCOME_FAILURE, "InvalidUserNameOrPassword")
     assert event.source_ip == "2a09:bac5:114:105::1a:9b" and event.user_agent == "Mozilla/5.0"
     assert ts(event) == datetime(2023, 7, 23, 12, 13, 33, tzinfo=timezone.utc)
     assert one("m365", {**UAL, "Operation": "UserLoggedIn", "ResultStatus": "Success"}).outcome == pb.OUTCOME_SUCCESS
@@ -335,7 +336,7 @@ def test_entra_graph_json():
         "location": {"city": "Redmond", "countryOrRegion": "US", "geoCoordinates": {"latitude": 47.6, "longitude": -122.1}},
     }
     event = one("entra", record)
-    assert (event.user, event.outcome, event.failure_reason) == ("alice", pb.OUTCOME_FAILURE, "Invalid username or password")
+    assert (canonical_user(event.user), event.outcome, event.failure_reason) == ("alice", pb.OUTCOME_FAILURE, "Invalid username or password")
     assert (event.geo.country_code, event.geo.city, event.geo.has_coordinates) == ("US", "Redmond", True)
     assert event.event_id == record["id"] and event.application == "Azure Portal"
 
@@ -352,7 +353,7 @@ def test_entra_csv_export_with_bom_crlf_and_json_cells(tmp_path):
     report = read_file(path)
     assert report.format == "entra"
     ok, bad = report.events
-    assert ok.user == "adelev" and ok.outcome == pb.OUTCOME_SUCCESS and ok.geo.city == "Azor"
+    assert canonical_user(ok.user) == "adelev" and ok.outcome == pb.OUTCOME_SUCCESS and ok.geo.city == "Azor"
     assert ts(ok) == datetime(2021, 4, 28, 14, 8, 45, 221000, tzinfo=timezone.utc)
     assert bad.outcome == pb.OUTCOME_FAILURE and bad.failure_reason == "Other"
     # The broken row is reported with the line it starts on (the first record spans lines 2-4).

@@ -84,11 +84,7 @@ def record_hash_id(producer: str, record: Mapping[str, Any]) -> str:
 
 
 def canonical_user(raw: str) -> str:
-    """`CORP\\Alice`, `alice@corp.com` and `Alice` all name `alice`.
-
-    Ingest canonicalises too; doing it here keeps parser output comparable
-    in tests and in the shipper's summary.
-    """
+    """`CORP\\Alice`, `alice@corp.com` and `Alice` all name `alice` (ingest's default mode)."""
     name = (raw or "").strip()
     if "\\" in name:
         name = name.rsplit("\\", 1)[1]
@@ -110,7 +106,8 @@ def account_kind(raw_user: str) -> str | None:
 
 
 def set_user(event: Event, raw_user: str) -> None:
-    event.user = canonical_user(raw_user)
+    """The account as the source names it; ingest canonicalises by its UEBA_USER_NAME_MODE."""
+    event.user = (raw_user or "").strip()
     kind = account_kind(raw_user)
     if kind:
         event.attributes["account_kind"] = kind

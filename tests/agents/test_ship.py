@@ -9,7 +9,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.agents.conftest import drop_database, fresh_database, ingest_env
 from ueba.cli.main import main
 from ueba.cli.ship import ShipState, format_summary, ship_files, state_path
 from ueba.client.ingest import SendTotals
@@ -18,6 +17,8 @@ from ueba.launcher import service_available, start_service
 from ueba.parsers import ParseOptions
 from ueba.parsers.files import read_file
 from ueba.v1 import ingest_pb2
+
+from .helpers import drop_database, fresh_database, ingest_env
 
 LINES = [f"Feb 10 06:{m:02d}:{s:02d} bastion sshd[{m}{s}]: Failed password for u{m} from 10.0.{m}.{s} port 22 ssh2" for m in range(10) for s in range(0, 60, 6)]
 

@@ -21,5 +21,5 @@ def attacked():
 @pytest.fixture(scope="session")
 def clean():
     """A clean organisation with many travellers, for the false-positive style checks."""
-    sim = simulate(SimulationConfig(users=50, days=28, seed=5, start=START, scenarios=False, traveller_share=0.4))
+    sim = simulate(SimulationConfig(users=80, days=28, seed=5, start=START, scenarios=False, traveller_share=0.5))
     return sim, list(sim.events())

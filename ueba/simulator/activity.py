@@ -6,6 +6,7 @@ they are yielded: tuples are cheap to create, sort and drop.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import random
@@ -144,13 +145,15 @@ class ActivityWriter:
 
     def _evening(self, rng: random.Random, u: int, out: list[Record], ctx: DayContext, geo) -> None:
         """A look at mail after dinner, from home (or the hotel)."""
-        start = ctx.work_end + int(rng.uniform(1.0, 3.5) * HOUR)
+        start = max(ctx.work_end + int(rng.uniform(1.0, 3.5) * HOUR), ctx.not_before)
         if start > ctx.midnight + 23 * HOUR:
             return
         public_ip = ctx.public_ip if ctx.remote else self.org.plans[u].vpn_exits[0][1]
         if not ctx.remote and ctx.place.city != self.org.users[u].office:
             public_ip = ctx.public_ip  # at a visited office: the evening is spent in the same city
-        self.session(rng, u, out, start, start + int(rng.uniform(5, 40) * MINUTE), geo, ctx, public_ip, 0.08,
+        evening = dataclasses.replace(ctx, remote=True, public_ip=public_ip,
+                                      internal_ip=f"10.250.{u // 250 % 250}.{u % 250 + 2}")
+        self.session(rng, u, out, start, start + int(rng.uniform(5, 40) * MINUTE), geo, evening, public_ip, 0.08,
                      full=False)
 
     def _travel_day(self, rng: random.Random, u: int, out: list[Record], ctx: DayContext, geo, scale: float) -> None:

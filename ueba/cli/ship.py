@@ -167,13 +167,14 @@ def ship_files(
                 identity = _identity(source)
                 offset, line = (0, 0) if dry_run else state.resume_point(source, identity)
                 fs.resumed_from_line = line
-                bar = _bar(source.size - offset, Path(source.key).name, show_progress)
+                bar = _bar(source.size - offset, Path(source.key.rsplit("!", 1)[-1]).name, show_progress)
+                shown = offset
                 pending: list[Event] = []
                 pending_lines: list[int] = []
                 last_offset, last_line = offset, line
 
                 def flush() -> None:
-                    nonlocal pending, pending_lines, offset
+                    nonlocal pending, pending_lines, offset, shown
                     if pending and not dry_run:
                         totals = client.send(pending, progress=progress)
                         fs.sent += totals.sent
@@ -187,7 +188,9 @@ def ship_files(
                                 fs.rejections.append((pending_lines[r.index], reason))
                     if not dry_run and last_offset > offset:
                         state.save(source, identity, last_offset, last_line, fs.format)
-                    bar.update(last_offset - offset)
+                    bar.update(max(0, last_offset - shown))
+                    bar.set_postfix(sent=fs.sent, refresh=False)
+                    shown = max(shown, last_offset)
                     offset = last_offset
                     pending, pending_lines = [], []
 
@@ -204,6 +207,9 @@ def ship_files(
                     pending.extend(parsed.events)
                     pending_lines.extend([parsed.record.line_no] * len(parsed.events))
                     last_offset, last_line = parsed.record.end_offset, parsed.record.line_no
+                    if last_offset - shown >= 1 << 20:  # reading progress between acknowledged chunks
+                        bar.update(last_offset - shown)
+                        shown = last_offset
                     if len(pending) >= chunk_size:
                         flush()
                 if kind in ("lines", "json-array"):

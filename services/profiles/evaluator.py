@@ -179,12 +179,20 @@ class ProfileEvaluator:
         return len(batch)
 
     def evaluate(self, batch: list[EventRecord]) -> list[Firing]:
-        by_tenant: dict[str, list[ProfileDetector]] = defaultdict(list)
+        # Per tenant and event type, the detectors that can want it: most events meet two or three.
+        routes: dict[tuple[str, str], list[ProfileDetector]] = {}
+        detectors_of: dict[str, list[ProfileDetector]] = defaultdict(list)
         for d in self._detectors.values():
-            by_tenant[d.spec.tenant].append(d)
+            detectors_of[d.spec.tenant].append(d)
         firings: list[Firing] = []
         for e in batch:
-            for d in by_tenant.get(e.tenant, ()):
+            key = (e.tenant, e.event_type)
+            route = routes.get(key)
+            if route is None:
+                route = routes[key] = [
+                    d for d in detectors_of.get(e.tenant, ()) if d.event_types is None or e.event_type in d.event_types
+                ]
+            for d in route:
                 if d.accepts(e):
                     firings.extend(d.observe(e))
         return firings

@@ -42,7 +42,8 @@ class EventRecord:
     def __post_init__(self) -> None:
         if self.time.tzinfo is None:
             self.time = self.time.replace(tzinfo=timezone.utc)
-        self.ts = self.time.timestamp()
+        if not self.ts:  # the store passes it in, computed by Postgres
+            self.ts = self.time.timestamp()
 
     @property
     def located(self) -> bool:

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import Connection, cast, delete, func, insert, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.types import Text, UserDefinedType
+from sqlalchemy.types import Float, Text, UserDefinedType
 
 from services.profiles.defaults import DEFAULT_PROFILES, SEED_VERSION
 from services.profiles.kinds import KINDS, ProfileSpec
@@ -203,24 +203,25 @@ def current_snapshot(conn: Connection) -> str:
 
 EVENT_COLUMNS = (
     events.c.event_id, events.c.time, events.c.user_name, events.c.event_type, events.c.outcome, events.c.tenant,
-    events.c.source_ip, events.c.source_host, events.c.destination_host, events.c.application, events.c.country,
+    # As text: parsing every address into an ipaddress object costs more than the detectors.
+    func.host(events.c.source_ip), events.c.source_host, events.c.destination_host, events.c.application, events.c.country,
     events.c.city, events.c.latitude, events.c.longitude, events.c.bytes, events.c.file_count, events.c.action,
     events.c.department, events.c.producer, events.c.object, events.c.failure_reason, events.c.logon_type,
-    events.c.trusted_source,
+    events.c.trusted_source, cast(func.extract("epoch", events.c.time), Float),
 )
 
 
 def record_of(row: Sequence[Any]) -> EventRecord:
     (event_id, time, user, event_type, outcome, tenant, source_ip, source_host, destination_host, application, country,
      city, latitude, longitude, nbytes, file_count, action, department, producer, obj, failure_reason, logon_type,
-     trusted) = row
+     trusted, ts) = row
     return EventRecord(
         event_id=event_id, time=time, user=user, event_type=event_type, outcome=outcome, tenant=tenant,
-        source_ip=str(source_ip) if source_ip is not None else None, source_host=source_host,
+        source_ip=source_ip, source_host=source_host,
         destination_host=destination_host, application=application, country=country, city=city,
         latitude=latitude, longitude=longitude, bytes=nbytes or 0, file_count=file_count or 0, action=action,
         department=department, producer=producer, object=obj, failure_reason=failure_reason, logon_type=logon_type,
-        trusted_source=bool(trusted),
+        trusted_source=bool(trusted), ts=ts,
     )
 
 
@@ -234,13 +235,13 @@ def _unseen_in(snapshot: str):
 
 
 def delta_cut(conn: Connection, since: str, page: int) -> tuple[int | None, int | None]:
-    """(first txid of the new rows, txid of the row at position `page`) or Nones."""
-    cond = _unseen_in(since)
-    first = conn.execute(select(func.min(events.c.txid)).where(cond)).scalar()
-    if first is None:
+    """(first txid of the new rows, txid of the row at position `page`, or None when fewer)."""
+    txids = conn.execute(
+        select(func.cast(events.c.txid, Text)).where(_unseen_in(since)).order_by(events.c.txid).limit(page + 1)
+    ).scalars().all()
+    if not txids:
         return None, None
-    cut = conn.execute(select(events.c.txid).where(cond).order_by(events.c.txid).offset(page).limit(1)).scalar()
-    return int(first), (int(cut) if cut is not None else None)
+    return int(txids[0]), (int(txids[page]) if len(txids) > page else None)
 
 
 def delta_events(conn: Connection, since: str, upto_txid: int | None) -> list[tuple[EventRecord, int]]:
@@ -248,7 +249,7 @@ def delta_events(conn: Connection, since: str, upto_txid: int | None) -> list[tu
     q = select(*EVENT_COLUMNS, events.c.txid).where(_unseen_in(since))
     if upto_txid is not None:
         q = q.where(events.c.txid <= cast(literal(str(upto_txid), Text), events.c.txid.type))
-    return [(record_of(r[:-1]), int(r[-1])) for r in conn.execute(q)]
+    return [(record_of(r[:-1]), int(r[-1])) for r in conn.execute(q).all()]
 
 
 def next_snapshot(since: str, current: str, upto_txid: int | None) -> str:

@@ -56,7 +56,8 @@ class BurstWindows:
         self._adds = 0
         self._newest = float("-inf")
 
-    def add(self, group: str, entry: Entry, reached: Predicate) -> Burst | None:
+    def add(self, group: str, entry: Entry, reached: Predicate | None) -> Burst | None:
+        """Adds an entry; returns the burst it completes. `reached` None: the caller knows it completes none."""
         g = self._groups.get(group)
         if g is None:
             g = self._groups[group] = _Group()
@@ -70,7 +71,7 @@ class BurstWindows:
         g.entries.insert(i, entry)
         if entry.ts > g.newest:
             g.newest = entry.ts
-        burst = None if entry.consumed else self._check(group, g, i, reached)
+        burst = None if entry.consumed or reached is None else self._check(group, g, i, reached)
         self._adds += 1
         if self._adds % 1024 == 0:
             self._sweep()

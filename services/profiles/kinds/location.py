@@ -202,6 +202,7 @@ class SharedCredentialsProfile(ProfileDetector):
         self.max_addresses = p["max_addresses"]
         self.trusted = TrustedNetworks(p["trusted_networks"])
         self._windows = BurstWindows(self.interval)
+        self._last_place: dict[str, tuple[float, float]] = {}
 
     def accepts(self, e: EventRecord) -> bool:
         return (
@@ -211,12 +212,14 @@ class SharedCredentialsProfile(ProfileDetector):
 
     def _alternation(self, window: list[Entry]) -> tuple[EventRecord, EventRecord, EventRecord] | None:
         """(a, b, c) in time order, c the newest, a near c and b far from it: back and forth."""
-        located = [x.event for x in window if x.event.located]
-        if len(located) < 3:
+        c = window[-1].event
+        if not c.located:
             return None
-        c = located[-1]
         far = None
-        for x in reversed(located[:-1]):
+        for entry in reversed(window[:-1]):
+            x = entry.event
+            if not x.located:
+                continue
             if x.latitude == c.latitude and x.longitude == c.longitude:
                 near = True
             else:
@@ -229,6 +232,15 @@ class SharedCredentialsProfile(ProfileDetector):
 
     def observe(self, e: EventRecord) -> list[Firing]:
         found: dict[str, Any] = {}
+        place = (e.latitude, e.longitude) if e.located else None
+        previous = self._last_place.get(e.user)
+        if place is not None:
+            self._last_place[e.user] = place
+        if not self.max_addresses and (place is None or place == previous):
+            # Same place as the user's last located event: any back-and-forth ending here also
+            # ended there, and was judged then. The common case, kept cheap.
+            self._windows.add(f"user:{e.user}", Entry(e.ts, e), None)
+            return []
 
         def reached(window) -> bool:
             triple = self._alternation(window)

@@ -1,0 +1,150 @@
+"""Profiles evaluator throughput against ingest, and the delay from commit to anomaly.
+
+The ingest and profiles services run as processes (as in containers) against a
+fresh database, every built-in profile enabled. A simulated organisation (with
+its labelled attacks) is streamed through ingest; meanwhile the evaluator tails
+the commits. Figures:
+
+- ingest rate: events / time until the last batch is acknowledged (committed);
+- evaluator rate while streaming: events / time until it has taken every event;
+- evaluator capacity: a second evaluator process, started with no cursor on the
+  full table, takes the whole backlog; events / time to catch up;
+- commit-to-anomaly delay of the live run: anomaly created_at minus ingested_at
+  of its triggering event (the event at the anomaly's time for its user), p50/p95/max.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+
+from ueba.db import libpq_url, with_database
+
+USERS = int(os.environ.get("BENCH_PROFILES_USERS", "200"))
+DAYS = int(os.environ.get("BENCH_PROFILES_DAYS", "14"))
+BATCH_SIZE = int(os.environ.get("BENCH_PROFILES_BATCH", "1000"))
+TARGETS = {"evaluator_keeps_up_ratio_min": 1.0, "delay_p95_seconds_max": 5.0}
+
+BEHIND = """SELECT count(*) FROM events WHERE NOT pg_visible_in_snapshot(
+    txid, (SELECT snapshot::pg_snapshot FROM profile_cursors WHERE consumer = 'evaluator'))"""
+DELAYS = """SELECT EXTRACT(EPOCH FROM a.created_at - max(e.ingested_at))
+    FROM anomalies a JOIN events e
+      ON e.tenant = a.tenant AND e.user_name = a.user_name AND e.time = a.time
+    GROUP BY a.id, a.created_at"""
+
+
+def _server_url(out_dir: Path) -> tuple[str, object | None]:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url, None
+    from ueba.embedded import EmbeddedPostgres
+
+    embedded = EmbeddedPostgres(out_dir.parent / ".data" / "bench")
+    return embedded.start(), embedded
+
+
+def _events(users: int, days: int):
+    from ueba.simulator import SimulationConfig, simulate
+
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    sim = simulate(SimulationConfig(users=users, days=days, seed=5, start=today - timedelta(days=days + 1)))
+    return list(sim.events()), len(sim.labels)
+
+
+def _wait_caught_up(url: str, timeout: float = 900.0) -> float:
+    """Waits until the evaluator's cursor covers every event; returns when (perf_counter)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT count(*) FROM profile_cursors WHERE consumer = 'evaluator'").fetchone()
+            if row[0] and conn.execute(BEHIND).fetchone()[0] == 0:
+                return time.perf_counter()
+            if time.monotonic() > deadline:
+                raise TimeoutError("evaluator did not catch up")
+            time.sleep(0.05)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def run(out_dir: Path) -> dict:
+    from ueba.client.ingest import IngestClient
+    from ueba.launcher import start_service
+    from ueba.store.migrate import upgrade
+
+    server_url, embedded = _server_url(out_dir)
+    name = f"ueba_bench_profiles_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = with_database(server_url, name)
+    logs = out_dir / "profiles-bench-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {"DATABASE_URL": url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1", "UEBA_LOG_LEVEL": "WARNING",
+           "UEBA_RETENTION_DAYS": "0"}
+    try:
+        upgrade(url)
+        events, labels = _events(USERS, DAYS)
+        ingest = start_service("ingest", env, log_path=logs / "ingest.log")
+        profiles = start_service("profiles", {**env, "UEBA_PROFILES_POLL_SECONDS": "0.5"}, log_path=logs / "profiles.log")
+        try:
+            with psycopg.connect(libpq_url(url)) as conn:
+                enabled = conn.execute("SELECT count(*), count(DISTINCT kind) FROM profiles WHERE enabled").fetchone()
+            with IngestClient(ingest.address, batch_size=BATCH_SIZE) as client:
+                started = time.perf_counter()
+                totals = client.send(events)
+                ingest_done = time.perf_counter()
+            caught_up = _wait_caught_up(url)
+        finally:
+            profiles.stop()
+            ingest.stop()
+        ingest_seconds = ingest_done - started
+        stream_seconds = caught_up - started
+        with psycopg.connect(libpq_url(url)) as conn:
+            delays = [float(r[0]) for r in conn.execute(DELAYS)]
+            anomalies = conn.execute("SELECT count(*) FROM anomalies").fetchone()[0]
+            # The capacity run starts from nothing: no cursor, so the whole table is a backlog.
+            conn.execute("DELETE FROM profile_cursors")
+            conn.commit()
+        backlog_start = time.perf_counter()
+        profiles = start_service("profiles", {**env, "UEBA_PROFILES_POLL_SECONDS": "0.5"}, log_path=logs / "profiles-2.log")
+        try:
+            backlog_done = _wait_caught_up(url)
+        finally:
+            profiles.stop()
+        capacity_seconds = backlog_done - backlog_start
+        n = totals.accepted
+        ingest_rate = n / ingest_seconds
+        capacity = n / capacity_seconds
+        result = {
+            "users": USERS, "days": DAYS, "events": n, "labelled_attacks": labels,
+            "profiles_enabled": enabled[0], "profile_kinds_enabled": enabled[1],
+            "ingest_events_per_second": round(ingest_rate),
+            "evaluator_events_per_second_while_streaming": round(n / stream_seconds),
+            "evaluator_lag_after_last_commit_seconds": round(caught_up - ingest_done, 2),
+            "evaluator_capacity_events_per_second": round(capacity),
+            "evaluator_capacity_seconds_incl_start": round(capacity_seconds, 1),
+            "anomalies": anomalies,
+            "delay_seconds_p50": round(statistics.median(delays), 3) if delays else None,
+            "delay_seconds_p95": round(_percentile(delays, 0.95), 3) if delays else None,
+            "delay_seconds_max": round(max(delays), 3) if delays else None,
+            "delays_measured": len(delays),
+        }
+        result["targets"] = TARGETS
+        result["targets_met"] = bool(
+            delays and capacity / ingest_rate >= TARGETS["evaluator_keeps_up_ratio_min"]
+            and result["delay_seconds_p95"] < TARGETS["delay_p95_seconds_max"]
+        )
+        return result
+    finally:
+        with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if embedded is not None:
+            embedded.stop()

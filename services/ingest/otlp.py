@@ -195,8 +195,9 @@ class OtlpLogsServicer(logs_service_pb2_grpc.LogsServiceServicer):
                     except ParseError as exc:
                         reasons[n] = str(exc)
                         continue
-                    except (ValueError, TypeError) as exc:  # a malformed value deep in a body
-                        reasons[n] = f"unreadable record: {exc}"
+                    except Exception as exc:  # a malformed value deep in a body must not fail the export
+                        log.warning("OTLP record not mapped", exc_info=True)
+                        reasons[n] = f"unreadable record: {type(exc).__name__}: {exc}"
                         continue
                     if not mapped:
                         ignored += 1

@@ -216,6 +216,8 @@ def parse_records(records: Iterator[Record], fmt: str, options: ParseOptions) ->
             yield ParsedRecord(record, parser.parse(record.value))
         except ParseError as exc:
             yield ParsedRecord(record, [], str(exc))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a shape no parser rule foresaw
+            yield ParsedRecord(record, [], f"unreadable record: {type(exc).__name__}: {exc}")
 
 
 @dataclass

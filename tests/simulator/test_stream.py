@@ -107,3 +107,17 @@ def test_bad_configuration_is_refused(kwargs):
 
 def test_naive_start_is_taken_as_utc():
     assert SimulationConfig(start=datetime(2026, 1, 5)).start == datetime(2026, 1, 5, tzinfo=timezone.utc)
+
+
+def test_output_does_not_depend_on_string_hashing():
+    """Two interpreters with different hash seeds produce the same events."""
+    import subprocess
+    import sys
+
+    code = ("import hashlib\nfrom ueba.simulator import SimulationConfig, simulate\nh = hashlib.sha256()\n"
+            "sim = simulate(SimulationConfig(users=12, days=9, seed=3))\n"
+            "for e in sim.events(): h.update(e.SerializeToString(deterministic=True))\n"
+            "for label in sim.labels: h.update(repr(label.to_dict()).encode())\nprint(h.hexdigest())\n")
+    digests = {subprocess.run([sys.executable, "-c", code], env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
+                              capture_output=True, text=True, check=True).stdout for seed in ("1", "2")}
+    assert len(digests) == 1

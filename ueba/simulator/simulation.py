@@ -103,7 +103,8 @@ class Simulation:
         return self.config.start + timedelta(days=self.config.days)
 
     def departures(self) -> dict[str, datetime]:
-        """Users who leave during the period (after a bulk download), with their last day's end."""
+        """Users who leave during the period (a few days after a bulk download), with the UTC
+        midnight of their first day without activity (local days: allow up to a day either side)."""
         return {self._org.users[u].name: datetime.combine(self._book.date_of(p.departure_day), datetime.min.time(),
                                                           tzinfo=timezone.utc)
                 for u, p in enumerate(self._org.plans) if p.departure_day is not None}

@@ -97,6 +97,8 @@ def run(args) -> int:
     if labels_path:
         Path(labels_path).parent.mkdir(parents=True, exist_ok=True)
         write_labels(labels_path, sim.labels)
+    elif sim.labels:
+        print(f"ueba simulate: {len(sim.labels)} labels not written (give --labels FILE)", file=sys.stderr)
 
     from tqdm import tqdm
 

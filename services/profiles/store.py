@@ -235,13 +235,23 @@ def _unseen_in(snapshot: str):
 
 
 def delta_cut(conn: Connection, since: str, page: int) -> tuple[int | None, int | None]:
-    """(first txid of the new rows, txid of the row at position `page`, or None when fewer)."""
-    txids = conn.execute(
-        select(func.cast(events.c.txid, Text)).where(_unseen_in(since)).order_by(events.c.txid).limit(page + 1)
-    ).scalars().all()
+    """(first txid of the new rows, txid of the row at position `page`, or None when fewer).
+
+    Two ordered scans rather than one over their union: each is an index range
+    that stops after `page` rows, where the union would sort the whole backlog.
+    """
+    txid_text = func.cast(events.c.txid, Text)
+    snap = snapshot_param(since)
+    running = text("events.txid = ANY(ARRAY(SELECT pg_snapshot_xip(CAST(:since AS pg_snapshot))))").bindparams(since=since)
+    later = events.c.txid >= func.pg_snapshot_xmax(snap)
+    txids: list[int] = []
+    for cond in (running, later):
+        q = select(txid_text).where(cond).order_by(events.c.txid).limit(page + 1)
+        txids += [int(t) for t in conn.execute(q).scalars()]
     if not txids:
         return None, None
-    return int(txids[0]), (int(txids[page]) if len(txids) > page else None)
+    txids.sort()
+    return txids[0], (txids[page] if len(txids) > page else None)
 
 
 def delta_events(conn: Connection, since: str, upto_txid: int | None) -> list[tuple[EventRecord, int]]:

@@ -12,7 +12,7 @@ class QuerySettings(BaseSettings):
     risk_window_days: int = env_field("UEBA_RISK_WINDOW_DAYS", 30, "open anomalies older than this stop counting toward risk")
     min_baseline_days: int = env_field("UEBA_MIN_BASELINE_DAYS", 7, "a user seen for fewer days is still learning")
     max_page_size: int = env_field("UEBA_QUERY_MAX_PAGE_SIZE", 1000, "largest page a list call returns")
-    count_limit: int = env_field("UEBA_QUERY_COUNT_LIMIT", 10000, "ListAnomalies counts matching rows up to this many")
+    count_limit: int = env_field("UEBA_QUERY_COUNT_LIMIT", 1000, "ListAnomalies counts matching rows up to this many")
     maintenance_seconds: float = env_field(
         "UEBA_QUERY_MAINTENANCE_SECONDS", 2.0, "how often the pre-aggregates are merged and user risk refreshed"
     )

@@ -162,3 +162,18 @@ def test_maintenance_creates_days_ahead_and_drops_days_past_retention(partition_
     assert {date(2026, 10, 21), date(2026, 10, 22)} <= have  # within 30 days: kept
     assert {today, today + timedelta(days=1), today + timedelta(days=2)} <= have
     assert cache.missing({date(2026, 8, 1)}) == {date(2026, 8, 1)}  # the cache forgot the dropped day
+
+
+def test_metrics_count_accepted_duplicate_and_rejected_events(pipeline, tenant):
+    from prometheus_client import REGISTRY
+
+    def value(result: str) -> float:
+        return REGISTRY.get_sample_value("ueba_ingest_events_total", {"result": result}) or 0.0
+
+    before = {r: value(r) for r in ("accepted", "duplicate", "rejected")}
+    events = batch(3, prefix="m")
+    events.append(make_event(event_id="m-bad", user=""))
+    pipeline.ingest(tenant, events)
+    pipeline.ingest(tenant, events[:2])
+    assert {r: value(r) - before[r] for r in before} == {"accepted": 3, "duplicate": 2, "rejected": 2}
+    assert REGISTRY.get_sample_value("ueba_ingest_batch_commit_seconds_count") >= 2

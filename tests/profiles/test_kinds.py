@@ -358,3 +358,17 @@ def test_defaults_are_valid_and_cover_every_kind():
     for d in DEFAULT_PROFILES:
         check_definition(name=d.name, kind=d.kind, risk_score=d.risk_score, parameters=d.parameters, dimension=d.dimension)
     assert {d.kind for d in DEFAULT_PROFILES} == set(KINDS)
+
+
+def test_rare_event_ignores_what_the_department_commonly_uses():
+    d = detector("rare_event", entity_types=["application"], min_history_days=7, max_org_share=0.05)
+    history = []
+    for day in range(10):
+        for u in ("uma", "vic", "wes"):
+            history.append(event(u, "app_access", day * DAY, application="Outlook", department="design"))
+        history.append(event("vic", "app_access", day * DAY + 60, application="Figma", department="design"))
+    assert d.process(history) == []
+    # Figma is new to uma, but a department peer uses it: not rare. Mega is new to everyone: rare.
+    assert d.process([event("uma", "app_access", 10 * DAY, application="Figma", department="design")]) == []
+    fired = d.process([event("uma", "app_access", 10 * DAY + 60, application="Mega", department="design")])
+    assert len(fired) == 1 and fired[0].evidence["org_share"] == 0

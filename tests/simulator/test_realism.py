@@ -168,3 +168,10 @@ def test_remote_days_come_through_vpn_exits_with_changing_addresses(clean):
         per_user[e.user].add(e.source_ip)
     assert any(len(ips) > 1 for ips in per_user.values())
     assert all(not ip.startswith("10.") for ips in per_user.values() for ip in ips)
+
+
+def test_public_holidays_include_fixed_and_movable_days():
+    assert is_holiday("US", date(2026, 11, 26)) and is_holiday("US", date(2026, 11, 27))  # Thanksgiving
+    assert is_holiday("DE", date(2026, 10, 3)) and is_holiday("CA", date(2026, 10, 12))
+    assert is_holiday("GB", date(2026, 8, 31)) and not is_holiday("GB", date(2026, 8, 24))
+    assert not is_holiday("US", date(2026, 11, 25))

@@ -63,11 +63,13 @@ class PartitionMaintenance:
 
     def _loop(self) -> None:
         while True:
+            wait = self.settings.maintenance_interval_seconds
             try:
                 self.run_once()
-            except Exception:  # the store may be down for a while; try again next round
+            except Exception:  # the store may be down for a while: try again soon
                 log.exception("partition maintenance failed")
-            if self._stop.wait(self.settings.maintenance_interval_seconds):
+                wait = min(wait, 60.0)
+            if self._stop.wait(wait):
                 return
 
     def start(self) -> None:

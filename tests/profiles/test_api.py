@@ -15,6 +15,7 @@ from services.profiles.server import create_server
 from services.profiles.settings import ProfilesSettings
 from tests.profiles.dbutil import insert_events
 from tests.profiles.factory import event
+from ueba.db import create_db_engine
 from ueba.risk import bounded_risk
 from ueba.store.schema import anomalies, audit_log
 from ueba.v1 import common_pb2, profiles_pb2, profiles_pb2_grpc
@@ -28,11 +29,15 @@ def tenant():
 
 
 @pytest.fixture
-def api(database_url, tenant):
-    settings = ProfilesSettings.from_env({}, database_url=database_url, tenant=tenant, evaluate=False, metrics_port=-1)
-    from ueba.db import create_db_engine
+def engine(own_engine):
+    """This module's own database (it creates event partitions), not the session's."""
+    return own_engine
 
-    engine = create_db_engine(database_url, pool_size=2)
+
+@pytest.fixture
+def api(own_database_url, tenant):
+    settings = ProfilesSettings.from_env({}, database_url=own_database_url, tenant=tenant, evaluate=False, metrics_port=-1)
+    engine = create_db_engine(own_database_url, pool_size=2)
     server, port = create_server(settings, engine)
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -151,10 +156,10 @@ def ts(dt: datetime) -> timestamp_pb2.Timestamp:
     return t
 
 
-def test_preview_runs_a_definition_over_the_past_and_writes_nothing(api, engine, database_url, tenant):
+def test_preview_runs_a_definition_over_the_past_and_writes_nothing(api, engine, own_database_url, tenant):
     events = [event("pia", "logon", i * 20, outcome="failure") for i in range(12)]
     events += [event("quin", "logon", 5000 + i * 20, outcome="failure") for i in range(3)]
-    insert_events(database_url, events, tenant=tenant)
+    insert_events(own_database_url, events, tenant=tenant)
     start, end = events[0].time - timedelta(hours=1), events[-1].time + timedelta(hours=1)
 
     def count_anomalies():

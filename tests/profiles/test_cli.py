@@ -16,10 +16,10 @@ from ueba.db import create_db_engine
 
 
 @pytest.fixture
-def address(database_url):
+def address(own_database_url):
     tenant = f"cli{uuid.uuid4().hex[:8]}"
-    settings = ProfilesSettings.from_env({}, database_url=database_url, tenant=tenant, evaluate=False, metrics_port=-1)
-    engine = create_db_engine(database_url, pool_size=2)
+    settings = ProfilesSettings.from_env({}, database_url=own_database_url, tenant=tenant, evaluate=False, metrics_port=-1)
+    engine = create_db_engine(own_database_url, pool_size=2)
     server, port = create_server(settings, engine)
     server.start()
     yield f"127.0.0.1:{port}", tenant
@@ -33,7 +33,7 @@ def run(capsys, address, *argv) -> str:
     return capsys.readouterr().out
 
 
-def test_profile_lifecycle_from_the_command_line(capsys, address, database_url):
+def test_profile_lifecycle_from_the_command_line(capsys, address, own_database_url):
     addr, tenant = address
     table = run(capsys, addr, "list")
     assert "Impossible travel" in table and "proximity" in table
@@ -48,7 +48,7 @@ def test_profile_lifecycle_from_the_command_line(capsys, address, database_url):
     assert "enabled:      no" in run(capsys, addr, "disable", pid)
     assert "enabled:      yes" in run(capsys, addr, "enable", pid)
 
-    insert_events(database_url, [event("sam", "logon", i, outcome="failure", application="vpn") for i in range(4)], tenant=tenant)
+    insert_events(own_database_url, [event("sam", "logon", i, outcome="failure", application="vpn") for i in range(4)], tenant=tenant)
     start = event(at=-60).time.isoformat()
     out = run(capsys, addr, "preview", pid, "--start", start, "--end", event(at=3600).time.isoformat())
     assert "4 events examined, 1 anomalies" in out and "sam" in out

@@ -1,0 +1,45 @@
+"""Fixtures of the deployment tests: rendered manifests and a database migrated by the Job's command."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+from kubernetes_validate import utils as kv_utils
+
+from .tools import helm_template, kustomize_build, objects
+
+# Every values file under ci/ plus the defaults: what the chart tests render.
+HELM_CASES = {
+    "defaults": (),
+    "dev": ("dev",),
+    "production": ("production",),
+    "network-policies": ("networkpolicy",),
+    "postgresql": ("postgresql",),
+    "tls": ("tls",),
+}
+KUSTOMIZE_CASES = ("base", "overlays/dev", "overlays/production")
+RENDERS = [f"helm:{case}" for case in HELM_CASES] + [f"kustomize:{path}" for path in KUSTOMIZE_CASES]
+
+
+def render(name: str) -> list[dict]:
+    tool, _, case = name.partition(":")
+    if tool == "helm":
+        return objects(helm_template(HELM_CASES[case]))
+    return objects(kustomize_build(case))
+
+
+@pytest.fixture(params=RENDERS)
+def rendered(request) -> tuple[str, list[dict]]:
+    """(render name, objects) for every helm values case and every kustomization."""
+    return request.param, render(request.param)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cached_kubernetes_schemas():
+    # kubernetes-validate re-reads its (large) schema files on every object;
+    # the files never change during a run.
+    original = kv_utils.schema_contents
+    kv_utils.schema_contents = functools.lru_cache(maxsize=None)(original)
+    yield
+    kv_utils.schema_contents = original

@@ -1,0 +1,82 @@
+"""Plain manifests: the kustomizations build, lint, and stay the same objects as the chart renders."""
+
+from __future__ import annotations
+
+import difflib
+import json
+
+import pytest
+
+from .tools import CHART, DEPLOY, KUSTOMIZE, helm_template, keyed, kustomize_build, objects, run, tool
+
+# Each kustomization and the chart values it must equal.
+PAIRS = {
+    "base": (),
+    "overlays/dev": ("dev",),
+    "overlays/production": ("production",),
+}
+
+
+def describe(doc: dict) -> list[str]:
+    return json.dumps(doc, indent=1, sort_keys=True).splitlines()
+
+
+@pytest.mark.parametrize("path", list(PAIRS))
+def test_kustomization_matches_the_chart(path):
+    chart = keyed(objects(helm_template(PAIRS[path])))
+    plain = keyed(objects(kustomize_build(path)))
+    assert sorted(plain) == sorted(chart), "kinds and names differ"
+    diffs = []
+    for key in sorted(chart):
+        if chart[key] != plain[key]:
+            diff = difflib.unified_diff(describe(chart[key]), describe(plain[key]), "helm", "kustomize", n=2, lineterm="")
+            diffs.append(f"{key}:\n" + "\n".join(diff))
+    assert not diffs, "\n\n".join(diffs)
+
+
+def workload_summary(docs: list[dict]) -> dict:
+    """What the brief names for the comparison, so a mismatch reads plainly: images, ports, probes, env names, security."""
+    summary = {}
+    for d in docs:
+        if d["kind"] not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        spec = d["spec"]["template"]["spec"]
+        for c in spec["containers"]:
+            summary[(d["kind"], d["metadata"]["name"], c["name"])] = {
+                "image": c["image"],
+                "ports": sorted((p["name"], p["containerPort"]) for p in c.get("ports", [])),
+                "probes": {k: c.get(k) for k in ("startupProbe", "readinessProbe", "livenessProbe")},
+                "env": sorted(e["name"] for e in c.get("env", [])),
+                "security": (spec.get("securityContext"), c.get("securityContext")),
+            }
+    return summary
+
+
+@pytest.mark.parametrize("path", list(PAIRS))
+def test_workloads_match_in_what_operators_see(path):
+    chart = {k: v for k, v in workload_summary(list(keyed(objects(helm_template(PAIRS[path]))).values())).items()}
+    plain = workload_summary(list(keyed(objects(kustomize_build(path))).values()))
+    assert plain == chart
+
+
+def test_yaml_lint():
+    files = [CHART / "values.yaml", CHART / "Chart.yaml", CHART / "ci", KUSTOMIZE]
+    result = run([tool("yamllint"), "--strict", "-f", "parsable", "-c", DEPLOY / "k8s" / ".yamllint", *files])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_yaml_lint_catches_problems(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: 1\na: 2\nb:   [1,2]\n")
+    result = run([tool("yamllint"), "--strict", "-f", "parsable", "-c", DEPLOY / "k8s" / ".yamllint", bad])
+    assert result.returncode != 0 and "key-duplicates" in result.stdout
+
+
+def test_generated_config_maps_roll_the_pods():
+    docs = objects(kustomize_build("base"))
+    names = {d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"}
+    assert all(name.startswith("ueba-") and len(name.split("-")) == 3 for name in names), names
+    for d in docs:
+        if d["kind"] == "Deployment":
+            ref = d["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"]
+            assert ref in names

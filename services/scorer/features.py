@@ -70,6 +70,8 @@ def refresh(conn: Connection, tenant: str, previous_snapshot: str | None) -> Fea
         conn.execute(text(statement), {"tenant": tenant, "auth": list(AUTH_EVENT_TYPES), "data": list(DATA_EVENT_TYPES)})
     conn.execute(text("DROP TABLE scorer_ev"))
     conn.execute(text("DROP TABLE scorer_dirty"))
+    if dirty[0] > 10_000:
+        conn.execute(text("ANALYZE user_hour_features"))  # a bulk load: baselines are read next
     return FeatureRefresh(snapshot, new_events, dirty[0])
 
 
@@ -107,50 +109,73 @@ def _update_entity_seen(conn: Connection, new: str, params: dict) -> int:
         params,
     )
     count = conn.execute(text("SELECT coalesce(sum(seen_count), 0) FROM scorer_sightings WHERE entity_type = 'event_type'")).scalar_one()
+    if conn.execute(text("SELECT count(*) > 1000 FROM scorer_sightings")).scalar_one():
+        conn.execute(text("ANALYZE entity_seen"))  # a bulk load just changed it a lot; plans need fresh stats
     conn.execute(text("DROP TABLE scorer_sightings"))
     return int(count)
 
 
 def _stage_events(conn: Connection, tenant: str, lo: datetime, hi: datetime) -> None:
-    """The events of the dirty user-hours, with novelty flags and the previous location."""
+    """The events of the dirty user-hours, with novelty flags and the previous location.
+
+    Built in steps through analysed temp tables: right after a bulk load the
+    events partitions have no statistics yet, and one misjudged nested loop
+    would turn this into a quadratic join.
+    """
+    params = {"tenant": tenant, "lo": lo, "hi": hi, "min_hours": MIN_TRAVEL_HOURS}
+    # The dirty users' events of the dirty span, plus a day before it for the previous location.
+    conn.execute(
+        text(
+            """CREATE TEMP TABLE scorer_raw ON COMMIT DROP AS
+            SELECT e.user_name, date_trunc('hour', e.time) AS hour, e.event_id, e.time, e.event_type, e.outcome,
+                   nullif(e.destination_host, '') AS destination_host,
+                   coalesce(nullif(e.source_host, ''), host(e.source_ip)) AS origin,
+                   nullif(e.country, '') AS country, nullif(e.country, '') || '/' || nullif(e.city, '') AS city,
+                   nullif(e.application, '') AS application, e.bytes, greatest(e.file_count, 1) AS files,
+                   e.latitude, e.longitude
+            FROM events e
+            WHERE e.tenant = :tenant AND e.time >= CAST(:lo AS timestamptz) - interval '1 day' AND e.time < :hi
+              AND e.user_name IN (SELECT DISTINCT user_name FROM scorer_dirty)"""
+        ),
+        params,
+    )
+    conn.execute(text("ANALYZE scorer_raw"))
+    conn.execute(
+        text(
+            """CREATE TEMP TABLE scorer_moves ON COMMIT DROP AS
+            SELECT event_id, time, dist_km, dist_km / greatest(extract(epoch FROM time - prev_time) / 3600.0, :min_hours) AS speed_kmh
+            FROM (
+                SELECT event_id, time, prev_time,
+                       2 * 6371 * asin(least(1, sqrt(
+                           power(sin(radians(latitude - prev_lat) / 2), 2)
+                           + cos(radians(prev_lat)) * cos(radians(latitude))
+                             * power(sin(radians(longitude - prev_lon) / 2), 2)))) AS dist_km
+                FROM (
+                    SELECT event_id, time, latitude, longitude,
+                           lag(latitude) OVER w AS prev_lat, lag(longitude) OVER w AS prev_lon, lag(time) OVER w AS prev_time
+                    FROM scorer_raw WHERE latitude IS NOT NULL AND longitude IS NOT NULL
+                    WINDOW w AS (PARTITION BY user_name ORDER BY time, event_id)
+                ) ordered
+                WHERE prev_lat IS NOT NULL
+            ) moves"""
+        ),
+        params,
+    )
+    conn.execute(text("ANALYZE scorer_moves"))
     conn.execute(
         text(
             """CREATE TEMP TABLE scorer_ev ON COMMIT DROP AS
-            WITH located AS (
-                SELECT e.event_id, e.time, lag(e.latitude) OVER w AS prev_lat, lag(e.longitude) OVER w AS prev_lon,
-                       lag(e.time) OVER w AS prev_time
-                FROM events e
-                WHERE e.tenant = :tenant AND e.latitude IS NOT NULL AND e.longitude IS NOT NULL
-                  AND e.time >= CAST(:lo AS timestamptz) - interval '1 day' AND e.time < :hi
-                  AND e.user_name IN (SELECT user_name FROM scorer_dirty)
-                WINDOW w AS (PARTITION BY e.user_name ORDER BY e.time, e.event_id)
-            ), staged AS (
-                SELECT e.user_name, d.hour, e.time, e.event_type, e.outcome,
-                       nullif(e.destination_host, '') AS destination_host,
-                       coalesce(nullif(e.source_host, ''), host(e.source_ip)) AS origin,
-                       nullif(e.country, '') AS country, nullif(e.country, '') || '/' || nullif(e.city, '') AS city,
-                       nullif(e.application, '') AS application, e.bytes, greatest(e.file_count, 1) AS files,
-                       e.latitude, l.prev_lat, l.prev_lon, l.prev_time,
-                       CASE WHEN l.prev_lat IS NOT NULL THEN
-                           2 * 6371 * asin(least(1, sqrt(
-                               power(sin(radians(e.latitude - l.prev_lat) / 2), 2)
-                               + cos(radians(l.prev_lat)) * cos(radians(e.latitude))
-                                 * power(sin(radians(e.longitude - l.prev_lon) / 2), 2))))
-                       END AS dist_km
-                FROM events e
-                JOIN scorer_dirty d ON d.user_name = e.user_name AND d.hour = date_trunc('hour', e.time)
-                LEFT JOIN located l ON l.event_id = e.event_id AND l.time = e.time
-                WHERE e.tenant = :tenant AND e.time >= :lo AND e.time < :hi
-            )
-            SELECT s.*,
-                   s.dist_km / greatest(extract(epoch FROM s.time - s.prev_time) / 3600.0, :min_hours) AS speed_kmh,
+            SELECT s.user_name, s.hour, s.time, s.event_type, s.outcome, s.destination_host, s.origin, s.country,
+                   s.city, s.application, s.bytes, s.files, s.latitude, m.dist_km, m.speed_kmh,
                    coalesce(et.first_seen >= s.hour, false) AS new_event_type,
                    coalesce(dh.first_seen >= s.hour, false) AS new_host,
                    coalesce(oh.first_seen >= s.hour, false) AS new_origin,
                    coalesce(co.first_seen >= s.hour, false) AS new_country,
                    coalesce(ci.first_seen >= s.hour, false) AS new_city,
                    coalesce(ap.first_seen >= s.hour, false) AS new_application
-            FROM staged s
+            FROM scorer_raw s
+            JOIN scorer_dirty d ON d.user_name = s.user_name AND d.hour = s.hour
+            LEFT JOIN scorer_moves m ON m.event_id = s.event_id AND m.time = s.time
             LEFT JOIN entity_seen et ON et.tenant = :tenant AND et.user_name = s.user_name
                  AND et.entity_type = 'event_type' AND et.entity = s.event_type
             LEFT JOIN entity_seen dh ON dh.tenant = :tenant AND dh.user_name = s.user_name
@@ -164,8 +189,11 @@ def _stage_events(conn: Connection, tenant: str, lo: datetime, hi: datetime) -> 
             LEFT JOIN entity_seen ap ON ap.tenant = :tenant AND ap.user_name = s.user_name
                  AND ap.entity_type = 'application' AND ap.entity = s.application"""
         ),
-        {"tenant": tenant, "lo": lo, "hi": hi, "min_hours": MIN_TRAVEL_HOURS},
+        params,
     )
+    conn.execute(text("ANALYZE scorer_ev"))
+    conn.execute(text("DROP TABLE scorer_raw"))
+    conn.execute(text("DROP TABLE scorer_moves"))
 
 
 _INSERT = "INSERT INTO user_hour_features (tenant, user_name, hour, model, features, event_count) "

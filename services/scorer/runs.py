@@ -221,6 +221,7 @@ class Scorer:
             scored_users.update(data.users[i] for i in scored)
             learning_users.update(data.users[i] for i in scored if learning[i])
             day += DAY
+        conn.execute(text("ANALYZE event_scores"))  # fresh statistics for the queries below
         self._check("event_scores")
 
         if last_assignment is not None and last_data is not None and last_data.users:
@@ -342,37 +343,35 @@ class Scorer:
             "users": sorted(wanted) if wanted is not None else [], "all_users": wanted is None,
             "ignored": sorted(ignored),
         }
+        # One pass, no joins: after a run's COPY the planner has no statistics for
+        # the new rows, and a join misjudged as one row each becomes quadratic.
         rows = conn.execute(
             text(
-                """WITH w AS (
-                    SELECT * FROM unnest(CAST(:models AS text[]), CAST(:weights AS float8[])) AS w(model, weight)
-                ), s AS (
-                    SELECT es.user_name, date_trunc('day', es.hour)::date AS day, es.hour, es.model,
-                           es.learning, es.features, w.weight, w.weight * es.score AS v
-                    FROM event_scores es JOIN w ON w.model = es.model
-                    WHERE es.tenant = :tenant AND es.hour >= :d0 AND es.hour < :d1
-                      AND (:all_users OR es.user_name = ANY(CAST(:users AS text[])))
-                      AND NOT es.user_name = ANY(CAST(:ignored AS text[]))
-                ), agg AS (
-                    SELECT user_name, day,
-                           sum(weight * v) FILTER (WHERE v >= :threshold)
-                             / nullif(sum(weight) FILTER (WHERE v >= :threshold), 0) AS conditioned,
-                           max(v) AS top, count(DISTINCT hour) AS hours, bool_or(learning) AS learning
-                    FROM s GROUP BY user_name, day
-                ), best AS (
-                    SELECT DISTINCT ON (user_name, day) user_name, day, model, features
-                    FROM s ORDER BY user_name, day, v DESC, hour
-                )
-                INSERT INTO user_scores (tenant, user_name, day, score, scored_hours, learning, top_features, run_id)
+                """INSERT INTO user_scores (tenant, user_name, day, score, scored_hours, learning, top_features, run_id)
                 SELECT :tenant, a.user_name, a.day, round(coalesce(a.conditioned, a.top)::numeric, 2), a.hours,
                        a.learning,
-                       coalesce((SELECT jsonb_agg(f || jsonb_build_object('model', b.model)
+                       coalesce((SELECT jsonb_agg(f || jsonb_build_object('model', a.best_model)
                                                   ORDER BY (f ->> 'share')::float8 DESC)
-                                 FROM (SELECT f FROM jsonb_array_elements(b.features) AS f
+                                 FROM (SELECT f FROM jsonb_array_elements(a.best_features) AS f
                                        WHERE (f ->> 'share')::float8 > 0
                                        ORDER BY (f ->> 'share')::float8 DESC LIMIT 3) top3), '[]'::jsonb),
                        :run_id
-                FROM agg a JOIN best b USING (user_name, day)
+                FROM (
+                    SELECT es.user_name, date_trunc('day', es.hour)::date AS day,
+                           sum(w.weight * w.weight * es.score) FILTER (WHERE w.weight * es.score >= :threshold)
+                             / nullif(sum(w.weight) FILTER (WHERE w.weight * es.score >= :threshold), 0) AS conditioned,
+                           max(w.weight * es.score) AS top, count(DISTINCT es.hour) AS hours,
+                           bool_or(es.learning) AS learning,
+                           (array_agg(es.model ORDER BY w.weight * es.score DESC, es.hour, es.model))[1] AS best_model,
+                           (array_agg(es.features ORDER BY w.weight * es.score DESC, es.hour, es.model))[1] AS best_features
+                    FROM event_scores es
+                    JOIN unnest(CAST(:models AS text[]), CAST(:weights AS float8[])) AS w(model, weight)
+                      ON w.model = es.model
+                    WHERE es.tenant = :tenant AND es.hour >= :d0 AND es.hour < :d1
+                      AND (:all_users OR es.user_name = ANY(CAST(:users AS text[])))
+                      AND NOT es.user_name = ANY(CAST(:ignored AS text[]))
+                    GROUP BY es.user_name, date_trunc('day', es.hour)::date
+                ) a
                 RETURNING user_name, day, score, scored_hours, learning, top_features"""
             ),
             params,

@@ -1,0 +1,151 @@
+"""Scorer logic without a database: tails, the score scale, shrinkage, schedule and settings."""
+
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+
+from services.scorer import scoring
+from services.scorer.baseline import COLUMN, COLUMNS, DayData
+from services.scorer.models import MODELS
+from services.scorer.runs import canonical_user, default_window
+from services.scorer.schedule import next_fire
+from services.scorer.settings import ScorerSettings, parse_schedule
+from ueba.settings import SettingsError
+
+DAY = datetime(2026, 3, 30, tzinfo=timezone.utc)
+
+
+def test_score_scale_is_monotone_and_anchored():
+    p = np.array([1.0, 0.5, 1e-2, 1e-4, 1e-6, 1e-12])
+    s = scoring.score_from_p(p)
+    assert list(s) == sorted(s)
+    assert s[0] == 1 and s[3] == 70 and s[4] == 90 and s[5] == 100
+
+
+def test_count_tail_matches_poisson_and_widens_with_dispersion():
+    observed = np.array([0.0, 3.0, 10.0])
+    mean = np.array([2.0, 2.0, 2.0])
+    poisson = scoring.count_tail(observed, mean, np.ones(3))
+    assert poisson[0] == 1.0
+    assert poisson[1] == pytest.approx(1 - (np.exp(-2) * (1 + 2 + 2)), rel=1e-9)
+    wide = scoring.count_tail(observed, mean, np.full(3, 5.0))
+    assert wide[2] > poisson[2] * 10  # overdispersion makes 10 vs 2 far less surprising
+
+
+def test_ratio_tail_is_binomial():
+    p = scoring.ratio_tail(np.array([0.0, 9.0]), np.array([10.0, 10.0]), np.array([0.1, 0.1]))
+    assert p[0] == 1.0
+    assert p[1] == pytest.approx(10 * 0.1**9 * 0.9 + 0.1**10)
+
+
+def _day(users: int, weeks_of_history: int = 4) -> DayData:
+    """Users with identical, steady 09-17 weekday habits; one row per active hour of the day scored."""
+    J = len(COLUMNS)
+    days = 7 * weeks_of_history
+    hours_active = 8
+    n_all = np.full(users, float(days * 5 / 7 * hours_active))
+    s_all = np.zeros((users, J))
+    q_all = np.zeros((users, J))
+    ev = COLUMN[("login_time", "events")]
+    s_all[:, ev] = 4 * n_all
+    q_all[:, ev] = 16 * n_all
+    n_how = np.zeros((users, 24))
+    n_how[:, 9:17] = weeks_of_history
+    s_how = np.zeros((users, 24, J))
+    s_how[:, 9:17, ev] = 4 * weeks_of_history
+    a_hod = np.zeros((users, 24))
+    a_hod[:, 9:17] = days * 5 / 7
+    first = (np.datetime64(DAY.replace(tzinfo=None)) - np.datetime64("1970-01-01T00:00:00")) / np.timedelta64(1, "h")
+    data = DayData(day=DAY, users=[f"u{i}" for i in range(users)], first_hour=np.full(users, first - 24 * days),
+                   n_all=n_all, s_all=s_all, q_all=q_all, n_set=n_all * 0.7, s_set=np.zeros((users, J)),
+                   n_how=n_how, s_how=s_how, a_hod=a_hod,
+                   w_user=np.arange(users), w_hour=np.full(users, 10))
+    data.w_time = [DAY.replace(hour=10)] * users
+    data.x = np.zeros((users, J))
+    data.x[:, ev] = 4
+    for m in MODELS:
+        data.present[m.name] = np.zeros(users, dtype=bool)
+    data.present["login_time"][:] = True
+    return data
+
+
+def _scores(data: DayData) -> dict[str, scoring.ModelScores]:
+    group = np.zeros(len(data.users), dtype=np.int64)
+    rates = scoring.shrunk_rates(data, group, 1, 30)
+    return {ms.model.name: ms for ms in scoring.score_day(data, rates, np.arange(len(data.users)))}
+
+
+def test_ordinary_hour_scores_low_and_explains_every_feature():
+    data = _day(5)
+    out = _scores(data)
+    lt = out["login_time"]
+    assert lt.score.max() < 30
+    assert lt.expected.shape == (5, 2)
+    assert lt.expected[0, 1] == pytest.approx(4.0, rel=0.05)  # events expected from the hour-of-week profile
+    assert "authentication" not in out  # the model saw nothing: no score
+
+
+def test_failures_spike_drives_authentication_score_and_its_share():
+    data = _day(5)
+    fail, ok = COLUMN[("authentication", "failures")], COLUMN[("authentication", "successes")]
+    data.s_all[:, ok] = data.n_all
+    data.s_how[:, 9:17, ok] = 4
+    data.s_all[:, fail] = 0.02 * data.n_all  # a mistyped password now and then
+    data.q_all[:, fail] = 0.02 * data.n_all
+    data.x[:, ok] = 1
+    data.x[0, fail] = 23
+    data.present["authentication"][:] = True
+    auth = _scores(data)["authentication"]
+    assert auth.score[0] >= 90
+    assert auth.score[1:].max() < 40
+    names = [f.name for f in MODELS[0].features]
+    shares = dict(zip(names, auth.share[0]))
+    assert max(shares, key=shares.get) in ("failures", "failure_ratio")
+    assert auth.share[0].sum() == pytest.approx(1.0)
+    assert auth.observed[0, names.index("failures")] == 23
+    assert auth.expected[0, names.index("failures")] < 0.1
+
+
+def test_activity_at_a_never_used_hour_scores_higher_than_usual_hours():
+    data = _day(3)
+    data.w_hour[:] = [10, 3, 3]
+    data.w_time = [DAY.replace(hour=h) for h in (10, 3, 3)]
+    lt = _scores(data)["login_time"]
+    assert lt.score[1] > lt.score[0] + 30
+    assert lt.expected[1, 0] < 0.01  # probability of activity at 03:00
+
+
+def test_thin_baseline_shrinks_toward_peers():
+    data = _day(4)
+    ev = COLUMN[("login_time", "events")]
+    # user 0 has only one active hour of history, where it produced 40 events
+    data.n_all[0], data.s_all[0, ev], data.q_all[0, ev] = 1, 40, 1600
+    data.n_how[0], data.s_how[0] = 0, 0
+    rates = scoring.shrunk_rates(data, np.zeros(4, dtype=np.int64), 1, 30)
+    assert 4 < rates.per_user[0, ev] < 10  # pulled most of the way to the peers' 4 per hour
+
+
+def test_schedule_and_settings():
+    times = parse_schedule("18:00, 00:00,06:00,12:00")
+    assert times == ((0, 0), (6, 0), (12, 0), (18, 0))
+    assert next_fire(datetime(2026, 3, 1, 5, 59, tzinfo=timezone.utc), times) == datetime(2026, 3, 1, 6, 0, tzinfo=timezone.utc)
+    assert next_fire(datetime(2026, 3, 1, 18, 0, tzinfo=timezone.utc), times) == datetime(2026, 3, 2, 0, 0, tzinfo=timezone.utc)
+    assert parse_schedule("off") == ()
+    with pytest.raises(SettingsError, match="UEBA_SCORING_SCHEDULE"):
+        ScorerSettings.from_env({"UEBA_SCORING_SCHEDULE": "25:00"})
+    with pytest.raises(SettingsError, match="UEBA_MIN_BASELINE_DAYS"):
+        ScorerSettings.from_env({"UEBA_MIN_BASELINE_DAYS": "40"})
+    with pytest.raises(SettingsError, match="UEBA_SCORING_MODEL_WEIGHTS"):
+        ScorerSettings.from_env({"UEBA_SCORING_MODEL_WEIGHTS": "nosuchmodel=1"})
+    with pytest.raises(SettingsError, match="UEBA_ANOMALY_LOG"):
+        ScorerSettings.from_env({"UEBA_ANOMALY_LOG": "syslog://nohostport"})
+    s = ScorerSettings.from_env({"UEBA_SCORING_MODEL_WEIGHTS": "login_time=0.2"})
+    assert s.weights()["login_time"] == 0.2 and s.weights()["authentication"] == 1.0
+
+
+def test_canonical_users_and_default_window():
+    assert canonical_user("CORP\\Alice") == "alice"
+    assert canonical_user("alice@corp.com") == "alice"
+    start, end = default_window(datetime(2026, 3, 1, 6, 30, tzinfo=timezone.utc))
+    assert (start, end) == (datetime(2026, 2, 28, 6, tzinfo=timezone.utc), datetime(2026, 3, 1, 6, tzinfo=timezone.utc))

@@ -28,7 +28,7 @@ from ueba.v1 import common_pb2
 # 500 users over 10 days is about 260,000 events.
 USERS = int(os.environ.get("BENCH_INGEST_USERS", "500"))
 DAYS = int(os.environ.get("BENCH_INGEST_DAYS", "10"))
-BATCH_SIZE = int(os.environ.get("BENCH_INGEST_BATCH", "2000"))
+BATCH_SIZE = int(os.environ.get("BENCH_INGEST_BATCH", "5000"))
 TARGETS = {"events_per_second_min": 20000, "ratio_to_raw_copy_min": 0.5, "ingest_peak_rss_mib_max": 500}
 
 def simulated_events(users: int, days: int) -> list[common_pb2.Event]:

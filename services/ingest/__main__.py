@@ -13,10 +13,6 @@ from ueba.settings import SettingsError
 
 
 def main() -> int:
-    # Batch threads alternate between Python work (decoding, validating) and
-    # waiting on Postgres; with the default 5 ms GIL switch interval a thread
-    # whose COPY data was sent waits up to 5 ms for the GIL at every step.
-    sys.setswitchinterval(0.001)
     try:
         settings = IngestSettings.from_env()
     except SettingsError as exc:

@@ -5,9 +5,15 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-import dockerfile
+import sys
+
+import pytest
 
 from .tools import DEPLOY
+
+dockerfile = pytest.importorskip(
+    "dockerfile", reason=f"the Dockerfile parser is missing: install the deployment tools with `{sys.executable} deploy/tools/install.py`"
+)
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 

@@ -6,10 +6,9 @@ import shutil
 import tomllib
 
 import pytest
-import yaml
 
 from .conftest import HELM_CASES
-from .tools import CHART, ROOT, by_kind, containers, helm_fails, helm_template, objects, run, tool, values_file
+from .tools import CHART, ROOT, by_kind, containers, helm_fails, helm_template, objects, run, tool, values_file, yaml
 
 
 @pytest.mark.parametrize("case", list(HELM_CASES))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import re
 
-import yaml
 
-from .dockerfile import DOCKERFILE, chain, exposed, image_command, image_env, stages, user
-from .tools import CHART, SERVICES, run, tool
+from .dockerfile_stages import DOCKERFILE, chain, exposed, image_command, image_env, stages, user
+from .tools import CHART, SERVICES, run, tool, yaml
 
 TARGETS = (*SERVICES, "cli")
 

@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.conftest import create_database, drop_database
 from ueba.db import libpq_url, with_database
 
-from .dockerfile import image_command, image_env
+from .dockerfile_stages import image_command, image_env
 from .tools import ROOT, SERVICES, by_kind, helm_template, objects
 
 SERVICE_NAMES = {

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
+from pathlib import Path
 
 import pytest
 
-from .tools import CHART, DEPLOY, KUSTOMIZE, helm_template, keyed, kustomize_build, objects, run, tool
+from .tools import CHART, DEPLOY, KUSTOMIZE, helm_template, keyed, kustomize_build, objects, run, tool, yaml
 
 # Each kustomization and the chart values it must equal.
 PAIRS = {
@@ -17,14 +19,29 @@ PAIRS = {
 }
 
 
+def compose(folder: Path, components: list[str]) -> str:
+    """A kustomization of the base with some components, as an operator would write one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "kustomization.yaml").write_text(
+        yaml.safe_dump({
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [os.path.relpath(KUSTOMIZE / "base", folder)],
+            "components": [os.path.relpath(KUSTOMIZE / "components" / c, folder) for c in components],
+        })
+    )
+    result = run([tool("kubectl"), "kustomize", folder])
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def describe(doc: dict) -> list[str]:
     return json.dumps(doc, indent=1, sort_keys=True).splitlines()
 
 
-@pytest.mark.parametrize("path", list(PAIRS))
-def test_kustomization_matches_the_chart(path):
-    chart = keyed(objects(helm_template(PAIRS[path])))
-    plain = keyed(objects(kustomize_build(path)))
+def assert_same(chart_text: str, plain_text: str) -> None:
+    chart = keyed(objects(chart_text))
+    plain = keyed(objects(plain_text))
     assert sorted(plain) == sorted(chart), "kinds and names differ"
     diffs = []
     for key in sorted(chart):
@@ -32,6 +49,16 @@ def test_kustomization_matches_the_chart(path):
             diff = difflib.unified_diff(describe(chart[key]), describe(plain[key]), "helm", "kustomize", n=2, lineterm="")
             diffs.append(f"{key}:\n" + "\n".join(diff))
     assert not diffs, "\n\n".join(diffs)
+
+
+@pytest.mark.parametrize("path", list(PAIRS))
+def test_kustomization_matches_the_chart(path):
+    assert_same(helm_template(PAIRS[path]), kustomize_build(path))
+
+
+def test_network_policy_component_matches_the_chart(tmp_path):
+    # The production overlay replaces the peers, so the component's defaults are compared on their own.
+    assert_same(helm_template(("networkpolicy",)), compose(tmp_path / "netpol", ["network-policies"]))
 
 
 def workload_summary(docs: list[dict]) -> dict:
@@ -54,7 +81,7 @@ def workload_summary(docs: list[dict]) -> dict:
 
 @pytest.mark.parametrize("path", list(PAIRS))
 def test_workloads_match_in_what_operators_see(path):
-    chart = {k: v for k, v in workload_summary(list(keyed(objects(helm_template(PAIRS[path]))).values())).items()}
+    chart = workload_summary(list(keyed(objects(helm_template(PAIRS[path]))).values()))
     plain = workload_summary(list(keyed(objects(kustomize_build(path))).values()))
     assert plain == chart
 

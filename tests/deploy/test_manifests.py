@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
-import kubernetes_validate
+
+kubernetes_validate = pytest.importorskip(
+    "kubernetes_validate", reason=f"install the deployment tools with `{sys.executable} deploy/tools/install.py`"
+)
 
 from .conftest import HELM_CASES, render
 from .tools import KUBE_VERSIONS, SERVICES, by_kind, containers, pod_templates, selects

@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+
+# PyYAML, like the tools, comes from deploy/tools/install.py.
+yaml = pytest.importorskip("yaml", reason=f"PyYAML is missing: install the deployment tools with `{sys.executable} deploy/tools/install.py`")
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -30,6 +30,12 @@ STORE_UNAVAILABLE = (psycopg.OperationalError, sqlalchemy.exc.OperationalError, 
 _END = object()
 
 
+def _refused(exc: psycopg.DataError) -> str:
+    """Why Postgres refused a batch that passed validation (a gap in the checks, not a transient fault)."""
+    return f"refused by the event store: {exc.diag.message_primary or exc}"
+
+
+
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(self, pipeline: IngestPipeline, settings: IngestSettings, executor: Executor):
         self.pipeline = pipeline
@@ -42,6 +48,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             return self.pipeline.ingest(tenant, request.events, request.batch_id)
         except InvalidBatch as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"batch {request.batch_id!r}: {exc}")
+        except psycopg.DataError as exc:
+            log.exception("batch refused by the store")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"batch {request.batch_id!r}: {_refused(exc)}")
         except STORE_UNAVAILABLE:
             log.exception("store unavailable")
             context.abort(grpc.StatusCode.UNAVAILABLE, "event store unavailable; resend the batch later")
@@ -88,6 +97,10 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                     ack = outcome.result() if isinstance(outcome, Future) else outcome
                 except InvalidBatch as exc:
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"batch {batch_id!r}: {exc}")
+                except psycopg.DataError as exc:
+                    # Resending cannot help: the agent must hear of it rather than retry forever.
+                    log.exception("batch refused by the store")
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"batch {batch_id!r}: {_refused(exc)}")
                 except STORE_UNAVAILABLE:
                     log.exception("store unavailable")
                     context.abort(grpc.StatusCode.UNAVAILABLE, "event store unavailable; resend unacknowledged batches")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor
+from contextlib import contextmanager
 from typing import Iterator
 
 import grpc
@@ -30,9 +31,22 @@ STORE_UNAVAILABLE = (psycopg.OperationalError, sqlalchemy.exc.OperationalError, 
 _END = object()
 
 
-def _refused(exc: psycopg.DataError) -> str:
-    """Why Postgres refused a batch that passed validation (a gap in the checks, not a transient fault)."""
-    return f"refused by the event store: {exc.diag.message_primary or exc}"
+@contextmanager
+def batch_statuses(context: grpc.ServicerContext, batch_id: str) -> Iterator[None]:
+    """Ends the call with the status a failed batch deserves."""
+    try:
+        yield
+    except InvalidBatch as exc:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"batch {batch_id!r}: {exc}")
+    except psycopg.DataError as exc:
+        # Postgres refused data that passed validation: resending cannot help,
+        # so the agent must hear of it rather than retry forever.
+        log.exception("batch refused by the store")
+        reason = exc.diag.message_primary or str(exc)
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"batch {batch_id!r}: refused by the event store: {reason}")
+    except STORE_UNAVAILABLE:
+        log.exception("store unavailable")
+        context.abort(grpc.StatusCode.UNAVAILABLE, "event store unavailable; resend unacknowledged batches later")
 
 
 
@@ -44,16 +58,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
 
     def IngestEvents(self, request: ingest_pb2.EventBatch, context: grpc.ServicerContext) -> ingest_pb2.BatchAck:
         tenant = current_caller(self.settings.tenant).tenant
-        try:
+        with batch_statuses(context, request.batch_id):
             return self.pipeline.ingest(tenant, request.events, request.batch_id)
-        except InvalidBatch as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"batch {request.batch_id!r}: {exc}")
-        except psycopg.DataError as exc:
-            log.exception("batch refused by the store")
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"batch {request.batch_id!r}: {_refused(exc)}")
-        except STORE_UNAVAILABLE:
-            log.exception("store unavailable")
-            context.abort(grpc.StatusCode.UNAVAILABLE, "event store unavailable; resend the batch later")
 
     def StreamEvents(self, request_iterator: Iterator[ingest_pb2.EventBatch], context: grpc.ServicerContext):
         tenant = current_caller(self.settings.tenant).tenant
@@ -90,20 +96,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
                 item = pending.get()
                 if item is _END:
                     return
-                batch_id, outcome = item
-                try:
+                batch_id, outcome = item  # a Future of the ack, or the InvalidBatch that ends the stream
+                with batch_statuses(context, batch_id):
                     if isinstance(outcome, InvalidBatch):
                         raise outcome
-                    ack = outcome.result() if isinstance(outcome, Future) else outcome
-                except InvalidBatch as exc:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"batch {batch_id!r}: {exc}")
-                except psycopg.DataError as exc:
-                    # Resending cannot help: the agent must hear of it rather than retry forever.
-                    log.exception("batch refused by the store")
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"batch {batch_id!r}: {_refused(exc)}")
-                except STORE_UNAVAILABLE:
-                    log.exception("store unavailable")
-                    context.abort(grpc.StatusCode.UNAVAILABLE, "event store unavailable; resend unacknowledged batches")
+                    ack = outcome.result()
                 yield ack
                 window.release()
         finally:

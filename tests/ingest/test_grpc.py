@@ -156,3 +156,20 @@ def test_otlp_receiver_is_registered_when_built(service):
     with grpc.insecure_channel(service[0]) as channel:
         status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=OTLP_SERVICE_NAME))
     assert status.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_otlp_listen_adds_a_second_port_to_the_same_server(engine):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        extra = s.getsockname()[1]
+    server, port = create_server(settings(listen="127.0.0.1:0", metrics_port=-1, otlp_listen=f"127.0.0.1:{extra}"), engine)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{extra}") as channel:
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="ueba.v1.IngestService"))
+        assert status.status == health_pb2.HealthCheckResponse.SERVING
+        assert extra != port
+    finally:
+        server.stop(0).wait()

@@ -60,6 +60,11 @@ def _value(name: str):
     return func.coalesce(uhf.c.features[name].astext.cast(Float), 0.0)
 
 
+def _baseline_value(feature):
+    v = _value(feature.name)
+    return func.least(v, feature.baseline_cap) if feature.baseline_cap is not None else v
+
+
 def _hod():
     return func.extract("hour", uhf.c.hour).cast(Float)
 
@@ -96,19 +101,20 @@ def load_day(
     for model in AGGREGATED:
         names = [f.name for f in model.stored]
         values = [_value(n) for n in names]
+        learned = [_baseline_value(f) for f in model.stored]
         base = uhf.c.tenant == tenant, uhf.c.model == model.name
         overall[model.name] = conn.execute(
             select(
                 uhf.c.user_name,
-                *[func.sum(v) for v in values],
-                *[func.sum(v * v) for v in values],
+                *[func.sum(v) for v in learned],
+                *[func.sum(v * v) for v in learned],
             )
             .where(*base, uhf.c.hour >= b0, uhf.c.hour < day)
             .group_by(uhf.c.user_name)
         ).all()
         weekday[model.name] = (
             conn.execute(
-                select(uhf.c.user_name, _hod(), func.count(), *[func.sum(v) for v in values])
+                select(uhf.c.user_name, _hod(), func.count(), *[func.sum(v) for v in learned])
                 .where(*base, in_weekdays)
                 .group_by(uhf.c.user_name, _hod())
             ).all()

@@ -56,9 +56,23 @@ def refresh(conn: Connection, tenant: str, previous_snapshot: str | None) -> Fea
     if dirty[0] == 0:
         conn.execute(text("DROP TABLE scorer_dirty"))
         return FeatureRefresh(snapshot, 0, 0)
+    lo, hi = dirty[1], dirty[2] + timedelta(hours=1)
+    # An account failing from an origin changes the spraying count of every other
+    # account failing from it in that hour: those user-hours are recomputed too.
+    conn.execute(
+        text(
+            """INSERT INTO scorer_dirty
+            SELECT DISTINCT e.user_name, date_trunc('hour', e.time) FROM events e
+            WHERE e.tenant = :tenant AND e.outcome = 'failure' AND e.time >= :lo AND e.time < :hi
+              AND date_trunc('hour', e.time) IN (SELECT DISTINCT hour FROM scorer_dirty)
+            EXCEPT SELECT user_name, hour FROM scorer_dirty"""
+        ),
+        {"tenant": tenant, "lo": lo, "hi": hi},
+    )
+    dirty_count = conn.execute(text("SELECT count(*) FROM scorer_dirty")).scalar_one()
     conn.execute(text("ANALYZE scorer_dirty"))
     new_events = _update_entity_seen(conn, new, params)
-    _stage_events(conn, tenant, dirty[1], dirty[2] + timedelta(hours=1))
+    _stage_events(conn, tenant, lo, hi)
     conn.execute(
         text(
             """DELETE FROM user_hour_features f USING scorer_dirty d
@@ -70,9 +84,9 @@ def refresh(conn: Connection, tenant: str, previous_snapshot: str | None) -> Fea
         conn.execute(text(statement), {"tenant": tenant, "auth": list(AUTH_EVENT_TYPES), "data": list(DATA_EVENT_TYPES)})
     conn.execute(text("DROP TABLE scorer_ev"))
     conn.execute(text("DROP TABLE scorer_dirty"))
-    if dirty[0] > 10_000:
+    if dirty_count > 10_000:
         conn.execute(text("ANALYZE user_hour_features"))  # a bulk load: baselines are read next
-    return FeatureRefresh(snapshot, new_events, dirty[0])
+    return FeatureRefresh(snapshot, new_events, dirty_count)
 
 
 def _update_entity_seen(conn: Connection, new: str, params: dict) -> int:
@@ -86,7 +100,7 @@ def _update_entity_seen(conn: Connection, new: str, params: dict) -> int:
             CROSS JOIN LATERAL (VALUES
                 ('destination_host', nullif(e.destination_host, '')),
                 ('source_ip', host(e.source_ip)),
-                ('origin_host', coalesce(nullif(e.source_host, ''), host(e.source_ip))),
+                ('source_host', lower(nullif(e.source_host, ''))),
                 ('country', nullif(e.country, '')),
                 ('city', nullif(e.country, '') || '/' || nullif(e.city, '')),
                 ('application', nullif(e.application, '')),
@@ -132,6 +146,7 @@ def _stage_events(conn: Connection, tenant: str, lo: datetime, hi: datetime) -> 
                    coalesce(nullif(e.source_host, ''), host(e.source_ip)) AS origin,
                    nullif(e.country, '') AS country, nullif(e.country, '') || '/' || nullif(e.city, '') AS city,
                    nullif(e.application, '') AS application, e.bytes, greatest(e.file_count, 1) AS files,
+                   lower(nullif(e.source_host, '')) AS source_host, host(e.source_ip) AS source_ip,
                    e.latitude, e.longitude
             FROM events e
             WHERE e.tenant = :tenant AND e.time >= CAST(:lo AS timestamptz) - interval '1 day' AND e.time < :hi
@@ -162,26 +177,45 @@ def _stage_events(conn: Connection, tenant: str, lo: datetime, hi: datetime) -> 
         params,
     )
     conn.execute(text("ANALYZE scorer_moves"))
+    # Accounts failing per origin and hour, over everyone's events (not only the dirty users').
+    conn.execute(
+        text(
+            """CREATE TEMP TABLE scorer_spread ON COMMIT DROP AS
+            SELECT coalesce(nullif(e.source_host, ''), host(e.source_ip)) AS origin, date_trunc('hour', e.time) AS hour,
+                   count(DISTINCT e.user_name) AS failing_accounts
+            FROM events e
+            WHERE e.tenant = :tenant AND e.outcome = 'failure' AND e.time >= :lo AND e.time < :hi
+              AND date_trunc('hour', e.time) IN (SELECT DISTINCT hour FROM scorer_dirty)
+            GROUP BY 1, 2"""
+        ),
+        params,
+    )
+    conn.execute(text("ANALYZE scorer_spread"))
     conn.execute(
         text(
             """CREATE TEMP TABLE scorer_ev ON COMMIT DROP AS
             SELECT s.user_name, s.hour, s.time, s.event_type, s.outcome, s.destination_host, s.origin, s.country,
                    s.city, s.application, s.bytes, s.files, s.latitude, m.dist_km, m.speed_kmh,
+                   coalesce(sp.failing_accounts, 0) AS failing_accounts,
                    coalesce(et.first_seen >= s.hour, false) AS new_event_type,
                    coalesce(dh.first_seen >= s.hour, false) AS new_host,
                    coalesce(oh.first_seen >= s.hour, false) AS new_origin,
+                   coalesce(si.first_seen >= s.hour, false) AS new_source_ip, s.source_host, s.source_ip,
                    coalesce(co.first_seen >= s.hour, false) AS new_country,
                    coalesce(ci.first_seen >= s.hour, false) AS new_city,
                    coalesce(ap.first_seen >= s.hour, false) AS new_application
             FROM scorer_raw s
             JOIN scorer_dirty d ON d.user_name = s.user_name AND d.hour = s.hour
             LEFT JOIN scorer_moves m ON m.event_id = s.event_id AND m.time = s.time
+            LEFT JOIN scorer_spread sp ON s.outcome = 'failure' AND sp.origin = s.origin AND sp.hour = s.hour
             LEFT JOIN entity_seen et ON et.tenant = :tenant AND et.user_name = s.user_name
                  AND et.entity_type = 'event_type' AND et.entity = s.event_type
             LEFT JOIN entity_seen dh ON dh.tenant = :tenant AND dh.user_name = s.user_name
                  AND dh.entity_type = 'destination_host' AND dh.entity = s.destination_host
             LEFT JOIN entity_seen oh ON oh.tenant = :tenant AND oh.user_name = s.user_name
-                 AND oh.entity_type = 'origin_host' AND oh.entity = s.origin
+                 AND oh.entity_type = 'source_host' AND oh.entity = s.source_host
+            LEFT JOIN entity_seen si ON si.tenant = :tenant AND si.user_name = s.user_name
+                 AND si.entity_type = 'source_ip' AND si.entity = s.source_ip
             LEFT JOIN entity_seen co ON co.tenant = :tenant AND co.user_name = s.user_name
                  AND co.entity_type = 'country' AND co.entity = s.country
             LEFT JOIN entity_seen ci ON ci.tenant = :tenant AND ci.user_name = s.user_name
@@ -194,6 +228,7 @@ def _stage_events(conn: Connection, tenant: str, lo: datetime, hi: datetime) -> 
     conn.execute(text("ANALYZE scorer_ev"))
     conn.execute(text("DROP TABLE scorer_raw"))
     conn.execute(text("DROP TABLE scorer_moves"))
+    conn.execute(text("DROP TABLE scorer_spread"))
 
 
 _INSERT = "INSERT INTO user_hour_features (tenant, user_name, hour, model, features, event_count) "
@@ -223,9 +258,12 @@ _MODEL_INSERTS = (
     _INSERT
     + """SELECT :tenant, user_name, hour, 'origin_host',
         jsonb_build_object('distinct_origins', count(*), 'new_origins', count(*) FILTER (WHERE is_new),
-                           'max_from_one_origin', max(n)),
+                           'new_source_ips', sum(new_ips), 'max_from_one_origin', max(n),
+                           'max_accounts_failing_from_origin', max(failing)),
         sum(n)
-    FROM (SELECT user_name, hour, origin, count(*) AS n, bool_or(new_origin) AS is_new
+    FROM (SELECT user_name, hour, origin, count(*) AS n, bool_or(new_origin) AS is_new,
+                 count(DISTINCT source_ip) FILTER (WHERE new_source_ip) AS new_ips,
+                 max(failing_accounts) AS failing
           FROM scorer_ev WHERE origin IS NOT NULL GROUP BY 1, 2, 3) per_origin
     GROUP BY user_name, hour""",
     _INSERT

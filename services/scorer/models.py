@@ -31,6 +31,12 @@ class Feature:
     # How the feature reads in an anomaly description: {o} observed, {e} expected.
     phrase: str = ""
     source: str = ""  # for ratio and peer features: the stored feature(s) they derive from
+    # Heavy-tailed magnitudes (bytes, distances): a user's month without a burst says
+    # little, so the user's dispersion is never taken tighter than the peers'.
+    heavy_tailed: bool = False
+    # The most one hour may add to the baseline: an attack (a spray across many
+    # accounts) must not teach everyone's baseline that attacks are normal.
+    baseline_cap: float | None = None
 
 
 @dataclass(frozen=True)
@@ -94,8 +100,12 @@ ORIGIN_HOST = Model(
     0.8,
     (
         Feature("distinct_origins", "distinct origin hosts or addresses", phrase="{o} origin hosts vs {e} expected"),
-        Feature("new_origins", "origin hosts or addresses new to the user", "novelty", phrase="{o} new origins ({entities})"),
+        Feature("new_origins", "named origin hosts new to the user", "novelty", phrase="{o} new origin hosts ({entities})"),
+        Feature("new_source_ips", "source addresses new to the user", "novelty", phrase="{o} new source addresses ({entities})"),
         Feature("max_from_one_origin", "most events from a single origin", phrase="{o} attempts from one origin vs {e} expected"),
+        Feature("max_accounts_failing_from_origin",
+                "most distinct accounts failing to log on from one of the user's origins in the hour (spraying)",
+                phrase="{o} accounts failing from the same origin vs {e} expected", baseline_cap=2.0),
     ),
 )
 
@@ -123,9 +133,9 @@ DATA_MOVEMENT = Model(
     1.0,
     (
         Feature("files_downloaded", "files downloaded", phrase="{o} files downloaded vs {e} expected"),
-        Feature("bytes_downloaded", "bytes downloaded", unit=1e6, phrase="{o} bytes downloaded vs {e} expected"),
+        Feature("bytes_downloaded", "bytes downloaded", unit=1e6, heavy_tailed=True, phrase="{o} bytes downloaded vs {e} expected"),
         Feature("files_uploaded", "files uploaded", phrase="{o} files uploaded vs {e} expected"),
-        Feature("bytes_uploaded", "bytes uploaded", unit=1e6, phrase="{o} bytes uploaded vs {e} expected"),
+        Feature("bytes_uploaded", "bytes uploaded", unit=1e6, heavy_tailed=True, phrase="{o} bytes uploaded vs {e} expected"),
         Feature("files_deleted", "files deleted", phrase="{o} files deleted vs {e} expected"),
         Feature("files_shared", "files shared", phrase="{o} files shared vs {e} expected"),
         Feature("new_applications", "applications new to the user used to move data", "novelty",
@@ -171,7 +181,8 @@ AGGREGATED = tuple(m for m in MODELS if m.stored)
 NOVELTY_ENTITY = {
     ("authentication", "new_event_types"): "event_type",
     ("impacted_host", "new_hosts"): "destination_host",
-    ("origin_host", "new_origins"): "origin_host",
+    ("origin_host", "new_origins"): "source_host",
+    ("origin_host", "new_source_ips"): "source_ip",
     ("origin_location", "new_countries"): "country",
     ("origin_location", "new_cities"): "city",
     ("data_movement", "new_applications"): "application",

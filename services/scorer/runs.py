@@ -326,10 +326,10 @@ class Scorer:
     def _write_user_scores(self, conn, tenant, run_id, days, wanted, ignored, lines) -> int:
         """Conditioned mean per user and UTC day over every stored hourly score of the day.
 
-        Each score is first scaled by its model's threat weight; scaled scores under the
-        threshold (and hours without scores) are left out; the rest are averaged, weighted
-        by the model weights. A day with nothing over the threshold scores its highest
-        scaled score, which stays under the threshold.
+        Each score is first scaled by its model's threat weight (so a low-relevance model
+        alone cannot make a critical day); scaled scores under the threshold, and hours
+        without scores, are left out; the rest are averaged. A day with nothing over the
+        threshold scores its highest scaled score, which stays under the threshold.
         """
         d0, d1 = days
         scope = [user_scores.c.tenant == tenant, user_scores.c.day >= d0.date(), user_scores.c.day < d1.date()]
@@ -358,8 +358,7 @@ class Scorer:
                        :run_id
                 FROM (
                     SELECT es.user_name, date_trunc('day', es.hour)::date AS day,
-                           sum(w.weight * w.weight * es.score) FILTER (WHERE w.weight * es.score >= :threshold)
-                             / nullif(sum(w.weight) FILTER (WHERE w.weight * es.score >= :threshold), 0) AS conditioned,
+                           avg(w.weight * es.score) FILTER (WHERE w.weight * es.score >= :threshold) AS conditioned,
                            max(w.weight * es.score) AS top, count(DISTINCT es.hour) AS hours,
                            bool_or(es.learning) AS learning,
                            (array_agg(es.model ORDER BY w.weight * es.score DESC, es.hour, es.model))[1] AS best_model,

@@ -25,7 +25,8 @@ from services.scorer.models import AGGREGATED, BY_NAME, PEER_GROUP, Model
 
 # Pseudo-counts of the shrinkage, in active hours unless said otherwise.
 K_HOW = 2.0  # the user's overall rate weighs as much as this many same-weekday hours
-K_USER = 24.0  # the peer rate weighs as much as a day of the user's active hours
+K_USER = 24.0  # the peer rate weighs at least as much as a day of the user's active hours
+K_MAX_USER = 2000.0  # ... and at most this many
 K_PEER = 48.0  # everyone's rate in a peer group's estimate
 K_DISPERSION = 48.0
 K_NOVELTY_USER = 100.0
@@ -40,6 +41,7 @@ MIN_RATE = 1e-6
 ANCHORS_L = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0])
 ANCHORS_S = np.array([1.0, 12.0, 30.0, 50.0, 70.0, 80.0, 90.0, 100.0])
 MIN_P = 1e-300
+HEAVY = [COLUMN[(m.name, f.name)] for m in AGGREGATED for f in m.stored if f.heavy_tailed]
 
 
 def score_from_p(p: np.ndarray) -> np.ndarray:
@@ -103,6 +105,23 @@ def _group_sum(values: np.ndarray, group: np.ndarray, groups: int) -> np.ndarray
     return out
 
 
+def _pseudo_hours(data: DayData, group: np.ndarray, groups: int) -> np.ndarray:
+    """[U, J] weight of the peer rate in a user's rate, in active hours: mean / between-user variance."""
+    n = data.n_all
+    has = n > 0
+    r = np.where(has[:, None], data.s_all / np.maximum(n, 1.0)[:, None], 0.0)
+    g_n = _group_sum(n, group, groups)
+    g_s = _group_sum(data.s_all, group, groups)
+    g_r2 = _group_sum(n[:, None] * r * r, group, groups)
+    g_members = _group_sum(has.astype(float), group, groups)
+    m = g_s / np.maximum(g_n, 1.0)[:, None]
+    wvar = g_r2 / np.maximum(g_n, 1.0)[:, None] - m * m
+    noise = m * g_members[:, None] / np.maximum(g_n, 1.0)[:, None]
+    between = np.maximum(wvar - noise, 1e-12)
+    k = np.where(m > 0, m / between, K_MAX_USER)
+    return np.clip(k, K_USER, K_MAX_USER)[group]
+
+
 def baseline_days(data: DayData, baseline: int) -> np.ndarray:
     """Days of history each user has inside its baseline window."""
     day_h = (np.datetime64(data.day.replace(tzinfo=None)) - np.datetime64("1970-01-01T00:00:00")) / np.timedelta64(1, "h")
@@ -127,7 +146,11 @@ def shrunk_rates(data: DayData, group: np.ndarray, groups: int, baseline: int) -
     g_q = _group_sum(data.q_all, group, groups)[group] - data.q_all
     g_n = (_group_sum(data.n_all, group, groups)[group] - data.n_all)[:, None]
     peer = (g_s + K_PEER * glob) / (g_n + K_PEER)
-    user = (data.s_all + K_USER * peer) / (n + K_USER)
+    # How far to trust the user's own rate over the peers' depends on how much the
+    # peers' rates differ beyond Poisson noise (empirical Bayes, Gamma-Poisson):
+    # alike peers mean a user's quiet month is luck, not habit.
+    k_user = _pseudo_hours(data, group, groups)
+    user = (data.s_all + k_user * peer) / (n + k_user)
 
     def dispersion(s, q, cnt):
         mean = s / np.maximum(cnt, 1.0)
@@ -139,6 +162,7 @@ def shrunk_rates(data: DayData, group: np.ndarray, groups: int, baseline: int) -
     peer_d = (g_n * peer_d + K_DISPERSION * glob_d) / (g_n + K_DISPERSION)
     user_d = np.maximum(dispersion(data.s_all, data.q_all, n), 1.0)
     disp = (n * user_d + K_DISPERSION * peer_d) / (n + K_DISPERSION)
+    disp[:, HEAVY] = np.maximum(disp[:, HEAVY], peer_d[:, HEAVY])
 
     # Novelty: new things per active hour once past learning.
     nset = data.n_set[:, None]

@@ -49,7 +49,7 @@ class ScorerSettings(BaseSettings):
     baseline_days: int = env_field("UEBA_BASELINE_DAYS", 30, "days of history a user's baseline covers")
     min_baseline_days: int = env_field("UEBA_MIN_BASELINE_DAYS", 7, "users with less history are flagged as learning")
     mean_threshold: float = env_field(
-        "UEBA_SCORING_MEAN_THRESHOLD", 40.0, "hourly model scores under this are left out of the 24-hour conditioned mean"
+        "UEBA_SCORING_MEAN_THRESHOLD", 60.0, "hourly model scores under this are left out of the 24-hour conditioned mean"
     )
     anomaly_threshold: float = env_field(
         "UEBA_SCORING_ANOMALY_THRESHOLD", 70.0, "user-days scoring at least this become model anomalies"

@@ -144,7 +144,8 @@ def test_maintenance_merges_deltas_and_refreshes_risk(store, engine):
 
     for s in (70, 20, 90):
         store.anomaly("mia", s)
-    stale = store.anomaly("old", 60, NOW - timedelta(days=29, hours=23, minutes=59))
+    # An hour inside the window, so a slow run cannot push it out before run_once reads it.
+    stale = store.anomaly("old", 60, NOW - timedelta(days=29, hours=23))
     t = store.tenant
     rollup_rows = lambda: store.rows(select(anomaly_rollup.c.merged).where(anomaly_rollup.c.tenant == t))
     assert len(rollup_rows()) > 10 and not any(m for (m,) in rollup_rows())
@@ -154,9 +155,9 @@ def test_maintenance_merges_deltas_and_refreshes_risk(store, engine):
     rows = {r.user_name: r for r in store.rows(select(user_risk).where(user_risk.c.tenant == t))}
     assert (rows["mia"].points, rows["mia"].risk, rows["mia"].open_anomalies) == (180, user_risk_calc([70, 20, 90])[1], 3)
     assert stale and rows["old"].oldest_open is not None
-    # An hour later "old"'s only anomaly has left the 30-day window: its row goes.
+    # Two hours later "old"'s only anomaly has left the 30-day window: its row goes.
     with engine.begin() as conn:
-        risk_state.refresh(conn, t, NOW + timedelta(hours=1), 30)
+        risk_state.refresh(conn, t, NOW + timedelta(hours=2), 30)
     assert {r.user_name for r in store.rows(select(user_risk).where(user_risk.c.tenant == t))} == {"mia"}
 
 

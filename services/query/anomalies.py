@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterator
 
-from sqlalchemy import Connection, ColumnElement, Engine, func, literal, select, tuple_
+from sqlalchemy import Connection, ColumnElement, Engine, func, literal, literal_column, select, tuple_
 
 from services.query import paging
+from services.query.convert import anomaly_json_sql
 from services.query.errors import InvalidArgument, NotFound
 from services.query.filters import anomaly_conditions
+from services.query.reads import Reads
 from ueba.risk import risk_level
 from ueba.store.schema import anomalies
 
@@ -60,37 +62,45 @@ def parse_order(text: str) -> Order:
 
 @dataclass
 class AnomalyPage:
-    rows: list
+    rows: list  # anomalies as JSON arrays (convert.anomaly_from_json)
     next_token: str
     total: int
     capped: bool
 
 
+ANOMALY_JSON = literal_column(anomaly_json_sql("anomalies"))
+
+
 def list_page(
-    conn: Connection, tenant: str, f, order_by: str, size: int, token: str, count_limit: int, now: datetime
+    reads: Reads, tenant: str, f, order_by: str, size: int, token: str, count_limit: int, now: datetime
 ) -> AnomalyPage:
+    """One page in one statement: the rows as JSON, their sort keys, and on the first page the capped count."""
     order = parse_order(order_by)
     fp = paging.fingerprint(tenant, f.SerializeToString(deterministic=True), order.name)
     cursor = paging.decode(fp, token, order.key_types) if token else None
     if cursor is not None:
         now = cursor.now  # relative times in the query keep meaning the same instant
     conditions = anomaly_conditions(f, tenant, now)
+    columns = [ANOMALY_JSON.label("anomaly"), *order.columns]
     if cursor is None:
-        matching = select(1).where(*conditions).limit(count_limit + 1).subquery()
-        total = conn.execute(select(func.count()).select_from(matching)).scalar_one()
+        # An uncorrelated scalar subquery: Postgres runs it once, before the rows.
+        matching = select(literal(1)).where(*conditions).limit(count_limit + 1).subquery()
+        columns.append(select(func.count()).select_from(matching).scalar_subquery().label("total"))
+    q = select(*columns).select_from(anomalies).where(*conditions)
+    if cursor is not None:
+        q = q.where(order.after(cursor.key))
+    rows = reads.all(q.order_by(*order.sort()).limit(size + 1))
+    if cursor is None:
+        total = rows[0].total if rows else 0  # no row on the first page: nothing matches
         capped = total > count_limit
         total = min(total, count_limit)
     else:
         total, capped = cursor.total or 0, cursor.capped
-    q = select(*COLUMNS).where(*conditions)
-    if cursor is not None:
-        q = q.where(order.after(cursor.key))
-    rows = conn.execute(q.order_by(*order.sort()).limit(size + 1)).all()
     next_token = ""
     if len(rows) > size:
         rows = rows[:size]
         next_token = paging.encode(fp, paging.PageToken(order.key_of(rows[-1]), now, total, capped))
-    return AnomalyPage(rows, next_token, total, capped)
+    return AnomalyPage([r.anomaly for r in rows], next_token, total, capped)
 
 
 def parse_id(field: str, value: str) -> str:

@@ -84,3 +84,60 @@ def user_risk_message(user: str, points: int, risk: int, open_anomalies: int) ->
 def counts(pairs: Mapping[str, int] | list[tuple[str, int]]) -> list[query_pb2.Count]:
     items = pairs.items() if isinstance(pairs, Mapping) else pairs
     return [query_pb2.Count(key=k, count=v) for k, v in items]
+
+
+# --- rows that Postgres built as JSON arrays (one statement per call) ------------------
+
+def epoch_us(column: str) -> str:
+    """SQL for a timestamptz column as integer microseconds since the epoch (exact, and cheap to turn into a Timestamp)."""
+    return f"(extract(epoch FROM {column}) * 1000000)::bigint"
+
+
+def timestamp_us(us: int | None) -> Timestamp | None:
+    if us is None:
+        return None
+    seconds, micros = divmod(us, 1_000_000)
+    return Timestamp(seconds=seconds, nanos=micros * 1000)
+
+
+_ANOMALY_FIELDS = (
+    "id", "user_name", "source", "profile_id", "profile_name", "profile_kind", "risk_score", "description", "dimension",
+    "time", "window_start", "window_end", "status", "evidence", "created_at", "reviewed_by", "reviewed_at", "review_comment",
+)
+_TIMES = {"time", "window_start", "window_end", "created_at", "reviewed_at"}
+
+
+def anomaly_json_sql(table: str = "anomalies") -> str:
+    """SQL for one anomaly row of `table` as a JSON array in the order anomaly_from_json reads."""
+    parts = [epoch_us(f"{table}.{f}") if f in _TIMES else f"{table}.{f}" for f in _ANOMALY_FIELDS]
+    return "json_build_array(" + ", ".join(parts) + ")"
+
+
+def anomaly_from_json(values: list) -> common_pb2.Anomaly:
+    (id_, user, source, profile_id, profile_name, profile_kind, score, description, dimension,
+     time_us, window_start, window_end, status, evidence, created_at, reviewed_by, reviewed_at, comment) = values
+    message = common_pb2.Anomaly(
+        id=id_,
+        user=user,
+        source=SOURCE_ENUM.get(source, common_pb2.ANOMALY_SOURCE_UNSPECIFIED),
+        profile_id=profile_id,
+        profile_name=profile_name,
+        profile_kind=profile_kind,
+        risk_score=score,
+        risk_level=LEVEL_ENUM[risk_level(score)],
+        description=description,
+        dimension=dimension,
+        time=timestamp_us(time_us),
+        window_start=timestamp_us(window_start),
+        window_end=timestamp_us(window_end),
+        status=STATUS_ENUM.get(status, common_pb2.ANOMALY_STATUS_UNSPECIFIED),
+        created_at=timestamp_us(created_at),
+        reviewed_by=reviewed_by or "",
+        reviewed_at=timestamp_us(reviewed_at),
+        review_comment=comment or "",
+    )
+    if evidence:
+        message.evidence.update(evidence)
+    else:
+        message.evidence.SetInParent()  # present and empty, as anomaly() gives
+    return message

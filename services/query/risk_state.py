@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 _RISK_LOCK = 0x0E0E0004
 _MERGE_LOCK = 0x0E0E0005
 
+# Moves each chosen bucket's deltas into one merged row per key, and bumps the
+# rollup generation of every tenant it touched in the same transaction: cached
+# summary totals (services/query/summary.py) are checked against it.
 _MERGE_ANOMALY_ROLLUP = text(
     """
     WITH target AS (
@@ -35,11 +38,18 @@ _MERGE_ANOMALY_ROLLUP = text(
         DELETE FROM anomaly_rollup r USING target t
         WHERE r.tenant = t.tenant AND r.grain = t.grain AND r.bucket = t.bucket
         RETURNING r.tenant, r.grain, r.bucket, r.facet, r.key, r.anomalies, r.points
+    ), merged AS (
+        INSERT INTO anomaly_rollup (tenant, grain, bucket, facet, key, anomalies, points, merged)
+        SELECT tenant, grain, bucket, facet, key, sum(anomalies), sum(points), true FROM moved
+        GROUP BY tenant, grain, bucket, facet, key
+        HAVING sum(anomalies) <> 0 OR sum(points) <> 0
+        RETURNING 1
+    ), bumped AS (
+        INSERT INTO query_rollup_versions (tenant, generation)
+        SELECT DISTINCT tenant, 1 FROM moved
+        ON CONFLICT (tenant) DO UPDATE SET generation = query_rollup_versions.generation + 1
     )
-    INSERT INTO anomaly_rollup (tenant, grain, bucket, facet, key, anomalies, points, merged)
-    SELECT tenant, grain, bucket, facet, key, sum(anomalies), sum(points), true FROM moved
-    GROUP BY tenant, grain, bucket, facet, key
-    HAVING sum(anomalies) <> 0 OR sum(points) <> 0
+    SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM merged)  -- "bumped" runs all the same
     """
 )
 _MERGE_EVENT_COUNTS = text(
@@ -57,11 +67,11 @@ _MERGE_EVENT_COUNTS = text(
 
 
 def merge_rollups(engine: Engine, buckets: int = 2000) -> int:
-    """Merges the deltas of up to `buckets` buckets per table; returns rows written."""
+    """Merges the deltas of up to `buckets` buckets per table; returns rows moved and written (0: nothing to merge)."""
     with engine.begin() as conn:
         if not conn.execute(select(func.pg_try_advisory_xact_lock(_MERGE_LOCK, 0))).scalar_one():
             return 0
-        written = conn.execute(_MERGE_ANOMALY_ROLLUP, {"buckets": buckets}).rowcount
+        written = conn.execute(_MERGE_ANOMALY_ROLLUP, {"buckets": buckets}).scalar_one()
         written += conn.execute(_MERGE_EVENT_COUNTS, {"buckets": buckets}).rowcount
     return written
 

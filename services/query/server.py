@@ -12,11 +12,12 @@ from sqlalchemy import Engine
 from services.query import anomalies as anomaly_store
 from services.query import review as review_store
 from services.query import risk_state, summary as summary_store, timelines, users as user_store
-from services.query.convert import anomaly, counts, range_message, time_range, timestamp, to_datetime, user_risk_message
+from services.query.convert import anomaly, anomaly_from_json, counts, range_message, time_range, timestamp, timestamp_us, to_datetime, user_risk_message
 from services.query.errors import InvalidArgument, QueryError, check_text
 from services.query.paging import page_size
+from services.query.reads import Reads
 from services.query.settings import QuerySettings
-from services.query.summary import LEVELS_HIGH_FIRST, ordered_counts
+from services.query.summary import LEVELS_HIGH_FIRST, RollupCache, ordered_counts
 from services.query.vocab import STATUSES
 from ueba.callctx import current_caller
 from ueba.server import Registration, ServiceServer, build_server
@@ -54,9 +55,11 @@ def statuses_on_error(method):
 
 
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):
-    def __init__(self, settings: QuerySettings, engine: Engine):
+    def __init__(self, settings: QuerySettings, engine: Engine, reads: Reads):
         self.settings = settings
-        self.engine = engine
+        self.engine = engine  # transactions: reviews, the ignore list, the user-risk refresh
+        self.reads = reads  # the single-statement reads of the hot calls
+        self.rollups = RollupCache(settings.summary_cache_entries)
 
     # --- helpers --------------------------------------------------------------
 
@@ -88,12 +91,11 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         if not 0 <= request.top_users <= MAX_TOP_USERS:
             raise InvalidArgument(f"top_users: expected 0 to {MAX_TOP_USERS}")
         top = request.top_users or DEFAULT_TOP_USERS
-        self._fresh(tenant, now)
-        with self.engine.connect() as conn:
-            totals = summary_store.anomaly_totals(conn, tenant, start, end, request.include_ignored) if start < end else summary_store.Totals()
-            riskiest = summary_store.riskiest_users(conn, tenant, top, request.include_ignored)
-            seen = summary_store.users_seen(conn, tenant, start, end, request.include_ignored)
-            events = summary_store.events_in(conn, tenant, start, end) if start < end else 0
+        data = summary_store.summary(
+            self.reads, self.rollups, tenant, start, end, request.include_ignored, top, now - window,
+            refresh=lambda: self._fresh(tenant, now),
+        )
+        totals = data.totals
         by_status = totals.anomalies["status"]
         total = sum(by_status.values())
         return query_pb2.Summary(
@@ -107,9 +109,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             new_anomalies=by_status.get("new", 0),
             reviewed_anomalies=total - by_status.get("new", 0),
             total_points=sum(totals.points["status"].values()),
-            riskiest_users=[user_risk_message(r.user_name, r.points, r.risk, r.open_anomalies) for r in riskiest],
-            users_seen=seen,
-            events=events,
+            riskiest_users=[user_risk_message(r.user_name, r.points, r.risk, r.open_anomalies) for r in data.riskiest],
+            users_seen=data.users_seen,
+            events=data.events,
         )
 
     # --- details --------------------------------------------------------------------
@@ -118,12 +120,11 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     def ListAnomalies(self, request, context):
         tenant = self._tenant()
         size = self._page_size(request.page_size)
-        with self.engine.connect() as conn:
-            page = anomaly_store.list_page(
-                conn, tenant, request.filter, request.order_by, size, request.page_token, self.settings.count_limit, _utcnow()
-            )
+        page = anomaly_store.list_page(
+            self.reads, tenant, request.filter, request.order_by, size, request.page_token, self.settings.count_limit, _utcnow()
+        )
         return query_pb2.ListAnomaliesResponse(
-            anomalies=[anomaly(r._mapping) for r in page.rows],
+            anomalies=[anomaly_from_json(r) for r in page.rows],
             next_page_token=page.next_token,
             total_size=page.total,
             total_size_capped=page.capped,
@@ -196,23 +197,21 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         name = user_store.required_user("user", request.user)
         if not 0 <= request.recent_limit <= MAX_RECENT:
             raise InvalidArgument(f"recent_limit: expected 0 to {MAX_RECENT}")
-        with self.engine.connect() as conn:
-            view = user_store.get_user(
-                conn, tenant, name, now, self.settings.risk_window_days, self.settings.min_baseline_days,
-                request.recent_limit or DEFAULT_RECENT,
-            )
-        row = view.row
+        view = user_store.get_user(
+            self.reads, tenant, name, now, self.settings.risk_window_days, self.settings.min_baseline_days,
+            request.recent_limit or DEFAULT_RECENT,
+        )
         return query_pb2.UserDetail(
             risk=user_risk_message(view.name, view.points, view.risk, view.open_anomalies),
             open_by_profile=counts(view.open_by_profile),
             learning=view.learning.learning,
             baseline_days=view.learning.baseline_days,
             peer_group=view.peer_group,
-            department=(row.department or "") if row else "",
-            first_seen=timestamp(row.first_seen) if row else None,
-            last_seen=timestamp(row.last_seen) if row else None,
+            department=view.department,
+            first_seen=timestamp(view.first_seen),
+            last_seen=timestamp(view.last_seen),
             ignored=view.ignored,
-            recent_anomalies=[anomaly(r._mapping) for r in view.recent],
+            recent_anomalies=[anomaly_from_json(r) for r in view.recent],
             last_anomaly_score=view.learning.last_score,
             last_scored_day=timestamp(view.learning.last_day),
         )
@@ -245,33 +244,31 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         if not request.HasField("day"):
             raise InvalidArgument("day: required (the scored UTC date)")
         day = summary_store.floor_to(to_datetime(request.day), summary_store.DAY)
-        with self.engine.connect() as conn:
-            scores, events, day_score, day_anomalies = timelines.user_day(conn, tenant, name, day)
-        threshold = timelines.display_threshold([s.score for s in scores])
-        by_hour: dict[datetime, list] = {}
-        for s in scores:
-            by_hour.setdefault(s.hour, []).append(s)
-        hours = []
-        for i in range(24):
-            hour = day + timedelta(hours=i)
-            cards = [
+        found = timelines.user_day(self.reads, tenant, name, day)
+        threshold = timelines.display_threshold([s[2] for s in found.scores])
+        cards_by_hour: list[list] = [[] for _ in range(24)]
+        for hour, model, score, features, learning in found.scores:
+            cards_by_hour[hour].append(
                 query_pb2.ModelCard(
-                    model=s.model,
-                    event_score=s.score,
-                    features=[query_pb2.FeatureValue(**f) for f in timelines.features_of(s.features)],
-                    above_threshold=s.score >= threshold,
-                    learning=s.learning,
+                    model=model,
+                    event_score=score,
+                    features=timelines.features_of(features),
+                    above_threshold=score >= threshold,
+                    learning=learning,
                 )
-                for s in by_hour.get(hour, [])
-            ]
-            hours.append(query_pb2.TimelineHour(hour=timestamp(hour), cards=cards, events=events.get(hour, 0)))
+            )
+        day_start = int(day.timestamp()) * 1_000_000
+        hours = [
+            query_pb2.TimelineHour(hour=timestamp_us(day_start + i * 3_600_000_000), cards=cards_by_hour[i], events=found.events.get(i, 0))
+            for i in range(24)
+        ]
         return query_pb2.UserTimeline(
             user=name,
             day=timestamp(day),
-            anomaly_score=day_score.score if day_score else 0.0,
+            anomaly_score=found.day_score or 0.0,
             display_threshold=threshold,
             hours=hours,
-            anomalies=[anomaly(r._mapping) for r in day_anomalies],
+            anomalies=[anomaly_from_json(r) for r in found.anomalies],
         )
 
     @statuses_on_error
@@ -330,11 +327,14 @@ def _ignored(row) -> query_pb2.IgnoredUser:
 
 def create_server(settings: QuerySettings, engine: Engine, maintenance: bool = True) -> tuple[ServiceServer, int]:
     """The query server bound to settings.listen (not started) and its port."""
-    servicer = QueryServicer(settings, engine)
-    background = [risk_state.Maintainer(engine, settings.risk_window_days, settings.maintenance_seconds)] if maintenance else []
+    reads = Reads(engine, settings.db_pool_size)
+    servicer = QueryServicer(settings, engine, reads)
+    background: list = [reads]
+    if maintenance and settings.maintenance:
+        background.append(risk_state.Maintainer(engine, settings.risk_window_days, settings.maintenance_seconds))
     return build_server(
         settings,
         [Registration(query_pb2_grpc.add_QueryServiceServicer_to_server, servicer, SERVICE_NAME)],
-        max_workers=settings.workers,
+        max_workers=settings.threads,
         background=background,
     )

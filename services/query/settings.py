@@ -16,7 +16,16 @@ class QuerySettings(BaseSettings):
     maintenance_seconds: float = env_field(
         "UEBA_QUERY_MAINTENANCE_SECONDS", 2.0, "how often the pre-aggregates are merged and user risk refreshed"
     )
-    workers: int = env_field("UEBA_QUERY_WORKERS", 32, "gRPC worker threads")
+    maintenance: bool = env_field(
+        "UEBA_QUERY_MAINTENANCE", True, "run the background merge and risk refresh in this process (one worker does)"
+    )
+    workers: int = env_field(
+        "UEBA_QUERY_WORKERS", 1, "server processes sharing the port (SO_REUSEPORT); more than 1 uses more cores"
+    )
+    threads: int = env_field("UEBA_QUERY_THREADS", 16, "gRPC worker threads per process")
+    summary_cache_entries: int = env_field(
+        "UEBA_QUERY_SUMMARY_CACHE", 256, "GetSummary rollup totals kept per process (0 turns the cache off)"
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -30,5 +39,9 @@ class QuerySettings(BaseSettings):
             raise SettingsError(f"UEBA_QUERY_COUNT_LIMIT={self.count_limit}: at least 1")
         if self.maintenance_seconds <= 0:
             raise SettingsError(f"UEBA_QUERY_MAINTENANCE_SECONDS={self.maintenance_seconds}: must be positive")
-        if not 1 <= self.workers <= 512:
-            raise SettingsError(f"UEBA_QUERY_WORKERS={self.workers}: expected 1 to 512")
+        if not 1 <= self.workers <= 64:
+            raise SettingsError(f"UEBA_QUERY_WORKERS={self.workers}: expected 1 to 64")
+        if not 1 <= self.threads <= 512:
+            raise SettingsError(f"UEBA_QUERY_THREADS={self.threads}: expected 1 to 512")
+        if not 0 <= self.summary_cache_entries <= 100_000:
+            raise SettingsError(f"UEBA_QUERY_SUMMARY_CACHE={self.summary_cache_entries}: expected 0 to 100000")

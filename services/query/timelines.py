@@ -16,14 +16,17 @@ surges themselves do not raise the bar that detects them.
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, text
 
+from services.query.convert import anomaly_json_sql
 from services.query.errors import InvalidArgument, NotFound
 from services.query.filters import not_ignored
-from ueba.store.schema import anomalies, event_scores, events, user_scores, users
+from services.query.reads import Reads
+from ueba.store.schema import anomalies
 
 DISPLAY_FLOOR = 50.0
 SURGE_MADS = 3.0
@@ -64,33 +67,38 @@ def features_of(raw: Any) -> list[dict[str, float | str]]:
     return out
 
 
-def user_day(conn: Connection, tenant: str, user: str, day: datetime):
-    """(hourly scores, events per hour, the day's user score row, anomalies) of one user-day."""
-    end = day + timedelta(days=1)
-    s = event_scores.c
-    scores = conn.execute(
-        select(s.hour, s.model, s.score, s.features, s.learning)
-        .where(s.tenant == tenant, s.user_name == user, s.hour >= day, s.hour < end)
-        .order_by(s.hour, s.score.desc(), s.model)
-    ).all()
-    e = events.c
-    hour = func.date_trunc("hour", e.time, "UTC")
-    counts = dict(
-        conn.execute(
-            select(hour, func.count()).where(e.tenant == tenant, e.user_name == user, e.time >= day, e.time < end).group_by(hour)
-        ).all()
-    )
-    u = user_scores.c
-    day_score = conn.execute(select(u.score, u.learning).where(u.tenant == tenant, u.user_name == user, u.day == day.date())).first()
-    a = anomalies.c
-    day_anomalies = conn.execute(
-        select(anomalies).where(a.tenant == tenant, a.user_name == user, a.time >= day, a.time < end).order_by(a.time, a.id)
-    ).all()
-    if not scores and not counts and not day_anomalies and day_score is None:
-        known = conn.execute(select(func.count()).where(users.c.tenant == tenant, users.c.user_name == user)).scalar_one()
-        if not known:
-            raise NotFound(f"user {user!r} not found")
-    return scores, counts, day_score, day_anomalies
+# One user-day in one statement. Hours are numbered 0-23 from the (UTC) day's start.
+_USER_DAY_SQL = text(f"""
+    SELECT
+        (SELECT json_agg(json_build_array(extract(hour FROM hour AT TIME ZONE 'UTC')::int, model, score, features, learning)
+                         ORDER BY hour, score DESC, model)
+         FROM event_scores WHERE tenant = :tenant AND user_name = :user AND hour >= :day AND hour < :end) AS scores,
+        (SELECT json_agg(json_build_array(h, n)) FROM (
+            SELECT extract(hour FROM time AT TIME ZONE 'UTC')::int AS h, count(*) AS n FROM events
+            WHERE tenant = :tenant AND user_name = :user AND time >= :day AND time < :end GROUP BY 1) e) AS events,
+        (SELECT json_build_array(score, learning) FROM user_scores
+         WHERE tenant = :tenant AND user_name = :user AND day = :date) AS day_score,
+        (SELECT json_agg({anomaly_json_sql()} ORDER BY anomalies.time, anomalies.id) FROM anomalies
+         WHERE tenant = :tenant AND user_name = :user AND time >= :day AND time < :end) AS anomalies,
+        EXISTS (SELECT 1 FROM users WHERE tenant = :tenant AND user_name = :user) AS known
+""")
+
+
+@dataclass
+class UserDay:
+    scores: list  # [hour 0-23, model, score, features, learning], by hour then score descending
+    events: dict[int, int]  # events per hour 0-23
+    day_score: float | None
+    anomalies: list  # JSON arrays (convert.anomaly_from_json), by time
+
+
+def user_day(reads: Reads, tenant: str, user: str, day: datetime) -> UserDay:
+    """The hourly scores, events per hour, day score and anomalies of one user-day (`day` at 00:00 UTC)."""
+    row = reads.one(_USER_DAY_SQL, {"tenant": tenant, "user": user, "day": day, "end": day + timedelta(days=1), "date": day.date()})
+    scores, events, anomalies = row.scores or [], dict(row.events or ()), row.anomalies or []
+    if not scores and not events and not anomalies and row.day_score is None and not row.known:
+        raise NotFound(f"user {user!r} not found")
+    return UserDay(scores, events, row.day_score[0] if row.day_score else None, anomalies)
 
 
 def risk_buckets(conn: Connection, tenant: str, start: datetime, end: datetime, bucket_seconds: int, include_ignored: bool = False):

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, and_, delete, func, literal, or_, select
+from sqlalchemy import Connection, and_, delete, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 
 from services.query import paging
+from services.query.convert import anomaly_json_sql
 from services.query.errors import InvalidArgument, NotFound, check_text
 from services.query.filters import like_pattern, not_ignored
+from services.query.reads import Reads
 from services.query.summary import DAY, ceil_to
 from services.query.vocab import ENUM_LEVEL, canonical_user, level_band
-from ueba.risk import OPEN_STATUS, open_scores, user_risk
+from ueba.risk import OPEN_STATUS, user_risk
 from ueba.store.schema import anomalies, audit_log, ignored_users, peer_groups, user_risk as user_risk_table, user_scores, users
 
 
@@ -108,6 +110,12 @@ def list_users(conn: Connection, tenant: str, req, size: int):
 
 # --- GetUser -------------------------------------------------------------------
 
+class LatestScore(NamedTuple):
+    day: date
+    score: float
+    learning: bool
+
+
 @dataclass
 class UserView:
     name: str
@@ -115,38 +123,56 @@ class UserView:
     risk: int
     open_anomalies: int
     open_by_profile: list[tuple[str, int]]
-    row: Any
+    department: str
+    first_seen: datetime | None
+    last_seen: datetime | None
     learning: Learning
     peer_group: str
     ignored: bool
-    recent: list
+    recent: list  # anomalies as JSON arrays (convert.anomaly_from_json)
 
 
-def get_user(conn: Connection, tenant: str, name: str, now: datetime, window_days: int, min_days: int, recent_limit: int) -> UserView:
-    row = conn.execute(select(users).where(users.c.tenant == tenant, users.c.user_name == name)).first()
-    a = anomalies.c
-    recent = conn.execute(
-        select(anomalies).where(a.tenant == tenant, a.user_name == name).order_by(a.time.desc(), a.id.desc()).limit(recent_limit)
-    ).all()
-    if row is None and not recent:
+# Everything GetUser shows, in one statement. The open anomalies are read through
+# the partial index on status = 'new', which is why that literal is in the SQL.
+_USER_SQL = text(f"""
+    SELECT u.user_name IS NOT NULL AS known, u.department, u.first_seen, u.last_seen, u.peer_group_id,
+           (SELECT p.name FROM peer_groups p WHERE p.tenant = :tenant AND p.id = u.peer_group_id) AS peer_group_name,
+           (SELECT json_agg({anomaly_json_sql()} ORDER BY anomalies.time DESC, anomalies.id DESC) FROM (
+                SELECT * FROM anomalies WHERE tenant = :tenant AND user_name = :user
+                ORDER BY time DESC, id DESC LIMIT :recent) anomalies) AS recent,
+           (SELECT array_agg(risk_score) FROM anomalies
+            WHERE tenant = :tenant AND user_name = :user AND status = '{OPEN_STATUS}' AND time > :horizon) AS open_scores,
+           (SELECT json_agg(json_build_array(profile_name, n) ORDER BY n DESC, profile_name) FROM (
+                SELECT profile_name, count(*) AS n FROM anomalies
+                WHERE tenant = :tenant AND user_name = :user AND status = '{OPEN_STATUS}' AND time > :horizon
+                GROUP BY profile_name) p) AS open_by_profile,
+           s.day AS score_day, s.score, s.learning AS score_learning,
+           EXISTS (SELECT 1 FROM ignored_users WHERE tenant = :tenant AND user_name = :user) AS ignored
+    FROM (SELECT 1) one
+    LEFT JOIN users u ON u.tenant = :tenant AND u.user_name = :user
+    LEFT JOIN LATERAL (
+        SELECT day, score, learning FROM user_scores WHERE tenant = :tenant AND user_name = :user
+        ORDER BY day DESC LIMIT 1) s ON true
+""")
+
+
+def get_user(reads: Reads, tenant: str, name: str, now: datetime, window_days: int, min_days: int, recent_limit: int) -> UserView:
+    row = reads.one(_USER_SQL, {
+        "tenant": tenant, "user": name, "recent": recent_limit, "horizon": now - timedelta(days=window_days),
+    })
+    recent = row.recent or []
+    if not row.known and not recent:
         raise NotFound(f"user {name!r} not found")
-    scores = open_scores(conn, tenant, now, window_days, users=[name]).get(name, [])
+    scores = row.open_scores or []
     points, risk, _level = user_risk(scores)
-    by_profile = conn.execute(
-        select(a.profile_name, func.count())
-        .where(a.tenant == tenant, a.user_name == name, a.status == OPEN_STATUS, a.time > now - timedelta(days=window_days))
-        .group_by(a.profile_name)
-        .order_by(func.count().desc(), a.profile_name)
-    ).all()
-    latest = latest_scores(conn, tenant, [name]).get(name)
-    learning = learning_of(row.first_seen if row else None, latest, now, min_days)
-    peer = ""
-    if row is not None and row.peer_group_id:
-        peer = peer_group_names(conn, tenant).get(row.peer_group_id, row.peer_group_id)
-    ignored = conn.execute(
-        select(func.count()).where(ignored_users.c.tenant == tenant, ignored_users.c.user_name == name)
-    ).scalar_one() > 0
-    return UserView(name, points, risk, len(scores), [(p, c) for p, c in by_profile], row, learning, peer, ignored, recent)
+    latest = LatestScore(row.score_day, row.score, row.score_learning) if row.score_day is not None else None
+    learning = learning_of(row.first_seen, latest, now, min_days)
+    peer = (row.peer_group_name or row.peer_group_id or "") if row.known else ""
+    by_profile = [(p, n) for p, n in row.open_by_profile or ()]
+    return UserView(
+        name, points, risk, len(scores), by_profile, row.department or "", row.first_seen, row.last_seen,
+        learning, peer, bool(row.ignored), recent,
+    )
 
 
 # --- ListUserScores --------------------------------------------------------------

@@ -395,3 +395,34 @@ user_risk_dirty = Table(
     Column("user_name", Text, nullable=False),
     Index("ix_user_risk_dirty_tenant", "tenant"),
 )
+
+# --- query service speed (migration 0007_query_speed) ---
+
+# Index-only reads for the summary's bucket ranges, a user's open anomalies and events per hour.
+Index(
+    "ix_anomaly_rollup_buckets_covering",
+    anomaly_rollup.c.tenant,
+    anomaly_rollup.c.grain,
+    anomaly_rollup.c.bucket,
+    postgresql_include=["facet", "key", "anomalies", "points"],
+)
+Index(
+    "ix_anomalies_open_by_user",
+    anomalies.c.tenant,
+    anomalies.c.user_name,
+    anomalies.c.time,
+    postgresql_include=["risk_score", "profile_name"],
+    postgresql_where=text("status = 'new'"),
+)
+Index("ix_event_counts_hours_covering", event_counts.c.tenant, event_counts.c.hour, postgresql_include=["events"])
+
+# Per tenant, bumped by every rollup merge (and by TRUNCATE anomalies) in its own
+# transaction: with the count of unmerged deltas, the version of the rollup
+# totals that the query service's summary cache checks.
+query_rollup_versions = Table(
+    "query_rollup_versions",
+    metadata,
+    tenant_column(),
+    Column("generation", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant"),
+)

@@ -3,16 +3,30 @@
 Store: 1,000 users, 5 million events over 30 days, 100,000 anomalies (rule and
 model, 80% still new), 30 days of daily user scores and 3 days of hourly event
 scores for every user and model, generated directly in SQL (generate_series),
-not through ingest. The query service runs as its own process
-(`python -m services.query`); 50 client threads in two client processes call it
-over loopback in a closed loop (each sends its next call as soon as the last
-answers), one method at a time, with varied arguments, then again paced: each
-client sends one call every 1/BENCH_QUERY_RATE seconds (default 2 calls/s per
-client, 100 calls/s in all), as dashboards and playbooks do. Reported: p50/p99
-per method for both. The closed loop measures saturation: its latency is the
-queue of 50 clients (50 / throughput), so it mostly reflects the machine's
-cores. Target: p99 under 50 ms for GetSummary, ListAnomalies, GetUser and
-GetUserTimeline under the paced load.
+not through ingest. BENCH_QUERY_DATABASE=<name> keeps the store between runs
+(made once, migrated on each run, never dropped); without it a throwaway
+database is built and dropped.
+
+Service: `python -m services.query` as its own process, UEBA_QUERY_WORKERS
+server processes (BENCH_QUERY_WORKERS, default 2, the machine's cores).
+
+Load model (what the target is judged on): 50 clients, each its own gRPC
+connection (as 50 dashboards or playbook runners would be), in two client
+processes. Each client loops: it picks one of GetSummary, ListAnomalies,
+GetUser and GetUserTimeline at random with varied arguments, calls it, and
+starts its next call 0.5 to 1.0 s (uniform jitter) after the previous one
+started, or at once if that call took longer. That offers about 67 calls/s in
+all (50 / 0.75 s), a quarter of them per method ("mixed"). The same pacing is
+then run with one method at a time (all 67 calls/s on that method), which is
+harsher for the costlier methods. Finally, for information, a closed loop with
+no think time (each client calls again as soon as its answer arrives) measures
+saturation throughput; its latency is mostly the queue of 50 clients.
+
+Reported per phase and method: calls, errors, calls/s, p50/p99/max latency;
+per phase: CPU seconds per second of the query processes (supervisor and
+workers) and of the Postgres backends serving this database, and the load
+average at the start and end (the machine may be shared). Target: p99 under
+50 ms for each of the four methods in the paced runs, without errors.
 """
 
 from __future__ import annotations
@@ -43,10 +57,13 @@ DAYS = 30
 SCORED_DAYS = 3
 CLIENTS = 50
 CLIENT_PROCESSES = 2
-SECONDS_PER_METHOD = float(os.environ.get("BENCH_QUERY_SECONDS", "15"))
-RATE_PER_CLIENT = float(os.environ.get("BENCH_QUERY_RATE", "2"))
+THINK_SECONDS = (0.5, 1.0)
+PACED_SECONDS = float(os.environ.get("BENCH_QUERY_SECONDS", "20"))
+CLOSED_SECONDS = float(os.environ.get("BENCH_QUERY_CLOSED_SECONDS", "10"))
+WORKERS = int(os.environ.get("BENCH_QUERY_WORKERS", "2"))
 TARGET_P99_MS = 50.0
 METHODS = ("GetSummary", "ListAnomalies", "GetUser", "GetUserTimeline")
+FILTERS = ["", "risk>=high", "status:new", '"new country"', "source:model risk>=medium"]
 
 KINDS = [
     ("failed_logins", "authentication", "rule"), ("bulk_download", "data", "rule"), ("bulk_upload", "data", "rule"),
@@ -125,90 +142,160 @@ def generate(url: str, end: datetime) -> dict:
     return timings
 
 
-def _client_process(address: str, method: str, threads: int, seconds: float, seed: int, end_iso: str, queue, rate: float = 0.0) -> None:
+
+
+def _request(stub, method: str, rnd: random.Random, day0: datetime):
+    """A call of `method` with varied arguments, as a zero-argument callable."""
+    from ueba.v1 import query_pb2
+
+    user = f"user{rnd.randrange(USERS):04d}"
+    if method == "GetSummary":
+        req = query_pb2.GetSummaryRequest()
+        req.range.start.FromDatetime(datetime.now(timezone.utc) - timedelta(days=rnd.choice([1, 7, 30])))
+        return lambda: stub.GetSummary(req, timeout=30)
+    if method == "ListAnomalies":
+        req = query_pb2.ListAnomaliesRequest(
+            filter=query_pb2.AnomalyFilter(query=rnd.choice(FILTERS + [f"user:{user}"])),
+            page_size=50, order_by=rnd.choice(["time desc", "risk desc"]))
+        return lambda: stub.ListAnomalies(req, timeout=30)
+    if method == "GetUser":
+        req = query_pb2.GetUserRequest(user=user)
+        return lambda: stub.GetUser(req, timeout=30)
+    req = query_pb2.GetUserTimelineRequest(user=user)
+    req.day.FromDatetime(day0 - timedelta(days=rnd.randrange(1, SCORED_DAYS + 1)))
+    return lambda: stub.GetUserTimeline(req, timeout=30)
+
+
+def _client_process(address: str, methods: tuple[str, ...], threads: int, seconds: float, seed: int, end_iso: str,
+                    paced: bool, queue) -> None:
     import grpc
 
-    from ueba.v1 import query_pb2, query_pb2_grpc
+    from ueba.v1 import query_pb2_grpc
 
-    end = datetime.fromisoformat(end_iso)
-    day0 = end.replace(hour=0, minute=0, second=0, microsecond=0)
-    filters = ["", "risk>=high", "status:new", '"new country"', "source:model risk>=medium"]
-    latencies: list[float] = []
-    errors = [0]
+    day0 = datetime.fromisoformat(end_iso).replace(hour=0, minute=0, second=0, microsecond=0)
+    results: dict[str, list[float]] = {m: [] for m in methods}
+    errors = {m: 0 for m in methods}
     lock = threading.Lock()
-    deadline = time.monotonic() + seconds
+    ready = threading.Barrier(threads + 1)
 
-    def worker(n: int) -> None:
+    def client(n: int) -> None:
         rnd = random.Random(seed * 1000 + n)
-        channel = grpc.insecure_channel(address)
+        # Its own connection: channels with the same target would otherwise share one.
+        channel = grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
+        grpc.channel_ready_future(channel).result(timeout=30)
         stub = query_pb2_grpc.QueryServiceStub(channel)
-        mine = []
-        next_at = time.monotonic() + rnd.random() / rate if rate else 0.0
-        while time.monotonic() < deadline:
-            if rate:  # paced: wait for this client's next slot
+        mine = {m: [] for m in methods}
+        failed = {m: 0 for m in methods}
+        ready.wait()
+        deadline = time.monotonic() + seconds
+        next_at = time.monotonic() + (rnd.uniform(*THINK_SECONDS) if paced else 0.0)  # clients start spread out
+        while True:
+            if paced:
                 time.sleep(max(0.0, next_at - time.monotonic()))
-                next_at += 1.0 / rate
-            user = f"user{rnd.randrange(USERS):04d}"
-            if method == "GetSummary":
-                req = query_pb2.GetSummaryRequest()
-                req.range.start.FromDatetime(datetime.now(timezone.utc) - timedelta(days=rnd.choice([1, 7, 30])))
-                call = lambda: stub.GetSummary(req, timeout=30)
-            elif method == "ListAnomalies":
-                q = rnd.choice(filters + [f"user:{user}"])
-                order = rnd.choice(["time desc", "risk desc"])
-                call = lambda: stub.ListAnomalies(query_pb2.ListAnomaliesRequest(
-                    filter=query_pb2.AnomalyFilter(query=q), page_size=50, order_by=order), timeout=30)
-            elif method == "GetUser":
-                call = lambda: stub.GetUser(query_pb2.GetUserRequest(user=user), timeout=30)
-            else:
-                req = query_pb2.GetUserTimelineRequest(user=user)
-                req.day.FromDatetime(day0 - timedelta(days=rnd.randrange(1, SCORED_DAYS + 1)))
-                call = lambda: stub.GetUserTimeline(req, timeout=30)
+            if time.monotonic() >= deadline:
+                break
+            method = rnd.choice(methods)
+            call = _request(stub, method, rnd, day0)
             started = time.perf_counter()
+            next_at = time.monotonic() + rnd.uniform(*THINK_SECONDS)
             try:
                 call()
+                mine[method].append(time.perf_counter() - started)
             except grpc.RpcError:
-                with lock:
-                    errors[0] += 1
-                continue
-            mine.append(time.perf_counter() - started)
+                failed[method] += 1
         channel.close()
         with lock:
-            latencies.extend(mine)
+            for m in methods:
+                results[m].extend(mine[m])
+                errors[m] += failed[m]
 
-    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    pool = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
     for th in pool:
         th.start()
+    ready.wait()  # every client connected: the measured time starts now
+    queue.put(("started", None))
     for th in pool:
         th.join()
-    queue.put((latencies, errors[0]))
+    queue.put(("done", (results, errors)))
 
 
-def measure(address: str, method: str, seconds: float, end: datetime, rate: float = 0.0) -> dict:
+def _cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU seconds of these processes so far (gone ones count 0)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def _service_pids(pid: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:
+            pass
+    return [pid, *children]
+
+
+def _backend_pids(url: str, database: str) -> list[int]:
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchall()
+    return [r[0] for r in rows]
+
+
+def _summarise(latencies: list[float], errors: int, seconds: float) -> dict:
+    ms = sorted(x * 1000 for x in latencies)
+    q = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else [ms[0] if ms else 0.0] * 99
+    return {"calls": len(ms), "errors": errors, "per_second": round(len(ms) / seconds, 1),
+            "p50_ms": round(q[49], 2), "p99_ms": round(q[98], 2), "max_ms": round(ms[-1], 2) if ms else 0.0}
+
+
+def measure(service, url: str, database: str, methods: tuple[str, ...], seconds: float, end: datetime, paced: bool) -> dict:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     per = CLIENTS // CLIENT_PROCESSES
-    procs = [ctx.Process(target=_client_process, args=(address, method, per, seconds, i, end.isoformat(), queue, rate))
+    procs = [ctx.Process(target=_client_process, args=(service.address, methods, per, seconds, i, end.isoformat(), paced, queue))
              for i in range(CLIENT_PROCESSES)]
     for p in procs:
         p.start()
-    latencies, errors = [], 0
     for _ in procs:
-        lat, err = queue.get()
-        latencies.extend(lat)
-        errors += err
+        assert queue.get()[0] == "started"
+    service_pids = _service_pids(service.process.pid)
+    backends = _backend_pids(url, database)
+    load_start = os.getloadavg()
+    cpu0, pg0, t0 = _cpu_seconds(service_pids), _cpu_seconds(backends), time.monotonic()
+    results: dict[str, list[float]] = {m: [] for m in methods}
+    errors = {m: 0 for m in methods}
+    for _ in procs:
+        kind, (res, err) = queue.get()
+        for m in methods:
+            results[m].extend(res[m])
+            errors[m] += err[m]
+    elapsed = time.monotonic() - t0
+    # Backends opened during the run count too (their CPU from their start).
+    backends = sorted(set(backends) | set(_backend_pids(url, database)))
+    cpu1, pg1 = _cpu_seconds(service_pids), _cpu_seconds(backends)
     for p in procs:
         p.join()
-    ms = sorted(x * 1000 for x in latencies)
-    q = statistics.quantiles(ms, n=100, method="inclusive") if len(ms) > 1 else [0.0] * 99
-    return {"calls": len(ms), "errors": errors, "per_second": round(len(ms) / seconds, 1),
-            "p50_ms": round(q[49], 2), "p99_ms": round(q[98], 2), "max_ms": round(ms[-1], 2) if ms else 0.0}
+    out = {m: _summarise(results[m], errors[m], elapsed) for m in methods}
+    if len(methods) > 1:
+        out["all"] = _summarise([x for m in methods for x in results[m]], sum(errors.values()), elapsed)
+    out["cpu_query_per_second"] = round((cpu1 - cpu0) / elapsed, 3)
+    out["cpu_postgres_per_second"] = round((pg1 - pg0) / elapsed, 3)
+    out["load_average_start"] = [round(x, 2) for x in load_start]
+    out["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    return out
 
 
 def run(out_dir: Path) -> dict:
     settings = BaseSettings.from_env()
     server_url = resolve_database_url(settings)
-    # BENCH_QUERY_DATABASE keeps the generated store between runs (made once, never dropped).
     kept = os.environ.get("BENCH_QUERY_DATABASE", "")
     name = kept or f"ueba_bench_query_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
@@ -217,7 +304,10 @@ def run(out_dir: Path) -> dict:
             conn.execute(f'CREATE DATABASE "{name}"')
     url = with_database(server_url, name)
     result: dict = {"users": USERS, "events": EVENTS, "anomalies": ANOMALIES, "clients": CLIENTS,
-                    "client_processes": CLIENT_PROCESSES, "seconds_per_method": SECONDS_PER_METHOD}
+                    "client_processes": CLIENT_PROCESSES, "think_seconds": THINK_SECONDS,
+                    "offered_calls_per_second": round(CLIENTS / statistics.mean(THINK_SECONDS), 1),
+                    "query_workers": WORKERS, "paced_seconds": PACED_SECONDS, "closed_loop_seconds": CLOSED_SECONDS,
+                    "cores": os.cpu_count(), "load_average_before": [round(x, 2) for x in os.getloadavg()]}
     service = None
     try:
         upgrade(url)
@@ -225,25 +315,25 @@ def run(out_dir: Path) -> dict:
         if exists:
             with psycopg.connect(libpq_url(url)) as conn:
                 end = conn.execute("SELECT max(time) FROM events").fetchone()[0] or end
+            result["dataset_age_hours"] = round((datetime.now(timezone.utc) - end).total_seconds() / 3600, 1)
         else:
             result["generate"] = generate(url, end)
         log = out_dir / "query-bench-service.log"
         service = start_service("query", {"DATABASE_URL": url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1",
-                                          "UEBA_LOG_LEVEL": "WARNING", "UEBA_DB_POOL_SIZE": "16"}, log_path=log)
-        measure(service.address, "GetSummary", 2.0, end)  # warm-up: caches, the first user-risk refresh
-        closed, paced = {}, {}
+                                          "UEBA_LOG_LEVEL": "WARNING", "UEBA_QUERY_WORKERS": str(WORKERS)}, log_path=log)
+        measure(service, url, name, METHODS, 3.0, end, paced=False)  # warm-up: prepared statements, caches, first refresh
+        result["paced_mixed"] = measure(service, url, name, METHODS, PACED_SECONDS, end, paced=True)
+        print(f"  paced, mixed: {result['paced_mixed']}", flush=True)
+        result["paced_each"] = {}
         for method in METHODS:
-            closed[method] = measure(service.address, method, SECONDS_PER_METHOD, end)
-            print(f"  closed loop {method}: {closed[method]}", flush=True)
-        for method in METHODS:
-            paced[method] = measure(service.address, method, SECONDS_PER_METHOD, end, RATE_PER_CLIENT)
-            print(f"  paced {method}: {paced[method]}", flush=True)
-        result["latency_closed_loop"] = closed
-        result["latency_paced"] = paced
-        result["paced_calls_per_second_offered"] = CLIENTS * RATE_PER_CLIENT
-        result["load_average"] = os.getloadavg()
+            result["paced_each"][method] = measure(service, url, name, (method,), PACED_SECONDS, end, paced=True)
+            print(f"  paced, {method} only: {result['paced_each'][method]}", flush=True)
+        result["closed_loop_mixed"] = measure(service, url, name, METHODS, CLOSED_SECONDS, end, paced=False)
+        print(f"  closed loop, mixed: {result['closed_loop_mixed']}", flush=True)
+        result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         result["targets"] = {f"{m}_p99_ms": TARGET_P99_MS for m in METHODS}
-        result["targets_met"] = all(paced[m]["p99_ms"] < TARGET_P99_MS and paced[m]["errors"] == 0 for m in METHODS)
+        paced = [result["paced_mixed"][m] for m in METHODS] + [result["paced_each"][m][m] for m in METHODS]
+        result["targets_met"] = all(r["p99_ms"] < TARGET_P99_MS and r["errors"] == 0 for r in paced)
     finally:
         if service is not None:
             service.stop()

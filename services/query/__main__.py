@@ -1,4 +1,8 @@
-"""`python -m services.query`: runs the query service until SIGTERM."""
+"""`python -m services.query`: runs the query service until SIGTERM.
+
+With UEBA_QUERY_WORKERS above 1 this process supervises that many server
+processes sharing the port (services/query/workers.py).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,10 @@ def main() -> int:
         print(f"query: {exc}", file=sys.stderr)
         return 2
     configure_logging("query", settings.log_level)
+    if settings.workers > 1:
+        from services.query.workers import supervise
+
+        return supervise(settings)
     engine = engine_for(settings, "query")
     server, port = create_server(settings, engine)
     serve("query", settings, server, port)

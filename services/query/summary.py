@@ -97,6 +97,12 @@ def _summary_sql(include_ignored: bool) -> str:
             FROM anomalies a JOIN ignored_users i ON i.tenant = a.tenant AND i.user_name = a.user_name
             WHERE a.tenant = :tenant AND a.time >= :start AND a.time < :end
             GROUP BY 1, 2, 3, 4, 5"""
+    # One index-only range scan per bucket range (an OR of the ranges would be a bitmap scan of the table).
+    rollup_ranges = " UNION ALL ".join(
+        "SELECT facet, key, anomalies, points FROM anomaly_rollup "
+        f"WHERE tenant = :tenant AND grain = '{grain}' AND bucket >= :{lo} AND bucket < :{hi}"
+        for grain, lo, hi in (("day", "d0", "d1"), ("hour", "h0", "h1"), ("hour", "h2", "h3"))
+    )
     return f"""
     WITH version AS MATERIALIZED (
         SELECT coalesce((SELECT generation FROM query_rollup_versions WHERE tenant = :tenant), 0) AS generation,
@@ -108,12 +114,8 @@ def _summary_sql(include_ignored: bool) -> str:
         EXISTS (SELECT 1 FROM user_risk_dirty WHERE tenant = :tenant)
             OR EXISTS (SELECT 1 FROM user_risk WHERE tenant = :tenant AND oldest_open <= :horizon) AS stale,
         (SELECT json_agg(json_build_array(facet, key, n, p)) FROM (
-            SELECT facet, key, sum(anomalies) AS n, sum(points) AS p FROM anomaly_rollup
+            SELECT facet, key, sum(anomalies) AS n, sum(points) AS p FROM ({rollup_ranges}) b
             WHERE (SELECT generation <> :cached_generation OR unmerged <> :cached_unmerged FROM version)
-              AND tenant = :tenant
-              AND ((grain = 'day' AND bucket >= :d0 AND bucket < :d1)
-                OR (grain = 'hour' AND bucket >= :h0 AND bucket < :h1)
-                OR (grain = 'hour' AND bucket >= :h2 AND bucket < :h3))
             GROUP BY facet, key) r) AS rolled,
         (SELECT json_agg(json_build_array(score, profile, dimension, status, source, n, p, sign)) FROM (
             SELECT risk_score AS score, profile_name AS profile, dimension, status, source, count(*) AS n,

@@ -1,0 +1,154 @@
+"""Several query server processes sharing one port (UEBA_QUERY_WORKERS > 1).
+
+gRPC Python runs every servicer under the GIL, so one process uses at most one
+core however many threads it has. The standard answer (grpc's own
+multiprocessing example) is several server processes listening on the same port
+with SO_REUSEPORT, which gRPC sets on its listening sockets by default: the
+kernel spreads incoming connections over them.
+
+The parent here is only a supervisor. It starts each worker exactly as a
+container runs the service (`python -m services.query` with UEBA_QUERY_WORKERS=1,
+through ueba.launcher, which waits for the worker's READY line), so a worker is
+the single-process service unchanged: health, reflection, call metrics, SIGTERM
+draining. The parent prints its own READY line once every worker listens,
+forwards SIGTERM/SIGINT to all workers at once (each drains its in-flight
+calls), and exits when they have; if a worker dies on its own, the parent stops
+the rest and exits 1 so that the orchestrator restarts the whole service.
+
+- Port 0: the parent binds a socket with SO_REUSEPORT to pick a free port and
+  holds it (never listening, so it takes no connections) for the workers to
+  share, as grpc's example does.
+- Only worker 0 runs the background maintenance (merging the rollups,
+  refreshing user risk); the others would only wait on its locks.
+- Metrics: workers write prometheus_client's multiprocess files into a private
+  folder and the parent serves their sum on UEBA_METRICS_PORT.
+- The embedded Postgres (no DATABASE_URL) is started once, by the parent.
+
+Connections, not calls, are spread: a client with one long-lived channel stays
+on one worker (UEBA_MAX_CONNECTION_AGE_SECONDS makes clients reconnect and so
+rebalance). In Kubernetes, leave one worker per pod and scale with replicas.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from services.query.settings import QuerySettings
+from ueba.bootstrap import resolve_database_url
+from ueba.launcher import ServiceProcess, start_service
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, _sep, port = listen.rpartition(":")
+    return host, int(port)
+
+
+def reserve_port(host: str) -> tuple[socket.socket, int]:
+    """A socket bound to a free port of `host` with SO_REUSEPORT, so that the workers can bind it too."""
+    bare = host.strip("[]")
+    family = socket.AF_INET6 if ":" in bare else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((bare, 0))
+    return sock, sock.getsockname()[1]
+
+
+def _serve_metrics(port: int, folder: str) -> int:
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=folder)
+    httpd, _thread = start_http_server(port, registry=registry)
+    return httpd.server_port
+
+
+def _stop_all(workers: list[ServiceProcess], timeout: float) -> list[int]:
+    """SIGTERM to every worker at once (each drains), then their exit codes; a worker still running after `timeout` is killed."""
+    for w in workers:
+        if w.process.poll() is None:
+            w.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    codes = []
+    for w in workers:
+        try:
+            codes.append(w.process.wait(max(0.1, deadline - time.monotonic())))
+        except subprocess.TimeoutExpired:
+            w.process.kill()
+            codes.append(w.process.wait())
+    return codes
+
+
+def supervise(settings: QuerySettings) -> int:
+    """Runs settings.workers server processes on one port until SIGTERM/SIGINT; the process exit code."""
+    host, port = split_listen(settings.listen)
+    reservation = None
+    if port == 0:
+        reservation, port = reserve_port(host)
+    env = {
+        "DATABASE_URL": resolve_database_url(settings),
+        "UEBA_LISTEN": f"{host}:{port}",
+        "UEBA_QUERY_WORKERS": "1",
+        "UEBA_METRICS_PORT": "-1",
+    }
+    metrics_dir = None
+    metrics_port = None
+    if settings.metrics_port >= 0:
+        metrics_dir = tempfile.mkdtemp(prefix="ueba-query-metrics-")
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        metrics_port = _serve_metrics(settings.metrics_port, metrics_dir)
+
+    stopping = threading.Event()
+
+    def request_stop(signum, _frame):
+        log.info("stopping workers", extra={"signal": signal.Signals(signum).name})
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    stop_timeout = settings.drain_seconds + 15
+    workers: list[ServiceProcess] = []
+    try:
+        def start(index: int) -> ServiceProcess:
+            worker_env = {**env, "UEBA_QUERY_MAINTENANCE": "true" if index == 0 and settings.maintenance else "false"}
+            return start_service("query", worker_env, timeout=120)
+
+        with ThreadPoolExecutor(settings.workers) as pool:
+            futures = [pool.submit(start, i) for i in range(settings.workers)]
+            failure = None
+            for f in futures:
+                try:
+                    workers.append(f.result())
+                except Exception as exc:  # the others are stopped below
+                    failure = failure or exc
+        if failure is not None:
+            log.error("a worker did not start", exc_info=failure)
+            _stop_all(workers, stop_timeout)
+            return 1
+        log.info("listening", extra={"port": port, "metrics_port": metrics_port, "workers": len(workers)})
+        print(f"READY query port={port} metrics_port={metrics_port}", flush=True)
+        while not stopping.wait(POLL_SECONDS):
+            dead = [w for w in workers if w.process.poll() is not None]
+            if dead:
+                log.error("a worker exited; stopping the others", extra={"pid": dead[0].process.pid, "code": dead[0].process.returncode})
+                _stop_all(workers, stop_timeout)
+                return 1
+        codes = _stop_all(workers, stop_timeout)
+        log.info("stopped", extra={"codes": codes})
+        return 0 if all(c == 0 for c in codes) else 1
+    finally:
+        if reservation is not None:
+            reservation.close()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -242,11 +242,44 @@ def _service_pids(pid: int) -> list[int]:
     return [pid, *children]
 
 
-def _backend_pids(url: str, database: str) -> list[int]:
-    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (database,)).fetchall()
-    return [r[0] for r in rows]
+class BackendCpu:
+    """CPU seconds of the Postgres backends serving one database, sampled every half second.
+
+    Backends come and go (a pool's overflow connections close on return), so
+    each one's last sample is kept: one that exits loses at most its last half
+    second, one that starts during the run counts from its start.
+    """
+
+    def __init__(self, url: str, database: str):
+        self.url, self.database = url, database
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self, conn) -> None:
+        pids = [r[0] for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (self.database,))]
+        for pid in pids:
+            cpu = _cpu_seconds([pid])
+            self.first.setdefault(pid, cpu if not self._thread.is_alive() else 0.0)
+            self.last[pid] = cpu
+
+    def _loop(self) -> None:
+        with psycopg.connect(libpq_url(self.url), autocommit=True) as conn:
+            while not self._stop.wait(0.5):
+                self._sample(conn)
+            self._sample(conn)
+
+    def start(self) -> None:
+        with psycopg.connect(libpq_url(self.url), autocommit=True) as conn:
+            self._sample(conn)  # backends already open: count from now
+        self._thread.start()
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return sum(self.last[pid] - self.first.get(pid, 0.0) for pid in self.last)
 
 
 def _summarise(latencies: list[float], errors: int, seconds: float) -> dict:
@@ -267,9 +300,10 @@ def measure(service, url: str, database: str, methods: tuple[str, ...], seconds:
     for _ in procs:
         assert queue.get()[0] == "started"
     service_pids = _service_pids(service.process.pid)
-    backends = _backend_pids(url, database)
+    backends = BackendCpu(url, database)
     load_start = os.getloadavg()
-    cpu0, pg0, t0 = _cpu_seconds(service_pids), _cpu_seconds(backends), time.monotonic()
+    backends.start()
+    cpu0, t0 = _cpu_seconds(service_pids), time.monotonic()
     results: dict[str, list[float]] = {m: [] for m in methods}
     errors = {m: 0 for m in methods}
     for _ in procs:
@@ -278,16 +312,14 @@ def measure(service, url: str, database: str, methods: tuple[str, ...], seconds:
             results[m].extend(res[m])
             errors[m] += err[m]
     elapsed = time.monotonic() - t0
-    # Backends opened during the run count too (their CPU from their start).
-    backends = sorted(set(backends) | set(_backend_pids(url, database)))
-    cpu1, pg1 = _cpu_seconds(service_pids), _cpu_seconds(backends)
+    cpu1, postgres_cpu = _cpu_seconds(service_pids), backends.stop()
     for p in procs:
         p.join()
     out = {m: _summarise(results[m], errors[m], elapsed) for m in methods}
     if len(methods) > 1:
         out["all"] = _summarise([x for m in methods for x in results[m]], sum(errors.values()), elapsed)
     out["cpu_query_per_second"] = round((cpu1 - cpu0) / elapsed, 3)
-    out["cpu_postgres_per_second"] = round((pg1 - pg0) / elapsed, 3)
+    out["cpu_postgres_per_second"] = round(postgres_cpu / elapsed, 3)
     out["load_average_start"] = [round(x, 2) for x in load_start]
     out["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return out

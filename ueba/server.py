@@ -1,8 +1,10 @@
 """Server bootstrap shared by every service.
 
 `build_server` gives a gRPC server with the standard health service,
-reflection, structured call logs, Prometheus metrics and message limits;
-`serve` runs one until SIGTERM or SIGINT, then drains in-flight calls.
+reflection, structured call logs, Prometheus metrics, message limits, TLS and
+bearer-token authentication (docs/security.md); `bind` adds a further port
+with the same transport security; `serve` runs one until SIGTERM or SIGINT,
+then drains in-flight calls.
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ import time
 from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
+from ueba.auth.authenticator import AuthError, TokenAuthenticator
+from ueba.auth.ratelimit import RateLimiter
+from ueba.auth.roles import OPEN_PREFIXES, missing_methods
+from ueba.auth.tls import server_credentials
 from ueba.callctx import Caller, reset_caller, set_caller
-from ueba.settings import BaseSettings
+from ueba.settings import BaseSettings, check_plaintext_allowed
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +51,8 @@ class Registration:
 
 
 @contextmanager
-def _observed(method: str, context: grpc.ServicerContext, default_tenant: str):
-    """Sets the caller, then counts, times and logs the call however it ends."""
-    token = set_caller(Caller(tenant=default_tenant))
+def _observed(method: str, context: grpc.ServicerContext):
+    """Counts, times and logs the call however it ends."""
     started = time.perf_counter()
     failure: BaseException | None = None
     try:
@@ -68,47 +73,114 @@ def _observed(method: str, context: grpc.ServicerContext, default_tenant: str):
             log.error("call failed", exc_info=failure, extra={"method": method})
         else:
             log.debug("call", extra={"method": method, "code": code_name, "seconds": round(elapsed, 4)})
-        reset_caller(token)
 
 
-class ObservabilityInterceptor(grpc.ServerInterceptor):
-    """Counts, times and logs every call, and sets the caller for servicers."""
+class CallInterceptor(grpc.ServerInterceptor):
+    """Every call: counted, timed and logged; authenticated and authorised; its caller set for servicers.
 
-    def __init__(self, default_tenant: str):
+    Without an authenticator (UEBA_AUTH=off) every call is the default
+    tenant's admin. With one, the bearer token decides tenant, actor and role,
+    the method must allow the role (ueba/auth/roles.py), and each request, and
+    each message of a client stream, spends one unit of the token's rate.
+    Health checking and reflection stay open.
+    """
+
+    def __init__(self, default_tenant: str, authenticator: TokenAuthenticator | None = None):
         self.default_tenant = default_tenant
+        self.authenticator = authenticator
+
+    def _caller(self, method: str, context: grpc.ServicerContext) -> tuple[Caller, str | None]:
+        if self.authenticator is None:
+            return Caller(tenant=self.default_tenant), None
+        try:
+            return self.authenticator.caller(method, context.invocation_metadata())
+        except AuthError as exc:
+            if exc.code != grpc.StatusCode.UNAVAILABLE:
+                log.info("call refused", extra={"method": method, "code": exc.code.name, "peer": context.peer()})
+            context.abort(exc.code, exc.message)
+
+    def _metered(self, requests: Iterator, key: str, context: grpc.ServicerContext) -> Iterator:
+        """A client stream whose every message after the first spends one unit of the caller's rate."""
+        assert self.authenticator is not None
+        first = True
+        for request in requests:
+            if not first:
+                try:
+                    self.authenticator.admit(key)
+                except AuthError as exc:
+                    context.abort(exc.code, exc.message)
+            first = False
+            yield request
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.startswith(("/grpc.health.", "/grpc.reflection.")):
+        if handler is None or method.startswith(OPEN_PREFIXES):
             return handler
-        tenant = self.default_tenant
+        parse = _parser(method, handler.request_deserializer)
 
-        def unary_response(behavior):
+        def prepare(request, context, client_streaming):
+            """Admits the call, then parses its request (or wraps its request stream)."""
+            caller, key = self._caller(method, context)
+            if client_streaming:
+                request = (parse(raw, context) for raw in request)
+                if key is not None:
+                    request = self._metered(request, key, context)
+            else:
+                request = parse(request, context)
+            return caller, request
+
+        def unary_response(behavior, client_streaming):
             def call(request, context):
-                with _observed(method, context, tenant):
-                    return behavior(request, context)
+                with _observed(method, context):
+                    caller, request = prepare(request, context, client_streaming)
+                    token = set_caller(caller)
+                    try:
+                        return behavior(request, context)
+                    finally:
+                        reset_caller(token)
 
             return call
 
-        def stream_response(behavior):
+        def stream_response(behavior, client_streaming):
             def call(request, context):
-                with _observed(method, context, tenant):
-                    yield from behavior(request, context)
+                with _observed(method, context):
+                    caller, request = prepare(request, context, client_streaming)
+                    token = set_caller(caller)
+                    try:
+                        yield from behavior(request, context)
+                    finally:
+                        reset_caller(token)
 
             return call
 
         kinds = (
-            ("unary_unary", grpc.unary_unary_rpc_method_handler, unary_response),
-            ("unary_stream", grpc.unary_stream_rpc_method_handler, stream_response),
-            ("stream_unary", grpc.stream_unary_rpc_method_handler, unary_response),
-            ("stream_stream", grpc.stream_stream_rpc_method_handler, stream_response),
+            ("unary_unary", grpc.unary_unary_rpc_method_handler, unary_response, False),
+            ("unary_stream", grpc.unary_stream_rpc_method_handler, stream_response, False),
+            ("stream_unary", grpc.stream_unary_rpc_method_handler, unary_response, True),
+            ("stream_stream", grpc.stream_stream_rpc_method_handler, stream_response, True),
         )
-        for attr, make_handler, wrap in kinds:
+        for attr, make_handler, wrap, client_streaming in kinds:
             behavior = getattr(handler, attr)
             if behavior is not None:
-                return make_handler(wrap(behavior), handler.request_deserializer, handler.response_serializer)
+                # Requests arrive as bytes and are parsed after admission, so
+                # an unauthenticated caller costs no parsing and a malformed
+                # message (invalid UTF-8 in a string field) gets
+                # INVALID_ARGUMENT rather than gRPC's INTERNAL.
+                return make_handler(wrap(behavior, client_streaming), None, handler.response_serializer)
         return handler
+
+
+def _parser(method: str, deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes, grpc.ServicerContext], Any]:
+    def parse(raw: bytes, context: grpc.ServicerContext):
+        if deserialize is None:
+            return raw
+        try:
+            return deserialize(raw)
+        except Exception as exc:  # DecodeError, or whatever a custom deserializer raises
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request of {method} is not a valid message: {exc}")
+
+    return parse
 
 
 def server_options(settings: BaseSettings) -> list[tuple[str, int]]:
@@ -148,10 +220,39 @@ class ServiceServer:
             worker.start()
 
     def stop(self, grace: float | None = None) -> threading.Event:
+        """Refuses new calls at once, lets in-flight calls finish within `grace`, stops background work."""
         self.health.enter_graceful_shutdown()
+        # Stop taking calls first: a background worker that is slow to stop
+        # (a scoring run) must not keep the server accepting new work.
+        stopped = self.grpc.stop(grace)
         for worker in self.background:
             worker.stop()
-        return self.grpc.stop(grace)
+        return stopped
+
+
+def bind(server: grpc.Server, address: str, settings: BaseSettings, variable: str = "UEBA_LISTEN") -> int:
+    """Adds a listening port: TLS when configured, else plaintext where allowed; returns the port."""
+    credentials = server_credentials(settings)
+    if credentials is None:
+        check_plaintext_allowed(variable, address, settings)
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {address} ({variable})")
+    return port
+
+
+def token_authenticator(settings: BaseSettings) -> TokenAuthenticator | None:
+    """The authenticator UEBA_AUTH asks for, on a small engine of its own; None when auth is off."""
+    if settings.auth != "tokens":
+        return None
+    from ueba.bootstrap import resolve_database_url
+    from ueba.db import create_db_engine
+
+    engine = create_db_engine(resolve_database_url(settings), pool_size=2, application_name="ueba-auth")
+    limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    return TokenAuthenticator(engine, settings.auth_cache_seconds, limiter)
 
 
 def build_server(
@@ -160,12 +261,22 @@ def build_server(
     interceptors: Iterable[grpc.ServerInterceptor] = (),
     max_workers: int = 32,
     background: Iterable[Any] = (),
+    authenticator: TokenAuthenticator | None = None,
 ) -> tuple[ServiceServer, int]:
-    """A server bound to settings.listen, not yet started; returns (server, port)."""
+    """A server bound to settings.listen, not yet started; returns (server, port).
+
+    `authenticator` overrides the one UEBA_AUTH asks for (tests inject theirs).
+    """
     registrations = list(registrations)
+    if authenticator is None:
+        authenticator = token_authenticator(settings)
+    if authenticator is not None:
+        missing = missing_methods([reg.name for reg in registrations])
+        if missing:
+            raise RuntimeError(f"no roles are defined for {', '.join(missing)} (ueba/auth/roles.py)")
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        interceptors=[ObservabilityInterceptor(settings.tenant), *interceptors],
+        interceptors=[CallInterceptor(settings.tenant, authenticator), *interceptors],
         options=server_options(settings),
         maximum_concurrent_rpcs=max_workers * 4,
     )
@@ -177,9 +288,7 @@ def build_server(
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     names = [reg.name for reg in registrations] + [health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(settings.listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {settings.listen}")
+    port = bind(server, settings.listen, settings)
     return ServiceServer(server, health_servicer, background), port
 
 

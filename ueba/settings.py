@@ -55,6 +55,26 @@ class BaseSettings:
         "UEBA_MAX_CONNECTION_AGE_SECONDS", 0, "close connections after this age so clients rebalance; 0: never"
     )
     db_pool_size: int = env_field("UEBA_DB_POOL_SIZE", 8, "database connections per process")
+    # --- transport security and authentication (docs/security.md) ---
+    tls_cert_file: str = env_field("UEBA_TLS_CERT_FILE", "", "PEM server certificate (chain); with the key, every port speaks TLS")
+    tls_key_file: str = env_field("UEBA_TLS_KEY_FILE", "", "PEM private key of the server certificate")
+    tls_client_ca_file: str = env_field(
+        "UEBA_TLS_CLIENT_CA_FILE", "", "PEM CA bundle that client certificates must chain to (mutual TLS)"
+    )
+    tls_require_client_cert: bool = env_field(
+        "UEBA_TLS_REQUIRE_CLIENT_CERT", False, "require a client certificate signed by UEBA_TLS_CLIENT_CA_FILE"
+    )
+    plaintext: bool = env_field(
+        "UEBA_PLAINTEXT", False, "allow plaintext on a non-loopback address (behind a TLS-terminating mesh only)"
+    )
+    auth: str = env_field("UEBA_AUTH", "off", "off: every call is the default tenant's admin; tokens: bearer tokens with roles")
+    auth_cache_seconds: float = env_field(
+        "UEBA_AUTH_CACHE_SECONDS", 5.0, "how long a token lookup is cached; a revocation takes effect within this"
+    )
+    rate_limit_per_second: float = env_field(
+        "UEBA_RATE_LIMIT_PER_SECOND", 200.0, "requests (and streamed messages) per second per token; 0: no limit"
+    )
+    rate_limit_burst: int = env_field("UEBA_RATE_LIMIT_BURST", 400, "requests a token may make at once above the rate")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any):
@@ -88,6 +108,75 @@ class BaseSettings:
             raise SettingsError(f"UEBA_TENANT={self.tenant!r}: 1 to 64 characters")
         if self.db_pool_size < 1:
             raise SettingsError(f"UEBA_DB_POOL_SIZE={self.db_pool_size}: at least 1")
+        self._validate_security()
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert_file)
+
+    def _validate_security(self) -> None:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise SettingsError("UEBA_TLS_CERT_FILE and UEBA_TLS_KEY_FILE: set both or neither")
+        for var, path in (
+            ("UEBA_TLS_CERT_FILE", self.tls_cert_file),
+            ("UEBA_TLS_KEY_FILE", self.tls_key_file),
+            ("UEBA_TLS_CLIENT_CA_FILE", self.tls_client_ca_file),
+        ):
+            if path:
+                _check_pem(var, path)
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise SettingsError("UEBA_TLS_CLIENT_CA_FILE: needs UEBA_TLS_CERT_FILE and UEBA_TLS_KEY_FILE (mutual TLS is TLS)")
+        if self.tls_require_client_cert and not self.tls_client_ca_file:
+            raise SettingsError("UEBA_TLS_REQUIRE_CLIENT_CERT: needs UEBA_TLS_CLIENT_CA_FILE to verify client certificates")
+        if self.tls_client_ca_file and not self.tls_require_client_cert:
+            # gRPC Python either requires and verifies a client certificate or
+            # never asks for one: an optional, verified certificate is not possible.
+            raise SettingsError(
+                "UEBA_TLS_CLIENT_CA_FILE is set but UEBA_TLS_REQUIRE_CLIENT_CERT is not true: "
+                "gRPC can only require client certificates, not accept optional ones"
+            )
+        if self.tls_cert_file and self.plaintext:
+            raise SettingsError("UEBA_PLAINTEXT=true and UEBA_TLS_CERT_FILE are both set: choose one")
+        check_plaintext_allowed("UEBA_LISTEN", self.listen, self)
+        if self.auth not in ("off", "tokens"):
+            raise SettingsError(f"UEBA_AUTH={self.auth!r}: expected off or tokens")
+        if not 0 <= self.auth_cache_seconds <= 300:
+            raise SettingsError(f"UEBA_AUTH_CACHE_SECONDS={self.auth_cache_seconds}: expected 0 to 300")
+        if self.rate_limit_per_second < 0:
+            raise SettingsError(f"UEBA_RATE_LIMIT_PER_SECOND={self.rate_limit_per_second}: must not be negative")
+        if self.rate_limit_burst < 1:
+            raise SettingsError(f"UEBA_RATE_LIMIT_BURST={self.rate_limit_burst}: at least 1")
+
+
+def _check_pem(var: str, path: str) -> None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError as exc:
+        raise SettingsError(f"{var}={path!r}: {exc.strerror or exc}") from None
+    if b"-----BEGIN " not in head:
+        raise SettingsError(f"{var}={path!r}: not a PEM file")
+
+
+def is_loopback(address: str) -> bool:
+    """True when host:port names only this machine (127.0.0.0/8, ::1, localhost)."""
+    host = address.rpartition(":")[0].strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_plaintext_allowed(var: str, address: str, settings: "BaseSettings") -> None:
+    """Refuses a plaintext listener reachable from other machines unless UEBA_PLAINTEXT says so."""
+    if settings.tls_cert_file or settings.plaintext or is_loopback(address):
+        return
+    raise SettingsError(
+        f"{var}={address!r} is reachable from other machines but TLS is not configured: "
+        "set UEBA_TLS_CERT_FILE and UEBA_TLS_KEY_FILE, or UEBA_PLAINTEXT=true when a mesh or proxy encrypts traffic"
+    )
 
 
 def parse_cidrs(var: str, raw: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

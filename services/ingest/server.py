@@ -13,7 +13,7 @@ from services.ingest.pipeline import IngestPipeline
 from services.ingest.servicer import IngestServicer
 from services.ingest.settings import IngestSettings
 from services.ingest.store import PartitionCache
-from ueba.server import Registration, ServiceServer, build_server
+from ueba.server import Registration, ServiceServer, bind, build_server
 from ueba.v1 import ingest_pb2, ingest_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,7 @@ def create_server(settings: IngestSettings, engine: Engine) -> tuple[ServiceServ
     if settings.otlp_listen:
         if otlp is None:
             log.warning("UEBA_OTLP_LISTEN is set but this build has no OTLP receiver")
-        otlp_port = server.grpc.add_insecure_port(settings.otlp_listen)
-        if otlp_port == 0:
-            raise OSError(f"cannot listen on {settings.otlp_listen} (UEBA_OTLP_LISTEN)")
+        # The same transport security as the main port (TLS, or plaintext where allowed).
+        otlp_port = bind(server.grpc, settings.otlp_listen, settings, "UEBA_OTLP_LISTEN")
         log.info("OTLP listening", extra={"port": otlp_port})
     return server, port

@@ -13,6 +13,7 @@ import grpc
 from google.protobuf import struct_pb2
 from google.protobuf.json_format import MessageToDict
 
+from ueba.client.channel import add_channel_options, channel_config, open_channel
 from ueba.v1 import common_pb2, profiles_pb2, profiles_pb2_grpc
 
 P = profiles_pb2
@@ -24,6 +25,7 @@ def register(sub) -> None:
     p.add_argument("--address", default=os.environ.get("UEBA_PROFILES_ADDRESS", "127.0.0.1:50052"), help="profiles host:port")
     p.add_argument("--token", default=os.environ.get("UEBA_TOKEN"), help="bearer token (admin role)")
     p.add_argument("--output", choices=("table", "json"), default="table", help="table (default) or json")
+    add_channel_options(p, token=False)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     ls = actions.add_parser("list", help="every profile")
@@ -87,7 +89,7 @@ def _definition_options(p) -> None:
 # --- plumbing ----------------------------------------------------------------------------
 
 def _stub(args):
-    channel = grpc.insecure_channel(args.address)
+    channel = open_channel(args.address, channel_config(args))
     metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
     return profiles_pb2_grpc.ProfileServiceStub(channel), metadata
 

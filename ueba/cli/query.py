@@ -18,6 +18,7 @@ import grpc
 
 from ueba.cli import output
 from ueba.cli.output import day, emit, when
+from ueba.client.channel import ChannelConfig, add_channel_options, channel_config, open_channel
 from ueba.v1 import common_pb2, query_pb2, query_pb2_grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50054"
@@ -84,7 +85,7 @@ def time_range(args) -> common_pb2.TimeRange | None:
 # --- calls ----------------------------------------------------------------------
 
 def _stub(args) -> tuple[grpc.Channel, query_pb2_grpc.QueryServiceStub]:
-    channel = grpc.insecure_channel(args.address)
+    channel = open_channel(args.address, channel_config(args))
     return channel, query_pb2_grpc.QueryServiceStub(channel)
 
 
@@ -169,7 +170,7 @@ def cmd_summary(args, stub, out):
 def print_summary(address: str, out: TextIO = sys.stdout, timeout: float = 30.0) -> bool:
     """Prints the summary and riskiest users (what `ueba up` shows once started); False when unreachable."""
     try:
-        with grpc.insecure_channel(address) as channel:
+        with open_channel(address, ChannelConfig.from_env()) as channel:
             s = query_pb2_grpc.QueryServiceStub(channel).GetSummary(query_pb2.GetSummaryRequest(), timeout=timeout)
     except grpc.RpcError as exc:
         print(_explain(exc, address)[0], file=out)
@@ -352,6 +353,7 @@ def _common() -> argparse.ArgumentParser:
                    help="query service host:port (default $UEBA_QUERY_ADDRESS or %(default)s)")
     p.add_argument("--output", "-o", choices=output.FORMATS, default="table")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an answer")
+    add_channel_options(p)
     return p
 
 

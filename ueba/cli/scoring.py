@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from ueba.client.channel import add_channel_options, channel_config, open_channel
 from ueba.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
 
@@ -18,6 +19,7 @@ def register(sub) -> None:
     p.add_argument("--address", default=os.environ.get("UEBA_SCORER_ADDRESS", "127.0.0.1:50053"), help="scorer host:port")
     p.add_argument("--token", default=os.environ.get("UEBA_TOKEN"), help="bearer token (admin role)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_channel_options(p, token=False)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     run = actions.add_parser("run", help="score a window now (default: the last 24 complete hours)")
     run.add_argument("--start", help="ISO time, e.g. 2026-10-01T00:00Z")
@@ -36,7 +38,7 @@ def register(sub) -> None:
 
 
 def _stub(args) -> tuple[scorer_pb2_grpc.ScorerServiceStub, list]:
-    channel = grpc.insecure_channel(args.address)
+    channel = open_channel(args.address, channel_config(args))
     metadata = [("authorization", f"Bearer {args.token}")] if args.token else []
     return scorer_pb2_grpc.ScorerServiceStub(channel), metadata
 

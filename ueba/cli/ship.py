@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from ueba.client.channel import add_channel_options, channel_config
 from ueba.parsers import FORMATS
 from ueba.parsers.base import Event, ParseOptions, zone
 from ueba.parsers.detect import DetectionError
@@ -276,6 +277,7 @@ def register(sub) -> None:
     p.add_argument("--token", default=os.environ.get("UEBA_TOKEN"), help="bearer token (agent role)")
     p.add_argument("--retries", type=int, default=10, help="reconnect attempts before giving up (default 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_channel_options(p, token=False)
     p.set_defaults(func=run)
 
 
@@ -300,7 +302,8 @@ def run(args) -> int:
     else:
         from ueba.client.ingest import IngestClient
 
-        with IngestClient(args.address, batch_size=args.batch_size, token=args.token, max_attempts=args.retries) as client:
+        with IngestClient(args.address, batch_size=args.batch_size, token=args.token, max_attempts=args.retries,
+                          channel=channel_config(args)) as client:
             summary = ship_files(
                 args.files,
                 client,

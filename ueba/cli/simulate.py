@@ -13,6 +13,7 @@ from typing import IO, Iterable, Iterator
 
 from google.protobuf.json_format import MessageToDict
 
+from ueba.client.channel import add_channel_options, channel_config
 from ueba.simulator import LABEL_KINDS, SimulationConfig, simulate, write_labels
 from ueba.v1.common_pb2 import Event
 
@@ -35,6 +36,7 @@ def register(sub) -> None:
     p.add_argument("--labels", help="JSON file for the labels (default: <output>.labels.json)")
     p.add_argument("--ingest", metavar="HOST:PORT", help="stream the events into the ingest service at this address")
     p.add_argument("--batch-size", type=_positive, default=1000, help="events per ingest batch (default 1000)")
+    add_channel_options(p)
     p.set_defaults(func=run)
 
 
@@ -121,7 +123,7 @@ def run(args) -> int:
             from ueba.client.ingest import IngestClient, IngestError  # lazily: only this path needs gRPC
 
             try:
-                with IngestClient(args.ingest, batch_size=args.batch_size) as client:
+                with IngestClient(args.ingest, batch_size=args.batch_size, channel=channel_config(args)) as client:
                     totals = client.send(events, progress=bar.update)
             except IngestError as exc:
                 bar.close()

@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import grpc
 
+from ueba.client.channel import ChannelConfig
 from ueba.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,8 @@ class IngestClient:
 
     `credentials` (grpc.ssl_channel_credentials(...)) switches to TLS; `token`
     adds `authorization: Bearer <token>`; `metadata` adds any other pairs.
+    `channel` (ueba.client.channel.ChannelConfig) gives TLS, the server name to
+    verify and the token in one, as the command line builds them.
     """
 
     def __init__(
@@ -171,9 +174,13 @@ class IngestClient:
         initial_backoff: float = 0.25,
         max_backoff: float = 8.0,
         max_message_bytes: int = 16 * 1024 * 1024,
+        channel: ChannelConfig | None = None,
     ):
         if batch_size < 1 or window < 1:
             raise ValueError("batch_size and window must be at least 1")
+        if channel is not None:
+            credentials = credentials or channel.credentials()
+            token = token or channel.token
         self.address = address
         self.batch_size = batch_size
         self.window = window
@@ -190,6 +197,7 @@ class IngestClient:
             ("grpc.min_reconnect_backoff_ms", int(initial_backoff * 1000)),
             ("grpc.max_reconnect_backoff_ms", int(max_backoff * 1000)),
             ("grpc.keepalive_time_ms", 60_000),
+            *(channel.options() if channel is not None else ()),
         ]
         self._channel: grpc.Channel | None = None
         self._stub: ingest_pb2_grpc.IngestServiceStub | None = None

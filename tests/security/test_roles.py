@@ -1,0 +1,123 @@
+"""Every RPC of every service, called with every role and with bad tokens.
+
+A role gets PERMISSION_DENIED exactly where the role table (ueba/auth/roles.py)
+says so; a missing, unknown, malformed or revoked token gets UNAUTHENTICATED
+everywhere; health checking and reflection answer without a token.
+"""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from ueba.auth.roles import METHOD_ROLES, OPEN_PREFIXES, ROLES, missing_methods
+
+from .conftest import AUTH_ENV, QUIET, mint, settings_for
+from .rpcs import SERVICES, all_rpcs, code_of
+
+RPCS = all_rpcs()
+REFUSED = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+
+
+def test_every_method_of_every_service_has_roles():
+    names = [n for group in SERVICES.values() for n in group]
+    assert missing_methods(names) == []
+    assert sorted(METHOD_ROLES) == sorted(r.path for r in RPCS), "the table names a method no service has"
+    assert all(roles <= set(ROLES) and roles for roles in METHOD_ROLES.values())
+    assert len(RPCS) == 29
+
+
+def test_a_server_with_a_method_missing_from_the_table_does_not_start(monkeypatch, security_url, security_engine):
+    from services.scorer.server import create_server
+    from ueba.auth import roles
+
+    monkeypatch.delitem(roles.METHOD_ROLES, "/ueba.v1.ScorerService/ListModels")
+    with pytest.raises(RuntimeError, match="ListModels"):
+        create_server(settings_for("scorer", security_url, {**AUTH_ENV, **QUIET}), security_engine)
+
+
+@pytest.fixture(scope="module")
+def role_tokens(stack):
+    # A tenant of its own with no data, so that allowed calls stay cheap.
+    return {role: stack.token("roles-tenant", role) for role in ROLES}
+
+
+@pytest.mark.parametrize("rpc", RPCS, ids=str)
+def test_each_role_is_allowed_exactly_what_the_table_says(stack, role_tokens, rpc):
+    channel = stack.channel(rpc.service)
+    got = {role: code_of(channel, rpc, token=role_tokens[role]) for role in ROLES}
+    for role, code in got.items():
+        if role in METHOD_ROLES[rpc.path]:
+            # Allowed: whatever the servicer makes of an empty request, but never an auth refusal.
+            assert code not in REFUSED, (role, code)
+        else:
+            assert code == grpc.StatusCode.PERMISSION_DENIED, (role, code)
+
+
+@pytest.fixture(scope="module")
+def revoked_token(stack):
+    token_id, secret = mint(stack.engine, "roles-tenant", "admin", "revoked-admin")
+    from ueba.auth.tokens import revoke_token
+
+    with stack.engine.begin() as conn:
+        revoke_token(conn, token_id, "tests")
+    return secret
+
+
+@pytest.mark.parametrize("rpc", RPCS, ids=str)
+def test_missing_bad_and_revoked_tokens_are_unauthenticated(stack, revoked_token, rpc):
+    channel = stack.channel(rpc.service)
+    assert code_of(channel, rpc) == grpc.StatusCode.UNAUTHENTICATED
+    assert code_of(channel, rpc, token="ueba_" + "x" * 43) == grpc.StatusCode.UNAUTHENTICATED
+    assert code_of(channel, rpc, token=revoked_token) == grpc.StatusCode.UNAUTHENTICATED
+    assert code_of(channel, rpc, metadata=(("authorization", "Basic dXNlcjpwYXNz"),)) == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_revocation_takes_effect_within_the_cache_time(stack):
+    from ueba.auth.tokens import revoke_token
+
+    rpc = next(r for r in RPCS if r.name == "ListModels")
+    token_id, secret = mint(stack.engine, "roles-tenant", "analyst", "soon-revoked")
+    channel = stack.channel("scorer")
+    assert code_of(channel, rpc, token=secret) == grpc.StatusCode.OK
+    with stack.engine.begin() as conn:
+        assert revoke_token(conn, token_id, "tests") is not None
+    time.sleep(0.3)  # UEBA_AUTH_CACHE_SECONDS=0.2 in these tests (default 5)
+    assert code_of(channel, rpc, token=secret) == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_use_is_recorded_and_the_actor_is_the_token_name(stack):
+    from sqlalchemy import select
+
+    from ueba.store.schema import api_tokens, audit_log
+    from ueba.v1 import profiles_pb2
+
+    token_id, secret = mint(stack.engine, "actor-tenant", "admin", "alice-admin")
+    rpc = next(r for r in RPCS if r.name == "CreateProfile")
+    request = profiles_pb2.CreateProfileRequest(profile=profiles_pb2.Profile(
+        name="actor check", kind=profiles_pb2.PROFILE_KIND_FAILED_LOGINS, risk_score=10,
+    ))
+    request.profile.parameters.update({"count": 5, "interval_seconds": 600})
+    assert code_of(stack.channel("profiles"), rpc, request, token=secret) == grpc.StatusCode.OK
+    with stack.engine.connect() as conn:
+        used = conn.execute(select(api_tokens.c.last_used_at).where(api_tokens.c.id == token_id)).scalar_one()
+        actors = conn.execute(select(audit_log.c.actor, audit_log.c.action).where(audit_log.c.tenant == "actor-tenant")).all()
+    assert used is not None
+    assert ("alice-admin", "profile.create") in [tuple(a) for a in actors]
+
+
+@pytest.mark.parametrize("service", list(SERVICES))
+def test_health_and_reflection_need_no_token(stack, service):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    channel = stack.channel(service)
+    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    answers = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10))
+    listed = {s.name for s in answers[0].list_services_response.service}
+    assert set(SERVICES[service]) <= listed
+    assert all(p.startswith("/grpc.") for p in OPEN_PREFIXES)

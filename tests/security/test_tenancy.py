@@ -1,0 +1,234 @@
+"""Tenant A can read or change nothing of tenant B, through any call of any service.
+
+Tenant B gets events, a profile, anomalies, scores, peer groups, an ignored
+user and a scoring run. Then every RPC is called as tenant A's admin (the role
+that may do everything) aimed at B's objects: B's ids, B's user names, filters
+naming them. Afterwards every row of B in every table is exactly as before, no
+answer carries anything of B, and look-ups of B's objects are NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from types import SimpleNamespace
+from datetime import datetime, timedelta, timezone
+
+import grpc
+import pytest
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2 as otel_common
+from opentelemetry.proto.logs.v1 import logs_pb2
+from sqlalchemy import insert, select
+
+from ueba.store.schema import anomalies, metadata, peer_groups, user_scores
+from ueba.v1 import common_pb2, ingest_pb2, profiles_pb2, query_pb2, scorer_pb2
+
+from .rpcs import RPCS_BY_NAME, all_rpcs, call
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+B_USER = "zed-b-secret"
+B_IGNORED = "zed-b-ignored"
+B_PROFILE = "b-secret-profile"
+A_USER = "a-user"
+B_MARKERS = (B_USER, B_IGNORED, B_PROFILE, "b-secret-dept", "b-secret-reason", "b-secret-anomaly", "b-secret-group")
+
+
+def ts(t: datetime):
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    out = Timestamp()
+    out.FromDatetime(t)
+    return out
+
+
+def time_range(start: datetime, end: datetime) -> common_pb2.TimeRange:
+    return common_pb2.TimeRange(start=ts(start), end=ts(end))
+
+
+def b_events(user: str = B_USER) -> list[common_pb2.Event]:
+    """B's events; with another user, tenant A's events that reuse B's event ids."""
+    out = []
+    for i in range(30):
+        out.append(common_pb2.Event(
+            event_id=f"b-evt-{i}", time=ts(NOW - timedelta(hours=2) + timedelta(minutes=i)), user=user,
+            type=common_pb2.EVENT_TYPE_LOGON, outcome=common_pb2.OUTCOME_FAILURE if i % 3 else common_pb2.OUTCOME_SUCCESS,
+            source_ip="198.51.100.7", department="b-secret-dept" if user == B_USER else "a-dept",
+        ))
+    return out
+
+
+def failed_logins(name: str, pid: str = "") -> profiles_pb2.Profile:
+    p = profiles_pb2.Profile(id=pid, name=name, kind=profiles_pb2.PROFILE_KIND_FAILED_LOGINS, risk_score=40)
+    p.parameters.update({"count": 3, "interval_seconds": 3600})
+    return p
+
+
+class TenantB:
+    def __init__(self, stack):
+        self.stack = stack
+        self.tenant = f"b-{uuid.uuid4().hex[:8]}"
+        self.admin = stack.token(self.tenant, "admin", "b-admin")
+
+    def seed(self) -> None:
+        s, admin = self.stack, self.admin
+        ack = call(s.channel("ingest"), RPCS_BY_NAME["IngestEvents"], ingest_pb2.EventBatch(batch_id="b1", events=b_events()), admin)
+        assert ack.accepted == 30, ack
+        profile = call(s.channel("profiles"), RPCS_BY_NAME["CreateProfile"], profiles_pb2.CreateProfileRequest(profile=failed_logins(B_PROFILE)), admin)
+        self.profile_id = profile.id
+        call(s.channel("query"), RPCS_BY_NAME["AddIgnoredUser"], query_pb2.AddIgnoredUserRequest(user=B_IGNORED, reason="b-secret-reason"), admin)
+        run = call(s.channel("scorer"), RPCS_BY_NAME["RunScoring"],
+                   scorer_pb2.RunScoringRequest(range=time_range(NOW - timedelta(hours=3), NOW.replace(minute=0, second=0))), admin)
+        self.run_id = run.id
+        run_uuid = str(uuid.uuid4())
+        with s.engine.begin() as conn:
+            self.anomaly_ids = [
+                conn.execute(insert(anomalies).values(
+                    tenant=self.tenant, user_name=B_USER, source="rule", profile_id=self.profile_id, profile_name=B_PROFILE,
+                    profile_kind="failed_logins", risk_score=80 + i, description="b-secret-anomaly", dimension="authentication",
+                    time=NOW - timedelta(hours=1, minutes=i), window_start=NOW - timedelta(hours=2), window_end=NOW - timedelta(hours=1),
+                    evidence={"event_ids": ["b-evt-1"], "count": 20}, dedup_key=f"b-{i}",
+                ).returning(anomalies.c.id)).scalar_one()
+                for i in range(2)
+            ]
+            conn.execute(insert(user_scores).values(
+                tenant=self.tenant, user_name=B_USER, day=(NOW - timedelta(days=1)).date(), score=93.0, scored_hours=5, run_id=run_uuid,
+            ))
+            conn.execute(insert(peer_groups).values(
+                tenant=self.tenant, id="g-b", name="b-secret-group", method="department", members=[B_USER],
+            ))
+
+    def snapshot(self) -> dict[str, list[str]]:
+        """Every row of this tenant in every table that has a tenant column."""
+        out = {}
+        with self.stack.engine.connect() as conn:
+            for table in metadata.sorted_tables:
+                if "tenant" not in table.c:
+                    continue
+                rows = conn.execute(select(table).where(table.c.tenant == self.tenant)).all()
+                out[table.name] = sorted(json.dumps(list(r), default=str) for r in rows)
+        return out
+
+
+def requests_as_a(b: TenantB) -> dict[str, object]:
+    """For each RPC, a request of tenant A's aimed at B's objects."""
+    hours = time_range(NOW - timedelta(hours=3), NOW)
+    days = time_range(NOW - timedelta(days=3), NOW + timedelta(minutes=1))
+    b_filter = query_pb2.AnomalyFilter(users=[B_USER], query=f"user:{B_USER}", include_ignored=True)
+    preview = profiles_pb2.PreviewProfileRequest(profile=failed_logins("a-preview"), range=hours)
+    timeline = query_pb2.GetUserTimelineRequest(user=B_USER, day=ts((NOW - timedelta(hours=2)).replace(hour=0, minute=0, second=0)))
+    otlp = logs_service_pb2.ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(scope_logs=[logs_pb2.ScopeLogs(log_records=[
+        logs_pb2.LogRecord(
+            time_unix_nano=int((NOW - timedelta(hours=2)).timestamp() * 1e9),
+            body=otel_common.AnyValue(string_value="login failed"),
+            attributes=[
+                otel_common.KeyValue(key="user.name", value=otel_common.AnyValue(string_value=A_USER)),
+                otel_common.KeyValue(key="event.name", value=otel_common.AnyValue(string_value="logon")),
+                otel_common.KeyValue(key="event.outcome", value=otel_common.AnyValue(string_value="failure")),
+                otel_common.KeyValue(key="log.record.uid", value=otel_common.AnyValue(string_value="b-evt-1")),
+            ],
+        )
+    ])])])
+    return {
+        "IngestEvents": ingest_pb2.EventBatch(batch_id="a1", events=b_events(A_USER)),
+        "StreamEvents": ingest_pb2.EventBatch(batch_id="a2", events=b_events(A_USER + "2")),
+        "Export": otlp,
+        "ListProfiles": profiles_pb2.ListProfilesRequest(page_size=1000),
+        "GetProfile": profiles_pb2.GetProfileRequest(id=b.profile_id),
+        "CreateProfile": profiles_pb2.CreateProfileRequest(profile=failed_logins(B_PROFILE)),
+        "UpdateProfile": profiles_pb2.UpdateProfileRequest(profile=profiles_pb2.Profile(id=b.profile_id, risk_score=1), update_mask=["risk_score"]),
+        "SetProfileEnabled": profiles_pb2.SetProfileEnabledRequest(id=b.profile_id, enabled=False),
+        "DeleteProfile": profiles_pb2.DeleteProfileRequest(id=b.profile_id),
+        "PreviewProfile": preview,
+        "GetUserRisk": profiles_pb2.GetUserRiskRequest(user=B_USER),
+        "RunScoring": scorer_pb2.RunScoringRequest(range=time_range(NOW - timedelta(hours=3), NOW.replace(minute=0, second=0)), users=[B_USER]),
+        "GetScoringRun": scorer_pb2.GetScoringRunRequest(id=b.run_id),
+        "ListScoringRuns": scorer_pb2.ListScoringRunsRequest(page_size=100),
+        "ListPeerGroups": scorer_pb2.ListPeerGroupsRequest(page_size=100),
+        "ListModels": scorer_pb2.ListModelsRequest(),
+        "GetSummary": query_pb2.GetSummaryRequest(range=days, include_ignored=True, top_users=100),
+        "ListAnomalies": query_pb2.ListAnomaliesRequest(filter=b_filter, page_size=100),
+        "GetAnomaly": query_pb2.GetAnomalyRequest(id=b.anomaly_ids[0]),
+        "ReviewAnomalies": query_pb2.ReviewAnomaliesRequest(action=query_pb2.REVIEW_ACTION_RESOLVE, ids=b.anomaly_ids),
+        "ListUsers": query_pb2.ListUsersRequest(include_ignored=True, user_prefix="zed", page_size=100),
+        "GetUser": query_pb2.GetUserRequest(user=B_USER),
+        "ListUserScores": query_pb2.ListUserScoresRequest(range=days, users=[B_USER], include_ignored=True),
+        "GetUserTimeline": timeline,
+        "GetRiskTimeline": query_pb2.GetRiskTimelineRequest(range=days),
+        "ExportAnomalies": query_pb2.ExportAnomaliesRequest(filter=query_pb2.AnomalyFilter(include_ignored=True)),
+        "AddIgnoredUser": query_pb2.AddIgnoredUserRequest(user=B_USER, reason="a's own list"),
+        "RemoveIgnoredUser": query_pb2.RemoveIgnoredUserRequest(user=B_IGNORED),
+        "ListIgnoredUsers": query_pb2.ListIgnoredUsersRequest(page_size=100),
+    }
+
+
+# Calls whose request names B's objects by id: they must not find them.
+NOT_FOUND = {"GetProfile", "UpdateProfile", "SetProfileEnabled", "DeleteProfile", "GetScoringRun", "GetAnomaly",
+             "ReviewAnomalies", "GetUser", "GetUserTimeline", "RemoveIgnoredUser"}
+# Calls that write tenant A's own rows from a request carrying B's names: their answer echoes A's copy.
+ECHOES = {"CreateProfile", "AddIgnoredUser", "RunScoring", "IngestEvents", "StreamEvents", "Export"}
+
+
+@pytest.fixture(scope="module")
+def tenants(stack):
+    b = TenantB(stack)
+    b.seed()
+    a_tenant = f"a-{uuid.uuid4().hex[:8]}"
+    a_admin = stack.token(a_tenant, "admin", "a-admin")
+    before = b.snapshot()
+    # What B owns: enough that "untouched" means something.
+    for table in ("events", "profiles", "anomalies", "ignored_users", "scoring_runs", "event_scores", "user_scores",
+                  "peer_groups", "users", "audit_log", "api_tokens"):
+        assert before[table], f"tenant B has no {table} rows"
+    return b, a_admin, before
+
+
+def test_every_rpc_has_a_cross_tenant_case():
+    ids = SimpleNamespace(profile_id=str(uuid.uuid4()), run_id=str(uuid.uuid4()), anomaly_ids=[str(uuid.uuid4())])
+    assert sorted(requests_as_a(ids)) == sorted(r.name for r in all_rpcs())
+
+
+# Writes that leave tenant A with rows named like B's run last, so that A's reads
+# before them can insist on not one of B's names.
+ORDERED = sorted(all_rpcs(), key=lambda r: r.name in ("CreateProfile", "AddIgnoredUser", "RunScoring"))
+
+
+@pytest.mark.parametrize("rpc", ORDERED, ids=str)
+def test_tenant_a_cannot_see_or_touch_tenant_b(stack, tenants, rpc):
+    b, a_admin, before = tenants
+    request = requests_as_a(b)[rpc.name]
+    try:
+        response = call(stack.channel(rpc.service), rpc, request, a_admin)
+        code = grpc.StatusCode.OK
+    except grpc.RpcError as exc:
+        code, response = exc.code(), None
+        assert code not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), exc.details()
+    if rpc.name in NOT_FOUND:
+        if rpc.name == "RemoveIgnoredUser":
+            assert code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.OK)
+        else:
+            assert code == grpc.StatusCode.NOT_FOUND, code
+    else:
+        assert code == grpc.StatusCode.OK, code
+    if rpc.name == "IngestEvents":
+        # B's event ids are no duplicates in A: idempotency is per tenant.
+        assert response.accepted == 30 and response.duplicates == 0, response
+    if response is not None and rpc.name not in ECHOES:
+        data = b"".join(r.SerializeToString() for r in (response if isinstance(response, list) else [response]))
+        asked = request.SerializeToString()  # a name the caller sent may come back (GetUserRisk echoes the user)
+        secrets = [m.encode() for m in B_MARKERS] + [i.encode() for i in (*b.anomaly_ids, b.profile_id, b.run_id)]
+        leaked = [m.decode() for m in secrets if m in data and m not in asked]
+        assert not leaked, f"{rpc.name} answered with tenant B's {leaked}"
+    assert b.snapshot() == before, f"{rpc.name} changed tenant B's rows"
+
+
+def test_the_answers_are_about_tenant_a_only(stack, tenants):
+    """A few answers checked for content, not only for the absence of B."""
+    b, a_admin, _before = tenants
+    risk = call(stack.channel("profiles"), RPCS_BY_NAME["GetUserRisk"], profiles_pb2.GetUserRiskRequest(user=B_USER), a_admin)
+    assert risk.total_points == 0
+    page = call(stack.channel("query"), RPCS_BY_NAME["ListAnomalies"],
+                query_pb2.ListAnomaliesRequest(filter=query_pb2.AnomalyFilter(users=[B_USER])), a_admin)
+    assert list(page.anomalies) == [] and page.total_size == 0
+    users = call(stack.channel("query"), RPCS_BY_NAME["ListUsers"], query_pb2.ListUsersRequest(include_ignored=True), a_admin)
+    assert {u.risk.user for u in users.users} <= {A_USER, A_USER + "2"}

@@ -204,7 +204,7 @@ class ProfileEvaluator:
         self._seeded |= store.seeded_tenants(conn)
         for tenant in missing - self._seeded:
             created = store.seed_defaults(conn, tenant)
-            log.info("seeded built-in profiles", extra={"tenant": tenant, "created": created})
+            log.info("seeded built-in profiles", extra={"tenant": tenant, "profiles_created": created})
             self._seeded.add(tenant)
 
     def _sync_profiles(self, conn: Connection, cursor: store.Cursor) -> None:

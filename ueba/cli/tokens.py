@@ -87,6 +87,7 @@ def _list(args) -> int:
     table(
         [[r.id, r.tenant, r.name, r.role, _iso(r.created_at), _iso(r.last_used_at), _iso(r.revoked_at)] for r in records],
         ["id", "tenant", "name", "role", "created", "last used", "revoked"],
+        sys.stdout,
     )
     return 0
 

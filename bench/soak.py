@@ -2,7 +2,8 @@
 
 On loopback, in a database of its own, with bearer-token authentication on:
 - ingest: one agent streams SOAK_RATE events/s (default 5,000) in batches of
-  1,000 for SOAK_SECONDS (default 600), each event timed "now" with a fresh id;
+  1,000 for SOAK_SECONDS (default 600), each event timed "now" with a fresh id
+  (500 users; every 50,000 events one of them suffers 30 failed logons);
 - profiles: the continuous evaluator tails the events and raises anomalies;
 - query: SOAK_QUERY_CLIENTS clients (default 4) call GetSummary, ListAnomalies,
   GetUser and GetRiskTimeline, SOAK_QUERY_RATE calls/s in all (default 20);
@@ -50,6 +51,7 @@ from ueba.v1 import common_pb2, query_pb2, query_pb2_grpc
 OUT = Path(__file__).resolve().parent.parent / "bench-results"
 TENANT = "soak"
 BATCH = 1000
+BURST_EVERY, BURST_SIZE = 50_000, 30  # 30 failed logons of one user every 50,000 events (10 s at 5,000/s)
 GROWTH_TARGET = 0.05  # second-half RSS growth, as a share of the RSS
 
 
@@ -95,12 +97,23 @@ class PacedEvents:
             if self.made >= due:
                 time.sleep(min(0.01, (self.made + 1) / self.rate - elapsed))
                 continue
-            yield self._event()
+            # Now and then a burst of failed logons (a brute force), so that the evaluator has anomalies to raise.
+            yield self._burst_event() if self.made % BURST_EVERY < BURST_SIZE else self._event()
             self.made += 1
             if self.made % BATCH == 0:
                 self.batch_ready.append(time.monotonic())
         if self.made % BATCH:
             self.batch_ready.append(time.monotonic())
+
+    def _burst_event(self) -> common_pb2.Event:
+        n = self.made // BURST_EVERY
+        e = common_pb2.Event(
+            event_id=f"{self.run}-{self.made}", user=self.users[(n * 7919) % len(self.users)], type=common_pb2.EVENT_TYPE_LOGON,
+            outcome=common_pb2.OUTCOME_FAILURE, source_ip=f"203.0.113.{n % 250 + 1}", source_host="attacker",
+            destination_host="dc1", failure_reason="bad password",
+        )
+        e.time.GetCurrentTime()
+        return e
 
     def _event(self) -> common_pb2.Event:
         r = self.rnd

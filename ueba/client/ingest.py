@@ -86,6 +86,7 @@ class _SendState:
         self.window = window
         self.run_id = uuid.uuid4().hex[:12]
         self.cond = threading.Condition()
+        self._reading = threading.Lock()
         self.unacked: collections.deque[_Batch] = collections.deque()
         self.exhausted = False
         self.source_error: BaseException | None = None
@@ -94,8 +95,8 @@ class _SendState:
 
     def next_to_send(self, attempt: _Attempt, last_seq: int) -> _Batch | None:
         """Blocks until a batch may be sent on this attempt; None when there is nothing more."""
-        with self.cond:
-            while True:
+        while True:
+            with self.cond:
                 if attempt.over:
                     return None
                 for batch in self.unacked:
@@ -103,25 +104,36 @@ class _SendState:
                         return batch
                 if self.exhausted:
                     return None
-                if len(self.unacked) < self.window:
-                    self._pull()
+                if len(self.unacked) >= self.window:
+                    self.cond.wait()
                     continue
-                self.cond.wait()
+            self._pull()
 
     def _pull(self) -> None:
-        try:
-            chunk = list(itertools.islice(self.source, self.batch_size))
-        except BaseException as exc:  # the caller's iterable failed: stop and report it from send()
-            self.source_error = exc
-            self.exhausted = True
-            return
-        if not chunk:
-            self.exhausted = True
-            return
-        batch_id = f"{self.run_id}-{self._seq:08d}"
-        self.unacked.append(_Batch(self._seq, self.totals.sent, ingest_pb2.EventBatch(batch_id=batch_id, events=chunk)))
-        self._seq += 1
-        self.totals.sent += len(chunk)
+        # The source is read outside `cond`: a slow source (a paced or tailing
+        # one) must not hold up acknowledgements meanwhile. `_reading` keeps
+        # the reads, and the order of the batches they make, one at a time.
+        with self._reading:
+            with self.cond:
+                if self.exhausted or len(self.unacked) >= self.window:
+                    return
+            try:
+                chunk = list(itertools.islice(self.source, self.batch_size))
+            except BaseException as exc:  # the caller's iterable failed: stop and report it from send()
+                with self.cond:
+                    self.source_error = exc
+                    self.exhausted = True
+                    self.cond.notify_all()
+                return
+            with self.cond:
+                if not chunk:
+                    self.exhausted = True
+                else:
+                    batch_id = f"{self.run_id}-{self._seq:08d}"
+                    self.unacked.append(_Batch(self._seq, self.totals.sent, ingest_pb2.EventBatch(batch_id=batch_id, events=chunk)))
+                    self._seq += 1
+                    self.totals.sent += len(chunk)
+                self.cond.notify_all()
 
     def acknowledge(self, ack: ingest_pb2.BatchAck) -> int:
         """Counts one ack; returns the number of events in the acknowledged batch."""

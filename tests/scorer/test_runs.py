@@ -1,0 +1,230 @@
+"""Scoring runs against real Postgres: features, each model on constructed cases, user scores,
+anomalies, learning and ignore handling, peer groups, the anomaly.log sink, idempotent re-runs
+and crash safety."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from services.scorer.settings import ScorerSettings
+from tests.scorer.conftest import SCORED_DAY, make_scorer
+from tests.scorer.helpers import START, Activity
+from ueba.db import libpq_url
+
+
+def _features(scn, user: str, hour: int, model: str) -> dict:
+    rows = scn.query(
+        "SELECT score, features FROM event_scores WHERE user_name = %s AND hour = %s AND model = %s",
+        user, SCORED_DAY + timedelta(hours=hour), model,
+    )
+    assert rows, f"no {model} score for {user} at {hour}:00"
+    score, feats = rows[0]
+    return {"score": score, **{f["name"]: f for f in feats}}
+
+
+@pytest.mark.parametrize(
+    "user, hour, model, feature, at_least",
+    [
+        ("user0", 14, "authentication", "failures", 90),
+        ("user0", 14, "origin_host", "max_from_one_origin", 90),
+        ("user0", 14, "peer_group", "peer_failures", 90),
+        ("user1", 15, "origin_location", "max_speed_kmh", 90),
+        ("user2", 11, "impacted_host", "distinct_hosts", 90),
+        ("user3", 13, "data_movement", "files_downloaded", 90),
+        # An unusual hour alone is worth a look, not an alarm.
+        ("user4", 3, "login_time", "active", 55),
+        ("user5", 12, "data_movement", "bytes_uploaded", 70),
+    ],
+)
+def test_each_model_flags_its_constructed_case(scenario, user, hour, model, feature, at_least):
+    f = _features(scenario, user, hour, model)
+    assert f["score"] >= at_least
+    item = f[feature]
+    assert item["share"] > 0.1, f
+    if model == "login_time":
+        assert item["expected"] < 0.05  # probability of activity at 03:00 on a Monday
+    else:
+        assert item["observed"] > 5 * item["expected"]
+
+
+def test_novelty_features_name_what_is_new(scenario):
+    f = _features(scenario, "user1", 15, "origin_location")
+    assert f["new_countries"]["observed"] == 1 and f["new_cities"]["observed"] == 1
+    assert f["new_countries"]["expected"] < 0.05
+    assert f["max_distance_km"]["observed"] == pytest.approx(16994, rel=0.01)
+    f = _features(scenario, "user2", 11, "impacted_host")
+    assert f["new_hosts"]["observed"] == 30
+    f = _features(scenario, "user5", 12, "data_movement")
+    assert f["new_applications"]["observed"] == 1
+
+
+def test_hourly_features_and_sightings_are_stored(scenario):
+    (feats,) = scenario.query(
+        "SELECT features FROM user_hour_features WHERE user_name = 'user0' AND hour = %s AND model = 'authentication'",
+        SCORED_DAY + timedelta(hours=14),
+    )[0]
+    assert feats["failures"] == 25 and feats["successes"] == 1
+    rows = scenario.query(
+        "SELECT first_seen, seen_count FROM entity_seen WHERE user_name = 'user0' AND entity_type = 'source_host' AND entity = 'evil-box'"
+    )
+    assert rows == [(SCORED_DAY + timedelta(hours=14), 25)]
+    (first,) = scenario.query(
+        "SELECT min(first_seen) FROM entity_seen WHERE user_name = 'user7' AND entity_type = 'destination_host'"
+    )[0]
+    assert first == START + timedelta(hours=9, minutes=5)
+
+
+def test_ordinary_users_stay_low(scenario):
+    rows = scenario.query("SELECT user_name, score FROM user_scores WHERE user_name IN ('user7','user8','user9','user10','user11')")
+    assert len(rows) == 5
+    assert max(score for _, score in rows) < 40
+    (hot,) = scenario.query(
+        "SELECT count(*) FROM event_scores WHERE user_name IN ('user7','user8','user9','user10','user11') AND score >= 70"
+    )[0]
+    assert hot == 0
+
+
+def test_user_score_is_the_conditioned_mean_of_threat_scaled_scores(scenario):
+    weights = ScorerSettings.from_env({}).weights()
+    threshold = ScorerSettings.from_env({}).mean_threshold
+    for user in ("user0", "user1", "user3", "user7"):
+        rows = scenario.query("SELECT model, score FROM event_scores WHERE user_name = %s", user)
+        scaled = [weights[m] * s for m, s in rows]
+        kept = [v for v in scaled if v >= threshold]
+        expected = sum(kept) / len(kept) if kept else max(scaled)
+        ((score, hours),) = scenario.query("SELECT score, scored_hours FROM user_scores WHERE user_name = %s", user)
+        assert score == pytest.approx(expected, abs=0.01)
+        (n_hours,) = scenario.query("SELECT count(DISTINCT hour) FROM event_scores WHERE user_name = %s", user)[0]
+        assert hours == n_hours
+
+
+def test_model_anomalies_describe_the_top_features(scenario):
+    rows = {r[0]: r[1:] for r in scenario.query(
+        "SELECT user_name, profile_kind, risk_score, description, dimension, dedup_key, evidence, source FROM anomalies"
+    )}
+    assert {"user0", "user1", "user3", "user5"} <= set(rows)
+    assert not {"user6", "newbie", "user7", "user8"} & set(rows)  # ignored, learning, ordinary
+    kind, risk, description, dimension, key, evidence, source = rows["user0"]
+    assert source == "model" and risk >= 70
+    assert "25 failed logons" in description
+    assert key == f"model:user0:{SCORED_DAY.date().isoformat()}"
+    assert evidence["event_ids"] and evidence["top_model"] == kind
+    assert "new country AU" in rows["user1"][2]
+    assert rows["user1"][3] == "location"
+
+
+def test_learning_users_are_flagged_and_ignored_users_hidden(scenario):
+    assert scenario.query("SELECT count(*) FROM event_scores WHERE user_name = 'user6'")[0][0] == 0
+    assert scenario.query("SELECT count(*) FROM user_scores WHERE user_name = 'user6'")[0][0] == 0
+    learning = scenario.query("SELECT DISTINCT learning FROM event_scores WHERE user_name = 'newbie'")
+    assert learning == [(True,)]
+    assert scenario.query("SELECT learning FROM user_scores WHERE user_name = 'newbie'") == [(True,)]
+    assert scenario.query("SELECT DISTINCT learning FROM event_scores WHERE user_name = 'user0'") == [(False,)]
+    assert scenario.run.figures["learning_users"] == 1
+
+
+def test_peer_groups_from_departments_and_clusters(scenario):
+    groups = {r[0]: r[1:] for r in scenario.query("SELECT id, method, members FROM peer_groups")}
+    assert groups["department:sales"] == ("department", [f"user{i}" for i in range(6)])
+    clustered = sorted(m for gid, (method, members) in groups.items() if method == "clustering" for m in members)
+    assert clustered == sorted(["newbie"] + [f"user{i}" for i in range(6, 12)])
+    rows = dict(scenario.query("SELECT user_name, peer_group_id FROM users"))
+    assert rows["user0"] == "department:sales" and rows["user9"].startswith("cluster:")
+
+
+def test_every_score_reaches_the_anomaly_log(scenario):
+    lines = [json.loads(line) for line in scenario.sink.read_text().splitlines()]
+    kinds = [line["type"] for line in lines]
+    assert kinds.count("event_score") == scenario.run.figures["event_scores"]
+    assert kinds.count("user_score") == scenario.run.figures["user_scores"]
+    assert kinds.count("model_anomaly") == scenario.run.figures["anomalies"]
+    sample = next(line for line in lines if line["type"] == "event_score" and line["user"] == "user0" and line["model"] == "authentication" and line["hour"].startswith(f"{SCORED_DAY.date()}T14"))
+    assert sample["score"] >= 70 and {f["name"] for f in sample["features"]} >= {"failures", "failure_ratio"}
+
+
+def _snapshot(url: str) -> dict:
+    with psycopg.connect(libpq_url(url)) as conn:
+        return {
+            "event_scores": conn.execute("SELECT user_name, hour, model, score, features, learning FROM event_scores ORDER BY 1, 2, 3").fetchall(),
+            "user_scores": conn.execute("SELECT user_name, day, score, scored_hours, learning, top_features FROM user_scores ORDER BY 1, 2").fetchall(),
+            "anomalies": conn.execute("SELECT user_name, profile_kind, risk_score, description, dedup_key FROM anomalies ORDER BY 1").fetchall(),
+            "features": conn.execute("SELECT user_name, hour, model, features FROM user_hour_features ORDER BY 1, 2, 3").fetchall(),
+            "seen": conn.execute("SELECT user_name, entity_type, entity, first_seen, last_seen, seen_count FROM entity_seen ORDER BY 1, 2, 3").fetchall(),
+        }
+
+
+def _small_org(url: str, days: int = 10) -> None:
+    act = Activity()
+    for i in range(4):
+        act.office_month(f"u{i}", days)
+    act.write(url)
+
+
+def test_rerunning_a_window_gives_the_same_rows(scratch_url):
+    _small_org(scratch_url)
+    scorer = make_scorer(scratch_url)
+    window = (START + timedelta(days=8), START + timedelta(days=10))
+    first = scorer.run("default", *window)
+    before = _snapshot(scratch_url)
+    second = scorer.run("default", *window)
+    assert first.status == second.status == "succeeded"
+    assert _snapshot(scratch_url) == before
+    assert before["event_scores"] and before["user_scores"]
+    with psycopg.connect(libpq_url(scratch_url)) as conn:
+        assert conn.execute("SELECT DISTINCT run_id::text FROM event_scores").fetchall() == [(second.id,)]
+    scorer.engine.dispose()
+
+
+@pytest.mark.parametrize("stage", ["features", "event_scores", "user_scores", "anomalies"])
+def test_a_run_that_fails_midway_leaves_nothing_behind(scratch_url, stage):
+    _small_org(scratch_url)
+    scorer = make_scorer(scratch_url)
+    window = (START + timedelta(days=8), START + timedelta(days=9))
+    assert scorer.run("default", *window).status == "succeeded"
+    before = _snapshot(scratch_url)
+    late = Activity()  # a late event for an hour already scored, from a new machine
+    late.event("u1", START + timedelta(days=8, hours=10, minutes=50), "logon", outcome="failure", source_host="late-box")
+    late.write(scratch_url)
+
+    def crash(at: str) -> None:
+        if at == stage:
+            raise RuntimeError(f"injected failure at {at}")
+
+    scorer.fail_point = crash
+    failed = scorer.run("default", *window)
+    assert failed.status == "failed" and "injected failure" in failed.error
+    assert _snapshot(scratch_url) == before  # not one row of the failed run remains
+    with psycopg.connect(libpq_url(scratch_url)) as conn:
+        status, error = conn.execute("SELECT status, error FROM scoring_runs WHERE id = %s", (failed.id,)).fetchone()
+        assert status == "failed" and "injected" in error
+        assert conn.execute("SELECT count(*) FROM event_scores WHERE run_id = %s", (failed.id,)).fetchone()[0] == 0
+    # The failed run did not advance the snapshot: the next run still sees the late event.
+    scorer.fail_point = None
+    ok = scorer.run("default", *window)
+    assert ok.status == "succeeded" and ok.figures["new_events"] == 1
+    with psycopg.connect(libpq_url(scratch_url)) as conn:
+        feats = conn.execute(
+            "SELECT features FROM user_hour_features WHERE user_name = 'u1' AND hour = %s AND model = 'authentication'",
+            (START + timedelta(days=8, hours=10),),
+        ).fetchone()[0]
+        assert feats["failures"] == 1
+        assert conn.execute("SELECT seen_count FROM entity_seen WHERE entity = 'late-box'").fetchone()[0] == 1
+    scorer.engine.dispose()
+
+
+def test_incremental_refresh_processes_each_event_once(scratch_url):
+    _small_org(scratch_url, days=9)
+    scorer = make_scorer(scratch_url)
+    window = (START + timedelta(days=8), START + timedelta(days=9))
+    first = scorer.run("default", *window)
+    assert first.figures["new_events"] > 0
+    again = scorer.run("default", *window)
+    assert again.figures["new_events"] == 0 and again.figures["dirty_user_hours"] == 0
+    with psycopg.connect(libpq_url(scratch_url)) as conn:
+        count = conn.execute("SELECT seen_count FROM entity_seen WHERE user_name = 'u0' AND entity_type = 'destination_host' AND entity = 'fs1'").fetchone()[0]
+    assert count == 7 * 8  # seven weekdays in nine days from a Monday, eight hours each, each event once
+    scorer.engine.dispose()

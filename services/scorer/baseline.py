@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import Connection, Float, and_, func, or_, select, text
+from sqlalchemy import Connection, func, select, text
 
 from services.scorer.models import AGGREGATED
 from ueba.store.schema import user_hour_features as uhf
@@ -56,17 +56,18 @@ class DayData:
     present: dict[str, np.ndarray] = field(default_factory=dict)  # model -> [W] bool: the model saw something
 
 
-def _value(name: str):
-    return func.coalesce(uhf.c.features[name].astext.cast(Float), 0.0)
+def _num(feature: str) -> str:
+    # Feature names come from the model catalogue (constants), never from input.
+    return f"coalesce((f.features ->> '{feature}')::float8, 0)"
 
 
-def _baseline_value(feature):
-    v = _value(feature.name)
-    return func.least(v, feature.baseline_cap) if feature.baseline_cap is not None else v
+def _learned(feature) -> str:
+    v = _num(feature.name)
+    return f"least({v}, {float(feature.baseline_cap)})" if feature.baseline_cap is not None else v
 
 
-def _hod():
-    return func.extract("hour", uhf.c.hour).cast(Float)
+def _stored():
+    return [(m, f) for m in AGGREGATED for f in m.stored]
 
 
 def load_first_hours(conn: Connection, tenant: str) -> dict[str, datetime]:
@@ -88,95 +89,93 @@ def load_day(
     min_baseline_days: int,
     first_hours: dict[str, datetime],
 ) -> DayData:
-    """Baseline of `day` and the observed features of the hours [hours[0], hours[1]) within it."""
+    """Baseline of `day` and the observed features of the hours [hours[0], hours[1]) within it.
+
+    Three scans of user_hour_features, each covering every model at once (one pass
+    with FILTER per model is far cheaper than one pass per model).
+    """
     b0 = day - baseline_days * DAY
-    min_days = timedelta(days=min_baseline_days)
-    overall: dict[str, list] = {}
-    weekday: dict[str, list] = {}
-    window: dict[str, list] = {}
-    same_weekday = [(day - 7 * k * DAY, day - 7 * k * DAY + DAY) for k in range(1, baseline_days // 7 + 1)]
-    in_weekdays = or_(*[and_(uhf.c.hour >= a, uhf.c.hour < b) for a, b in same_weekday])
-    # The first active hour ever, to split each baseline at the end of learning.
-    settled_at = {u: h + min_days for u, h in first_hours.items()}
+    stored = _stored()
+    act = f"f.model = '{ACTIVITY_MODEL}'"
+    # When each user's learning period ends; the settled part of the baseline starts there.
+    names = list(first_hours)
+    settled = [first_hours[u] + timedelta(days=min_baseline_days) for u in names]
+    settled_join = """LEFT JOIN unnest(CAST(:names AS text[]), CAST(:settled AS timestamptz[])) AS s(user_name, settled_at)
+                  ON s.user_name = f.user_name"""
+    hod_join = "CROSS JOIN LATERAL (SELECT extract(hour FROM f.hour)::int AS hod) h"
+    overall = []
     for model in AGGREGATED:
-        names = [f.name for f in model.stored]
-        values = [_value(n) for n in names]
-        learned = [_baseline_value(f) for f in model.stored]
-        base = uhf.c.tenant == tenant, uhf.c.model == model.name
-        overall[model.name] = conn.execute(
-            select(
-                uhf.c.user_name,
-                *[func.sum(v) for v in learned],
-                *[func.sum(v * v) for v in learned],
-            )
-            .where(*base, uhf.c.hour >= b0, uhf.c.hour < day)
-            .group_by(uhf.c.user_name)
+        # One scan per model: FILTERs across every model in one pass cost more than they save.
+        activity = model.name == ACTIVITY_MODEL
+        has_novelty = any(feat.kind == "novelty" for feat in model.stored)
+        # Activity by hour of day and past learning only from the activity rows.
+        cols = [
+            "count(*) FILTER (WHERE f.hour >= s.settled_at)" if activity else "0",
+            *([f"count(*) FILTER (WHERE h.hod = {h})" for h in range(24)] if activity else ["0"] * 24),
+            *[f"sum({_learned(feat)})" for feat in model.stored],
+            *[f"sum({_learned(feat)} ^ 2)" for feat in model.stored],
+            *[f"sum({_num(feat.name)}) FILTER (WHERE f.hour >= s.settled_at)" for feat in model.stored if feat.kind == "novelty"],
+        ]
+        rows = conn.execute(
+            text(
+                f"""SELECT f.user_name, count(*), {", ".join(cols)}
+                FROM user_hour_features f
+                {settled_join if activity or has_novelty else ""}
+                {hod_join if activity else ""}
+                WHERE f.tenant = :tenant AND f.model = :model AND f.hour >= :b0 AND f.hour < :day
+                GROUP BY f.user_name"""
+            ),
+            {"names": names, "settled": settled, "tenant": tenant, "b0": b0, "day": day, "model": model.name},
         ).all()
-        weekday[model.name] = (
-            conn.execute(
-                select(uhf.c.user_name, _hod(), func.count(), *[func.sum(v) for v in learned])
-                .where(*base, in_weekdays)
-                .group_by(uhf.c.user_name, _hod())
-            ).all()
-            if same_weekday
-            else []
-        )
-        window[model.name] = conn.execute(
-            select(uhf.c.user_name, uhf.c.hour, *values).where(*base, uhf.c.hour >= hours[0], uhf.c.hour < hours[1])
+        overall.append((model, rows))
+    same_weekday = [(day - 7 * k * DAY, day - 7 * k * DAY + DAY) for k in range(1, baseline_days // 7 + 1)]
+    weekday = []
+    if same_weekday:
+        ranges = " OR ".join(f"(f.hour >= :a{i} AND f.hour < :b{i})" for i in range(len(same_weekday)))
+        params = {"tenant": tenant}
+        for i, (a, b) in enumerate(same_weekday):
+            params[f"a{i}"], params[f"b{i}"] = a, b
+        cols = [f"count(*) FILTER (WHERE {act})",
+                *[f"sum({_learned(feat)}) FILTER (WHERE f.model = '{m.name}')" for m, feat in stored]]
+        weekday = conn.execute(
+            text(
+                f"""SELECT f.user_name, extract(hour FROM f.hour)::int, {", ".join(cols)}
+                FROM user_hour_features f
+                WHERE f.tenant = :tenant AND ({ranges})
+                GROUP BY f.user_name, extract(hour FROM f.hour)::int"""
+            ),
+            params,
         ).all()
-    settled_rows = _load_settled(conn, tenant, b0, day, settled_at)
-    activity = conn.execute(
-        select(uhf.c.user_name, _hod(), func.count())
-        .where(uhf.c.tenant == tenant, uhf.c.model == ACTIVITY_MODEL, uhf.c.hour >= b0, uhf.c.hour < day)
-        .group_by(uhf.c.user_name, _hod())
-    ).all()
-    return _assemble(day, overall, weekday, window, settled_rows, activity, first_hours)
-
-
-def _load_settled(conn: Connection, tenant: str, b0: datetime, day: datetime, settled_at: dict[str, datetime]):
-    """Per model, user: active hours and novelty sums past each user's learning period."""
-    novelty = [(m.name, f.name) for m in AGGREGATED for f in m.stored if f.kind == "novelty"]
-    if not settled_at:
-        return []
-    # Users whose learning ended before the day; their settled part of the baseline
-    # starts at max(b0, settled_at). Passed as arrays and joined in SQL.
-    names = [u for u, s in settled_at.items() if s < day]
-    if not names:
-        return []
-    starts = [max(b0, settled_at[u]) for u in names]
-    # Column expressions come from the model catalogue (constants), never from input.
-    cols = ", ".join(
-        f"coalesce(sum(CAST(f.features ->> '{fname}' AS float8)) FILTER (WHERE f.model = '{model}'), 0)"
-        for model, fname in novelty
-    )
-    rows = conn.execute(
+    window_cols = [
+        *[f"bool_or(f.model = '{m.name}')" for m in AGGREGATED],
+        *[f"max({_num(feat.name)}) FILTER (WHERE f.model = '{m.name}')" for m, feat in stored],
+    ]
+    window = conn.execute(
         text(
-            f"""SELECT f.user_name, count(*) FILTER (WHERE f.model = '{ACTIVITY_MODEL}'), {cols}
+            f"""SELECT f.user_name, f.hour, {", ".join(window_cols)}
             FROM user_hour_features f
-            JOIN unnest(CAST(:names AS text[]), CAST(:starts AS timestamptz[])) AS s(user_name, start)
-              ON s.user_name = f.user_name
-            WHERE f.tenant = :tenant AND f.hour >= s.start AND f.hour < :day
-              AND f.model = ANY(:models)
-            GROUP BY f.user_name"""
+            WHERE f.tenant = :tenant AND f.hour >= :h0 AND f.hour < :h1
+            GROUP BY f.user_name, f.hour
+            HAVING bool_or({act})
+            ORDER BY f.user_name, f.hour"""
         ),
-        {
-            "names": names,
-            "starts": starts,
-            "tenant": tenant,
-            "day": day,
-            "models": sorted({m for m, _ in novelty} | {ACTIVITY_MODEL}),
-        },
+        {"tenant": tenant, "h0": hours[0], "h1": hours[1]},
     ).all()
-    return [(r[0], r[1], dict(zip(novelty, r[2:]))) for r in rows]
+    return _assemble(day, overall, weekday, window, first_hours)
 
 
-def _assemble(day, overall, weekday, window, settled_rows, activity, first_hours) -> DayData:
-    names: set[str] = set()
-    for rows in list(overall.values()) + list(window.values()):
-        names.update(r[0] for r in rows)
-    users = sorted(names)
+def _matrix(rows, start: int, width: int) -> np.ndarray:
+    if not rows:
+        return np.zeros((0, width))
+    return np.array([r[start:start + width] for r in rows], dtype=np.float64).reshape(len(rows), width)
+
+
+def _assemble(day, overall, weekday, window, first_hours) -> DayData:
+    users = sorted({r[0] for _, rows in overall for r in rows} | {r[0] for r in window})
     index = {u: i for i, u in enumerate(users)}
     U, J = len(users), len(COLUMNS)
+    stored = _stored()
+    cols = np.array([COLUMN[(m.name, f.name)] for m, f in stored], dtype=np.int64)
     epoch = np.datetime64("1970-01-01T00:00:00")
     first = np.full(U, np.nan)
     for u, h in first_hours.items():
@@ -184,77 +183,44 @@ def _assemble(day, overall, weekday, window, settled_rows, activity, first_hours
         if i is not None:
             first[i] = (np.datetime64(h.replace(tzinfo=None)) - epoch) / np.timedelta64(1, "h")
     data = DayData(
-        day=day,
-        users=users,
-        first_hour=first,
-        n_all=np.zeros(U),
-        s_all=np.zeros((U, J)),
-        q_all=np.zeros((U, J)),
-        n_set=np.zeros(U),
-        s_set=np.zeros((U, J)),
-        n_how=np.zeros((U, 24)),
-        s_how=np.zeros((U, 24, J)),
-        a_hod=np.zeros((U, 24)),
-        w_user=np.zeros(0, dtype=np.int64),
-        w_hour=np.zeros(0, dtype=np.int64),
+        day=day, users=users, first_hour=first, n_all=np.zeros(U), s_all=np.zeros((U, J)), q_all=np.zeros((U, J)),
+        n_set=np.zeros(U), s_set=np.zeros((U, J)), n_how=np.zeros((U, 24)), s_how=np.zeros((U, 24, J)),
+        a_hod=np.zeros((U, 24)), w_user=np.zeros(0, dtype=np.int64), w_hour=np.zeros(0, dtype=np.int64),
     )
-    for model in AGGREGATED:
-        cols = [COLUMN[(model.name, f.name)] for f in model.stored]
-        k = len(cols)
-        rows = overall[model.name]
-        if rows:
-            idx = np.fromiter((index[r[0]] for r in rows), dtype=np.int64, count=len(rows))
-            arr = np.array([r[1:] for r in rows], dtype=np.float64).reshape(len(rows), 2 * k)
-            data.s_all[np.ix_(idx, cols)] = arr[:, :k]
-            data.q_all[np.ix_(idx, cols)] = arr[:, k:]
-        rows = weekday[model.name]
-        if rows:
-            idx = np.fromiter((index.get(r[0], -1) for r in rows), dtype=np.int64, count=len(rows))
-            keep = idx >= 0
-            arr = np.array([r[1:] for r in rows], dtype=np.float64).reshape(len(rows), 2 + k)[keep]
-            idx = idx[keep]
-            hod = arr[:, 0].astype(np.int64)
-            if model.name == ACTIVITY_MODEL:
-                data.n_how[idx, hod] = arr[:, 1]
-            for j, c in enumerate(cols):
-                data.s_how[idx, hod, c] = arr[:, 2 + j]
-    if activity:
-        idx = np.fromiter((index.get(r[0], -1) for r in activity), dtype=np.int64, count=len(activity))
-        arr = np.array([r[1:] for r in activity], dtype=np.float64)
-        keep = idx >= 0
-        data.a_hod[idx[keep], arr[keep, 0].astype(np.int64)] = arr[keep, 1]
-    data.n_all = data.a_hod.sum(axis=1)
-    for name, n_settled, sums in settled_rows:
-        i = index.get(name)
-        if i is None:
+    K = len(stored)
+    for model, rows in overall:
+        if not rows:
             continue
-        data.n_set[i] = n_settled
-        for col, value in sums.items():
-            data.s_set[i, COLUMN[col]] = value
-    _assemble_window(data, window, index)
+        mcols = [COLUMN[(model.name, f.name)] for f in model.stored]
+        ncols = [COLUMN[(model.name, f.name)] for f in model.stored if f.kind == "novelty"]
+        k = len(mcols)
+        idx = np.fromiter((index[r[0]] for r in rows), dtype=np.int64, count=len(rows))
+        arr = np.nan_to_num(_matrix(rows, 1, 2 + 24 + 2 * k + len(ncols)))
+        if model.name == ACTIVITY_MODEL:
+            data.n_all[idx] = arr[:, 0]
+            data.n_set[idx] = arr[:, 1]
+            data.a_hod[idx] = arr[:, 2:26]
+        data.s_all[np.ix_(idx, mcols)] = arr[:, 26:26 + k]
+        data.q_all[np.ix_(idx, mcols)] = arr[:, 26 + k:26 + 2 * k]
+        if ncols:
+            data.s_set[np.ix_(idx, ncols)] = arr[:, 26 + 2 * k:]
+    if weekday:
+        idx = np.fromiter((index.get(r[0], -1) for r in weekday), dtype=np.int64, count=len(weekday))
+        arr = np.nan_to_num(_matrix(weekday, 1, 2 + K))
+        keep = idx >= 0
+        idx, arr = idx[keep], arr[keep]
+        hod = arr[:, 0].astype(np.int64)
+        data.n_how[idx, hod] = arr[:, 1]
+        for j, c in enumerate(cols):
+            data.s_how[idx, hod, c] = arr[:, 2 + j]
+    W = len(window)
+    M = len(AGGREGATED)
+    data.w_user = np.fromiter((index[r[0]] for r in window), dtype=np.int64, count=W)
+    data.w_time = [r[1] for r in window]
+    data.w_hour = np.fromiter((r[1].hour for r in window), dtype=np.int64, count=W)
+    arr = _matrix(window, 2, M + K)
+    data.x = np.zeros((W, J))
+    data.x[:, cols] = np.nan_to_num(arr[:, M:].astype(np.float64))
+    for i, model in enumerate(AGGREGATED):
+        data.present[model.name] = arr[:, i].astype(bool) if W else np.zeros(0, dtype=bool)
     return data
-
-
-def _assemble_window(data: DayData, window, index) -> None:
-    active = window[ACTIVITY_MODEL]
-    active = sorted(active, key=lambda r: (index[r[0]], r[1]))
-    W = len(active)
-    data.w_user = np.fromiter((index[r[0]] for r in active), dtype=np.int64, count=W)
-    data.w_time = [r[1] for r in active]
-    data.w_hour = np.fromiter((r[1].hour for r in active), dtype=np.int64, count=W)
-    offset = np.fromiter(((r[1] - data.day) // HOUR for r in active), dtype=np.int64, count=W)
-    key = data.w_user * 24 + offset  # sorted, unique
-    data.x = np.zeros((W, len(COLUMNS)))
-    for model in AGGREGATED:
-        rows = window[model.name]
-        present = np.zeros(W, dtype=bool)
-        if rows and W:
-            k = np.fromiter((index[r[0]] * 24 + (r[1] - data.day) // HOUR for r in rows), dtype=np.int64, count=len(rows))
-            pos = np.searchsorted(key, k)
-            pos = np.clip(pos, 0, W - 1)
-            ok = key[pos] == k  # a model row without an activity row cannot happen; drop it if it does
-            cols = [COLUMN[(model.name, f.name)] for f in model.stored]
-            arr = np.array([r[2:] for r in rows], dtype=np.float64).reshape(len(rows), len(cols))
-            data.x[np.ix_(pos[ok], cols)] = arr[ok]
-            present[pos[ok]] = True
-        data.present[model.name] = present

@@ -92,14 +92,9 @@ def default_window(now: datetime) -> tuple[datetime, datetime]:
     return end - 24 * HOUR, end
 
 
-def _fmt(v: float) -> str:
-    """A compact JSON number."""
-    if v == 0:
-        return "0"
-    if abs(v) >= 1e15 or abs(v) < 1e-4:
-        return f"{v:.4g}"
-    r = round(float(v), 4 if abs(v) < 1 else 2)
-    return repr(int(r)) if r == int(r) else repr(r)
+def _numbers(values: np.ndarray, fmt: str) -> list[str]:
+    """JSON numbers for a column (no NaN or infinity ever reaches a score)."""
+    return [fmt % v for v in np.nan_to_num(values, posinf=1e300, neginf=-1e300).tolist()]
 
 
 class Scorer:
@@ -264,24 +259,26 @@ class Scorer:
         tenant_json = json.dumps(tenant)
         run_json = json.dumps(str(run_id))
         user_json = [json.dumps(u) for u in data.users]
+        learning_json = ["true" if v else "false" for v in learning]
         for ms in results:
-            names = [f.name for f in ms.model.features]
+            # Formatting column by column with %-formats is several times faster than per value.
+            heads = [f'{{"name":"{f.name}","expected":' for f in ms.model.features]
+            cells = [
+                [h + e + ',"observed":' + o + ',"share":' + sh + "}" for e, o, sh in zip(
+                    _numbers(ms.expected[:, i], "%.6g"), _numbers(ms.observed[:, i], "%.6g"), _numbers(ms.share[:, i], "%.4g"))]
+                for i, h in enumerate(heads)
+            ]
             model_json = json.dumps(ms.model.name)
-            exp, obs, share = ms.expected.tolist(), ms.observed.tolist(), ms.share.tolist()
             scores = ms.score.tolist()
-            for k, r in enumerate(ms.rows.tolist()):
-                u = int(data.w_user[r])
+            users = data.w_user[ms.rows].tolist()
+            for k, (r, u) in enumerate(zip(ms.rows.tolist(), users)):
                 hour = data.w_time[r]
-                feats = "[" + ",".join(
-                    f'{{"name":"{n}","expected":{_fmt(e)},"observed":{_fmt(o)},"share":{_fmt(s)}}}'
-                    for n, e, o, s in zip(names, exp[k], obs[k], share[k])
-                ) + "]"
-                is_learning = bool(learning[u])
-                out.append((tenant, data.users[u], hour, ms.model.name, scores[k], feats, is_learning, run_id))
+                feats = "[" + ",".join(col[k] for col in cells) + "]"
+                out.append((tenant, data.users[u], hour, ms.model.name, scores[k], feats, bool(learning[u]), run_id))
                 lines.append(
                     f'{{"type":"event_score","tenant":{tenant_json},"user":{user_json[u]},'
                     f'"hour":"{hour.isoformat()}","model":{model_json},"score":{scores[k]},'
-                    f'"learning":{"true" if is_learning else "false"},"features":{feats},"run_id":{run_json}}}'
+                    f'"learning":{learning_json[u]},"features":{feats},"run_id":{run_json}}}'
                 )
         return out
 

@@ -13,10 +13,11 @@ STUBS := $(patsubst protos/%.proto,%_pb2.py,$(PROTOS))
 
 install: $(STAMP) $(STUBS)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml deploy/tools/requirements.txt deploy/tools/install.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) deploy/tools/install.py
 	@touch $@
 
 # Stubs are generated, never edited or committed; tests/test_protos.py fails on stale ones.

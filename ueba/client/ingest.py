@@ -8,6 +8,17 @@ stream breaks (server restart, connection reset, UNAVAILABLE) it reconnects
 with exponential back-off and resends every unacknowledged batch under the
 same batch id; the server's idempotency turns anything that had been committed
 into duplicates, so nothing is lost and nothing is stored twice.
+
+A server with a maximum connection age (UEBA_MAX_CONNECTION_AGE_SECONDS) sends
+GOAWAY when a connection reaches it and closes the connection, streams and
+all, once its grace has passed (the stream then fails with UNAVAILABLE "max
+connection age"). gRPC Python does not show the GOAWAY to a call, but the
+channel leaves READY at once while the stream goes on. `send` watches for
+that: it sends no further batch on the stream, half-closes it, takes the
+acknowledgements of what it had sent (the server acknowledges everything it
+read, then ends the call with OK), and carries on without back-off on a new
+stream, which the channel opens on a new connection, so to any replica behind
+the address. Nothing is resent unless the grace runs out first.
 """
 
 from __future__ import annotations
@@ -62,6 +73,8 @@ class SendTotals:
     batches: int = 0
     reconnects: int = 0
     resent_batches: int = 0
+    # Streams ended early, with nothing lost, because the server was closing the connection.
+    rebalances: int = 0
 
 
 @dataclass
@@ -73,10 +86,36 @@ class _Batch:
 
 
 class _Attempt:
-    """One stream; its request generator stops once the attempt is over."""
+    """One stream; its request generator stops once sending is stopped (the attempt is over, or the server is closing)."""
 
     def __init__(self) -> None:
-        self.over = False
+        self.stopped = False
+        self.server_closing = False
+
+
+class _ConnectionWatch:
+    """Tells the current listener when the channel stops being READY: the server sent GOAWAY, or the connection broke."""
+
+    def __init__(self, channel: grpc.Channel):
+        self._lock = threading.Lock()
+        self._ready = False
+        self._listener: Callable[[], None] | None = None
+        self._channel = channel
+        channel.subscribe(self._changed, try_to_connect=False)
+
+    def _changed(self, connectivity: grpc.ChannelConnectivity) -> None:
+        with self._lock:
+            was_ready, self._ready = self._ready, connectivity == grpc.ChannelConnectivity.READY
+            listener = self._listener if was_ready and not self._ready else None
+        if listener is not None:
+            listener()
+
+    def listen(self, listener: Callable[[], None] | None) -> None:
+        with self._lock:
+            self._listener = listener
+
+    def close(self) -> None:
+        self._channel.unsubscribe(self._changed)
 
 
 class _SendState:
@@ -97,7 +136,7 @@ class _SendState:
         """Blocks until a batch may be sent on this attempt; None when there is nothing more."""
         while True:
             with self.cond:
-                if attempt.over:
+                if attempt.stopped:
                     return None
                 for batch in self.unacked:
                     if batch.seq > last_seq:
@@ -154,9 +193,11 @@ class _SendState:
             self.cond.notify_all()
             return len(batch.message.events)
 
-    def end_attempt(self, attempt: _Attempt) -> None:
+    def stop_sending(self, attempt: _Attempt, server_closing: bool = False) -> None:
         with self.cond:
-            attempt.over = True
+            if server_closing and not attempt.stopped:
+                attempt.server_closing = True
+            attempt.stopped = True
             self.cond.notify_all()
 
     def done(self) -> bool:
@@ -212,16 +253,17 @@ class IngestClient:
             *(channel.options() if channel is not None else ()),
         ]
         self._channel: grpc.Channel | None = None
+        self._watch: _ConnectionWatch | None = None
         self._stub: ingest_pb2_grpc.IngestServiceStub | None = None
         self._connect()
 
     def _connect(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
+        self.close()
         if self.credentials is not None:
             self._channel = grpc.secure_channel(self.address, self.credentials, options=self._options)
         else:
             self._channel = grpc.insecure_channel(self.address, options=self._options)
+        self._watch = _ConnectionWatch(self._channel)
         self._stub = ingest_pb2_grpc.IngestServiceStub(self._channel)
 
     def send_batch(self, events: Sequence[common_pb2.Event], batch_id: str = "", timeout: float | None = 60.0) -> ingest_pb2.BatchAck:
@@ -245,7 +287,8 @@ class IngestClient:
             attempt = _Attempt()
             acked_this_attempt = 0
             error: grpc.RpcError | None = None
-            assert self._stub is not None
+            assert self._stub is not None and self._watch is not None
+            self._watch.listen(lambda attempt=attempt: state.stop_sending(attempt, server_closing=True))
             call = self._stub.StreamEvents(self._requests(state, attempt), metadata=self.metadata)
             try:
                 for ack in call:
@@ -260,11 +303,18 @@ class IngestClient:
                 call.cancel()
                 raise
             finally:
-                state.end_attempt(attempt)
+                self._watch.listen(None)
+                state.stop_sending(attempt)
             if state.source_error is not None:
                 raise state.source_error
             if error is None and state.done():
                 return state.totals
+            if error is None and attempt.server_closing:
+                # Everything sent was acknowledged: go on at once; the channel
+                # opens the next stream on a new connection.
+                state.totals.rebalances += 1
+                log.info("ingest connection closing; continuing on a new stream", extra={"unacked": len(state.unacked)})
+                continue
             code = error.code() if error is not None else None
             if code is not None and code not in RETRYABLE:
                 raise IngestError(f"ingest refused: {code.name}: {error.details()}", code)
@@ -294,6 +344,9 @@ class IngestClient:
             yield batch.message
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
         if self._channel is not None:
             self._channel.close()
             self._channel = None

@@ -51,6 +51,33 @@ class EventRecord:
 
     def place(self) -> dict[str, Any]:
         """The location as evidence shows it."""
+        return self.sighting().place()
+
+    def sighting(self) -> Sighting:
+        return Sighting(self.ts, self.time, self.event_id, self.source_ip, self.country, self.city,
+                        self.latitude, self.longitude)
+
+
+@dataclass(slots=True)
+class Sighting:
+    """Where and when an account was seen: what location detectors keep of an event
+    (a tenth of the record's memory)."""
+
+    ts: float
+    time: datetime
+    event_id: str
+    source_ip: str | None
+    country: str | None
+    city: str | None
+    latitude: float | None
+    longitude: float | None
+
+    @property
+    def located(self) -> bool:
+        return self.latitude is not None and self.longitude is not None
+
+    def place(self) -> dict[str, Any]:
+        """The location as evidence shows it."""
         return {
             "country": self.country,
             "city": self.city,

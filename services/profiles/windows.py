@@ -8,6 +8,14 @@ is consumed, and later entries that fall inside it are absorbed without firing
 again. So one burst is one anomaly per group and window, a burst that crosses a
 clock boundary still fires, and a late (out-of-order) entry is judged against
 the entries around it in event time.
+
+Memory is bounded by the window, not by the event rate: an entry holds only
+what its detector needs for the predicate and the evidence (never the whole
+event record); consumed entries take no part in any later window and are
+dropped unless the detector asks to keep them (`keep_consumed`, for `recent`);
+a detector may fold a repeat into the group's newest entry (`extend`); and a
+group never holds more than `max_entries` (consumed entries go first, then the
+oldest: a group that busy has fired long before, for any count predicate).
 """
 
 from __future__ import annotations
@@ -16,13 +24,14 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from services.profiles.records import EventRecord
+# Far above every count threshold the built-in profiles use; a safety bound, not a tuning knob.
+MAX_ENTRIES = 2048
 
 
 @dataclass(slots=True)
 class Entry:
     ts: float
-    event: EventRecord
+    item: Any = None  # what the detector keeps of the event for its evidence
     weight: float = 1.0
     key: Any = None
     consumed: bool = False
@@ -47,11 +56,25 @@ class _Group:
 Predicate = Callable[[Sequence[Entry]], bool]
 
 
+def at_once(window: Sequence[Entry]) -> bool:
+    """The predicate of one-event bursts: every entry fires, unless absorbed."""
+    return True
+
+
 class BurstWindows:
-    def __init__(self, interval: float, lateness: float | None = None):
+    def __init__(
+        self,
+        interval: float,
+        lateness: float | None = None,
+        *,
+        keep_consumed: bool = False,
+        max_entries: int = MAX_ENTRIES,
+    ):
         self.interval = float(interval)
         # How far behind the newest entry a late entry may still be judged.
         self.lateness = self.interval if lateness is None else float(lateness)
+        self.keep_consumed = keep_consumed
+        self.max_entries = max_entries
         self._groups: dict[str, _Group] = {}
         self._adds = 0
         self._newest = float("-inf")
@@ -61,27 +84,68 @@ class BurstWindows:
         g = self._groups.get(group)
         if g is None:
             g = self._groups[group] = _Group()
-        self._newest = max(self._newest, entry.ts)
-        if entry.ts < g.newest - self.interval - self.lateness:
+        ts = entry.ts
+        if ts > self._newest:
+            self._newest = ts
+        if ts < g.newest - self.interval - self.lateness:
             return None  # too late to judge against a window we no longer hold
-        if self.fired_at(group, entry.ts):
+        if ts > g.newest:
+            g.newest = ts
+        if g.fired and self._fired_in(g, ts):
             entry.consumed = True
-        i = bisect.bisect_right(g.times, entry.ts)
-        g.times.insert(i, entry.ts)
-        g.entries.insert(i, entry)
+            if not self.keep_consumed:
+                self._tick(g)
+                return None  # absorbed: it can take part in no later window
+        if not g.times or ts >= g.times[-1]:  # the common case: in time order
+            i = len(g.times)
+            g.times.append(ts)
+            g.entries.append(entry)
+        else:
+            i = bisect.bisect_right(g.times, ts)
+            g.times.insert(i, ts)
+            g.entries.insert(i, entry)
+        burst = None if entry.consumed or reached is None else self._check(group, g, i, reached)
+        if len(g.entries) > self.max_entries:
+            self._shed(g)
+        self._tick(g)
+        return burst
+
+    def extend(self, group: str, entry: Entry) -> bool:
+        """Replaces the group's newest entry by `entry`, a repeat of it (same place, same
+        address) at a later time; False when it is not the newest or not alike in state.
+
+        The windows ending at the repeat hold no entry the windows ending at the one it
+        replaces did not, so it completes no burst the other did not.
+        """
+        g = self._groups.get(group)
+        if g is None or not g.entries:
+            return False
+        last = g.entries[-1]
+        if entry.ts < last.ts or last.consumed or (g.fired and self._fired_in(g, entry.ts)):
+            return False
+        g.times[-1] = entry.ts
+        g.entries[-1] = entry
         if entry.ts > g.newest:
             g.newest = entry.ts
-        burst = None if entry.consumed or reached is None else self._check(group, g, i, reached)
-        self._adds += 1
-        if self._adds % 1024 == 0:
-            self._sweep()
-        else:
-            self._prune(g)
-        return burst
+        if entry.ts > self._newest:
+            self._newest = entry.ts
+        self._tick(g)
+        return True
+
+    def newest(self, group: str) -> Entry | None:
+        g = self._groups.get(group)
+        return g.entries[-1] if g is not None and g.entries else None
 
     def fired_at(self, group: str, ts: float) -> bool:
         g = self._groups.get(group)
-        return g is not None and any(start <= ts < end for start, end in g.fired)
+        return g is not None and self._fired_in(g, ts)
+
+    @staticmethod
+    def _fired_in(g: _Group, ts: float) -> bool:
+        for start, end in g.fired:
+            if start <= ts < end:
+                return True
+        return False
 
     def mark_fired(self, group: str, start: float) -> None:
         """Records a window as fired without entries (e.g. restored from stored anomalies)."""
@@ -90,15 +154,21 @@ class BurstWindows:
         for e in g.entries:
             if start <= e.ts < start + self.interval:
                 e.consumed = True
+        if not self.keep_consumed:
+            self._drop_consumed(g)
 
     def recent(self, group: str, since: float, until: float) -> list[Entry]:
-        """Entries of a group with since < ts <= until, consumed or not."""
+        """Entries of a group with since < ts <= until, consumed or not (with keep_consumed)."""
         g = self._groups.get(group)
         if g is None:
             return []
         lo = bisect.bisect_right(g.times, since)
         hi = bisect.bisect_right(g.times, until)
         return g.entries[lo:hi]
+
+    def retained(self) -> int:
+        """Entries and fired windows held over every group: what memory grows with."""
+        return sum(len(g.entries) + len(g.fired) for g in self._groups.values())
 
     def _check(self, group: str, g: _Group, i: int, reached: Predicate) -> Burst | None:
         ts = g.times[i]
@@ -118,8 +188,39 @@ class BurstWindows:
                     if e.ts >= start + self.interval:
                         break
                     e.consumed = True
+                if not self.keep_consumed:
+                    self._drop_consumed(g)
                 return Burst(group, start, start + self.interval, window)
         return None
+
+    @staticmethod
+    def _drop_consumed(g: _Group) -> None:
+        kept = [e for e in g.entries if not e.consumed]
+        if len(kept) != len(g.entries):
+            g.entries = kept
+            g.times = [e.ts for e in kept]
+
+    def _shed(self, g: _Group) -> None:
+        """Brings a group back under max_entries (to three quarters, so that it happens rarely)."""
+        target = self.max_entries * 3 // 4
+        excess = len(g.entries) - target
+        kept = []
+        for e in g.entries:
+            if excess > 0 and e.consumed:
+                excess -= 1
+                continue
+            kept.append(e)
+        if excess > 0:
+            kept = kept[excess:]
+        g.entries = kept
+        g.times = [e.ts for e in kept]
+
+    def _tick(self, g: _Group) -> None:
+        self._adds += 1
+        if self._adds % 1024 == 0:
+            self._sweep()
+        else:
+            self._prune(g)
 
     def _prune(self, g: _Group) -> None:
         horizon = g.newest - self.interval - self.lateness

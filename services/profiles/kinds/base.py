@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Iterable
 
 from services.profiles.kinds.params import Param, ParameterError, validate
 from services.profiles.records import EventRecord, Firing, utc
+from services.profiles.windows import BurstWindows
 
 DIMENSIONS = ("authentication", "data", "location", "host", "application", "time", "peer")
 
@@ -99,6 +100,12 @@ class ProfileDetector(ABC):
     @abstractmethod
     def observe(self, e: EventRecord) -> list[Firing]:
         """Takes one accepted event; returns the anomalies it completes."""
+
+    def retained(self) -> int:
+        """How many entries (window entries, fired windows, trail points, remembered entities)
+        the detector holds: bounded by the window and by distinct places and entities, never by
+        the number of events. Kinds with other memories add them."""
+        return sum(v.retained() for v in vars(self).values() if isinstance(v, BurstWindows))
 
     def seed_entities(self, rows: Iterable[tuple[str, str, str, datetime, datetime]]) -> None:
         """(user, entity type, entity, first seen, last seen) from history; kinds that remember override."""

@@ -36,24 +36,25 @@ class BulkActivityProfile(ProfileDetector):
     def _reached(self, window: Sequence[Entry]) -> bool:
         if self.files and sum(x.weight for x in window) >= self.files:
             return True
-        return bool(self.volume) and sum(x.event.bytes for x in window) >= self.volume
+        return bool(self.volume) and sum(x.key for x in window) >= self.volume
 
     def observe(self, e: EventRecord) -> list[Firing]:
-        # An event without a file count is one file.
-        burst = self._windows.add(f"user:{e.user}", Entry(e.ts, e, weight=max(1, e.file_count)), self._reached)
+        # An event without a file count is one file. Kept: files (weight), bytes (key), id and application.
+        entry = Entry(e.ts, (e.event_id, e.application), weight=max(1, e.file_count), key=e.bytes)
+        burst = self._windows.add(f"user:{e.user}", entry, self._reached)
         if not burst:
             return []
-        events = [x.event for x in burst.entries]
-        files = int(sum(x.weight for x in burst.entries))
-        volume = sum(x.bytes for x in events)
-        apps = sorted({x.application for x in events if x.application})
+        entries = burst.entries
+        files = int(sum(x.weight for x in entries))
+        volume = sum(x.key for x in entries)
+        apps = sorted({x.item[1] for x in entries if x.item[1]})
         return [self.fire(
-            user=e.user, group=burst.group, at=events[-1].ts, start=burst.start, end=burst.end,
+            user=e.user, group=burst.group, at=entries[-1].ts, start=burst.start, end=burst.end,
             description=f"{e.user} {self.verb} {files} files ({human_bytes(volume)}) within "
             f"{human_duration(self.interval)}" + (f" in {', '.join(apps[:3])}" if apps else ""),
             evidence={
-                "event_ids": [x.event_id for x in events[:MAX_EVIDENCE_EVENTS]],
-                "events": len(events),
+                "event_ids": [x.item[0] for x in entries[:MAX_EVIDENCE_EVENTS]],
+                "events": len(entries),
                 "files": files,
                 "bytes": volume,
                 "file_threshold": self.files,

@@ -76,25 +76,25 @@ class CustomThresholdProfile(ProfileDetector):
             return []
         weight = float(getattr(e, self.sum_field)) if self.sum_field else 1.0
         burst = self._windows.add(
-            f"{self.group_by}:{group_value}", Entry(e.ts, e, weight=weight),
+            f"{self.group_by}:{group_value}", Entry(e.ts, e.event_id, weight=weight, key=e.user),
             lambda w: sum(x.weight for x in w) >= self.threshold,
         )
         if not burst:
             return []
-        events = [x.event for x in burst.entries]
-        total = sum(x.weight for x in burst.entries)
-        per_user = Counter(x.user for x in events)
+        entries = burst.entries
+        total = sum(x.weight for x in entries)
+        per_user = Counter(x.key for x in entries)
         # Grouped by source, the anomaly is charged to the account seen most.
         user = e.user if self.group_by == "user" else sorted(per_user.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
-        measure = f"sum of {self.sum_field} {total:,.0f}" if self.sum_field else f"{len(events)} matching events"
+        measure = f"sum of {self.sum_field} {total:,.0f}" if self.sum_field else f"{len(entries)} matching events"
         subject = e.user if self.group_by == "user" else f"{self.group_by.replace('_', ' ')} {group_value}"
         return [self.fire(
-            user=user, group=burst.group, at=events[-1].ts, start=burst.start, end=burst.end,
+            user=user, group=burst.group, at=entries[-1].ts, start=burst.start, end=burst.end,
             description=f"{self.spec.name}: {measure} for {subject} within {human_duration(self.interval)} "
             f"(threshold {self.threshold:g})",
             evidence={
-                "event_ids": [x.event_id for x in events[:MAX_EVIDENCE_EVENTS]],
-                "count": len(events),
+                "event_ids": [x.item for x in entries[:MAX_EVIDENCE_EVENTS]],
+                "count": len(entries),
                 "value": total,
                 "threshold": self.threshold,
                 "interval_seconds": int(self.interval),

@@ -133,7 +133,7 @@ class DataExfiltrationProfile(ProfileDetector):
         found: dict[str, Any] = {}
 
         def reached(window) -> bool:
-            volume = sum(x.event.bytes for x in window)
+            volume = sum(x.weight for x in window)
             if volume < self.min_bytes:
                 return False  # the common case: decided without looking at history
             since = window[0].ts
@@ -143,23 +143,23 @@ class DataExfiltrationProfile(ProfileDetector):
             found.update(novel=novel, others=others, usual=usual)
             return novel or volume > self.multiplier * usual
 
-        burst = self._windows.add(f"user:{e.user}:{app}", Entry(e.ts, e), reached)
+        burst = self._windows.add(f"user:{e.user}:{app}", Entry(e.ts, e.event_id, weight=e.bytes), reached)
         if not burst:
             return []
         novel, others, usual = found["novel"], found["others"], found["usual"]
-        events = [x.event for x in burst.entries]
-        volume = sum(x.bytes for x in events)
+        entries = burst.entries
+        volume = int(sum(x.weight for x in entries))
         if novel:
             who = {"user": "the user", "peers": "the user or the department", "organisation": "anyone in the organisation"}[self.scope]
             why = f"an application {who} had not used in {self.params['baseline_days']} days"
         else:
             why = f"{volume / usual:,.0f} times the usual daily volume of {human_bytes(usual)}" if usual else "with no uploads before"
         return [self.fire(
-            user=e.user, group=burst.group, at=events[-1].ts, start=burst.start, end=burst.end,
+            user=e.user, group=burst.group, at=entries[-1].ts, start=burst.start, end=burst.end,
             description=f"{e.user} uploaded {human_bytes(volume)} to {e.application} within "
             f"{human_duration(self.interval)}: {why}",
             evidence={
-                "event_ids": [x.event_id for x in events[:MAX_EVIDENCE_EVENTS]],
+                "event_ids": [x.item for x in entries[:MAX_EVIDENCE_EVENTS]],
                 "application": e.application,
                 "bytes": volume,
                 "min_bytes": self.min_bytes,
@@ -171,6 +171,10 @@ class DataExfiltrationProfile(ProfileDetector):
                 "interval_seconds": int(self.interval),
             },
         )]
+
+    def retained(self) -> int:
+        return (super().retained() + sum(len(u) for u in self._app_users.values())
+                + sum(len(d) for d in self._daily.values()))
 
     def _prune(self) -> None:
         cutoff = self._newest - self.baseline - self.interval

@@ -18,11 +18,13 @@ from services.profiles.kinds.params import (
     positive_number,
     string_list,
 )
-from services.profiles.records import EventRecord, Firing, haversine_km
-from services.profiles.windows import BurstWindows, Entry
+from services.profiles.records import EventRecord, Firing, Sighting, haversine_km
+from services.profiles.windows import BurstWindows, Entry, at_once
 
 HALF_EARTH_KM = 20_038.0
 MAX_EVIDENCE_EVENTS = 50
+# Moves of one user within the proximity horizon (a day) beyond which the oldest are forgotten.
+MAX_TRAIL_POINTS = 1024
 
 
 class TrustedNetworks:
@@ -63,7 +65,7 @@ class RiskyCountriesProfile(ProfileDetector):
         country = e.country.upper()
         if country not in self.countries or e.outcome == "failure":
             return []
-        burst = self._windows.add(f"user:{e.user}:{country}", Entry(e.ts, e), lambda w: True)
+        burst = self._windows.add(f"user:{e.user}:{country}", Entry(e.ts), at_once)
         if not burst:
             return []
         where = f"{e.city}, {country}" if e.city else country
@@ -77,8 +79,11 @@ class RiskyCountriesProfile(ProfileDetector):
 
 @dataclass(slots=True)
 class _Trail:
+    """A user's located logons within the horizon, in time order. A stay at one place is
+    kept as its first and its latest logon, so the trail grows with moves, not logons."""
+
     times: list[float] = field(default_factory=list)
-    events: list[EventRecord] = field(default_factory=list)
+    points: list[Sighting] = field(default_factory=list)
 
 
 class ProximityProfile(ProfileDetector):
@@ -122,43 +127,62 @@ class ProximityProfile(ProfileDetector):
         trail = self._trails.get(e.user)
         if trail is None:
             trail = self._trails[e.user] = _Trail()
-        i = bisect.bisect_right(trail.times, e.ts)
-        trail.times.insert(i, e.ts)
-        trail.events.insert(i, e)
+        times, points = trail.times, trail.points
+        here = e.sighting()
+        if times and e.ts >= times[-1] and _same_place(points[-1], here):
+            # Still at the place of the last logon: nothing to judge (no distance).
+            if len(points) > 1 and _same_place(points[-2], here):
+                times[-1], points[-1] = e.ts, here
+            else:
+                times.append(e.ts)
+                points.append(here)
+            self._trim(trail)
+            return []
+        i = bisect.bisect_right(times, e.ts)
+        times.insert(i, e.ts)
+        points.insert(i, here)
         out = []
         # Compare with the logon before and, for a late event, the one after.
         pairs = []
         if i > 0:
-            pairs.append((trail.events[i - 1], e))
-        if i + 1 < len(trail.events):
-            pairs.append((e, trail.events[i + 1]))
+            pairs.append((points[i - 1], here))
+        if i + 1 < len(points):
+            pairs.append((here, points[i + 1]))
         for before, after in pairs:
-            firing = self._judge(before, after)
+            firing = self._judge(e.user, before, after)
             if firing:
                 out.append(firing)
-        cutoff = trail.times[-1] - self.horizon
-        if trail.times[0] < cutoff:
-            k = bisect.bisect_left(trail.times, cutoff)
-            # Keep one logon before the horizon: it is still the previous location.
-            k = max(0, k - 1)
-            del trail.times[:k]
-            del trail.events[:k]
+        self._trim(trail)
         return out
 
-    def _judge(self, before: EventRecord, after: EventRecord) -> Firing | None:
+    def retained(self) -> int:
+        return super().retained() + sum(len(t.points) for t in self._trails.values())
+
+    def _trim(self, trail: _Trail) -> None:
+        cutoff = trail.times[-1] - self.horizon
+        k = 0
+        if trail.times[0] < cutoff:
+            # Keep one logon before the horizon: it is still the previous location.
+            k = max(0, bisect.bisect_left(trail.times, cutoff) - 1)
+        k = max(k, len(trail.times) - MAX_TRAIL_POINTS)
+        if k:
+            del trail.times[:k]
+            del trail.points[:k]
+
+    def _judge(self, user: str, before: Sighting, after: Sighting) -> Firing | None:
         distance = haversine_km(before.latitude, before.longitude, after.latitude, after.longitude)
         if distance < self.min_distance:
             return None
         hours = max(after.ts - before.ts, 0.0) / 3600
         if hours * self.speed >= distance:
             return None
-        burst = self._fired.add(f"user:{after.user}", Entry(after.ts, after), lambda w: True)
+        burst = self._fired.add(f"user:{user}", Entry(after.ts), at_once)
         if not burst:
             return None
         speed = distance / hours if hours > 0 else None
         return self.fire(
-            user=after.user, group=burst.group, at=after.ts, start=before.ts, end=after.ts,
-            description=f"{after.user} logged on from {_where(after)} {human_duration(after.ts - before.ts)} after "
+            user=user, group=burst.group, at=after.ts, start=before.ts, end=after.ts,
+            description=f"{user} logged on from {_where(after)} {human_duration(after.ts - before.ts)} after "
             f"{_where(before)}, {distance:,.0f} km away"
             + (f" ({speed:,.0f} km/h; plausible {self.speed:,.0f} km/h)" if speed else " at the same time"),
             evidence={
@@ -174,7 +198,11 @@ class ProximityProfile(ProfileDetector):
         )
 
 
-def _where(e: EventRecord) -> str:
+def _same_place(a: Sighting, b: Sighting) -> bool:
+    return a.latitude == b.latitude and a.longitude == b.longitude
+
+
+def _where(e: Sighting) -> str:
     if e.city and e.country:
         return f"{e.city}, {e.country}"
     return e.country or e.source_ip or "an unknown place"
@@ -202,7 +230,6 @@ class SharedCredentialsProfile(ProfileDetector):
         self.max_addresses = p["max_addresses"]
         self.trusted = TrustedNetworks(p["trusted_networks"])
         self._windows = BurstWindows(self.interval)
-        self._last_place: dict[str, tuple[float, float]] = {}
 
     def accepts(self, e: EventRecord) -> bool:
         return (
@@ -210,14 +237,14 @@ class SharedCredentialsProfile(ProfileDetector):
             and not e.trusted_source and e.source_ip not in self.trusted
         )
 
-    def _alternation(self, window: list[Entry]) -> tuple[EventRecord, EventRecord, EventRecord] | None:
+    def _alternation(self, window: list[Entry]) -> tuple[Sighting, Sighting, Sighting] | None:
         """(a, b, c) in time order, c the newest, a near c and b far from it: back and forth."""
-        c = window[-1].event
+        c = window[-1].item
         if not c.located:
             return None
         far = None
         for entry in reversed(window[:-1]):
-            x = entry.event
+            x = entry.item
             if not x.located:
                 continue
             if x.latitude == c.latitude and x.longitude == c.longitude:
@@ -231,16 +258,20 @@ class SharedCredentialsProfile(ProfileDetector):
         return None
 
     def observe(self, e: EventRecord) -> list[Firing]:
-        found: dict[str, Any] = {}
-        place = (e.latitude, e.longitude) if e.located else None
-        previous = self._last_place.get(e.user)
-        if place is not None:
-            self._last_place[e.user] = place
-        if not self.max_addresses and (place is None or place == previous):
-            # Same place as the user's last located event: any back-and-forth ending here also
-            # ended there, and was judged then. The common case, kept cheap.
-            self._windows.add(f"user:{e.user}", Entry(e.ts, e), None)
+        # Only moves matter: a run of events from one place (and, when addresses count, one
+        # address) is one entry, its latest event; so memory follows moves, not events.
+        if self.max_addresses:
+            key = (e.latitude, e.longitude, e.source_ip)
+        elif e.located:
+            key = (e.latitude, e.longitude)
+        else:
+            return []  # takes part in no back-and-forth
+        group = f"user:{e.user}"
+        entry = Entry(e.ts, e.sighting(), key=key)
+        newest = self._windows.newest(group)
+        if newest is not None and newest.key == key and self._windows.extend(group, entry):
             return []
+        found: dict[str, Any] = {}
 
         def reached(window) -> bool:
             triple = self._alternation(window)
@@ -248,16 +279,16 @@ class SharedCredentialsProfile(ProfileDetector):
                 found["triple"] = triple
                 return True
             if self.max_addresses:
-                addresses = {x.event.source_ip for x in window if x.event.source_ip}
+                addresses = {x.item.source_ip for x in window if x.item.source_ip}
                 if len(addresses) >= self.max_addresses:
                     found["addresses"] = sorted(addresses)
                     return True
             return False
 
-        burst = self._windows.add(f"user:{e.user}", Entry(e.ts, e), reached)
+        burst = self._windows.add(group, entry, reached)
         if not burst:
             return []
-        events = [x.event for x in burst.entries]
+        seen = [x.item for x in burst.entries]
         if "triple" in found:
             a, b, c = found["triple"]
             distance = haversine_km(a.latitude, a.longitude, b.latitude, b.longitude)
@@ -271,9 +302,9 @@ class SharedCredentialsProfile(ProfileDetector):
             addresses = found["addresses"]
             description = f"{e.user} active from {len(addresses)} addresses within {human_duration(self.interval)}"
             evidence = {"addresses": addresses, "address_threshold": self.max_addresses}
-            ids = [x.event_id for x in events[:MAX_EVIDENCE_EVENTS]]
+            ids = [x.event_id for x in seen[:MAX_EVIDENCE_EVENTS]]
         return [self.fire(
-            user=e.user, group=burst.group, at=events[-1].ts, start=burst.start, end=burst.end,
+            user=e.user, group=burst.group, at=seen[-1].ts, start=burst.start, end=burst.end,
             description=description,
             evidence={"event_ids": ids, "interval_seconds": int(self.interval), "min_distance_km": self.min_distance, **evidence},
         )]

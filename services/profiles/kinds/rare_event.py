@@ -9,7 +9,7 @@ from typing import Any, Iterable
 from services.profiles.kinds.base import HistoryNeeds, ProfileDetector
 from services.profiles.kinds.params import Param, boolean, choices, positive_int, share, string_list
 from services.profiles.records import EventRecord, Firing, utc
-from services.profiles.windows import BurstWindows, Entry
+from services.profiles.windows import BurstWindows, Entry, at_once
 
 # Entity type -> the events column it reads, and the dimension of its anomalies.
 ENTITIES: dict[str, tuple[str, str]] = {
@@ -117,7 +117,7 @@ class RareEventProfile(ProfileDetector):
             share = self._share(users, e)
             if share > self.max_share:
                 continue  # new to this user, but common in the organisation
-            burst = self._fired.add(f"user:{e.user}:{entity_type}", Entry(e.ts, e), lambda w: True)
+            burst = self._fired.add(f"user:{e.user}:{entity_type}", Entry(e.ts), at_once)
             if not burst:
                 continue
             days = self.params["lookback_days"]
@@ -143,6 +143,9 @@ class RareEventProfile(ProfileDetector):
         if self._count % PRUNE_EVERY == 0:
             self._prune()
         return out
+
+    def retained(self) -> int:
+        return super().retained() + len(self._seen) + sum(len(u) for u in self._users_of.values())
 
     def _share(self, users: dict[str, float], e: EventRecord) -> float:
         """The larger of the shares of the organisation and of the user's department who used

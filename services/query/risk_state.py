@@ -144,13 +144,13 @@ def refresh(conn: Connection, tenant: str, now: datetime, window_days: int) -> i
     return len(names)
 
 
-def ensure_fresh(engine: Engine, tenant: str, now: datetime, window_days: int) -> None:
-    """Brings the tenant's user_risk up to date before a read that relies on it."""
+def ensure_fresh(engine: Engine, tenant: str, now: datetime, window_days: int) -> bool:
+    """Brings the tenant's user_risk up to date before a read that relies on it; True when it wrote."""
     with engine.connect() as conn:
         if not needs_refresh(conn, tenant, now, window_days):
-            return
+            return False
     with engine.begin() as conn:
-        refresh(conn, tenant, now, window_days)
+        return refresh(conn, tenant, now, window_days) > 0
 
 
 class Maintainer:

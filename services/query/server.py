@@ -15,11 +15,12 @@ from services.query import risk_state, summary as summary_store, timelines, user
 from services.query.convert import anomaly, anomaly_from_json, counts, range_message, time_range, timestamp, timestamp_us, to_datetime, user_risk_message
 from services.query.errors import InvalidArgument, QueryError, check_text
 from services.query.paging import page_size
-from services.query.reads import Reads
+from services.query.replica import ReadRouting
 from services.query.settings import QuerySettings
 from services.query.summary import LEVELS_HIGH_FIRST, RollupCache, ordered_counts
 from services.query.vocab import STATUSES
 from ueba.callctx import current_caller
+from ueba.db import create_db_engine
 from ueba.server import Registration, ServiceServer, build_server
 from ueba.v1 import query_pb2, query_pb2_grpc
 
@@ -55,10 +56,10 @@ def statuses_on_error(method):
 
 
 class QueryServicer(query_pb2_grpc.QueryServiceServicer):
-    def __init__(self, settings: QuerySettings, engine: Engine, reads: Reads):
+    def __init__(self, settings: QuerySettings, engine: Engine, routing: ReadRouting):
         self.settings = settings
-        self.engine = engine  # transactions: reviews, the ignore list, the user-risk refresh
-        self.reads = reads  # the single-statement reads of the hot calls
+        self.engine = engine  # the primary: reviews, the ignore list, the user-risk refresh
+        self.routing = routing  # reads: the replica when there is one and it is usable, else the primary
         self.rollups = RollupCache(settings.summary_cache_entries)
 
     # --- helpers --------------------------------------------------------------
@@ -73,7 +74,8 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         return page_size(requested, self.settings.max_page_size)
 
     def _fresh(self, tenant: str, now: datetime) -> None:
-        risk_state.ensure_fresh(self.engine, tenant, now, self.settings.risk_window_days)
+        if risk_state.ensure_fresh(self.engine, tenant, now, self.settings.risk_window_days):
+            self.routing.wrote(tenant)
 
     # --- summary -----------------------------------------------------------------
 
@@ -92,7 +94,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             raise InvalidArgument(f"top_users: expected 0 to {MAX_TOP_USERS}")
         top = request.top_users or DEFAULT_TOP_USERS
         data = summary_store.summary(
-            self.reads, self.rollups, tenant, start, end, request.include_ignored, top, now - window,
+            self.routing.reads(tenant), self.rollups, tenant, start, end, request.include_ignored, top, now - window,
             refresh=lambda: self._fresh(tenant, now),
         )
         totals = data.totals
@@ -121,7 +123,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         tenant = self._tenant()
         size = self._page_size(request.page_size)
         page = anomaly_store.list_page(
-            self.reads, tenant, request.filter, request.order_by, size, request.page_token, self.settings.count_limit, _utcnow()
+            self.routing.reads(tenant), tenant, request.filter, request.order_by, size, request.page_token, self.settings.count_limit, _utcnow()
         )
         return query_pb2.ListAnomaliesResponse(
             anomalies=[anomaly_from_json(r) for r in page.rows],
@@ -132,8 +134,9 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
 
     @statuses_on_error
     def GetAnomaly(self, request, context):
-        with self.engine.connect() as conn:
-            return anomaly(anomaly_store.get(conn, self._tenant(), request.id)._mapping)
+        tenant = self._tenant()
+        with self.routing.engine(tenant).connect() as conn:
+            return anomaly(anomaly_store.get(conn, tenant, request.id)._mapping)
 
     @statuses_on_error
     def ReviewAnomalies(self, request, context):
@@ -142,6 +145,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             updated, changes = review_store.review(
                 conn, caller.tenant, request, caller.actor, _utcnow(), self.settings.risk_window_days
             )
+        self.routing.wrote(caller.tenant)
         return query_pb2.ReviewAnomaliesResponse(
             updated=updated,
             risk_changes=[
@@ -159,7 +163,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     @statuses_on_error
     def ExportAnomalies(self, request, context):
         tenant, now = self._tenant(), _utcnow()
-        for chunk in anomaly_store.export_csv(self.engine, tenant, request.filter, now):
+        for chunk in anomaly_store.export_csv(self.routing.engine(tenant), tenant, request.filter, now):
             if not context.is_active():
                 return
             yield query_pb2.CsvChunk(data=chunk)
@@ -171,7 +175,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         tenant, now = self._tenant(), _utcnow()
         size = self._page_size(request.page_size)
         self._fresh(tenant, now)
-        with self.engine.connect() as conn:
+        with self.routing.engine(tenant).connect() as conn:
             rows, token = user_store.list_users(conn, tenant, request, size)
             names = [r.user_name for r in rows]
             latest = user_store.latest_scores(conn, tenant, names)
@@ -198,7 +202,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         if not 0 <= request.recent_limit <= MAX_RECENT:
             raise InvalidArgument(f"recent_limit: expected 0 to {MAX_RECENT}")
         view = user_store.get_user(
-            self.reads, tenant, name, now, self.settings.risk_window_days, self.settings.min_baseline_days,
+            self.routing.reads(tenant), tenant, name, now, self.settings.risk_window_days, self.settings.min_baseline_days,
             request.recent_limit or DEFAULT_RECENT,
         )
         return query_pb2.UserDetail(
@@ -223,7 +227,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         if request.min_score < 0:
             raise InvalidArgument("min_score: must not be negative")
         size = self._page_size(request.page_size)
-        with self.engine.connect() as conn:
+        with self.routing.engine(tenant).connect() as conn:
             rows, token = user_store.list_user_scores(conn, tenant, request, start, end, size)
         return query_pb2.ListUserScoresResponse(
             scores=[
@@ -244,7 +248,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         if not request.HasField("day"):
             raise InvalidArgument("day: required (the scored UTC date)")
         day = summary_store.floor_to(to_datetime(request.day), summary_store.DAY)
-        found = timelines.user_day(self.reads, tenant, name, day)
+        found = timelines.user_day(self.routing.reads(tenant), tenant, name, day)
         threshold = timelines.display_threshold([s[2] for s in found.scores])
         cards_by_hour: list[list] = [[] for _ in range(24)]
         for hour, model, score, features, learning in found.scores:
@@ -282,7 +286,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         if request.bucket_seconds < 0:
             raise InvalidArgument("bucket_seconds: must not be negative")
         seconds = request.bucket_seconds or 3600
-        with self.engine.connect() as conn:
+        with self.routing.engine(tenant).connect() as conn:
             buckets = timelines.risk_buckets(conn, tenant, start, end, seconds)
         threshold = timelines.surge_threshold([float(p) for _b, _n, p, _u in buckets])
         return query_pb2.RiskTimeline(
@@ -303,6 +307,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         reason = check_text("reason", request.reason, 1000)
         with self.engine.begin() as conn:
             row = user_store.add_ignored(conn, caller.tenant, name, reason, caller.actor, _utcnow())
+        self.routing.wrote(caller.tenant)
         return _ignored(row)
 
     @statuses_on_error
@@ -311,13 +316,14 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         name = user_store.required_user("user", request.user)
         with self.engine.begin() as conn:
             user_store.remove_ignored(conn, caller.tenant, name, caller.actor, _utcnow())
+        self.routing.wrote(caller.tenant)
         return query_pb2.RemoveIgnoredUserResponse()
 
     @statuses_on_error
     def ListIgnoredUsers(self, request, context):
-        size = self._page_size(request.page_size)
-        with self.engine.connect() as conn:
-            rows, token = user_store.list_ignored(conn, self._tenant(), request.page_token, size)
+        tenant, size = self._tenant(), self._page_size(request.page_size)
+        with self.routing.engine(tenant).connect() as conn:
+            rows, token = user_store.list_ignored(conn, tenant, request.page_token, size)
         return query_pb2.ListIgnoredUsersResponse(users=[_ignored(r) for r in rows], next_page_token=token)
 
 
@@ -326,10 +332,18 @@ def _ignored(row) -> query_pb2.IgnoredUser:
 
 
 def create_server(settings: QuerySettings, engine: Engine, maintenance: bool = True) -> tuple[ServiceServer, int]:
-    """The query server bound to settings.listen (not started) and its port."""
-    reads = Reads(engine, settings.db_pool_size)
-    servicer = QueryServicer(settings, engine, reads)
-    background: list = [reads]
+    """The query server bound to settings.listen (not started) and its port.
+
+    `engine` is the primary's; with UEBA_QUERY_READ_DATABASE_URL the reads
+    get an engine of their own on the replica (services/query/replica.py).
+    """
+    replica = None
+    if settings.read_database_url:
+        replica = create_db_engine(settings.read_database_url, settings.db_pool_size, application_name="ueba-query")
+    routing = ReadRouting(engine, settings.db_pool_size, replica, settings.replica_max_lag_seconds,
+                          settings.replica_sample_seconds)
+    servicer = QueryServicer(settings, engine, routing)
+    background: list = [routing]
     if maintenance and settings.maintenance:
         background.append(risk_state.Maintainer(engine, settings.risk_window_days, settings.maintenance_seconds))
     return build_server(

@@ -26,6 +26,15 @@ class QuerySettings(BaseSettings):
     summary_cache_entries: int = env_field(
         "UEBA_QUERY_SUMMARY_CACHE", 256, "GetSummary rollup totals kept per process (0 turns the cache off)"
     )
+    read_database_url: str = env_field(
+        "UEBA_QUERY_READ_DATABASE_URL", "", "Postgres URL of a streaming replica for reads; empty: read from DATABASE_URL"
+    )
+    replica_max_lag_seconds: float = env_field(
+        "UEBA_QUERY_REPLICA_MAX_LAG_SECONDS", 30.0, "read from the primary while the replica lags more than this; 0: no limit"
+    )
+    replica_sample_seconds: float = env_field(
+        "UEBA_QUERY_REPLICA_SAMPLE_SECONDS", 0.5, "how often the replica's replay position (and lag) is sampled"
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -45,3 +54,12 @@ class QuerySettings(BaseSettings):
             raise SettingsError(f"UEBA_QUERY_THREADS={self.threads}: expected 1 to 512")
         if not 0 <= self.summary_cache_entries <= 100_000:
             raise SettingsError(f"UEBA_QUERY_SUMMARY_CACHE={self.summary_cache_entries}: expected 0 to 100000")
+        if self.read_database_url:
+            if not self.read_database_url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+                raise SettingsError("UEBA_QUERY_READ_DATABASE_URL: expected a postgresql:// URL")
+            if not self.database_url:
+                raise SettingsError("UEBA_QUERY_READ_DATABASE_URL: needs DATABASE_URL (the primary); the embedded server has no replica")
+        if self.replica_max_lag_seconds < 0:
+            raise SettingsError(f"UEBA_QUERY_REPLICA_MAX_LAG_SECONDS={self.replica_max_lag_seconds}: must not be negative")
+        if not 0.05 <= self.replica_sample_seconds <= 60:
+            raise SettingsError(f"UEBA_QUERY_REPLICA_SAMPLE_SECONDS={self.replica_sample_seconds}: expected 0.05 to 60")

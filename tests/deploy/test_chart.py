@@ -29,6 +29,7 @@ def test_helm_lint(case):
         (("replicaCount=3",), "replicaCount"),
         (("query.bogus=1",), "bogus"),
         (("query.settings.UEBA_LISTEN=0.0.0.0:1",), "UEBA_LISTEN"),
+        (("query.settings.UEBA_QUERY_READ_DATABASE_URL=postgresql://r/db",), "UEBA_QUERY_READ_DATABASE_URL"),
         (("query.settings.listen=x",), "listen"),
         (("scorer.settings.UEBA_BASELINE_DAYS=30",), "scorer.settings.UEBA_BASELINE_DAYS"),
         (("ingest.resources.limits=null",), "limits"),
@@ -123,6 +124,13 @@ def test_settings_reach_the_config_maps():
     config = {cm["metadata"]["name"]: cm["data"] for cm in by_kind(docs, "ConfigMap")}
     assert config["ueba-scorer"]["UEBA_SCORING_SCHEDULE"] == "03:00"
     assert {c["UEBA_TENANT"] for c in config.values()} == {"acme"}
+
+
+def test_query_reads_a_replica_from_an_existing_secret():
+    docs = objects(helm_template(sets=("query.readReplica.existingSecret=replica-db",)))
+    for _, _, c in containers(docs):
+        refs = [e["valueFrom"]["secretKeyRef"] for e in c["env"] if e["name"] == "UEBA_QUERY_READ_DATABASE_URL"]
+        assert refs == ([{"name": "replica-db", "key": "UEBA_QUERY_READ_DATABASE_URL"}] if c["name"] == "query" else []), c["name"]
 
 
 def test_notes_tell_how_to_reach_the_query_api(tmp_path):

@@ -9,14 +9,13 @@ the servers need a maximum connection age.
 
 from __future__ import annotations
 
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from ueba.launcher import ServiceProcess, start_service
+
+from .metrics import sample
 
 STREAM_EVENTS = "/ueba.v1.IngestService/StreamEvents"
 
@@ -44,18 +43,6 @@ def two_ingest_processes(env: dict[str, str], log_dir: Path) -> Iterator[list[Se
     finally:
         for process in pair:
             process.stop()
-
-
-def sample(process: ServiceProcess, name: str, **labels: str) -> float:
-    """The sum of a metric's samples that carry `labels`, from the process's metrics port."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{process.metrics_port}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                total += s.value
-    return total
 
 
 def streams_served(process: ServiceProcess) -> int:

@@ -9,7 +9,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import Connection, cast, delete, func, insert, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.types import Float, Text, UserDefinedType
+from sqlalchemy.types import Text, UserDefinedType
 
 from services.profiles.defaults import DEFAULT_PROFILES, SEED_VERSION
 from services.profiles.kinds import KINDS, ProfileSpec
@@ -201,65 +201,55 @@ def current_snapshot(conn: Connection) -> str:
 
 # --- events ------------------------------------------------------------------------
 
+# In EventRecord's field order, so that a row is its positional arguments. The record computes
+# `ts` from `time` itself: cheaper than extract(epoch) in the server.
 EVENT_COLUMNS = (
     events.c.event_id, events.c.time, events.c.user_name, events.c.event_type, events.c.outcome, events.c.tenant,
     # As text: parsing every address into an ipaddress object costs more than the detectors.
     func.host(events.c.source_ip), events.c.source_host, events.c.destination_host, events.c.application, events.c.country,
     events.c.city, events.c.latitude, events.c.longitude, events.c.bytes, events.c.file_count, events.c.action,
     events.c.department, events.c.producer, events.c.object, events.c.failure_reason, events.c.logon_type,
-    events.c.trusted_source, cast(func.extract("epoch", events.c.time), Float),
+    events.c.trusted_source,
 )
+_EVENT_NAMES = (
+    "event_id, time, user_name, event_type, outcome, tenant, source_ip, source_host, destination_host,"
+    " application, country, city, latitude, longitude, bytes, file_count, action, department, producer, object,"
+    " failure_reason, logon_type, trusted_source"
+)
+_EVENT_SQL = _EVENT_NAMES.replace(" source_ip,", " host(source_ip) AS source_ip,")
+# The new rows in commit order, a page at a time: rows whose writing transaction was not visible
+# in the cursor (one of the transactions it saw in progress, or at or after its xmax). Two index
+# scans in txid order, merged, stop after the page: a whole backlog is never read or sorted.
+_DELTA_PAGE = f"""
+SELECT {_EVENT_NAMES}, txid::text::bigint FROM (
+    (SELECT {_EVENT_SQL}, txid FROM events
+      WHERE txid = ANY(ARRAY(SELECT pg_snapshot_xip(%(since)s::pg_snapshot))) ORDER BY txid LIMIT %(n)s)
+    UNION ALL
+    (SELECT {_EVENT_SQL}, txid FROM events
+      WHERE txid >= pg_snapshot_xmax(%(since)s::pg_snapshot) ORDER BY txid LIMIT %(n)s)
+) page ORDER BY page.txid LIMIT %(n)s"""
+_ONE_TRANSACTION = f"SELECT {_EVENT_SQL}, txid::text::bigint FROM events WHERE txid = %(txid)s::text::xid8"
 
 
-def record_of(row: Sequence[Any]) -> EventRecord:
-    (event_id, time, user, event_type, outcome, tenant, source_ip, source_host, destination_host, application, country,
-     city, latitude, longitude, nbytes, file_count, action, department, producer, obj, failure_reason, logon_type,
-     trusted, ts) = row
-    return EventRecord(
-        event_id=event_id, time=time, user=user, event_type=event_type, outcome=outcome, tenant=tenant,
-        source_ip=source_ip, source_host=source_host,
-        destination_host=destination_host, application=application, country=country, city=city,
-        latitude=latitude, longitude=longitude, bytes=nbytes or 0, file_count=file_count or 0, action=action,
-        department=department, producer=producer, object=obj, failure_reason=failure_reason, logon_type=logon_type,
-        trusted_source=bool(trusted), ts=ts,
-    )
+def delta_page(conn: Connection, since: str, page: int) -> tuple[list[EventRecord], int | None]:
+    """Rows visible now but not in `since`, in whole transactions of about `page` rows (one
+    transaction larger than a page is taken whole); and the txid they end at, None when they
+    are all there is.
 
-
-def _unseen_in(snapshot: str):
-    """Rows whose writing transaction was not visible in `snapshot`, as index-friendly
-    conditions: at or after its xmax, or one of the transactions it saw in progress."""
-    return text(
-        "(events.txid >= pg_snapshot_xmax(CAST(:since AS pg_snapshot))"
-        " OR events.txid = ANY(ARRAY(SELECT pg_snapshot_xip(CAST(:since AS pg_snapshot)))))"
-    ).bindparams(since=snapshot)
-
-
-def delta_cut(conn: Connection, since: str, page: int) -> tuple[int | None, int | None]:
-    """(first txid of the new rows, txid of the row at position `page`, or None when fewer).
-
-    Two ordered scans rather than one over their union: each is an index range
-    that stops after `page` rows, where the union would sort the whole backlog.
+    Read on the driver connection in binary, rows straight into EventRecords: the ORM's row
+    processing cost more than the detectors.
     """
-    txid_text = func.cast(events.c.txid, Text)
-    snap = snapshot_param(since)
-    running = text("events.txid = ANY(ARRAY(SELECT pg_snapshot_xip(CAST(:since AS pg_snapshot))))").bindparams(since=since)
-    later = events.c.txid >= func.pg_snapshot_xmax(snap)
-    txids: list[int] = []
-    for cond in (running, later):
-        q = select(txid_text).where(cond).order_by(events.c.txid).limit(page + 1)
-        txids += [int(t) for t in conn.execute(q).scalars()]
-    if not txids:
-        return None, None
-    txids.sort()
-    return txids[0], (txids[page] if len(txids) > page else None)
-
-
-def delta_events(conn: Connection, since: str, upto_txid: int | None) -> list[tuple[EventRecord, int]]:
-    """Rows visible now but not in `since` (optionally only those with txid <= upto_txid)."""
-    q = select(*EVENT_COLUMNS, events.c.txid).where(_unseen_in(since))
-    if upto_txid is not None:
-        q = q.where(events.c.txid <= cast(literal(str(upto_txid), Text), events.c.txid.type))
-    return [(record_of(r[:-1]), int(r[-1])) for r in conn.execute(q).all()]
+    cursor = conn.connection.driver_connection.cursor(binary=True)
+    rows = cursor.execute(_DELTA_PAGE, {"since": since, "n": page + 1}).fetchall()
+    if len(rows) <= page:
+        return [EventRecord(*r[:-1]) for r in rows], None
+    first, cut = rows[0][-1], rows[page][-1]
+    if cut == first:
+        rows = cursor.execute(_ONE_TRANSACTION, {"txid": str(first)}).fetchall()
+        return [EventRecord(*r[:-1]) for r in rows], first
+    # Up to the transaction before the one the page ends in.
+    upto = cut - 1
+    return [EventRecord(*r[:-1]) for r in rows if r[-1] <= upto], upto
 
 
 def next_snapshot(since: str, current: str, upto_txid: int | None) -> str:
@@ -302,7 +292,7 @@ def replay_events(
     q = q.order_by(events.c.time, events.c.event_id)
     result = conn.execute(q.execution_options(stream_results=True, yield_per=chunk))
     for row in result:
-        yield record_of(row)
+        yield EventRecord(*row)
 
 
 def user_history(conn: Connection, tenant: str, since: datetime, until: datetime, visible_in: str | None) -> list[tuple]:

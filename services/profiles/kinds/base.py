@@ -52,8 +52,9 @@ class ProfileDetector(ABC):
     kind: ClassVar[str]
     default_dimension: ClassVar[str]
     parameters: ClassVar[tuple[Param, ...]]
-    # Event types the kind looks at; None: every type.
-    event_types: ClassVar[frozenset[str] | None] = None
+    # Event types the detector looks at; None: every type. Kinds whose parameters name event
+    # types narrow it per instance: the evaluator routes events by it and replays read by it.
+    event_types: frozenset[str] | None = None
     title: ClassVar[str] = ""
 
     def __init__(self, spec: ProfileSpec):

@@ -60,6 +60,8 @@ class CustomThresholdProfile(ProfileDetector):
         self.group_by = p["group_by"]
         self.sum_field = p["sum_field"] if p["aggregate"] == "sum" else None
         self._windows = BurstWindows(self.interval)
+        if "event_type" in self.match:
+            self.event_types = self.match["event_type"]
 
     def accepts(self, e: EventRecord) -> bool:
         if not super().accepts(e):

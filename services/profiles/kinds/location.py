@@ -54,12 +54,12 @@ class RiskyCountriesProfile(ProfileDetector):
     def __init__(self, spec):
         super().__init__(spec)
         self.countries = frozenset(self.params["countries"])
-        self.types = frozenset(self.params["event_types"])
+        self.event_types = frozenset(self.params["event_types"]) or None
         self.interval = float(self.params["interval_seconds"])
         self._windows = BurstWindows(self.interval)
 
     def accepts(self, e: EventRecord) -> bool:
-        return bool(e.country) and super().accepts(e) and (not self.types or e.event_type in self.types)
+        return bool(e.country) and super().accepts(e)
 
     def observe(self, e: EventRecord) -> list[Firing]:
         country = e.country.upper()

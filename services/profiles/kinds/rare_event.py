@@ -23,13 +23,6 @@ DAY = 86400.0
 PRUNE_EVERY = 100_000
 
 
-def entity_value(e: EventRecord, entity_type: str) -> str | None:
-    value = getattr(e, ENTITIES[entity_type][0])
-    if not value:
-        return None
-    return value.upper() if entity_type == "country" else value.lower()
-
-
 class RareEventProfile(ProfileDetector):
     kind = "rare_event"
     default_dimension = ""  # per entity type unless the profile sets one
@@ -52,11 +45,12 @@ class RareEventProfile(ProfileDetector):
         self.entity_types = tuple(p["entity_types"])
         self.lookback = p["lookback_days"] * DAY
         self.min_history = p["min_history_days"] * DAY
-        self.types = frozenset(p["event_types"])
+        self.event_types = frozenset(p["event_types"]) or None
         self._user_first: dict[str, float] = {}
-        self._seen: dict[tuple[str, str, str], float] = {}
-        # (entity type, entity) -> user -> last seen: how common an entity is across the organisation.
-        self._users_of: dict[tuple[str, str], dict[str, float]] = {}
+        # Entity type -> entity -> user -> last seen: when this user last used it, and how common
+        # it is across the organisation.
+        self._users_of: dict[str, dict[str, dict[str, float]]] = {t: {} for t in self.entity_types}
+        self._columns = tuple((t, ENTITIES[t][0], t == "country") for t in self.entity_types)
         self.max_share = p["max_org_share"]
         self._department: dict[str, str] = {}
         self._fired = BurstWindows(float(p["suppress_seconds"]))
@@ -73,7 +67,7 @@ class RareEventProfile(ProfileDetector):
 
     def accepts(self, e: EventRecord) -> bool:
         return (
-            super().accepts(e) and (not self.types or e.event_type in self.types)
+            super().accepts(e)
             and (e.outcome != "failure" or self.params["include_failures"])
         )
 
@@ -87,32 +81,36 @@ class RareEventProfile(ProfileDetector):
 
     def seed_entities(self, rows: Iterable[tuple[str, str, str, datetime, datetime]]) -> None:
         for user, entity_type, entity, _first, last in rows:
-            key = (user, entity_type, entity)
+            if entity_type not in self._users_of:
+                continue
+            users = self._users_of[entity_type].setdefault(entity, {})
             ts = last.timestamp()
-            if ts > self._seen.get(key, float("-inf")):
-                self._seen[key] = ts
-                self._users_of.setdefault((entity_type, entity), {})[user] = ts
+            if ts > users.get(user, float("-inf")):
+                users[user] = ts
 
     def observe(self, e: EventRecord) -> list[Firing]:
-        first = self._user_first.get(e.user)
-        if first is None or e.ts < first:
-            first = self._user_first[e.user] = e.ts
-        learning = e.ts - first < self.min_history
+        user, ts = e.user, e.ts
+        first = self._user_first.get(user)
+        if first is None or ts < first:
+            first = self._user_first[user] = ts
+        learning = ts - first < self.min_history
         if e.department:
-            self._department[e.user] = e.department
+            self._department[user] = e.department
         out = []
-        for entity_type in self.entity_types:
-            value = entity_value(e, entity_type)
-            if value is None:
+        for entity_type, column, upper in self._columns:
+            value = getattr(e, column)
+            if not value:
                 continue
-            key = (e.user, entity_type, value)
-            last = self._seen.get(key)
-            if last is not None and last >= e.ts:
+            value = value.upper() if upper else value.lower()
+            entities = self._users_of[entity_type]
+            users = entities.get(value)
+            if users is None:
+                users = entities[value] = {}
+            last = users.get(user)
+            if last is not None and last >= ts:
                 continue  # a late event of something already seen after it
-            self._seen[key] = e.ts
-            users = self._users_of.setdefault((entity_type, value), {})
-            users[e.user] = e.ts
-            if learning or (last is not None and e.ts - last <= self.lookback):
+            users[user] = ts
+            if learning or (last is not None and ts - last <= self.lookback):
                 continue
             share = self._share(users, e)
             if share > self.max_share:
@@ -145,7 +143,7 @@ class RareEventProfile(ProfileDetector):
         return out
 
     def retained(self) -> int:
-        return super().retained() + len(self._seen) + sum(len(u) for u in self._users_of.values())
+        return super().retained() + sum(len(u) for entities in self._users_of.values() for u in entities.values())
 
     def _share(self, users: dict[str, float], e: EventRecord) -> float:
         """The larger of the shares of the organisation and of the user's department who used
@@ -164,10 +162,10 @@ class RareEventProfile(ProfileDetector):
 
     def _prune(self) -> None:
         cutoff = self._newest - self.lookback
-        self._seen = {k: v for k, v in self._seen.items() if v >= cutoff}
-        for key, users in list(self._users_of.items()):
-            kept = {u: ts for u, ts in users.items() if ts >= cutoff}
-            if kept:
-                self._users_of[key] = kept
-            else:
-                del self._users_of[key]
+        for entities in self._users_of.values():
+            for entity, users in list(entities.items()):
+                kept = {u: ts for u, ts in users.items() if ts >= cutoff}
+                if kept:
+                    entities[entity] = kept
+                else:
+                    del entities[entity]

@@ -426,3 +426,52 @@ query_rollup_versions = Table(
     Column("generation", BigInteger, nullable=False),
     PrimaryKeyConstraint("tenant"),
 )
+
+# --- hash-bucket leases of profiles and scorer replicas (migration 0008_work_leases) ---
+
+# Tables that describe the deployment rather than a tenant's data (test_store exempts them
+# from carrying `tenant`): a lease covers the users of every tenant in its bucket.
+TENANT_INDEPENDENT = {"work_leases", "work_lease_members"}
+
+# One row per (pool, bucket): who holds it until when. `token` grows on every change of
+# hands; a worker compares it in its write transaction (fencing). `buckets` is the
+# pool's N, so that replicas configured with another N refuse to start.
+work_leases = Table(
+    "work_leases",
+    metadata,
+    Column("pool", Text, nullable=False),
+    Column("bucket", Integer, nullable=False),
+    Column("buckets", Integer, nullable=False),
+    Column("owner", Text),
+    Column("token", BigInteger, nullable=False, server_default=text("0")),
+    Column("expires_at", TZ, nullable=False, server_default=text("now()")),
+    Column("heartbeat_at", TZ),
+    PrimaryKeyConstraint("pool", "bucket"),
+)
+
+# The live replicas of a pool (renewed with their leases): the fair share is
+# ceil(N / live members), which also counts a replica that holds nothing yet.
+work_lease_members = Table(
+    "work_lease_members",
+    metadata,
+    Column("pool", Text, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("joined_at", TZ, nullable=False, server_default=text("now()")),
+    Column("expires_at", TZ, nullable=False),
+    PrimaryKeyConstraint("pool", "owner"),
+)
+
+# The scorer's per-bucket state: the feature cursor (snapshot of the last run that
+# aggregated the bucket's users) and the last scheduled fire time scored, written in
+# the run's transaction so that each fire scores each bucket exactly once.
+scorer_buckets = Table(
+    "scorer_buckets",
+    metadata,
+    tenant_column(),
+    Column("bucket", Integer, nullable=False),
+    Column("snapshot", Text),
+    Column("scheduled_at", TZ),
+    Column("run_id", UUID(as_uuid=False)),
+    Column("updated_at", TZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("tenant", "bucket"),
+)

@@ -9,6 +9,7 @@ the commits. Figures:
 - evaluator rate while streaming: events / time until it has taken every event;
 - evaluator capacity: a second evaluator process, started with no cursor on the
   full table, takes the whole backlog; events / time from READY to caught up;
+- peak RSS of the profiles process (VmHWM) in each run, and the load average at the end;
 - commit-to-anomaly delay of the live run: anomaly created_at minus ingested_at
   of its triggering event (the event at the anomaly's time for its user), p50/p95/max.
 """
@@ -70,6 +71,17 @@ def _wait_caught_up(url: str, timeout: float = 900.0) -> float:
             time.sleep(0.05)
 
 
+def _peak_rss_mib(pid: int) -> float | None:
+    """The process's peak resident set (VmHWM), read before it is stopped."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -102,6 +114,7 @@ def run(out_dir: Path) -> dict:
                 totals = client.send(events)
                 ingest_done = time.perf_counter()
             caught_up = _wait_caught_up(url)
+            live_rss = _peak_rss_mib(profiles.process.pid)
         finally:
             profiles.stop()
             ingest.stop()
@@ -117,6 +130,7 @@ def run(out_dir: Path) -> dict:
         backlog_start = time.perf_counter()  # from READY: process start-up is not evaluator work
         try:
             backlog_done = _wait_caught_up(url)
+            backlog_rss = _peak_rss_mib(profiles.process.pid)
         finally:
             profiles.stop()
         capacity_seconds = backlog_done - backlog_start
@@ -131,6 +145,9 @@ def run(out_dir: Path) -> dict:
             "evaluator_lag_after_last_commit_seconds": round(caught_up - ingest_done, 2),
             "evaluator_capacity_events_per_second": round(capacity),
             "evaluator_capacity_seconds": round(capacity_seconds, 1),
+            "profiles_peak_rss_mib_while_streaming": live_rss,
+            "profiles_peak_rss_mib_backlog": backlog_rss,
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
             "anomalies": anomalies,
             "delay_seconds_p50": round(statistics.median(delays), 3) if delays else None,
             "delay_seconds_p95": round(_percentile(delays, 0.95), 3) if delays else None,

@@ -76,6 +76,11 @@ class Sighting:
     def located(self) -> bool:
         return self.latitude is not None and self.longitude is not None
 
+    def move_to(self, e: EventRecord) -> None:
+        """Becomes the sighting of a later event (at the same place): no new object per event."""
+        self.ts, self.time, self.event_id, self.source_ip = e.ts, e.time, e.event_id, e.source_ip
+        self.country, self.city, self.latitude, self.longitude = e.country, e.city, e.latitude, e.longitude
+
     def place(self) -> dict[str, Any]:
         """The location as evidence shows it."""
         return {

@@ -201,8 +201,8 @@ def current_snapshot(conn: Connection) -> str:
 
 # --- events ------------------------------------------------------------------------
 
-# In EventRecord's field order, so that a row is its positional arguments. The record computes
-# `ts` from `time` itself: cheaper than extract(epoch) in the server.
+# In EventRecord's field order, so that a row is its positional arguments (the record computes
+# `ts`; the delta page reads it: date_part's double is datetime.timestamp()'s, and free there).
 EVENT_COLUMNS = (
     events.c.event_id, events.c.time, events.c.user_name, events.c.event_type, events.c.outcome, events.c.tenant,
     # As text: parsing every address into an ipaddress object costs more than the detectors.
@@ -221,14 +221,16 @@ _EVENT_SQL = _EVENT_NAMES.replace(" source_ip,", " host(source_ip) AS source_ip,
 # in the cursor (one of the transactions it saw in progress, or at or after its xmax). Two index
 # scans in txid order, merged, stop after the page: a whole backlog is never read or sorted.
 _DELTA_PAGE = f"""
-SELECT {_EVENT_NAMES}, txid::text::bigint FROM (
+SELECT {_EVENT_NAMES}, date_part('epoch', time), txid::text::bigint FROM (
     (SELECT {_EVENT_SQL}, txid FROM events
       WHERE txid = ANY(ARRAY(SELECT pg_snapshot_xip(%(since)s::pg_snapshot))) ORDER BY txid LIMIT %(n)s)
     UNION ALL
     (SELECT {_EVENT_SQL}, txid FROM events
       WHERE txid >= pg_snapshot_xmax(%(since)s::pg_snapshot) ORDER BY txid LIMIT %(n)s)
 ) page ORDER BY page.txid LIMIT %(n)s"""
-_ONE_TRANSACTION = f"SELECT {_EVENT_SQL}, txid::text::bigint FROM events WHERE txid = %(txid)s::text::xid8"
+_ONE_TRANSACTION = (
+    f"SELECT {_EVENT_SQL}, date_part('epoch', time), txid::text::bigint FROM events WHERE txid = %(txid)s::text::xid8"
+)
 
 
 def delta_page(conn: Connection, since: str, page: int) -> tuple[list[EventRecord], int | None]:
@@ -237,7 +239,7 @@ def delta_page(conn: Connection, since: str, page: int) -> tuple[list[EventRecor
     are all there is.
 
     Read on the driver connection in binary, rows straight into EventRecords: the ORM's row
-    processing cost more than the detectors.
+    processing cost more than the detectors, and datetime.timestamp() a fifth of them.
     """
     cursor = conn.connection.driver_connection.cursor(binary=True)
     rows = cursor.execute(_DELTA_PAGE, {"since": since, "n": page + 1}).fetchall()

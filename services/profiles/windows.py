@@ -110,31 +110,29 @@ class BurstWindows:
         self._tick(g)
         return burst
 
-    def extend(self, group: str, entry: Entry) -> bool:
-        """Replaces the group's newest entry by `entry`, a repeat of it (same place, same
-        address) at a later time; False when it is not the newest or not alike in state.
+    def extend(self, group: str, ts: float, key: Any) -> Entry | None:
+        """Moves the group's newest entry forward to `ts` when the new event repeats it (the
+        same `key`: same place, same address) and comes after it; returns the entry, whose
+        item the caller refreshes, or None (then the caller adds the event as usual).
 
         The windows ending at the repeat hold no entry the windows ending at the one it
         replaces did not, so it completes no burst the other did not.
         """
         g = self._groups.get(group)
         if g is None or not g.entries:
-            return False
+            return None
         last = g.entries[-1]
-        if entry.ts < last.ts or last.consumed or (g.fired and self._fired_in(g, entry.ts)):
-            return False
-        g.times[-1] = entry.ts
-        g.entries[-1] = entry
-        if entry.ts > g.newest:
-            g.newest = entry.ts
-        if entry.ts > self._newest:
-            self._newest = entry.ts
-        self._tick(g)
-        return True
-
-    def newest(self, group: str) -> Entry | None:
-        g = self._groups.get(group)
-        return g.entries[-1] if g is not None and g.entries else None
+        if last.key != key or ts < last.ts or last.consumed or (g.fired and self._fired_in(g, ts)):
+            return None
+        last.ts = g.times[-1] = ts
+        if ts > g.newest:
+            g.newest = ts
+        if ts > self._newest:
+            self._newest = ts
+        self._adds += 1  # the group does not grow: only the periodic sweep is due
+        if self._adds % 1024 == 0:
+            self._sweep()
+        return last
 
     def fired_at(self, group: str, ts: float) -> bool:
         g = self._groups.get(group)

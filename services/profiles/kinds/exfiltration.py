@@ -112,17 +112,29 @@ class DataExfiltrationProfile(ProfileDetector):
         return sum(volumes) / len(volumes) if volumes else 0.0
 
     def observe(self, e: EventRecord) -> list[Firing]:
+        user, ts = e.user, e.ts
         self._count += 1
-        self._newest = max(self._newest, e.ts)
+        if ts > self._newest:
+            self._newest = ts
         if self._count % PRUNE_EVERY == 0:
             self._prune()
-        first = self._user_first.get(e.user)
-        if first is None or e.ts < first:
-            first = self._user_first[e.user] = e.ts
+        first = self._user_first.get(user)
+        if first is None or ts < first:
+            first = self._user_first[user] = ts
         if e.department:
-            self._department[e.user] = e.department
+            self._department[user] = e.department
         app = e.application.lower()
-        self._use(e.user, app, e.ts)
+        # _use, inlined: every event with an application comes here.
+        users = self._app_users.get(app)
+        if users is None:
+            users = self._app_users[app] = {}
+        span = users.get(user)
+        if span is None:
+            users[user] = [ts, ts]
+        elif ts > span[1]:
+            span[1] = ts
+        elif ts < span[0]:
+            span[0] = ts
         if e.event_type != "file_upload" or e.bytes <= 0 or e.outcome == "failure":
             return []
         day = int(e.ts // DAY)

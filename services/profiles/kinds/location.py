@@ -31,6 +31,9 @@ class TrustedNetworks:
     def __init__(self, networks: list[str]):
         self._nets = [ipaddress.ip_network(n) for n in networks]
 
+    def __bool__(self) -> bool:
+        return bool(self._nets)
+
     def __contains__(self, address: str | None) -> bool:
         if not address or not self._nets:
             return False
@@ -120,7 +123,7 @@ class ProximityProfile(ProfileDetector):
     def accepts(self, e: EventRecord) -> bool:
         return (
             super().accepts(e) and e.outcome != "failure" and e.located
-            and not e.trusted_source and e.source_ip not in self.trusted
+            and not e.trusted_source and not (self.trusted and e.source_ip in self.trusted)
         )
 
     def observe(self, e: EventRecord) -> list[Firing]:
@@ -234,7 +237,7 @@ class SharedCredentialsProfile(ProfileDetector):
     def accepts(self, e: EventRecord) -> bool:
         return (
             super().accepts(e) and e.outcome != "failure" and (e.located or bool(e.source_ip))
-            and not e.trusted_source and e.source_ip not in self.trusted
+            and not e.trusted_source and not (self.trusted and e.source_ip in self.trusted)
         )
 
     def _alternation(self, window: list[Entry]) -> tuple[Sighting, Sighting, Sighting] | None:
@@ -267,10 +270,11 @@ class SharedCredentialsProfile(ProfileDetector):
         else:
             return []  # takes part in no back-and-forth
         group = f"user:{e.user}"
-        entry = Entry(e.ts, e.sighting(), key=key)
-        newest = self._windows.newest(group)
-        if newest is not None and newest.key == key and self._windows.extend(group, entry):
+        repeated = self._windows.extend(group, e.ts, key)
+        if repeated is not None:
+            repeated.item.move_to(e)
             return []
+        entry = Entry(e.ts, e.sighting(), key=key)
         found: dict[str, Any] = {}
 
         def reached(window) -> bool:

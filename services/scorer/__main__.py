@@ -7,6 +7,7 @@ import sys
 from services.scorer.server import create_server
 from services.scorer.settings import ScorerSettings
 from ueba.bootstrap import engine_for
+from ueba.leases import LeaseConfigError
 from ueba.logs import configure_logging
 from ueba.server import serve
 from ueba.settings import SettingsError
@@ -20,7 +21,11 @@ def main() -> int:
         return 2
     configure_logging("scorer", settings.log_level)
     engine = engine_for(settings, "scorer")
-    server, port = create_server(settings, engine)
+    try:
+        server, port = create_server(settings, engine)
+    except LeaseConfigError as exc:
+        print(f"scorer: {exc}", file=sys.stderr)
+        return 2
     serve("scorer", settings, server, port)
     return 0
 

@@ -16,9 +16,16 @@ the stored event scores, and upserts model anomalies by a key of user and day.
 An hour's score depends only on the data (its baseline is the days before its
 UTC day), not on which window scored it.
 
-Runs of one tenant are serialised by a session advisory lock taken before the
-transaction starts, so a waiting run's snapshot already includes the previous
-run's commit.
+Replicas split the users into hash buckets (ueba/leases.py). A run covers a set
+of buckets: a scheduled run the buckets its replica leases, an on-demand run every
+bucket (or the buckets of its users). Runs touching the same bucket of a tenant
+are serialised by session advisory locks per bucket, taken before the transaction
+starts, so a waiting run's snapshot already includes the previous run's commit.
+Baselines are loaded for every user (peer groups and shrinkage need them all),
+features are aggregated and scores written only for the run's buckets. A
+scheduled run records its fire time per bucket (scorer_buckets) and checks its
+lease tokens in the same transaction (fencing), so each fire scores each bucket
+exactly once, even when a paused replica wakes up after its buckets moved.
 """
 
 from __future__ import annotations
@@ -34,14 +41,17 @@ import numpy as np
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 
 from services.scorer import baseline, features, peers, scoring
+from services.scorer.features import BucketCursors, analyze_unless_busy
 from services.scorer.models import AGGREGATED, BY_NAME, NOVELTY_ENTITY, PEER_GROUP
 from services.scorer.settings import ScorerSettings
 from services.scorer.sink import AnomalySink
+from ueba.leases import LeaseManager, buckets_of
 from ueba.store.schema import (
     anomalies,
     event_scores,
     ignored_users,
     peer_groups,
+    scorer_buckets,
     scoring_runs,
     user_scores,
     users,
@@ -51,6 +61,8 @@ log = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+RUN_LOCK = "ueba-scorer-run"  # advisory lock (hashtext(RUN_LOCK), hashtext(run id)) held while a run works
+BUCKET_LOCK = "ueba-scorer-bucket"  # advisory locks (hashtext(BUCKET_LOCK:tenant), bucket) serialise runs
 
 
 class RunFailed(RuntimeError):
@@ -66,6 +78,41 @@ class RunResult:
     end: datetime
     figures: dict = field(default_factory=dict)
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class ScheduledBuckets:
+    """A scheduled run's share: the fire time and the leased buckets with their tokens."""
+
+    fire: datetime
+    tokens: dict[int, int]
+    leases: LeaseManager
+
+
+@dataclass(frozen=True)
+class UserScope:
+    """The users a run scores: those of `buckets` (of N), narrowed to `users` when given."""
+
+    n: int
+    buckets: tuple[int, ...]
+    users: frozenset[str] | None = None
+
+    @property
+    def every_bucket(self) -> bool:
+        return len(self.buckets) == self.n
+
+    def clauses(self, table) -> list:
+        out = []
+        if self.users is not None:
+            out.append(table.c.user_name.in_(sorted(self.users)))
+        if not self.every_bucket:
+            out.append(func.ueba_bucket(table.c.tenant, table.c.user_name, self.n).in_(self.buckets))
+        return out
+
+    def params(self) -> dict:
+        """For text SQL: `(:all_users OR user = ANY(:users)) AND (:all_buckets OR ueba_bucket(...) = ANY(:buckets))`."""
+        return {"all_users": self.users is None, "users": sorted(self.users or ()), "all_buckets": self.every_bucket,
+                "buckets": list(self.buckets), "n": self.n}
 
 
 def canonical_user(name: str) -> str:
@@ -110,19 +157,31 @@ class Scorer:
     # -- public --------------------------------------------------------------------------------
 
     def run(self, tenant: str, start: datetime, end: datetime, user_filter: list[str] | None = None,
-            trigger: str = "on_demand") -> RunResult:
+            trigger: str = "on_demand", scheduled: ScheduledBuckets | None = None) -> RunResult:
         start, end = floor_hour(start), floor_hour(end)
+        n = self.settings.buckets
         with self.engine.begin() as conn:
+            wanted = frozenset(canonical_user(u) for u in user_filter) if user_filter else None
+            if scheduled is not None:
+                buckets = tuple(sorted(scheduled.tokens))
+            elif wanted is not None:
+                buckets = tuple(sorted(set(buckets_of(conn, tenant, wanted, n).values())))
+            else:
+                buckets = tuple(range(n))
+            scope = UserScope(n, buckets, wanted)
+            marker = {"users": sorted(user_filter) if user_filter else [], "buckets": list(buckets)}
+            if scheduled is not None:
+                marker.update(fire=scheduled.fire.isoformat(), owner=scheduled.leases.owner)
             run_id = conn.execute(
                 insert(scoring_runs)
                 .values(tenant=tenant, status="running", trigger=trigger, range_start=start, range_end=end,
-                        figures={"users": sorted(user_filter) if user_filter else []})
+                        figures=marker)
                 .returning(scoring_runs.c.id)
             ).scalar_one()
         started = time.perf_counter()
         lines: list[str] = []
         try:
-            figures = self._run_locked(run_id, tenant, start, end, user_filter, lines)
+            figures = self._run_locked(run_id, tenant, start, end, scope, scheduled, lines)
         except Exception as exc:
             log.exception("scoring run failed", extra={"run_id": run_id, "tenant": tenant})
             error = f"{type(exc).__name__}: {exc}"[:2000]
@@ -145,42 +204,72 @@ class Scorer:
         if self.fail_point is not None:
             self.fail_point(stage)
 
-    def _run_locked(self, run_id, tenant, start, end, user_filter, lines) -> dict:
+    def _run_locked(self, run_id, tenant, start, end, scope: UserScope, scheduled, lines) -> dict:
         with self.engine.connect() as lock_conn:
             lock_conn = lock_conn.execution_options(isolation_level="AUTOCOMMIT")
-            key = f"ueba-scorer:{tenant}"
-            lock_conn.execute(select(func.pg_advisory_lock(func.hashtext(key))))
+            # The run's own lock tells mark_interrupted that this `running` row is alive.
+            lock_conn.execute(select(func.pg_advisory_lock(func.hashtext(RUN_LOCK), func.hashtext(str(run_id)))))
             try:
+                # In bucket order, so that runs over overlapping buckets cannot deadlock.
+                lock_conn.execute(
+                    text("SELECT count(pg_advisory_lock(hashtext(:key), b)) FROM unnest(CAST(:buckets AS int[])) AS b"),
+                    {"key": f"{BUCKET_LOCK}:{tenant}", "buckets": list(scope.buckets)},
+                )
                 with self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
                     with conn.begin():
-                        return self._run_in_transaction(conn, run_id, tenant, start, end, user_filter, lines)
+                        return self._run_in_transaction(conn, run_id, tenant, start, end, scope, scheduled, lines)
             finally:
-                lock_conn.execute(select(func.pg_advisory_unlock(func.hashtext(key))))
+                lock_conn.execute(select(func.pg_advisory_unlock_all()))
 
-    def _run_in_transaction(self, conn: Connection, run_id, tenant, start, end, user_filter, lines) -> dict:
+    def _cursors(self, conn: Connection, tenant: str, buckets: tuple[int, ...]) -> BucketCursors:
+        found = dict(conn.execute(
+            select(scorer_buckets.c.bucket, scorer_buckets.c.snapshot)
+            .where(scorer_buckets.c.tenant == tenant, scorer_buckets.c.bucket.in_(buckets))
+        ).all())
+        previous = {b: found.get(b) for b in buckets}
+        if any(v is None for v in previous.values()):
+            # Before buckets, a run aggregated every user: its snapshot holds for every bucket.
+            legacy = conn.execute(
+                select(scoring_runs.c.figures["snapshot"].astext)
+                .where(scoring_runs.c.tenant == tenant, scoring_runs.c.status == "succeeded",
+                       scoring_runs.c.figures.has_key("snapshot"), ~scoring_runs.c.figures.has_key("buckets"))
+                .order_by(scoring_runs.c.finished_at.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+            previous = {b: v if v is not None else legacy for b, v in previous.items()}
+        return BucketCursors(self.settings.buckets, previous)
+
+    def _run_in_transaction(self, conn: Connection, run_id, tenant, start, end, scope: UserScope,
+                            scheduled: ScheduledBuckets | None, lines) -> dict:
         t0 = time.perf_counter()
         conn.execute(text("SET LOCAL TIME ZONE 'UTC'"))
-        previous = conn.execute(
-            select(scoring_runs.c.figures["snapshot"].astext)
-            .where(scoring_runs.c.tenant == tenant, scoring_runs.c.status == "succeeded",
-                   scoring_runs.c.figures.has_key("snapshot"))
-            .order_by(scoring_runs.c.finished_at.desc())
-            .limit(1)
-        ).scalar_one_or_none()
-        refreshed = features.refresh(conn, tenant, previous)
+        if scheduled is not None:
+            # Another replica may have scored some of these buckets for this fire since
+            # they were chosen (they changed hands in between): never twice.
+            done = set(conn.execute(
+                select(scorer_buckets.c.bucket)
+                .where(scorer_buckets.c.tenant == tenant, scorer_buckets.c.bucket.in_(scope.buckets),
+                       scorer_buckets.c.scheduled_at >= scheduled.fire)
+            ).scalars())
+            if done:
+                scope = UserScope(scope.n, tuple(b for b in scope.buckets if b not in done), scope.users)
+            if not scope.buckets:
+                figures = {"buckets": [], "already_scored": sorted(done), "users_scored": 0}
+                conn.execute(update(scoring_runs).where(scoring_runs.c.id == run_id)
+                             .values(status="succeeded", finished_at=func.clock_timestamp(), figures=figures))
+                return figures
+        refreshed = features.refresh(conn, tenant, self._cursors(conn, tenant, scope.buckets))
         self._check("features")
         t_features = time.perf_counter()
 
         ignored = set(conn.execute(select(ignored_users.c.user_name).where(ignored_users.c.tenant == tenant)).scalars())
         departments = dict(conn.execute(select(users.c.user_name, users.c.department).where(users.c.tenant == tenant)).all())
         first_hours = baseline.load_first_hours(conn, tenant)
-        wanted = {canonical_user(u) for u in user_filter} if user_filter else None
+        wanted = scope.users
 
-        scope = event_scores.c.tenant == tenant, event_scores.c.hour >= start, event_scores.c.hour < end
-        stmt = delete(event_scores).where(*scope)
-        if wanted is not None:
-            stmt = stmt.where(event_scores.c.user_name.in_(sorted(wanted)))
-        conn.execute(stmt)
+        conn.execute(delete(event_scores).where(
+            event_scores.c.tenant == tenant, event_scores.c.hour >= start, event_scores.c.hour < end,
+            *scope.clauses(event_scores)))
 
         scored_users: set[str] = set()
         learning_users: set[str] = set()
@@ -200,7 +289,10 @@ class Scorer:
             last_assignment, last_data = assignment, data
             rates = scoring.shrunk_rates(data, assignment.group, len(assignment.groups), self.settings.baseline_days)
             learning = scoring.baseline_days(data, self.settings.baseline_days) < self.settings.min_baseline_days
-            in_scope = np.array([u not in ignored and (wanted is None or u in wanted) for u in data.users], dtype=bool)
+            mine = None if scope.every_bucket else {
+                u for u, b in buckets_of(conn, tenant, data.users, scope.n).items() if b in scope.buckets}
+            in_scope = np.array([u not in ignored and (wanted is None or u in wanted) and (mine is None or u in mine)
+                                 for u in data.users], dtype=bool)
             rows = np.flatnonzero(in_scope[data.w_user]) if data.w_user.size else np.zeros(0, dtype=np.int64)
             results = scoring.score_day(data, rates, rows)
             c = time.perf_counter()
@@ -216,17 +308,22 @@ class Scorer:
             scored_users.update(data.users[i] for i in scored)
             learning_users.update(data.users[i] for i in scored if learning[i])
             day += DAY
-        conn.execute(text("ANALYZE event_scores"))  # fresh statistics for the queries below
+        analyze_unless_busy(conn, "event_scores")  # fresh statistics for the queries below
         self._check("event_scores")
 
-        if last_assignment is not None and last_data is not None and last_data.users:
+        # Every replica computes the same groups from everyone's baseline; the run that
+        # holds bucket 0 stores them, so two runs never rewrite them at once.
+        if last_assignment is not None and last_data is not None and last_data.users and 0 in scope.buckets:
             self._store_peer_groups(conn, tenant, last_assignment)
         days = (floor_day(start), floor_day(end - HOUR) + DAY) if end > start else (start, start)
-        n_user_scores = self._write_user_scores(conn, tenant, run_id, days, wanted, ignored, lines)
+        n_user_scores = self._write_user_scores(conn, tenant, run_id, days, scope, ignored, lines)
         self._check("user_scores")
-        n_anomalies = self._write_anomalies(conn, tenant, days, wanted, lines)
+        n_anomalies = self._write_anomalies(conn, tenant, days, scope, lines)
         self._check("anomalies")
+        self._record_buckets(conn, tenant, run_id, scope, refreshed.snapshot, scheduled)
         figures = {
+            "buckets": list(scope.buckets),
+            **({"fire": scheduled.fire.isoformat(), "owner": scheduled.leases.owner} if scheduled is not None else {}),
             "snapshot": refreshed.snapshot,
             "new_events": refreshed.new_events,
             "dirty_user_hours": refreshed.dirty_user_hours,
@@ -245,12 +342,27 @@ class Scorer:
                 "user_scores_and_anomalies": round(time.perf_counter() - t_features - t_load - t_score - t_write, 3),
             },
         }
+        if scheduled is not None:
+            scheduled.leases.fence(conn, {b: scheduled.tokens[b] for b in scope.buckets})  # last: locks until commit
         conn.execute(
             update(scoring_runs)
             .where(scoring_runs.c.id == run_id)
             .values(status="succeeded", finished_at=func.clock_timestamp(), figures=figures)
         )
         return figures
+
+    def _record_buckets(self, conn, tenant, run_id, scope: UserScope, snapshot: str,
+                        scheduled: ScheduledBuckets | None) -> None:
+        """The buckets' new feature cursor and, for a scheduled run, the fire time scored."""
+        conn.execute(
+            text("""INSERT INTO scorer_buckets (tenant, bucket, snapshot, scheduled_at, run_id, updated_at)
+                    SELECT :tenant, b, :snapshot, :fire, :run_id, now() FROM unnest(CAST(:buckets AS int[])) AS b
+                    ON CONFLICT (tenant, bucket) DO UPDATE SET
+                        snapshot = excluded.snapshot, run_id = excluded.run_id, updated_at = excluded.updated_at,
+                        scheduled_at = GREATEST(scorer_buckets.scheduled_at, excluded.scheduled_at)"""),
+            {"tenant": tenant, "snapshot": snapshot, "fire": scheduled.fire if scheduled else None, "run_id": run_id,
+             "buckets": list(scope.buckets)},
+        )
 
     # -- event scores --------------------------------------------------------------------------
 
@@ -320,7 +432,7 @@ class Scorer:
 
     # -- user scores ---------------------------------------------------------------------------
 
-    def _write_user_scores(self, conn, tenant, run_id, days, wanted, ignored, lines) -> int:
+    def _write_user_scores(self, conn, tenant, run_id, days, scope: UserScope, ignored, lines) -> int:
         """Conditioned mean per user and UTC day over every stored hourly score of the day.
 
         Each score is first scaled by its model's threat weight (so a low-relevance model
@@ -329,16 +441,14 @@ class Scorer:
         threshold scores its highest scaled score, which stays under the threshold.
         """
         d0, d1 = days
-        scope = [user_scores.c.tenant == tenant, user_scores.c.day >= d0.date(), user_scores.c.day < d1.date()]
-        if wanted is not None:
-            scope.append(user_scores.c.user_name.in_(sorted(wanted)))
-        conn.execute(delete(user_scores).where(*scope))
+        conn.execute(delete(user_scores).where(
+            user_scores.c.tenant == tenant, user_scores.c.day >= d0.date(), user_scores.c.day < d1.date(),
+            *scope.clauses(user_scores)))
         models = sorted(self.weights)
         params = {
             "tenant": tenant, "d0": d0, "d1": d1, "run_id": run_id, "threshold": self.settings.mean_threshold,
             "models": models, "weights": [float(self.weights[m]) for m in models],
-            "users": sorted(wanted) if wanted is not None else [], "all_users": wanted is None,
-            "ignored": sorted(ignored),
+            **scope.params(), "ignored": sorted(ignored),
         }
         # One pass, no joins: after a run's COPY the planner has no statistics for
         # the new rows, and a join misjudged as one row each becomes quadratic.
@@ -365,6 +475,7 @@ class Scorer:
                       ON w.model = es.model
                     WHERE es.tenant = :tenant AND es.hour >= :d0 AND es.hour < :d1
                       AND (:all_users OR es.user_name = ANY(CAST(:users AS text[])))
+                      AND (:all_buckets OR ueba_bucket(es.tenant, es.user_name, :n) = ANY(CAST(:buckets AS int[])))
                       AND NOT es.user_name = ANY(CAST(:ignored AS text[]))
                     GROUP BY es.user_name, date_trunc('day', es.hour)::date
                 ) a
@@ -383,14 +494,13 @@ class Scorer:
 
     # -- model anomalies -----------------------------------------------------------------------
 
-    def _write_anomalies(self, conn, tenant, days, wanted, lines) -> int:
+    def _write_anomalies(self, conn, tenant, days, scope: UserScope, lines) -> int:
         d0, d1 = days
         threshold = self.settings.anomaly_threshold
-        scope = [user_scores.c.tenant == tenant, user_scores.c.day >= d0.date(), user_scores.c.day < d1.date()]
-        if wanted is not None:
-            scope.append(user_scores.c.user_name.in_(sorted(wanted)))
         day_rows = conn.execute(select(user_scores.c.user_name, user_scores.c.day, user_scores.c.score,
-                                       user_scores.c.learning).where(*scope)).all()
+                                       user_scores.c.learning).where(
+            user_scores.c.tenant == tenant, user_scores.c.day >= d0.date(), user_scores.c.day < d1.date(),
+            *scope.clauses(user_scores))).all()
         high = [(u, d, s) for u, d, s, learning in day_rows if s >= threshold and not learning]
         # Re-runs that no longer reach the threshold withdraw their unreviewed anomaly.
         low_keys = [self.dedup_key(u, d) for u, d, s, learning in day_rows if s < threshold or learning]
@@ -510,23 +620,23 @@ def _human(v: float) -> str:
 def mark_interrupted(engine: Engine) -> int:
     """Fails runs left `running` by a process that died (their transaction never committed).
 
-    A run holds its tenant's advisory lock while it works; a `running` row whose
-    lock is free belongs to no live process, even with several replicas.
+    A run holds an advisory lock keyed by its id while it works; a `running` row
+    whose lock is free belongs to no live process, whichever replica started it.
     """
     marked = 0
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        tenants = conn.execute(select(scoring_runs.c.tenant).where(scoring_runs.c.status == "running").distinct()).scalars().all()
-        for tenant in tenants:
-            key = func.hashtext(f"ueba-scorer:{tenant}")
-            if not conn.execute(select(func.pg_try_advisory_lock(key))).scalar_one():
+        running = conn.execute(select(scoring_runs.c.id).where(scoring_runs.c.status == "running")).scalars().all()
+        for run_id in running:
+            key = (func.hashtext(RUN_LOCK), func.hashtext(str(run_id)))
+            if not conn.execute(select(func.pg_try_advisory_lock(*key))).scalar_one():
                 continue
             try:
                 marked += conn.execute(
                     update(scoring_runs)
-                    .where(scoring_runs.c.tenant == tenant, scoring_runs.c.status == "running")
+                    .where(scoring_runs.c.id == run_id, scoring_runs.c.status == "running")
                     .values(status="failed", finished_at=func.now(), error="interrupted: the scorer stopped during the run")
                 ).rowcount
             finally:
-                conn.execute(select(func.pg_advisory_unlock(key)))
+                conn.execute(select(func.pg_advisory_unlock(*key)))
     return marked

@@ -1,18 +1,31 @@
-"""The scheduled runs: a background worker that scores the last 24 complete hours at fixed UTC times."""
+"""The scheduled runs: each replica scores the last 24 complete hours of the users in its leased buckets.
+
+Fire times are the same on every replica (UTC clock times, or multiples of an
+interval since the epoch). A replica polls every lease heartbeat: for the latest
+fire time that has passed, it runs its buckets that scorer_buckets does not yet
+record as scored for that fire. So a replica that dies mid-run, or before the
+fire, leaves its buckets due, and whoever takes them over scores them; the
+record is written in the run's transaction with a fenced lease, so no bucket is
+scored twice for one fire. A fire missed while no scorer was up is scored once
+one starts (only the latest fire: its window covers the missed one's hours).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from sqlalchemy import Engine, select
 
-from services.scorer.runs import Scorer, default_window
-from ueba.store.schema import users
+from services.scorer.runs import ScheduledBuckets, Scorer, default_window, mark_interrupted
+from ueba.leases import LeaseManager
+from ueba.store.schema import scorer_buckets, users
 
 log = logging.getLogger(__name__)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def next_fire(now: datetime, times: tuple[tuple[int, int], ...]) -> datetime | None:
@@ -29,23 +42,55 @@ def next_fire(now: datetime, times: tuple[tuple[int, int], ...]) -> datetime | N
     return None  # unreachable with a non-empty schedule
 
 
-class ScheduledScoring:
-    """start()/stop() worker for ServiceServer(background=...)."""
+@dataclass(frozen=True)
+class Schedule:
+    times: tuple[tuple[int, int], ...] = ()
+    every: int | None = None  # seconds, aligned to the epoch
 
-    def __init__(self, scorer: Scorer, engine: Engine, default_tenant: str, times: tuple[tuple[int, int], ...],
+    def __bool__(self) -> bool:
+        return bool(self.times or self.every)
+
+    def next_fire(self, now: datetime) -> datetime | None:
+        if self.every:
+            return self._floor(now) + timedelta(seconds=self.every)
+        return next_fire(now, self.times)
+
+    def last_fire(self, now: datetime) -> datetime | None:
+        """The latest fire time at or before `now`."""
+        if self.every:
+            return self._floor(now)
+        if not self.times:
+            return None
+        at = next_fire(now - timedelta(days=1), self.times)
+        while at is not None and (following := next_fire(at, self.times)) <= now:
+            at = following
+        return at
+
+    def _floor(self, now: datetime) -> datetime:
+        seconds = int((now - EPOCH).total_seconds())
+        return EPOCH + timedelta(seconds=seconds - seconds % self.every)
+
+
+class ScheduledScoring:
+    """start()/stop() worker for ServiceServer(background=...); owns the replica's leases."""
+
+    def __init__(self, scorer: Scorer, engine: Engine, default_tenant: str, schedule: Schedule, leases: LeaseManager,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.scorer = scorer
         self.engine = engine
         self.default_tenant = default_tenant
-        self.times = times
+        self.schedule = schedule
+        self.leases = leases
         self.clock = clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if not self.times:
+        if not self.schedule:
+            # Holding buckets without scoring them would starve them: no leases either.
             log.info("scheduled scoring disabled")
             return
+        self.leases.start()
         self._thread = threading.Thread(target=self._loop, name="scoring-schedule", daemon=True)
         self._thread.start()
 
@@ -53,31 +98,51 @@ class ScheduledScoring:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+            self.leases.stop()
 
     def tenants(self) -> list[str]:
         with self.engine.connect() as conn:
             found = set(conn.execute(select(users.c.tenant).distinct()).scalars())
         return sorted(found | {self.default_tenant})
 
-    def run_once(self, now: datetime) -> list:
-        start, end = default_window(now)
+    def due(self, tenant: str, fire: datetime, held: dict[int, int]) -> dict[int, int]:
+        """The held buckets not yet scored for `fire`."""
+        with self.engine.connect() as conn:
+            done = set(conn.execute(
+                select(scorer_buckets.c.bucket)
+                .where(scorer_buckets.c.tenant == tenant, scorer_buckets.c.scheduled_at >= fire)
+            ).scalars())
+        return {b: t for b, t in held.items() if b not in done}
+
+    def run_due(self, now: datetime) -> list:
+        """Scores, per tenant, this replica's buckets that the latest fire time has not covered yet."""
+        fire = self.schedule.last_fire(now)
+        held = self.leases.owned()
+        if fire is None or not held:
+            return []
+        start, end = default_window(fire)
         results = []
         for tenant in self.tenants():
-            results.append(self.scorer.run(tenant, start, end, None, trigger="schedule"))
+            due = self.due(tenant, fire, held)
+            if not due:
+                continue
+            with self.leases.hold(due):
+                results.append(self.scorer.run(tenant, start, end, None, trigger="schedule",
+                                               scheduled=ScheduledBuckets(fire, due, self.leases)))
         return results
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            at = next_fire(self.clock(), self.times)
-            log.info("next scheduled scoring", extra={"at": at.isoformat()})
-            while not self._stop.is_set():
-                wait = (at - self.clock()).total_seconds()
-                if wait <= 0:
-                    break
-                self._stop.wait(min(wait, 60.0))
-            if self._stop.is_set():
-                return
             try:
-                self.run_once(at)
+                marked = mark_interrupted(self.engine)  # a dead replica's `running` rows
+                if marked:
+                    log.warning("marked interrupted scoring runs as failed", extra={"runs": marked})
+                self.run_due(self.clock())
             except Exception:  # a bad run must not end the schedule
                 log.exception("scheduled scoring failed")
+            now = self.clock()
+            upcoming = self.schedule.next_fire(now)
+            wait = self.leases.heartbeat
+            if upcoming is not None:
+                wait = min(wait, max((upcoming - now).total_seconds(), 0.0) + 0.01)
+            self._stop.wait(wait)

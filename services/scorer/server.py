@@ -7,11 +7,12 @@ import logging
 from sqlalchemy import Engine
 
 from services.scorer.runs import Scorer, mark_interrupted
-from services.scorer.schedule import ScheduledScoring
+from services.scorer.schedule import Schedule, ScheduledScoring
 from services.scorer.servicer import ScorerServicer
 from services.scorer.settings import ScorerSettings
 from services.scorer.sink import AnomalySink
 from services.scorer.store import ScorerStore
+from ueba.leases import LeaseManager, new_owner_id
 from ueba.server import Registration, ServiceServer, build_server
 from ueba.v1 import scorer_pb2, scorer_pb2_grpc
 
@@ -26,7 +27,12 @@ def create_server(settings: ScorerSettings, engine: Engine) -> tuple[ServiceServ
         log.warning("marked interrupted scoring runs as failed", extra={"runs": interrupted})
     scorer = Scorer(engine, settings, AnomalySink(settings.anomaly_log))
     servicer = ScorerServicer(scorer, ScorerStore(engine), settings)
-    schedule = ScheduledScoring(scorer, engine, settings.tenant, settings.schedule_times())
+    leases = LeaseManager(engine, "scorer", new_owner_id("scorer"), settings.buckets, settings.lease_ttl_seconds,
+                          settings.lease_heartbeat_seconds)
+    plan = Schedule(settings.schedule_times(), settings.schedule_every())
+    if plan:
+        leases.ensure_pool()  # a replica with another UEBA_BUCKETS stops here (LeaseConfigError)
+    schedule = ScheduledScoring(scorer, engine, settings.tenant, plan, leases)
     return build_server(
         settings,
         [Registration(scorer_pb2_grpc.add_ScorerServiceServicer_to_server, servicer, SERVICE_NAME)],

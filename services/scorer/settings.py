@@ -5,15 +5,31 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ueba.settings import BaseSettings, SettingsError, env_field
+from ueba.leases import LeaseSettings
+from ueba.settings import SettingsError, env_field
 
 _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_EVERY = re.compile(r"^every\s+(\d+)\s*([smh])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_every(raw: str) -> int | None:
+    """'every 15m' -> 900 (seconds between fires, aligned to the epoch); None when not that form."""
+    m = _EVERY.match(raw.strip().lower())
+    if not m:
+        return None
+    seconds = int(m.group(1)) * _UNIT[m.group(2)]
+    if not 1 <= seconds <= 86_400:
+        raise SettingsError(f"UEBA_SCORING_SCHEDULE={raw!r}: an interval of 1 second to 24 hours")
+    return seconds
 
 
 def parse_schedule(raw: str) -> tuple[tuple[int, int], ...]:
     """'00:00,06:00' -> ((0, 0), (6, 0)); '' or 'off' -> () (no scheduled runs)."""
     raw = raw.strip()
     if raw.lower() in ("", "off", "none"):
+        return ()
+    if parse_every(raw) is not None:
         return ()
     times = []
     for part in raw.split(","):
@@ -42,9 +58,10 @@ def parse_weights(raw: str) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class ScorerSettings(BaseSettings):
+class ScorerSettings(LeaseSettings):
     schedule: str = env_field(
-        "UEBA_SCORING_SCHEDULE", "00:00,06:00,12:00,18:00", "UTC times of scheduled runs (HH:MM, comma separated); off disables"
+        "UEBA_SCORING_SCHEDULE", "00:00,06:00,12:00,18:00",
+        "UTC times of scheduled runs (HH:MM, comma separated), or an interval (every 30m); off disables",
     )
     baseline_days: int = env_field("UEBA_BASELINE_DAYS", 30, "days of history a user's baseline covers")
     min_baseline_days: int = env_field("UEBA_MIN_BASELINE_DAYS", 7, "users with less history are flagged as learning")
@@ -99,3 +116,6 @@ class ScorerSettings(BaseSettings):
 
     def schedule_times(self) -> tuple[tuple[int, int], ...]:
         return parse_schedule(self.schedule)
+
+    def schedule_every(self) -> int | None:
+        return parse_every(self.schedule)

@@ -11,9 +11,10 @@ table stores a bucket). Each replica runs a LeaseManager for its pool:
 - a replica that dies stops renewing: its membership and leases expire after `ttl`
   and the others claim its buckets at their next heartbeat (within ttl + heartbeat);
 - every claim increments the bucket's `token`. A worker takes `owned()` (bucket ->
-  token) before it starts and calls `fence()` in its write transaction: the rows are
-  locked FOR SHARE and their tokens compared, so a replica that was paused past its
-  expiry while another took the bucket rolls back instead of writing a duplicate.
+  token) before it starts and commits its writes under `fence()` / `fenced()`: the
+  rows are locked FOR SHARE and their tokens compared, so a replica that was paused
+  past its expiry while another took the bucket rolls back instead of writing a
+  duplicate.
 
 All times are the database's (`now()`), so replicas' clocks do not matter.
 """
@@ -28,7 +29,8 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Mapping
 
 from sqlalchemy import Connection, Engine, text
 
@@ -168,7 +170,7 @@ class LeaseManager:
         return _Busy(self, set(buckets))
 
     def fence(self, conn: Connection, tokens: Mapping[int, int]) -> None:
-        """In the caller's write transaction: raises LeaseLost unless every bucket still has its token.
+        """In a READ COMMITTED write transaction: raises LeaseLost unless every bucket still has its token.
 
         The rows stay locked FOR SHARE until the caller commits, so no claim can slip
         between this check and the commit. Call it last, just before committing.
@@ -184,6 +186,18 @@ class LeaseManager:
         lost = [b for b in wanted if held.get(b) != tokens[b]]
         if lost:
             raise LeaseLost(f"{self.owner} no longer holds buckets {lost} of pool {self.pool!r}")
+
+    @contextmanager
+    def fenced(self, tokens: Mapping[int, int]) -> Iterator[None]:
+        """fence() for a REPEATABLE READ writer (whose snapshot cannot lock rows renewed since).
+
+        The check and its FOR SHARE locks live in a transaction of their own that stays
+        open while the body commits the caller's transaction: as long as the body runs,
+        no claim can change the buckets' tokens.
+        """
+        with self.engine.connect() as conn, conn.begin():
+            self.fence(conn, tokens)
+            yield
 
     # -- the heartbeat -------------------------------------------------------------------------
 

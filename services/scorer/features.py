@@ -1,16 +1,18 @@
 """Hourly features and entity sightings, aggregated from events in SQL.
 
-Incremental per hash bucket of users: a run takes the transaction snapshot
-(`pg_current_snapshot()`) and, for each bucket it covers, processes exactly the
-events of the bucket's users visible now but not in the snapshot recorded by the
-last run that aggregated the bucket (scorer_buckets), so an event that commits
-late, out of txid order, is neither skipped nor counted twice, whichever replica
-held the bucket before. entity_seen is updated from those
+Incremental: a run takes the transaction snapshot (`pg_current_snapshot()`)
+and processes exactly the events visible now but not in the snapshot the
+previous successful run recorded, so an event that commits late, out of txid
+order, is neither skipped nor counted twice. entity_seen is updated from those
 events; every user-hour they touch is recomputed whole from `events`, which
 makes re-aggregating an hour harmless.
 
-The caller runs this inside its REPEATABLE READ transaction with the session
-time zone set to UTC (date_trunc and extract work in the session zone).
+Aggregation covers every user of the tenant (whichever replica runs it): the
+baselines of every bucket's scoring read these rows, so they must not depend on
+which replica got there first. The caller runs this in a REPEATABLE READ
+transaction of its own, under the tenant's aggregation lock, with the session
+time zone set to UTC (date_trunc and extract work in the session zone), and
+stores the returned snapshot (scorer_cursors) in the same transaction.
 """
 
 from __future__ import annotations
@@ -34,119 +36,70 @@ class FeatureRefresh:
     snapshot: str
     new_events: int
     dirty_user_hours: int
+    seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class BucketCursors:
-    """The buckets a run aggregates, each with the snapshot of its last aggregation (None: never)."""
-
-    buckets: int  # N
-    previous: dict[int, str | None]
-
-    @property
-    def everything(self) -> bool:
-        """Every bucket, all from the same snapshot: no per-user bucket test needed."""
-        return len(self.previous) == self.buckets and len(set(self.previous.values())) == 1
-
-
-def _not_seen(snapshots: list[str | None], params: dict) -> str:
-    """Events committed after any of these snapshots (constant SQL; snapshots are bound parameters).
-
-    `txid >= pg_snapshot_xmin(s)` is implied by invisibility; stated, it lets the
-    scan use ix_events_txid instead of reading every event of the tenant.
-    """
-    if not snapshots or None in snapshots:
+def _new_events_filter(previous: str | None) -> str:
+    # Constant SQL fragments only; the snapshot itself is a bound parameter. The txid
+    # bound is implied by invisibility; stated, it lets the scan use ix_events_txid
+    # instead of reading every event of the tenant.
+    if previous is None:
         return "TRUE"
-    parts = []
-    for i, snap in enumerate(sorted(set(snapshots))):
-        params[f"s{i}"] = snap
-        s = f"CAST(:s{i} AS pg_snapshot)"
-        parts.append(f"(e.txid >= pg_snapshot_xmin({s}) AND NOT pg_visible_in_snapshot(e.txid, {s}))")
-    return "(" + " OR ".join(parts) + ")"
+    return """(e.txid >= pg_snapshot_xmin(CAST(:previous AS pg_snapshot))
+               AND NOT pg_visible_in_snapshot(e.txid, CAST(:previous AS pg_snapshot)))"""
 
 
-def refresh(conn: Connection, tenant: str, cursors: BucketCursors) -> FeatureRefresh:
-    """Aggregates the new events of the users in `cursors`' buckets (each bucket since its own snapshot)."""
+def refresh(conn: Connection, tenant: str, previous_snapshot: str | None) -> FeatureRefresh:
     snapshot = conn.execute(text("SELECT pg_current_snapshot()::text")).scalar_one()
-    params: dict = {"tenant": tenant, "n": cursors.buckets}
-    any_new = _not_seen(list(cursors.previous.values()), params)
-    if cursors.everything:
-        mine, in_scope = any_new, "TRUE"
-    else:
-        conn.execute(text("CREATE TEMP TABLE scorer_scope (bucket int PRIMARY KEY, snap pg_snapshot) ON COMMIT DROP"))
-        conn.execute(
-            text("""INSERT INTO scorer_scope SELECT b, CAST(s AS pg_snapshot)
-                    FROM unnest(CAST(:b AS int[]), CAST(:s AS text[])) AS v(b, s)"""),
-            {"b": list(cursors.previous), "s": list(cursors.previous.values())},
-        )
-        mine = f"""{any_new} AND EXISTS (SELECT 1 FROM scorer_scope c
-                   WHERE c.bucket = ueba_bucket(e.tenant, e.user_name, :n)
-                     AND (c.snap IS NULL OR NOT pg_visible_in_snapshot(e.txid, c.snap)))"""
-        in_scope = "ueba_bucket(e.tenant, e.user_name, :n) IN (SELECT bucket FROM scorer_scope)"
+    params = {"tenant": tenant, "previous": previous_snapshot}
+    new = _new_events_filter(previous_snapshot)
     conn.execute(
         text(
             f"""CREATE TEMP TABLE scorer_dirty ON COMMIT DROP AS
             SELECT DISTINCT e.user_name, date_trunc('hour', e.time) AS hour
-            FROM events e WHERE e.tenant = :tenant AND {mine}"""
+            FROM events e WHERE e.tenant = :tenant AND {new}"""
         ),
         params,
     )
-    # An account failing from an origin changes the spraying count of every other
-    # account failing from it in that hour, whichever bucket either is in: hours with
-    # anyone's new failures are recomputed for this run's failing users too.
-    conn.execute(
-        text(
-            f"""CREATE TEMP TABLE scorer_hours ON COMMIT DROP AS
-            SELECT DISTINCT date_trunc('hour', e.time) AS hour FROM events e
-            WHERE e.tenant = :tenant AND e.outcome = 'failure' AND {any_new}
-            UNION SELECT DISTINCT hour FROM scorer_dirty"""
-        ),
-        params,
-    )
-    hours = conn.execute(text("SELECT count(*), min(hour), max(hour) FROM scorer_hours")).one()
-    if hours[0] == 0:
-        _drop(conn, "scorer_dirty", "scorer_hours", *(() if cursors.everything else ("scorer_scope",)))
+    dirty = conn.execute(text("SELECT count(*), min(hour), max(hour) FROM scorer_dirty")).one()
+    if dirty[0] == 0:
+        conn.execute(text("DROP TABLE scorer_dirty"))
         return FeatureRefresh(snapshot, 0, 0)
-    lo, hi = hours[1], hours[2] + timedelta(hours=1)
+    lo, hi = dirty[1], dirty[2] + timedelta(hours=1)
+    # An account failing from an origin changes the spraying count of every other
+    # account failing from it in that hour: those user-hours are recomputed too.
     conn.execute(
         text(
-            f"""INSERT INTO scorer_dirty
+            """INSERT INTO scorer_dirty
             SELECT DISTINCT e.user_name, date_trunc('hour', e.time) FROM events e
             WHERE e.tenant = :tenant AND e.outcome = 'failure' AND e.time >= :lo AND e.time < :hi
-              AND date_trunc('hour', e.time) IN (SELECT hour FROM scorer_hours) AND {in_scope}
+              AND date_trunc('hour', e.time) IN (SELECT DISTINCT hour FROM scorer_dirty)
             EXCEPT SELECT user_name, hour FROM scorer_dirty"""
         ),
-        {**params, "lo": lo, "hi": hi},
+        {"tenant": tenant, "lo": lo, "hi": hi},
     )
     dirty_count = conn.execute(text("SELECT count(*) FROM scorer_dirty")).scalar_one()
-    new_events = 0
-    if dirty_count:
-        conn.execute(text("ANALYZE scorer_dirty"))
-        new_events = _update_entity_seen(conn, mine, params)
-        _stage_events(conn, tenant, lo, hi)
-        conn.execute(
-            text(
-                """DELETE FROM user_hour_features f USING scorer_dirty d
-                WHERE f.tenant = :tenant AND f.user_name = d.user_name AND f.hour = d.hour"""
-            ),
-            params,
-        )
-        for statement in _MODEL_INSERTS:
-            conn.execute(text(statement), {"tenant": tenant, "auth": list(AUTH_EVENT_TYPES), "data": list(DATA_EVENT_TYPES)})
-        conn.execute(text("DROP TABLE scorer_ev"))
-        if dirty_count > 10_000:
-            analyze_unless_busy(conn, "user_hour_features")  # a bulk load: baselines are read next
-    _drop(conn, "scorer_dirty", "scorer_hours", *(() if cursors.everything else ("scorer_scope",)))
+    conn.execute(text("ANALYZE scorer_dirty"))
+    new_events = _update_entity_seen(conn, new, params)
+    _stage_events(conn, tenant, lo, hi)
+    conn.execute(
+        text(
+            """DELETE FROM user_hour_features f USING scorer_dirty d
+            WHERE f.tenant = :tenant AND f.user_name = d.user_name AND f.hour = d.hour"""
+        ),
+        params,
+    )
+    for statement in _MODEL_INSERTS:
+        conn.execute(text(statement), {"tenant": tenant, "auth": list(AUTH_EVENT_TYPES), "data": list(DATA_EVENT_TYPES)})
+    conn.execute(text("DROP TABLE scorer_ev"))
+    conn.execute(text("DROP TABLE scorer_dirty"))
+    if dirty_count > 10_000:
+        analyze_unless_busy(conn, "user_hour_features")  # a bulk load: baselines are read next
     return FeatureRefresh(snapshot, new_events, dirty_count)
 
 
-def _drop(conn: Connection, *tables: str) -> None:
-    for table in tables:  # constant names
-        conn.execute(text(f"DROP TABLE {table}"))
-
-
 def analyze_unless_busy(conn: Connection, table: str) -> None:
-    """ANALYZE inside the run's transaction, unless another replica's run is analysing the table.
+    """ANALYZE inside a transaction, unless another replica's transaction is analysing the table.
 
     ANALYZE holds a self-conflicting lock until commit: waiting for it would
     serialise the replicas' runs; their fresh statistics serve this one as well.

@@ -1,14 +1,21 @@
 """A scoring run: features, baselines, models, event scores, user scores and model anomalies.
 
-All-or-nothing: the run marker (a scoring_runs row with status `running`) is
-committed first, so the history shows every run, then everything else (feature
-aggregation, entity sightings, event scores, user scores, anomalies, peer
-groups, and the marker's final status) happens in ONE transaction. A crash or
-error anywhere rolls all of it back; the marker is then set to `failed` (or, if
-the process died, to `failed` by the next start). One transaction rather than
-per-batch commits: readers never need to filter half-written runs, and at ten
-thousand users a run writes about a million rows, which Postgres commits
-comfortably in one go.
+The run marker (a scoring_runs row with status `running`) is committed first, so
+the history shows every run. Then two transactions:
+
+1. aggregation (features.py): the tenant's new events into user_hour_features and
+   entity_seen, with the cursor (scorer_cursors), under the tenant's aggregation
+   lock. Every user's, whichever buckets the run scores: every bucket's baselines
+   and peer groups read these rows, so scores do not depend on which replica
+   aggregated first. The replicas of one fire share this work: the first does
+   it, the others find nothing new.
+2. scoring, all-or-nothing: event scores, user scores, anomalies, peer groups and
+   the marker's final status in ONE transaction. A crash or error rolls all of it
+   back; the marker is then set to `failed` (or, if the process died, to `failed`
+   by a live scorer). Readers never need to filter half-written runs, and at ten
+   thousand users a run writes about a million rows, which Postgres commits
+   comfortably in one go. An aggregation committed before a failed scoring stays:
+   it is derived data, complete, and its cursor moved with it.
 
 Idempotent: a run deletes the event scores of its window (for its users) and
 inserts them again, recomputes the user scores of every day it touches from
@@ -16,16 +23,16 @@ the stored event scores, and upserts model anomalies by a key of user and day.
 An hour's score depends only on the data (its baseline is the days before its
 UTC day), not on which window scored it.
 
-Replicas split the users into hash buckets (ueba/leases.py). A run covers a set
+Replicas split the users into hash buckets (ueba/leases.py). A run scores a set
 of buckets: a scheduled run the buckets its replica leases, an on-demand run every
 bucket (or the buckets of its users). Runs touching the same bucket of a tenant
-are serialised by session advisory locks per bucket, taken before the transaction
-starts, so a waiting run's snapshot already includes the previous run's commit.
-Baselines are loaded for every user (peer groups and shrinkage need them all),
-features are aggregated and scores written only for the run's buckets. A
-scheduled run records its fire time per bucket (scorer_buckets) and checks its
-lease tokens in the same transaction (fencing), so each fire scores each bucket
-exactly once, even when a paused replica wakes up after its buckets moved.
+are serialised by session advisory locks per bucket, taken before the scoring
+transaction starts, so a waiting run's snapshot already includes the previous
+run's commit. Baselines are loaded for every user (peer groups and shrinkage need
+them all); scores are written only for the run's buckets. A scheduled run records
+its fire time per bucket (scorer_buckets) and commits under its lease fence, so
+each fire scores each bucket exactly once, even when a paused replica wakes up
+after its buckets moved.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 
 from services.scorer import baseline, features, peers, scoring
-from services.scorer.features import BucketCursors, analyze_unless_busy
+from services.scorer.features import analyze_unless_busy
 from services.scorer.models import AGGREGATED, BY_NAME, NOVELTY_ENTITY, PEER_GROUP
 from services.scorer.settings import ScorerSettings
 from services.scorer.sink import AnomalySink
@@ -52,6 +59,7 @@ from ueba.store.schema import (
     ignored_users,
     peer_groups,
     scorer_buckets,
+    scorer_cursors,
     scoring_runs,
     user_scores,
     users,
@@ -62,6 +70,7 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 RUN_LOCK = "ueba-scorer-run"  # advisory lock (hashtext(RUN_LOCK), hashtext(run id)) held while a run works
+AGGREGATION_LOCK = "ueba-scorer-aggregation"  # advisory lock (hashtext(it), hashtext(tenant))
 BUCKET_LOCK = "ueba-scorer-bucket"  # advisory locks (hashtext(BUCKET_LOCK:tenant), bucket) serialise runs
 
 
@@ -195,7 +204,7 @@ class Scorer:
         # Committed: now the SIEM may see the scores.
         self.sink.write(lines)
         figures["seconds"] = round(time.perf_counter() - started, 3)
-        log.info("scoring run finished", extra={"run_id": run_id, "tenant": tenant, **{k: v for k, v in figures.items() if k != "snapshot"}})
+        log.info("scoring run finished", extra={"run_id": run_id, "tenant": tenant, **figures})
         return RunResult(run_id, "succeeded", trigger, start, end, figures)
 
     # -- the transaction -----------------------------------------------------------------------
@@ -210,38 +219,58 @@ class Scorer:
             # The run's own lock tells mark_interrupted that this `running` row is alive.
             lock_conn.execute(select(func.pg_advisory_lock(func.hashtext(RUN_LOCK), func.hashtext(str(run_id)))))
             try:
+                refreshed = self._aggregate(lock_conn, tenant)
                 # In bucket order, so that runs over overlapping buckets cannot deadlock.
                 lock_conn.execute(
                     text("SELECT count(pg_advisory_lock(hashtext(:key), b)) FROM unnest(CAST(:buckets AS int[])) AS b"),
                     {"key": f"{BUCKET_LOCK}:{tenant}", "buckets": list(scope.buckets)},
                 )
                 with self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-                    with conn.begin():
-                        return self._run_in_transaction(conn, run_id, tenant, start, end, scope, scheduled, lines)
+                    with conn.begin() as tx:
+                        figures = self._run_in_transaction(conn, run_id, tenant, start, end, scope, scheduled, refreshed,
+                                                           lines)
+                        if scheduled is None or not figures["buckets"]:
+                            return figures
+                        # Commit under the fence: the leases cannot move until this commit is done.
+                        with scheduled.leases.fenced({b: scheduled.tokens[b] for b in figures["buckets"]}):
+                            tx.commit()
+                        return figures
             finally:
                 lock_conn.execute(select(func.pg_advisory_unlock_all()))
 
-    def _cursors(self, conn: Connection, tenant: str, buckets: tuple[int, ...]) -> BucketCursors:
-        found = dict(conn.execute(
-            select(scorer_buckets.c.bucket, scorer_buckets.c.snapshot)
-            .where(scorer_buckets.c.tenant == tenant, scorer_buckets.c.bucket.in_(buckets))
-        ).all())
-        previous = {b: found.get(b) for b in buckets}
-        if any(v is None for v in previous.values()):
-            # Before buckets, a run aggregated every user: its snapshot holds for every bucket.
-            legacy = conn.execute(
-                select(scoring_runs.c.figures["snapshot"].astext)
-                .where(scoring_runs.c.tenant == tenant, scoring_runs.c.status == "succeeded",
-                       scoring_runs.c.figures.has_key("snapshot"), ~scoring_runs.c.figures.has_key("buckets"))
-                .order_by(scoring_runs.c.finished_at.desc())
-                .limit(1)
-            ).scalar_one_or_none()
-            previous = {b: v if v is not None else legacy for b, v in previous.items()}
-        return BucketCursors(self.settings.buckets, previous)
+    def _aggregate(self, lock_conn: Connection, tenant: str) -> features.FeatureRefresh:
+        """The tenant's new events into features, in a transaction of its own (see the module docstring)."""
+        key = (func.hashtext(AGGREGATION_LOCK), func.hashtext(tenant))
+        lock_conn.execute(select(func.pg_advisory_lock(*key)))
+        try:
+            with self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
+                conn.execute(text("SET LOCAL TIME ZONE 'UTC'"))
+                previous = conn.execute(
+                    select(scorer_cursors.c.snapshot).where(scorer_cursors.c.tenant == tenant)).scalar_one_or_none()
+                if previous is None:
+                    # Before scorer_cursors, the last succeeded run's figures held the cursor.
+                    previous = conn.execute(
+                        select(scoring_runs.c.figures["snapshot"].astext)
+                        .where(scoring_runs.c.tenant == tenant, scoring_runs.c.status == "succeeded",
+                               scoring_runs.c.figures.has_key("snapshot"))
+                        .order_by(scoring_runs.c.finished_at.desc())
+                        .limit(1)
+                    ).scalar_one_or_none()
+                started = time.perf_counter()
+                refreshed = features.refresh(conn, tenant, previous)
+                refreshed.seconds = round(time.perf_counter() - started, 3)
+                self._check("features")
+                conn.execute(
+                    text("""INSERT INTO scorer_cursors (tenant, snapshot) VALUES (:tenant, :snapshot)
+                            ON CONFLICT (tenant) DO UPDATE SET snapshot = excluded.snapshot, updated_at = now()"""),
+                    {"tenant": tenant, "snapshot": refreshed.snapshot},
+                )
+                return refreshed
+        finally:
+            lock_conn.execute(select(func.pg_advisory_unlock(*key)))
 
     def _run_in_transaction(self, conn: Connection, run_id, tenant, start, end, scope: UserScope,
-                            scheduled: ScheduledBuckets | None, lines) -> dict:
-        t0 = time.perf_counter()
+                            scheduled: ScheduledBuckets | None, refreshed: features.FeatureRefresh, lines) -> dict:
         conn.execute(text("SET LOCAL TIME ZONE 'UTC'"))
         if scheduled is not None:
             # Another replica may have scored some of these buckets for this fire since
@@ -258,9 +287,7 @@ class Scorer:
                 conn.execute(update(scoring_runs).where(scoring_runs.c.id == run_id)
                              .values(status="succeeded", finished_at=func.clock_timestamp(), figures=figures))
                 return figures
-        refreshed = features.refresh(conn, tenant, self._cursors(conn, tenant, scope.buckets))
-        self._check("features")
-        t_features = time.perf_counter()
+        t_scoring = time.perf_counter()
 
         ignored = set(conn.execute(select(ignored_users.c.user_name).where(ignored_users.c.tenant == tenant)).scalars())
         departments = dict(conn.execute(select(users.c.user_name, users.c.department).where(users.c.tenant == tenant)).all())
@@ -320,11 +347,11 @@ class Scorer:
         self._check("user_scores")
         n_anomalies = self._write_anomalies(conn, tenant, days, scope, lines)
         self._check("anomalies")
-        self._record_buckets(conn, tenant, run_id, scope, refreshed.snapshot, scheduled)
+        if scheduled is not None:
+            self._record_fire(conn, tenant, run_id, scope, scheduled)
         figures = {
             "buckets": list(scope.buckets),
             **({"fire": scheduled.fire.isoformat(), "owner": scheduled.leases.owner} if scheduled is not None else {}),
-            "snapshot": refreshed.snapshot,
             "new_events": refreshed.new_events,
             "dirty_user_hours": refreshed.dirty_user_hours,
             "users_scored": len(scored_users),
@@ -335,15 +362,13 @@ class Scorer:
             "learning_users": len(learning_users),
             "ignored_users": len(ignored),
             "stage_seconds": {
-                "features": round(t_features - t0, 3),
+                "features": refreshed.seconds,
                 "load": round(t_load, 3),
                 "score": round(t_score, 3),
                 "write_event_scores": round(t_write, 3),
-                "user_scores_and_anomalies": round(time.perf_counter() - t_features - t_load - t_score - t_write, 3),
+                "user_scores_and_anomalies": round(time.perf_counter() - t_scoring - t_load - t_score - t_write, 3),
             },
         }
-        if scheduled is not None:
-            scheduled.leases.fence(conn, {b: scheduled.tokens[b] for b in scope.buckets})  # last: locks until commit
         conn.execute(
             update(scoring_runs)
             .where(scoring_runs.c.id == run_id)
@@ -351,17 +376,14 @@ class Scorer:
         )
         return figures
 
-    def _record_buckets(self, conn, tenant, run_id, scope: UserScope, snapshot: str,
-                        scheduled: ScheduledBuckets | None) -> None:
-        """The buckets' new feature cursor and, for a scheduled run, the fire time scored."""
+    def _record_fire(self, conn, tenant, run_id, scope: UserScope, scheduled: ScheduledBuckets) -> None:
         conn.execute(
-            text("""INSERT INTO scorer_buckets (tenant, bucket, snapshot, scheduled_at, run_id, updated_at)
-                    SELECT :tenant, b, :snapshot, :fire, :run_id, now() FROM unnest(CAST(:buckets AS int[])) AS b
+            text("""INSERT INTO scorer_buckets (tenant, bucket, scheduled_at, run_id)
+                    SELECT :tenant, b, :fire, :run_id FROM unnest(CAST(:buckets AS int[])) AS b
                     ON CONFLICT (tenant, bucket) DO UPDATE SET
-                        snapshot = excluded.snapshot, run_id = excluded.run_id, updated_at = excluded.updated_at,
-                        scheduled_at = GREATEST(scorer_buckets.scheduled_at, excluded.scheduled_at)"""),
-            {"tenant": tenant, "snapshot": snapshot, "fire": scheduled.fire if scheduled else None, "run_id": run_id,
-             "buckets": list(scope.buckets)},
+                        scheduled_at = GREATEST(scorer_buckets.scheduled_at, excluded.scheduled_at),
+                        run_id = excluded.run_id, updated_at = now()"""),
+            {"tenant": tenant, "fire": scheduled.fire, "run_id": run_id, "buckets": list(scope.buckets)},
         )
 
     # -- event scores --------------------------------------------------------------------------
@@ -459,7 +481,7 @@ class Scorer:
                        a.learning,
                        coalesce((SELECT jsonb_agg(f || jsonb_build_object('model', a.best_model)
                                                   ORDER BY (f ->> 'share')::float8 DESC)
-                                 FROM (SELECT f FROM jsonb_array_elements(a.best_features) AS f
+                                 FROM (SELECT f FROM jsonb_array_elements(a.best_scoring) AS f
                                        WHERE (f ->> 'share')::float8 > 0
                                        ORDER BY (f ->> 'share')::float8 DESC LIMIT 3) top3), '[]'::jsonb),
                        :run_id
@@ -469,7 +491,7 @@ class Scorer:
                            max(w.weight * es.score) AS top, count(DISTINCT es.hour) AS hours,
                            bool_or(es.learning) AS learning,
                            (array_agg(es.model ORDER BY w.weight * es.score DESC, es.hour, es.model))[1] AS best_model,
-                           (array_agg(es.features ORDER BY w.weight * es.score DESC, es.hour, es.model))[1] AS best_features
+                           (array_agg(es.features ORDER BY w.weight * es.score DESC, es.hour, es.model))[1] AS best_scoring
                     FROM event_scores es
                     JOIN unnest(CAST(:models AS text[]), CAST(:weights AS float8[])) AS w(model, weight)
                       ON w.model = es.model

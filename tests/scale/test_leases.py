@@ -166,3 +166,15 @@ def test_buckets_are_stable_and_spread(engine):
     counts = [list(first.values()).count(b) for b in range(64)]
     assert max(counts) < 3 * 2000 / 64  # no bucket holds a crowd
     assert first != other  # the tenant is part of the hash
+
+
+def test_fenced_holds_the_lock_in_its_own_transaction_and_rejects_lost_buckets(engine):
+    a, b = manager(engine, "a"), manager(engine, "b")
+    tokens = a.beat()
+    time.sleep(TTL + 0.2)
+    with a.fenced(tokens):
+        assert b.beat() == {}  # locked while the body (the caller's commit) runs
+    b.beat()
+    with pytest.raises(LeaseLost):
+        with a.fenced(tokens):
+            pytest.fail("the body must not run once the buckets moved")

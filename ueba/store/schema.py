@@ -461,17 +461,26 @@ work_lease_members = Table(
     PrimaryKeyConstraint("pool", "owner"),
 )
 
-# The scorer's per-bucket state: the feature cursor (snapshot of the last run that
-# aggregated the bucket's users) and the last scheduled fire time scored, written in
-# the run's transaction so that each fire scores each bucket exactly once.
+# The scorer's feature cursor per tenant: the snapshot of the last committed
+# aggregation (services/scorer/features.py), written in the same transaction.
+scorer_cursors = Table(
+    "scorer_cursors",
+    metadata,
+    tenant_column(),
+    Column("snapshot", Text, nullable=False),
+    Column("updated_at", TZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("tenant"),
+)
+
+# Per tenant and bucket, the last scheduled fire time scored, written in the
+# scoring transaction under the lease fence: each fire scores each bucket once.
 scorer_buckets = Table(
     "scorer_buckets",
     metadata,
     tenant_column(),
     Column("bucket", Integer, nullable=False),
-    Column("snapshot", Text),
-    Column("scheduled_at", TZ),
-    Column("run_id", UUID(as_uuid=False)),
+    Column("scheduled_at", TZ, nullable=False),
+    Column("run_id", UUID(as_uuid=False), nullable=False),
     Column("updated_at", TZ, nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("tenant", "bucket"),
 )

@@ -3,7 +3,9 @@
 - work_leases (pool, bucket): owner, fencing token, expiry and heartbeat; `buckets`
   records the pool's N.
 - work_lease_members (pool, owner): live replicas, for the fair share.
-- scorer_buckets (tenant, bucket): feature cursor and last scheduled fire scored.
+- scorer_cursors (tenant): the scorer's feature cursor (it was the snapshot in the
+  figures of the last succeeded run; aggregation now commits before scoring).
+- scorer_buckets (tenant, bucket): the last scheduled fire scored.
 - ueba_bucket(tenant, user, n): the one definition of a user's bucket. hashtextextended
   is what hash partitioning uses, so it is stable across Postgres versions and
   platforms; SQL filters with it directly (no stored bucket column in `events`).
@@ -43,12 +45,17 @@ def upgrade() -> None:
     sa.Column('expires_at', postgresql.TIMESTAMP(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('pool', 'owner', name=op.f('pk_work_lease_members'))
     )
+    op.create_table('scorer_cursors',
+    sa.Column('tenant', sa.Text(), nullable=False),
+    sa.Column('snapshot', sa.Text(), nullable=False),
+    sa.Column('updated_at', postgresql.TIMESTAMP(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('tenant', name=op.f('pk_scorer_cursors'))
+    )
     op.create_table('scorer_buckets',
     sa.Column('tenant', sa.Text(), nullable=False),
     sa.Column('bucket', sa.Integer(), nullable=False),
-    sa.Column('snapshot', sa.Text(), nullable=True),
-    sa.Column('scheduled_at', postgresql.TIMESTAMP(timezone=True), nullable=True),
-    sa.Column('run_id', postgresql.UUID(as_uuid=False), nullable=True),
+    sa.Column('scheduled_at', postgresql.TIMESTAMP(timezone=True), nullable=False),
+    sa.Column('run_id', postgresql.UUID(as_uuid=False), nullable=False),
     sa.Column('updated_at', postgresql.TIMESTAMP(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('tenant', 'bucket', name=op.f('pk_scorer_buckets'))
     )
@@ -58,5 +65,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP FUNCTION ueba_bucket(text, text, integer)")
     op.drop_table('scorer_buckets')
+    op.drop_table('scorer_cursors')
     op.drop_table('work_lease_members')
     op.drop_table('work_leases')

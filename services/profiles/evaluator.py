@@ -15,9 +15,12 @@ page is the snapshot in which exactly the processed rows are visible
 (store.next_snapshot).
 
 Detector state lives in memory and is rebuilt from the events table (the
-cursor's visible rows) on start, after any failure, and for a new or changed
-profile (warmup.warm_detector). One process evaluates at a time: a session
-advisory lock elects it, so extra replicas wait as hot standbys.
+cursor's visible rows) on start, after any failure, for a new or changed
+profile and for users of a newly leased bucket (warmup.warm_detector).
+
+Replicas share the users through hash-bucket leases, one cursor per bucket,
+and commit each poll under the leases' fence (services/profiles/buckets.py);
+an evaluator without leases owns every bucket.
 """
 
 from __future__ import annotations
@@ -27,20 +30,19 @@ import threading
 import time
 from collections import defaultdict
 from datetime import datetime
-from typing import Callable
+from typing import Callable, Iterable
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine
 
 from services.profiles import store
+from services.profiles.buckets import FixedOwnership, Lane, Ownership, Share, ensure_cursors, per_user, plan_lanes
 from services.profiles.kinds import ParameterError, ProfileDetector, build_detector
 from services.profiles.records import EventRecord, Firing
 from services.profiles.warmup import warm_detector
+from ueba.leases import LeaseLost
 
 log = logging.getLogger(__name__)
-
-CONSUMER = "evaluator"
-LEADER_LOCK = 0x0E0E_0002
 
 EVENTS = Counter("ueba_profiles_events_total", "events the evaluator processed")
 ANOMALIES = Counter("ueba_profiles_anomalies_total", "rule anomalies created", ["kind"])
@@ -61,20 +63,24 @@ class ProfileEvaluator:
         batch_events: int = 5000,
         start_from: str = "beginning",
         seed_defaults: bool = True,
-        consumer: str = CONSUMER,
+        ownership: Ownership | None = None,
     ):
         self.engine = engine
         self.poll_seconds = poll_seconds
         self.batch_events = batch_events
         self.start_from = start_from
         self.seed_defaults = seed_defaults
-        self.consumer = consumer
+        self.ownership = ownership or FixedOwnership()
         self._detectors: dict[str, ProfileDetector] = {}  # profile id -> detector
+        self._per_user: dict[str, bool] = {}  # profile id -> whether it runs on a share of the users
         self._versions: dict[str, tuple[str, datetime]] = {}
+        self._warm: frozenset[int] = frozenset()  # buckets whose users the per-user detectors know
+        self._warm_global = False  # whether the global detectors are built
+        self._cursors_ready = False
+        self._share: Share | None = None
         self._seeded: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._leader: Connection | None = None
         self.processed = 0
         self.created = 0
         self.backlog = False
@@ -82,6 +88,7 @@ class ProfileEvaluator:
     # --- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
         self._stop.clear()
+        self.ownership.start()
         self._thread = threading.Thread(target=self._run, name="profiles-evaluator", daemon=True)
         self._thread.start()
 
@@ -90,106 +97,109 @@ class ProfileEvaluator:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        self._release()
+        self.ownership.stop()
 
     def _run(self) -> None:
         backoff = self.poll_seconds
         while not self._stop.is_set():
             try:
-                if not self._lead():
-                    self._stop.wait(max(self.poll_seconds, 2.0))
-                    continue
                 self.run_once()
                 backoff = self.poll_seconds
                 if not self.backlog:
                     # Idle: poll. With a backlog the next batch starts at once.
                     self._stop.wait(self.poll_seconds)
+            except LeaseLost as exc:
+                # A bucket was released or taken over mid-batch: the batch rolled back. Go on as
+                # soon as the heartbeat has seen the new share (not at once: the same share would
+                # only fail again, after warming everything up).
+                log.info("batch dropped: lease moved", extra={"reason": str(exc)})
+                deadline = time.monotonic() + self.ownership.heartbeat
+                while self.ownership.share() == self._share and time.monotonic() < deadline:
+                    if self._stop.wait(0.05):
+                        break
             except Exception:
                 log.exception("evaluator batch failed; state is rebuilt from the store")
-                self.reset()
-                self._release()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
 
-    def _lead(self) -> bool:
-        """Holds the leader lock on a dedicated connection; False while another process holds it."""
-        if self._leader is not None:
-            self._leader.execute(text("SELECT 1"))
-            return True
-        conn = self.engine.connect()
-        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LEADER_LOCK}).scalar()
-        conn.commit()
-        if not got:
-            conn.close()
-            return False
-        self._leader = conn
-        self.reset()  # another leader may have moved on since this process last held the lock
-        log.info("evaluator is leading")
-        return True
-
-    def _release(self) -> None:
-        if self._leader is not None:
-            try:
-                self._leader.close()
-            except Exception:  # the connection may already be gone
-                pass
-            self._leader = None
-
     def reset(self) -> None:
         self._detectors.clear()
+        self._per_user.clear()
         self._versions.clear()
+        self._warm = frozenset()
+        self._warm_global = False
+        self._cursors_ready = False
 
     # --- one batch ----------------------------------------------------------------------
     def run_once(self) -> int:
         """Processes one batch of newly committed events; returns how many (`backlog` says
         whether more were already committed)."""
         started = time.perf_counter()
+        share = self._share = self.ownership.share()
+        if share.empty:
+            self.backlog = False
+            return 0
         try:
+            if not self._cursors_ready:
+                ensure_cursors(self.engine, share.n, self.start_from)
+                self._cursors_ready = True
             with self.engine.connect() as conn:
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
-                with conn.begin():
-                    n, self.backlog = self._batch(conn)
+                with conn.begin() as transaction:
+                    n, self.backlog = self._batch(conn, share)
+                    # The leases cannot move while this commits; one that moved rolls it all back.
+                    with self.ownership.fenced(share):
+                        transaction.commit()
         except Exception:
-            self.reset()
+            self.reset()  # the detectors saw rows whose batch did not commit
             raise
         BATCH_SECONDS.observe(time.perf_counter() - started)
         return n
 
-    def _batch(self, conn: Connection) -> tuple[int, bool]:
-        """Read the delta -> evaluate -> insert anomalies -> write the cursor, in the caller's
+    def _batch(self, conn: Connection, share: Share) -> tuple[int, bool]:
+        """Read the deltas -> evaluate -> insert anomalies -> write the cursors, in the caller's
         transaction; returns (events taken, whether more were already waiting)."""
         now = store.current_snapshot(conn)
-        cursor = store.read_cursor(conn, self.consumer)
-        if cursor is None:
-            cursor = store.Cursor(store.EMPTY_SNAPSHOT if self.start_from == "beginning" else now, None)
-            store.write_cursor(conn, self.consumer, cursor)
-        batch, upto = store.delta_page(conn, cursor.snapshot, self.batch_events)
-        if self.seed_defaults and batch:
-            self._seed({e.tenant for e in batch}, conn)
-        self._sync_profiles(conn, cursor)
-        batch.sort(key=_event_order)
-        firings = self.evaluate(batch)
-        created = store.insert_anomalies(conn, firings)
-        high_water = cursor.high_water
-        if batch:
-            newest = max(e.time for e in batch)
-            high_water = newest if high_water is None or newest > high_water else high_water
-        store.write_cursor(conn, self.consumer, store.Cursor(store.next_snapshot(cursor.snapshot, now, upto), high_water))
-        self.processed += len(batch)
+        cursors = store.read_cursors(conn, share.consumers())
+        if len(cursors) < len(share.consumers()):
+            raise RuntimeError("profile cursors missing; they are created again")  # reset() re-ensures them
+        lanes = plan_lanes(share, cursors)
+        pages = [(lane, *store.delta_page(conn, lane.snapshot, self.batch_events, lane.users)) for lane in lanes]
+        if self.seed_defaults:
+            tenants = {e.tenant for _, batch, _ in pages for e in batch}
+            if tenants:
+                self._seed(tenants, conn)
+        self._sync_profiles(conn, share, lanes)
+        taken, backlog, created = 0, False, 0
+        for lane, batch, upto in pages:
+            batch.sort(key=_event_order)
+            firings = self.evaluate(batch, [
+                d for pid, d in self._detectors.items() if (lane.per_user if self._per_user[pid] else lane.global_)
+            ])
+            created += store.insert_anomalies(conn, firings)
+            high_water = lane.high_water
+            if batch:
+                newest = max(e.time for e in batch)
+                high_water = newest if high_water is None or newest > high_water else high_water
+            next_cursor = store.Cursor(store.next_snapshot(lane.snapshot, now, upto), high_water)
+            store.write_cursor(conn, lane.consumers, next_cursor)
+            taken += len(batch)
+            backlog = backlog or upto is not None
+            for f in firings:
+                ANOMALIES.labels(f.profile_kind).inc()
+        self.processed += taken
         self.created += created
-        EVENTS.inc(len(batch))
-        for f in firings:
-            ANOMALIES.labels(f.profile_kind).inc()
-        if batch:
-            log.debug("batch", extra={"events": len(batch), "anomalies": created})
-        return len(batch), upto is not None
+        EVENTS.inc(taken)
+        if taken:
+            log.debug("batch", extra={"events": taken, "anomalies": created, "lanes": len(lanes)})
+        return taken, backlog
 
-    def evaluate(self, batch: list[EventRecord]) -> list[Firing]:
+    def evaluate(self, batch: list[EventRecord], detectors: Iterable[ProfileDetector] | None = None) -> list[Firing]:
         # Per tenant and event type, the detectors that can want it (by their event types, which
         # parameters and filters narrow): most events meet three or four of the ten.
         routes: dict[tuple[str, str], list[tuple[Callable, Callable]]] = {}
         detectors_of: dict[str, list[ProfileDetector]] = defaultdict(list)
-        for d in self._detectors.values():
+        for d in self._detectors.values() if detectors is None else detectors:
             detectors_of[d.spec.tenant].append(d)
         firings: list[Firing] = []
         for e in batch:
@@ -217,22 +227,66 @@ class ProfileEvaluator:
             log.info("seeded built-in profiles", extra={"tenant": tenant, "profiles_created": created})
             self._seeded.add(tenant)
 
-    def _sync_profiles(self, conn: Connection, cursor: store.Cursor) -> None:
-        """Builds detectors for new or changed enabled profiles and drops the rest."""
+    def _sync_profiles(self, conn: Connection, share: Share, lanes: list[Lane]) -> None:
+        """Follows the share and the profiles: per-user detectors know the users of the owned
+        buckets (a gained bucket's users are warmed in, a lost one drops them all: they would be
+        stale if it came back), global detectors exist while the global bucket is held, and a
+        new or changed enabled profile gets a fresh, warmed detector."""
+        owned = frozenset(share.buckets)
+        holds_global = share.global_token is not None
+        if self._warm - owned:
+            self._drop(per_user_scope=True)
+            self._warm = frozenset()
+        if self._warm_global and not holds_global:
+            self._drop(per_user_scope=False)
+            self._warm_global = False
         versions = store.enabled_profile_versions(conn)
-        if versions == self._versions:
-            return
         for pid in [p for p in self._detectors if versions.get(p) != self._versions.get(p)]:
             del self._detectors[pid]
-        changed = [pid for pid, v in versions.items() if pid not in self._detectors]
+        gained = owned - self._warm
+        if gained:
+            for pid, detector in self._detectors.items():
+                if self._per_user[pid]:
+                    self._warm_up(conn, detector, lanes, share.n, gained)
+            self._warm = owned
+        self._warm_global = holds_global
+        self._versions = versions
+        changed = [pid for pid in versions if pid not in self._detectors]
         for spec in store.load_profiles(conn, changed):
+            scope = per_user(spec)
+            if not (owned if scope else holds_global):
+                continue  # not this replica's work now; built when it is
             try:
                 detector = build_detector(spec)
             except ParameterError as exc:  # stored before a rule tightened: skip it, say why
                 log.warning("profile skipped", extra={"profile": spec.name, "tenant": spec.tenant, "reason": str(exc)})
                 continue
-            if cursor.high_water is not None:
-                replayed = warm_detector(conn, detector, cursor.high_water, until_inclusive=True, visible_in=cursor.snapshot)
-                log.info("profile warmed", extra={"profile": spec.name, "tenant": spec.tenant, "replayed": replayed})
+            replayed = self._warm_up(conn, detector, lanes, share.n, owned if scope else None)
+            log.info("profile warmed", extra={"profile": spec.name, "tenant": spec.tenant, "replayed": replayed})
             self._detectors[spec.id] = detector
-        self._versions = versions
+            self._per_user[spec.id] = scope
+
+    def _drop(self, per_user_scope: bool) -> None:
+        for pid in [p for p, scope in self._per_user.items() if scope == per_user_scope]:
+            self._detectors.pop(pid, None)
+            del self._per_user[pid]
+
+    def _warm_up(
+        self, conn: Connection, detector: ProfileDetector, lanes: list[Lane], n: int, buckets: frozenset[int] | None
+    ) -> int:
+        """Replays what the cursors of `buckets` of N (None: the global cursor) processed into the detector."""
+        replayed = 0
+        for lane in lanes:
+            if buckets is None:
+                if not lane.global_:
+                    continue
+                users = None
+            else:
+                mine = lane.buckets & buckets
+                if not mine:
+                    continue
+                users = None if len(mine) == n else store.BucketSet(n, mine)
+            if lane.high_water is not None:
+                replayed += warm_detector(conn, detector, lane.high_water, until_inclusive=True,
+                                          visible_in=lane.snapshot, buckets=users)
+        return replayed

@@ -5,9 +5,11 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from services.profiles import store
+from services.profiles.buckets import EvaluatorLeases
 from services.profiles.evaluator import ProfileEvaluator
 from services.profiles.servicer import ProfileServicer
 from services.profiles.settings import ProfilesSettings
+from ueba.leases import new_owner_id
 from ueba.server import Registration, ServiceServer, build_server
 from ueba.v1 import profiles_pb2, profiles_pb2_grpc
 
@@ -21,9 +23,11 @@ def create_server(settings: ProfilesSettings, engine: Engine) -> tuple[ServiceSe
             store.seed_defaults(conn, settings.tenant)
     background = []
     if settings.evaluate:
+        leases = EvaluatorLeases(engine, new_owner_id("profiles"), settings)
+        leases.users.ensure_pool()  # a replica with another UEBA_BUCKETS stops here (LeaseConfigError)
         background.append(ProfileEvaluator(
             engine, poll_seconds=settings.poll_seconds, batch_events=settings.batch_events,
-            start_from=settings.start_from, seed_defaults=settings.seed_defaults,
+            start_from=settings.start_from, seed_defaults=settings.seed_defaults, ownership=leases,
         ))
     servicer = ProfileServicer(settings, engine)
     return build_server(

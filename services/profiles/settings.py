@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ueba.settings import BaseSettings, SettingsError, env_field
+from ueba.leases import LeaseSettings
+from ueba.settings import SettingsError, env_field
 
 
 @dataclass(frozen=True)
-class ProfilesSettings(BaseSettings):
+class ProfilesSettings(LeaseSettings):
     poll_seconds: float = env_field("UEBA_PROFILES_POLL_SECONDS", 0.5, "how often the evaluator looks for newly committed events")
     batch_events: int = env_field("UEBA_PROFILES_BATCH_EVENTS", 5000, "most events the evaluator takes in one transaction")
     start_from: str = env_field(

@@ -184,11 +184,23 @@ def read_cursor(conn: Connection, consumer: str) -> Cursor | None:
     return Cursor(row.snapshot, row.high_water) if row else None
 
 
-def write_cursor(conn: Connection, consumer: str, cursor: Cursor) -> None:
-    stmt = pg_insert(profile_cursors).values(
-        tenant=ALL_TENANTS, consumer=consumer, snapshot=cursor.snapshot, high_water=cursor.high_water,
-        updated_at=func.clock_timestamp(),
+def read_cursors(conn: Connection, consumers: Iterable[str]) -> dict[str, Cursor]:
+    rows = conn.execute(
+        select(profile_cursors.c.consumer, profile_cursors.c.snapshot, profile_cursors.c.high_water).where(
+            profile_cursors.c.tenant == ALL_TENANTS, profile_cursors.c.consumer.in_(list(consumers))
+        )
     )
+    return {r.consumer: Cursor(r.snapshot, r.high_water) for r in rows}
+
+
+def write_cursor(conn: Connection, consumer: str | Sequence[str], cursor: Cursor) -> None:
+    """Stores `cursor` as the cursor of one consumer, or of several at once (buckets that moved together)."""
+    names = [consumer] if isinstance(consumer, str) else list(consumer)
+    stmt = pg_insert(profile_cursors).values([
+        {"tenant": ALL_TENANTS, "consumer": name, "snapshot": cursor.snapshot, "high_water": cursor.high_water,
+         "updated_at": func.clock_timestamp()}
+        for name in names
+    ])
     conn.execute(stmt.on_conflict_do_update(
         index_elements=["tenant", "consumer"],
         set_={"snapshot": stmt.excluded.snapshot, "high_water": stmt.excluded.high_water, "updated_at": stmt.excluded.updated_at},
@@ -220,34 +232,60 @@ _EVENT_SQL = _EVENT_NAMES.replace(" source_ip,", " host(source_ip) AS source_ip,
 # The new rows in commit order, a page at a time: rows whose writing transaction was not visible
 # in the cursor (one of the transactions it saw in progress, or at or after its xmax). Two index
 # scans in txid order, merged, stop after the page: a whole backlog is never read or sorted.
-_DELTA_PAGE = f"""
+# A replica that owns some of the hash buckets adds `_IN_BUCKETS`: a filter on the same scans.
+_IN_BUCKETS = " AND ueba_bucket(tenant, user_name, %(n_buckets)s) = ANY(%(buckets)s::int[])"
+
+
+def _delta_sql(where: str) -> tuple[str, str]:
+    page = f"""
 SELECT {_EVENT_NAMES}, date_part('epoch', time), txid::text::bigint FROM (
     (SELECT {_EVENT_SQL}, txid FROM events
-      WHERE txid = ANY(ARRAY(SELECT pg_snapshot_xip(%(since)s::pg_snapshot))) ORDER BY txid LIMIT %(n)s)
+      WHERE txid = ANY(ARRAY(SELECT pg_snapshot_xip(%(since)s::pg_snapshot))){where} ORDER BY txid LIMIT %(n)s)
     UNION ALL
     (SELECT {_EVENT_SQL}, txid FROM events
-      WHERE txid >= pg_snapshot_xmax(%(since)s::pg_snapshot) ORDER BY txid LIMIT %(n)s)
+      WHERE txid >= pg_snapshot_xmax(%(since)s::pg_snapshot){where} ORDER BY txid LIMIT %(n)s)
 ) page ORDER BY page.txid LIMIT %(n)s"""
-_ONE_TRANSACTION = (
-    f"SELECT {_EVENT_SQL}, date_part('epoch', time), txid::text::bigint FROM events WHERE txid = %(txid)s::text::xid8"
-)
+    one = f"SELECT {_EVENT_SQL}, date_part('epoch', time), txid::text::bigint FROM events WHERE txid = %(txid)s::text::xid8{where}"
+    return page, one
 
 
-def delta_page(conn: Connection, since: str, page: int) -> tuple[list[EventRecord], int | None]:
-    """Rows visible now but not in `since`, in whole transactions of about `page` rows (one
-    transaction larger than a page is taken whole); and the txid they end at, None when they
-    are all there is.
+_DELTA_PAGE, _ONE_TRANSACTION = _delta_sql("")
+_DELTA_PAGE_IN_BUCKETS, _ONE_TRANSACTION_IN_BUCKETS = _delta_sql(_IN_BUCKETS)
+
+
+@dataclass(frozen=True)
+class BucketSet:
+    """Users of some of the N hash buckets (`ueba_bucket(tenant, user, N)`, migration 0008)."""
+
+    n: int
+    buckets: frozenset[int]
+
+    def clause(self):
+        return func.ueba_bucket(events.c.tenant, events.c.user_name, self.n).in_(sorted(self.buckets))
+
+
+def delta_page(
+    conn: Connection, since: str, page: int, buckets: BucketSet | None = None
+) -> tuple[list[EventRecord], int | None]:
+    """Rows visible now but not in `since` (of users in `buckets`, when given), in whole
+    transactions of about `page` rows (one transaction larger than a page is taken whole); and
+    the txid they end at, None when they are all there is.
 
     Read on the driver connection in binary, rows straight into EventRecords: the ORM's row
     processing cost more than the detectors, and datetime.timestamp() a fifth of them.
     """
     cursor = conn.connection.driver_connection.cursor(binary=True)
-    rows = cursor.execute(_DELTA_PAGE, {"since": since, "n": page + 1}).fetchall()
+    if buckets is None:
+        page_sql, one_sql, extra = _DELTA_PAGE, _ONE_TRANSACTION, {}
+    else:
+        page_sql, one_sql = _DELTA_PAGE_IN_BUCKETS, _ONE_TRANSACTION_IN_BUCKETS
+        extra = {"n_buckets": buckets.n, "buckets": sorted(buckets.buckets)}
+    rows = cursor.execute(page_sql, {"since": since, "n": page + 1, **extra}).fetchall()
     if len(rows) <= page:
         return [EventRecord(*r[:-1]) for r in rows], None
     first, cut = rows[0][-1], rows[page][-1]
     if cut == first:
-        rows = cursor.execute(_ONE_TRANSACTION, {"txid": str(first)}).fetchall()
+        rows = cursor.execute(one_sql, {"txid": str(first), **extra}).fetchall()
         return [EventRecord(*r[:-1]) for r in rows], first
     # Up to the transaction before the one the page ends in.
     upto = cut - 1
@@ -281,9 +319,10 @@ def replay_events(
     event_types: Iterable[str] | None,
     until_inclusive: bool,
     visible_in: str | None = None,
+    buckets: BucketSet | None = None,
     chunk: int = 5000,
 ) -> Iterator[EventRecord]:
-    """Events of a tenant in time order over [since, until] (or [since, until))."""
+    """Events of a tenant (of users in `buckets`, when given) in time order over [since, until] (or [since, until))."""
     q = select(*EVENT_COLUMNS).where(
         events.c.tenant == tenant, events.c.time >= since, events.c.time <= until if until_inclusive else events.c.time < until
     )
@@ -291,13 +330,17 @@ def replay_events(
         q = q.where(events.c.event_type.in_(sorted(event_types)))
     if visible_in is not None:
         q = q.where(func.pg_visible_in_snapshot(events.c.txid, snapshot_param(visible_in)))
+    if buckets is not None:
+        q = q.where(buckets.clause())
     q = q.order_by(events.c.time, events.c.event_id)
     result = conn.execute(q.execution_options(stream_results=True, yield_per=chunk))
     for row in result:
         yield EventRecord(*row)
 
 
-def user_history(conn: Connection, tenant: str, since: datetime, until: datetime, visible_in: str | None) -> list[tuple]:
+def user_history(
+    conn: Connection, tenant: str, since: datetime, until: datetime, visible_in: str | None, buckets: BucketSet | None = None
+) -> list[tuple]:
     """(user, latest department, first seen) over [since, until)."""
     q = select(
         events.c.user_name,
@@ -306,11 +349,14 @@ def user_history(conn: Connection, tenant: str, since: datetime, until: datetime
     ).where(events.c.tenant == tenant, events.c.time >= since, events.c.time < until)
     if visible_in is not None:
         q = q.where(func.pg_visible_in_snapshot(events.c.txid, snapshot_param(visible_in)))
+    if buckets is not None:
+        q = q.where(buckets.clause())
     return [tuple(r) for r in conn.execute(q.group_by(events.c.user_name))]
 
 
 def entity_history(
-    conn: Connection, tenant: str, entity_types: Iterable[str], since: datetime, until: datetime, visible_in: str | None
+    conn: Connection, tenant: str, entity_types: Iterable[str], since: datetime, until: datetime, visible_in: str | None,
+    buckets: BucketSet | None = None,
 ) -> list[tuple]:
     """(user, entity type, entity, first seen, last seen) over [since, until)."""
     out: list[tuple] = []
@@ -322,12 +368,16 @@ def entity_history(
         )
         if visible_in is not None:
             q = q.where(func.pg_visible_in_snapshot(events.c.txid, snapshot_param(visible_in)))
+        if buckets is not None:
+            q = q.where(buckets.clause())
         for user, entity, first, last in conn.execute(q.group_by(events.c.user_name, value)):
             out.append((user, entity_type, entity, first, last))
     return out
 
 
-def daily_upload_history(conn: Connection, tenant: str, since: datetime, until: datetime, visible_in: str | None) -> list[tuple]:
+def daily_upload_history(
+    conn: Connection, tenant: str, since: datetime, until: datetime, visible_in: str | None, buckets: BucketSet | None = None
+) -> list[tuple]:
     """(user, day, uploaded bytes) over [since, until)."""
     day = func.date_trunc("day", events.c.time, "UTC")
     q = select(events.c.user_name, day, func.sum(events.c.bytes)).where(
@@ -336,4 +386,6 @@ def daily_upload_history(conn: Connection, tenant: str, since: datetime, until: 
     )
     if visible_in is not None:
         q = q.where(func.pg_visible_in_snapshot(events.c.txid, snapshot_param(visible_in)))
+    if buckets is not None:
+        q = q.where(buckets.clause())
     return [tuple(r) for r in conn.execute(q.group_by(events.c.user_name, day))]

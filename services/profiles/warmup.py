@@ -25,24 +25,27 @@ def warm_detector(
     *,
     until_inclusive: bool,
     visible_in: str | None = None,
+    buckets: store.BucketSet | None = None,
 ) -> int:
-    """Replays history before `until` into the detector; returns the events replayed."""
+    """Replays history before `until` (of the users in `buckets`, when given) into the detector;
+    returns the events replayed."""
     tenant = detector.spec.tenant
     params = detector.params
     replay_from = until - timedelta(seconds=type(detector).lookback_seconds(params))
     needs = type(detector).history_needs(params)
     if needs is not None:
         since = until - timedelta(days=needs.days)
-        detector.seed_users(store.user_history(conn, tenant, since, until, visible_in))
+        detector.seed_users(store.user_history(conn, tenant, since, until, visible_in, buckets))
         if needs.seen_entities:
-            detector.seed_entities(store.entity_history(conn, tenant, needs.seen_entities, since, until, visible_in))
+            detector.seed_entities(
+                store.entity_history(conn, tenant, needs.seen_entities, since, until, visible_in, buckets))
         if needs.daily_uploads:
             # The replay below adds the last stretch itself.
-            detector.seed_daily_uploads(store.daily_upload_history(conn, tenant, since, replay_from, visible_in))
+            detector.seed_daily_uploads(store.daily_upload_history(conn, tenant, since, replay_from, visible_in, buckets))
     replayed = 0
     for event in store.replay_events(
         conn, tenant, replay_from, until, event_types=detector.event_types,
-        until_inclusive=until_inclusive, visible_in=visible_in,
+        until_inclusive=until_inclusive, visible_in=visible_in, buckets=buckets,
     ):
         if detector.accepts(event):
             detector.observe(event)

@@ -9,8 +9,8 @@ from services.scorer import scoring
 from services.scorer.baseline import COLUMN, COLUMNS, DayData
 from services.scorer.models import MODELS
 from services.scorer.runs import canonical_user, default_window
-from services.scorer.schedule import next_fire
-from services.scorer.settings import ScorerSettings, parse_schedule
+from services.scorer.schedule import Schedule, next_fire
+from services.scorer.settings import ScorerSettings, parse_every, parse_schedule
 from ueba.settings import SettingsError
 
 DAY = datetime(2026, 3, 30, tzinfo=timezone.utc)
@@ -136,6 +136,23 @@ def test_schedule_and_settings():
         ScorerSettings.from_env({"UEBA_SCORING_SCHEDULE": "25:00"})
     with pytest.raises(SettingsError, match="UEBA_MIN_BASELINE_DAYS"):
         ScorerSettings.from_env({"UEBA_MIN_BASELINE_DAYS": "40"})
+
+
+def test_last_fire_is_the_same_on_every_replica():
+    utc = timezone.utc
+    daily = Schedule(parse_schedule("00:00,06:00,12:00,18:00"))
+    assert daily.last_fire(datetime(2026, 3, 1, 5, 59, tzinfo=utc)) == datetime(2026, 3, 1, 0, 0, tzinfo=utc)
+    assert daily.last_fire(datetime(2026, 3, 1, 6, 0, tzinfo=utc)) == datetime(2026, 3, 1, 6, 0, tzinfo=utc)
+    assert daily.last_fire(datetime(2026, 3, 1, 23, 59, tzinfo=utc)) == datetime(2026, 3, 1, 18, 0, tzinfo=utc)
+    every = Schedule(every=parse_every("every 15m"))
+    now = datetime(2026, 3, 1, 10, 44, 59, tzinfo=utc)
+    assert every.last_fire(now) == datetime(2026, 3, 1, 10, 30, tzinfo=utc)
+    assert every.next_fire(now) == datetime(2026, 3, 1, 10, 45, tzinfo=utc)
+    assert not Schedule(parse_schedule("off"))
+    with pytest.raises(SettingsError, match="1 second to 24 hours"):
+        ScorerSettings.from_env({"UEBA_SCORING_SCHEDULE": "every 2000m"})
+    with pytest.raises(SettingsError, match="UEBA_LEASE_TTL_SECONDS"):
+        ScorerSettings.from_env({"UEBA_LEASE_TTL_SECONDS": "5", "UEBA_LEASE_HEARTBEAT_SECONDS": "4"})
     with pytest.raises(SettingsError, match="UEBA_SCORING_MODEL_WEIGHTS"):
         ScorerSettings.from_env({"UEBA_SCORING_MODEL_WEIGHTS": "nosuchmodel=1"})
     with pytest.raises(SettingsError, match="UEBA_ANOMALY_LOG"):

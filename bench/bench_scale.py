@@ -1,0 +1,151 @@
+"""Replica scaling: scorer users scored per second with one and with two replicas on this machine.
+
+Each replica is its own process with its own LeaseManager (pool `scorer`); the
+leases settle to an even split before the clock starts, then every replica runs
+its scheduled share of one fire at once (a barrier), and the wall time to the
+last commit is measured. user_hour_features are synthesised as in bench_scorer
+(aggregation is incremental in production; here it finds nothing new, so the
+figures are the scoring's). A warm-up run first, so every measured run replaces
+existing scores (delete + insert) the way a scheduled run does.
+
+Beside the throughput, the figures a capacity model needs: per stage, the part
+every replica repeats (baseline load over every user, needed for peer groups and
+shrinkage) and the part split by buckets (scoring, writes), peak memory per
+replica, rows and bytes written per user-day, and the machine's load.
+
+The profiles evaluator's events/s with one and two replicas: bench/scale_evaluator.py.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+import resource
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+
+from bench.bench_scorer import DAY, synthesise
+from bench.scale_evaluator import evaluator_replicas
+from ueba.db import libpq_url, with_database
+
+USERS = 2_000
+BUCKETS = 64
+WINDOW = (DAY, DAY + timedelta(days=1))
+
+
+def _replica(url: str, owner: str, replicas: int, fire_offset: int, go, ready, results) -> None:
+    from services.scorer.runs import ScheduledBuckets, Scorer
+    from services.scorer.settings import ScorerSettings
+    from services.scorer.sink import AnomalySink
+    from ueba.db import create_db_engine
+    from ueba.leases import LeaseManager
+
+    engine = create_db_engine(url, pool_size=3)
+    settings = ScorerSettings.from_env({"DATABASE_URL": url, "UEBA_BUCKETS": str(BUCKETS)})
+    scorer = Scorer(engine, settings, AnomalySink("off"))
+    # Beats by hand: a long ttl keeps the split still during the run.
+    leases = LeaseManager(engine, "scorer", owner, BUCKETS, ttl=600, heartbeat=300)
+    leases.ensure_pool()
+    share = math.ceil(BUCKETS / replicas)
+    deadline = time.monotonic() + 60
+    while len(held := leases.beat()) != share and time.monotonic() < deadline:
+        time.sleep(0.2)
+    ready.put(len(held))
+    go.wait()
+    started = time.perf_counter()
+    result = scorer.run("default", *WINDOW, trigger="schedule",
+                        scheduled=ScheduledBuckets(WINDOW[1] + timedelta(minutes=fire_offset), held, leases))
+    seconds = time.perf_counter() - started
+    leases.stop()
+    engine.dispose()
+    results.put({"owner": owner, "status": result.status, "error": result.error, "seconds": round(seconds, 2),
+                 "buckets": len(held), "users_scored": result.figures.get("users_scored", 0),
+                 "stage_seconds": result.figures.get("stage_seconds", {}),
+                 "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+
+
+def replicas_run(url: str, replicas: int, fire_offset: int) -> dict:
+    ctx = mp.get_context("spawn")
+    go, ready, results = ctx.Event(), ctx.Queue(), ctx.Queue()
+    children = [ctx.Process(target=_replica, args=(url, f"bench-{replicas}-{i}", replicas, fire_offset, go, ready, results))
+                for i in range(replicas)]
+    for child in children:
+        child.start()
+    held = [ready.get(timeout=120) for _ in children]
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    go.set()
+    runs = [results.get(timeout=1800) for _ in children]
+    wall = time.perf_counter() - started
+    for child in children:
+        child.join()
+    users = sum(r["users_scored"] for r in runs)
+    return {"replicas": replicas, "buckets_held": held, "wall_seconds": round(wall, 2), "users_scored": users,
+            "users_per_second": round(users / wall, 1), "load_average_before": round(load_before, 2),
+            "load_average_after": round(os.getloadavg()[0], 2), "runs": runs}
+
+
+def _written(url: str) -> dict:
+    with psycopg.connect(libpq_url(url)) as conn:
+        rows, user_days = conn.execute("SELECT count(*), count(DISTINCT (user_name, date_trunc('day', hour))) FROM event_scores").fetchone()
+        size = conn.execute("SELECT pg_total_relation_size('event_scores')").fetchone()[0]
+    return {"event_score_rows_per_user_day": round(rows / max(user_days, 1), 1),
+            "event_scores_bytes_per_user_day": round(size / max(user_days, 1))}
+
+
+def run(out_dir: Path) -> dict:
+    server = os.environ.get("DATABASE_URL")
+    embedded = None
+    if not server:
+        from ueba.embedded import EmbeddedPostgres
+
+        embedded = EmbeddedPostgres(Path(__file__).resolve().parent.parent / ".data" / "bench")
+        server = embedded.start()
+    users = int(os.environ.get("UEBA_BENCH_SCALE_USERS", USERS))
+    name = f"ueba_bench_scale_{os.getpid()}"
+    try:
+        with psycopg.connect(libpq_url(server), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = with_database(server, name)
+        from ueba.store.migrate import upgrade
+
+        upgrade(url)
+        synthesise(url, users)
+        warm = replicas_run(url, 1, 1)
+        one = replicas_run(url, 1, 2)
+        two = replicas_run(url, 2, 3)
+        written = _written(url)
+        evaluator = evaluator_replicas(server, out_dir)
+    finally:
+        with psycopg.connect(libpq_url(server), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if embedded is not None:
+            embedded.stop()
+    stages = one["runs"][0]["stage_seconds"]
+    repeated = stages.get("features", 0) + stages.get("load", 0)
+    split = sum(v for k, v in stages.items() if k not in ("features", "load"))
+    return {
+        "users": users,
+        "buckets": BUCKETS,
+        "cpus": os.cpu_count(),
+        "warm_up": {k: warm[k] for k in ("wall_seconds", "users_per_second")},
+        "one_replica": one,
+        "two_replicas": two,
+        "speedup": round(two["users_per_second"] / one["users_per_second"], 2),
+        "capacity_model": {
+            "per_replica_repeated_seconds": round(repeated, 2),
+            "per_user_split_ms": round(1000 * split / users, 3),
+            "note": "a run's time per replica ~ repeated (baseline load over every user of the tenant, "
+                    "grows with all users) + per_user_split_ms x users in its buckets; "
+                    "Postgres serves every replica's load scans, so replicas beyond the database's cores add little",
+            "peak_rss_bytes_one_replica": one["runs"][0]["peak_rss_bytes"],
+            "peak_rss_bytes_per_replica_of_two": max(r["peak_rss_bytes"] for r in two["runs"]),
+            **written,
+        },
+        "evaluator": evaluator,
+        "machine_note": "2 cores shared with other work; see load_average_before/after of each measurement",
+    }

@@ -16,12 +16,12 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from tests.conftest import create_database, drop_database
+from tests.scale.cluster import LeaseCluster
 from tests.scorer.helpers import Activity
-from ueba.db import libpq_url, with_database
+from ueba.db import with_database
 from ueba.launcher import ServiceProcess, start_service
 from ueba.store.migrate import upgrade
 
@@ -50,10 +50,11 @@ def recent_activity(now: datetime) -> Activity:
     return act
 
 
-class Cluster:
+class Cluster(LeaseCluster):
+    pool = "scorer"
+
     def __init__(self, url: str, tmp: Path):
-        self.url, self.tmp = url, tmp
-        self.procs: dict[str, ServiceProcess] = {}
+        super().__init__(url, tmp)
         self.sinks: list[Path] = []
 
     def start(self, name: str) -> ServiceProcess:
@@ -66,29 +67,6 @@ class Cluster:
         }, log_path=self.tmp / f"{name}.stderr")
         self.procs[name] = proc
         return proc
-
-    def query(self, sql: str, *params):
-        with psycopg.connect(libpq_url(self.url)) as conn:
-            return conn.execute(sql, params).fetchall()
-
-    def owner(self, name: str) -> str:
-        pid = self.procs[name].process.pid
-        rows = self.query("SELECT owner FROM work_lease_members WHERE owner LIKE %s", f"%:{pid}:%")
-        assert len(rows) == 1, rows
-        return rows[0][0]
-
-    def holdings(self) -> Counter:
-        return Counter(o for (o,) in self.query(
-            "SELECT owner FROM work_leases WHERE pool = 'scorer' AND owner IS NOT NULL AND expires_at > now()"))
-
-    def wait(self, what: str, check, timeout: float, step: float = 0.1):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = check()
-            if got:
-                return got
-            time.sleep(step)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
     def fire_done(self, fire: str) -> bool:
         done = self.query("SELECT count(*) FROM scorer_buckets WHERE tenant = 'default' AND scheduled_at >= %s", fire)

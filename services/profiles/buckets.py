@@ -20,7 +20,7 @@ that is a single unfiltered lane with every detector: exactly the evaluator befo
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Iterator, Protocol
 
@@ -82,20 +82,34 @@ class Share:
 
 @dataclass
 class Lane:
-    """One delta of a poll: the rows after `snapshot` of `users` (None: every user), for the
-    per-user detectors (`per_user`), the global ones (`global_`) or both."""
+    """One delta of a poll: the rows after `snapshot` of the users of `buckets` (of N) for the
+    per-user detectors and, with `global_`, every row for the global ones."""
 
     snapshot: str
     high_water: datetime | None
     consumers: list[str]
-    users: store.BucketSet | None
-    per_user: bool
+    n: int
+    buckets: frozenset[int]
     global_: bool
-    buckets: frozenset[int] = field(default_factory=frozenset)
+
+    @property
+    def per_user(self) -> bool:
+        return bool(self.buckets)
+
+    @property
+    def users(self) -> store.BucketSet | None:
+        """The rows to read: every row for a global lane or every bucket, else the buckets' users."""
+        return None if self.global_ or len(self.buckets) == self.n else store.BucketSet(self.n, self.buckets)
+
+    @property
+    def sifted(self) -> bool:
+        """Whether the per-user detectors take only some of the rows read (a global lane with some buckets)."""
+        return self.global_ and 0 < len(self.buckets) < self.n
 
 
 def plan_lanes(share: Share, cursors: dict[str, store.Cursor]) -> list[Lane]:
-    """Groups the share's buckets by cursor snapshot; every consumer of the share must have a cursor."""
+    """Groups the share's buckets by cursor snapshot; the global cursor joins the group at its
+    snapshot, so its holder reads those rows once. Every consumer of the share must have a cursor."""
     groups: dict[str, list[int]] = {}
     for b in sorted(share.buckets):
         groups.setdefault(cursors[bucket_consumer(b)].snapshot, []).append(b)
@@ -104,16 +118,14 @@ def plan_lanes(share: Share, cursors: dict[str, store.Cursor]) -> list[Lane]:
     for snapshot, buckets in groups.items():
         consumers = [bucket_consumer(b) for b in buckets]
         high_water = _latest(cursors[c].high_water for c in consumers)
-        if glob is not None and glob.snapshot == snapshot and len(buckets) == share.n:
-            lanes.append(Lane(snapshot, _latest([high_water, glob.high_water]), consumers + [GLOBAL_CONSUMER], None,
-                              per_user=True, global_=True, buckets=frozenset(buckets)))
+        if glob is not None and glob.snapshot == snapshot:
+            lanes.append(Lane(snapshot, _latest([high_water, glob.high_water]), consumers + [GLOBAL_CONSUMER], share.n,
+                              frozenset(buckets), global_=True))
             glob = None
         else:
-            users = None if len(buckets) == share.n else store.BucketSet(share.n, frozenset(buckets))
-            lanes.append(Lane(snapshot, high_water, consumers, users, per_user=True, global_=False,
-                              buckets=frozenset(buckets)))
+            lanes.append(Lane(snapshot, high_water, consumers, share.n, frozenset(buckets), global_=False))
     if glob is not None:
-        lanes.append(Lane(glob.snapshot, glob.high_water, [GLOBAL_CONSUMER], None, per_user=False, global_=True))
+        lanes.append(Lane(glob.snapshot, glob.high_water, [GLOBAL_CONSUMER], share.n, frozenset(), global_=True))
     return lanes
 
 

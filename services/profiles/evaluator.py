@@ -40,7 +40,7 @@ from services.profiles.buckets import FixedOwnership, Lane, Ownership, Share, en
 from services.profiles.kinds import ParameterError, ProfileDetector, build_detector
 from services.profiles.records import EventRecord, Firing
 from services.profiles.warmup import warm_detector
-from ueba.leases import LeaseLost
+from ueba.leases import LeaseLost, buckets_of
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ class ProfileEvaluator:
         self._warm: frozenset[int] = frozenset()  # buckets whose users the per-user detectors know
         self._warm_global = False  # whether the global detectors are built
         self._cursors_ready = False
+        self._bucket_of: dict[tuple[str, str], int] = {}  # (tenant, user) -> bucket, for sifted lanes
         self._share: Share | None = None
         self._seeded: set[str] = set()
         self._stop = threading.Event()
@@ -173,9 +174,13 @@ class ProfileEvaluator:
         taken, backlog, created = 0, False, 0
         for lane, batch, upto in pages:
             batch.sort(key=_event_order)
-            firings = self.evaluate(batch, [
-                d for pid, d in self._detectors.items() if (lane.per_user if self._per_user[pid] else lane.global_)
-            ])
+            if lane.sifted:  # every row for the global detectors, the lane's buckets' for the per-user ones
+                firings = self.evaluate(batch, self._scope(per_user=False))
+                firings += self.evaluate(self._sift(conn, batch, lane), self._scope(per_user=True))
+            else:
+                firings = self.evaluate(batch, [
+                    d for pid, d in self._detectors.items() if (lane.per_user if self._per_user[pid] else lane.global_)
+                ])
             created += store.insert_anomalies(conn, firings)
             high_water = lane.high_water
             if batch:
@@ -193,6 +198,21 @@ class ProfileEvaluator:
         if taken:
             log.debug("batch", extra={"events": taken, "anomalies": created, "lanes": len(lanes)})
         return taken, backlog
+
+    def _scope(self, per_user: bool) -> list[ProfileDetector]:
+        return [d for pid, d in self._detectors.items() if self._per_user[pid] == per_user]
+
+    def _sift(self, conn: Connection, batch: list[EventRecord], lane: Lane) -> list[EventRecord]:
+        """The events of users in the lane's buckets (a user's bucket never changes: cached)."""
+        known = self._bucket_of
+        missing: dict[str, set[str]] = defaultdict(set)
+        for e in batch:
+            if (e.tenant, e.user) not in known:
+                missing[e.tenant].add(e.user)
+        for tenant, users in missing.items():
+            for user, bucket in buckets_of(conn, tenant, users, lane.n).items():
+                known[(tenant, user)] = bucket
+        return [e for e in batch if known[(e.tenant, e.user)] in lane.buckets]
 
     def evaluate(self, batch: list[EventRecord], detectors: Iterable[ProfileDetector] | None = None) -> list[Firing]:
         # Per tenant and event type, the detectors that can want it (by their event types, which

@@ -60,12 +60,18 @@ def test_lanes_group_buckets_by_cursor_and_merge_a_sole_owner():
     assert len(sole) == 1 and sole[0].users is None and sole[0].per_user and sole[0].global_
     assert sorted(sole[0].consumers) == sorted(same)
 
-    # Buckets 0-2 at one cursor, 3-5 at an older one (taken over), the global lane on its own.
+    # Buckets 0-2 at the global cursor, 3-5 at an older one (taken over): the global holder reads the
+    # rows at its cursor once (the per-user detectors take only those of buckets 0-2), 3-5 by bucket.
     mixed = same | {bucket_consumer(b): "3:3:" for b in (3, 4, 5)}
     lanes = plan_lanes(Share(N, {b: 1 for b in range(N)}, 7), cursors(mixed))
-    assert [(lane.snapshot, sorted(lane.buckets), lane.per_user, lane.global_) for lane in lanes] == [
-        ("5:5:", [0, 1, 2], True, False), ("3:3:", [3, 4, 5], True, False), ("5:5:", [], False, True)]
-    assert lanes[0].users == store.BucketSet(N, frozenset({0, 1, 2}))
+    assert [(lane.snapshot, sorted(lane.buckets), lane.global_, lane.sifted) for lane in lanes] == [
+        ("5:5:", [0, 1, 2], True, True), ("3:3:", [3, 4, 5], False, False)]
+    assert lanes[0].users is None and lanes[1].users == store.BucketSet(N, frozenset({3, 4, 5}))
+
+    # The global cursor apart: a lane of its own, with no per-user detectors.
+    apart = plan_lanes(Share(N, {0: 1, 1: 1}, 7), cursors(same | {GLOBAL_CONSUMER: "4:4:"}))
+    assert [(lane.snapshot, sorted(lane.buckets), lane.global_, lane.per_user) for lane in apart] == [
+        ("5:5:", [0, 1], False, True), ("4:4:", [], True, False)]
 
     # Every bucket but no global bucket: one unfiltered lane for the per-user detectors.
     (only,) = plan_lanes(Share(N, {b: 1 for b in range(N)}, None), cursors(same))
@@ -194,3 +200,21 @@ def test_a_replica_whose_buckets_were_taken_writes_nothing(fresh_database_url, e
     drain(taker)
     with engine.connect() as conn:
         assert len({c.snapshot for c in store.read_cursors(conn, list(before)).values()}) == 1
+
+
+def test_the_global_holder_reads_once_and_evaluates_only_its_users_per_user(fresh_database_url, engine):
+    setup_profiles(engine)
+    add_profile(engine, "failed_logins", name="spray", count=100, interval_seconds=600, spray_users=8)
+    insert_events(fresh_database_url, all_events(), per_transaction=9)
+    drain(ProfileEvaluator(engine, seed_defaults=False, ownership=FixedOwnership(N)))
+    expected = summary(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM anomalies"))
+        conn.execute(text("DELETE FROM profile_cursors"))
+    mine = {0, 1, 2, 3}
+    holder = ProfileEvaluator(engine, seed_defaults=False, ownership=FixedOwnership(N, mine, True))
+    drain(holder)
+    assert holder.processed == len(all_events())  # one read: the global lane and buckets 0-3 together
+    bucket = users_by_bucket(engine, {user for _, user, _, _ in expected})
+    assert summary(engine) == [a for a in expected if a[0] == "spray" or bucket[a[1]] in mine]
+    assert any(a[0] != "spray" and bucket[a[1]] not in mine for a in expected)  # some were not its own

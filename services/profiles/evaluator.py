@@ -74,6 +74,8 @@ class ProfileEvaluator:
         self._detectors: dict[str, ProfileDetector] = {}  # profile id -> detector
         self._per_user: dict[str, bool] = {}  # profile id -> whether it runs on a share of the users
         self._versions: dict[str, tuple[str, datetime]] = {}
+        # Profile id -> (version, per user; None: cannot be built): what need not be loaded again.
+        self._seen: dict[str, tuple[tuple[str, datetime], bool | None]] = {}
         self._warm: frozenset[int] = frozenset()  # buckets whose users the per-user detectors know
         self._warm_global = False  # whether the global detectors are built
         self._cursors_ready = False
@@ -271,15 +273,23 @@ class ProfileEvaluator:
             self._warm = owned
         self._warm_global = holds_global
         self._versions = versions
-        changed = [pid for pid in versions if pid not in self._detectors]
+        def wanted(pid: str) -> bool:
+            seen = self._seen.get(pid)
+            if seen is None or seen[0] != versions[pid]:
+                return True
+            return seen[1] is not None and bool(owned if seen[1] else holds_global)
+
+        changed = [pid for pid in versions if pid not in self._detectors and wanted(pid)]
         for spec in store.load_profiles(conn, changed):
             scope = per_user(spec)
+            self._seen[spec.id] = (versions[spec.id], scope)
             if not (owned if scope else holds_global):
                 continue  # not this replica's work now; built when it is
             try:
                 detector = build_detector(spec)
             except ParameterError as exc:  # stored before a rule tightened: skip it, say why
                 log.warning("profile skipped", extra={"profile": spec.name, "tenant": spec.tenant, "reason": str(exc)})
+                self._seen[spec.id] = (versions[spec.id], None)
                 continue
             replayed = self._warm_up(conn, detector, lanes, share.n, owned if scope else None)
             log.info("profile warmed", extra={"profile": spec.name, "tenant": spec.tenant, "replayed": replayed})

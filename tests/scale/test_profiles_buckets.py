@@ -218,3 +218,26 @@ def test_the_global_holder_reads_once_and_evaluates_only_its_users_per_user(fres
     bucket = users_by_bucket(engine, {user for _, user, _, _ in expected})
     assert summary(engine) == [a for a in expected if a[0] == "spray" or bucket[a[1]] in mine]
     assert any(a[0] != "spray" and bucket[a[1]] not in mine for a in expected)  # some were not its own
+
+
+def test_profiles_outside_the_share_or_broken_are_not_loaded_every_poll(fresh_database_url, engine, caplog, monkeypatch):
+    setup_profiles(engine)  # per-user profiles only
+    broken = add_profile(engine, "bulk_upload", file_count=10, bytes=0, interval_seconds=600)
+    with engine.begin() as conn:  # stored before a rule tightened
+        conn.execute(text("UPDATE profiles SET parameters = '{\"file_count\": 0, \"bytes\": 0}' WHERE id = :id"),
+                     {"id": broken})
+    add_profile(engine, "failed_logins", name="spray", count=100, interval_seconds=600, spray_users=8)
+    evaluator = ProfileEvaluator(engine, seed_defaults=False, ownership=FixedOwnership(N, {0, 1}, False))
+    loaded = []
+    real = store.load_profiles
+
+    def load(conn, ids):
+        loaded.append(sorted(ids))
+        return real(conn, ids)
+
+    monkeypatch.setattr(store, "load_profiles", load)
+    for i in range(5):
+        insert_events(fresh_database_url, [event(f"u{i}", "logon", i)])
+        evaluator.run_once()
+    assert [ids for ids in loaded if ids] == [loaded[0]] and len(loaded[0]) == 5  # once: 3 built, spray, broken
+    assert sum("profile skipped" in r.getMessage() for r in caplog.records) == 1

@@ -264,7 +264,7 @@ class ProfileEvaluator:
             self._warm_global = False
         versions = store.enabled_profile_versions(conn)
         for pid in [p for p in self._detectors if versions.get(p) != self._versions.get(p)]:
-            del self._detectors[pid]
+            del self._detectors[pid], self._per_user[pid]
         gained = owned - self._warm
         if gained:
             for pid, detector in self._detectors.items():
@@ -273,13 +273,7 @@ class ProfileEvaluator:
             self._warm = owned
         self._warm_global = holds_global
         self._versions = versions
-        def wanted(pid: str) -> bool:
-            seen = self._seen.get(pid)
-            if seen is None or seen[0] != versions[pid]:
-                return True
-            return seen[1] is not None and bool(owned if seen[1] else holds_global)
-
-        changed = [pid for pid in versions if pid not in self._detectors and wanted(pid)]
+        changed = [pid for pid in versions if pid not in self._detectors and self._wanted(pid, versions[pid], share)]
         for spec in store.load_profiles(conn, changed):
             scope = per_user(spec)
             self._seen[spec.id] = (versions[spec.id], scope)
@@ -295,6 +289,14 @@ class ProfileEvaluator:
             log.info("profile warmed", extra={"profile": spec.name, "tenant": spec.tenant, "replayed": replayed})
             self._detectors[spec.id] = detector
             self._per_user[spec.id] = scope
+
+    def _wanted(self, pid: str, version: tuple[str, datetime], share: Share) -> bool:
+        """Whether to load a profile without a detector: new or changed, or now in this replica's share."""
+        seen = self._seen.get(pid)
+        if seen is None or seen[0] != version:
+            return True
+        scope = seen[1]
+        return scope is not None and bool(share.buckets if scope else share.global_token is not None)
 
     def _drop(self, per_user_scope: bool) -> None:
         for pid in [p for p, scope in self._per_user.items() if scope == per_user_scope]:

@@ -24,6 +24,7 @@ import numpy as np
 from sqlalchemy import Connection, func, select, text
 
 from services.scorer.models import AGGREGATED
+from ueba.leases import buckets_of
 from ueba.store.schema import user_hour_features as uhf
 
 HOUR = timedelta(hours=1)
@@ -32,6 +33,8 @@ DAY = timedelta(days=1)
 COLUMNS: tuple[tuple[str, str], ...] = tuple((m.name, f.name) for m in AGGREGATED for f in m.stored)
 COLUMN = {c: i for i, c in enumerate(COLUMNS)}
 ACTIVITY_MODEL = "login_time"  # has a row in every active hour
+# DayData's per-user baseline arrays (everything but first_hour, which comes from first_hours, and the window).
+BASELINE_ARRAYS = ("n_all", "s_all", "q_all", "n_set", "s_set", "n_how", "s_how", "a_hod")
 
 
 @dataclass
@@ -88,13 +91,22 @@ def load_day(
     baseline_days: int,
     min_baseline_days: int,
     first_hours: dict[str, datetime],
+    buckets: tuple[int, list[int]] | None = None,
 ) -> DayData:
     """Baseline of `day` and the observed features of the hours [hours[0], hours[1]) within it.
 
     Three scans of user_hour_features, each covering every model at once (one pass
-    with FILTER per model is far cheaper than one pass per model).
+    with FILTER per model is far cheaper than one pass per model). `buckets` (N,
+    bucket list) narrows every scan to the users of those hash buckets.
     """
     b0 = day - baseline_days * DAY
+    mine, scope = "", {}
+    if buckets is not None:
+        # Every user with features has login_time rows, so first_hours names them all; a name
+        # list lets the scans use the primary key (tenant, user_name, ...) and skip the others.
+        wanted = set(buckets[1])
+        scope = {"mine": [u for u, b in buckets_of(conn, tenant, first_hours, buckets[0]).items() if b in wanted]}
+        mine = "AND f.user_name = ANY(CAST(:mine AS text[]))"
     stored = _stored()
     act = f"f.model = '{ACTIVITY_MODEL}'"
     # When each user's learning period ends; the settled part of the baseline starts there.
@@ -122,17 +134,17 @@ def load_day(
                 FROM user_hour_features f
                 {settled_join if activity or has_novelty else ""}
                 {hod_join if activity else ""}
-                WHERE f.tenant = :tenant AND f.model = :model AND f.hour >= :b0 AND f.hour < :day
+                WHERE f.tenant = :tenant AND f.model = :model AND f.hour >= :b0 AND f.hour < :day {mine}
                 GROUP BY f.user_name"""
             ),
-            {"names": names, "settled": settled, "tenant": tenant, "b0": b0, "day": day, "model": model.name},
+            {"names": names, "settled": settled, "tenant": tenant, "b0": b0, "day": day, "model": model.name, **scope},
         ).all()
         overall.append((model, rows))
     same_weekday = [(day - 7 * k * DAY, day - 7 * k * DAY + DAY) for k in range(1, baseline_days // 7 + 1)]
     weekday = []
     if same_weekday:
         ranges = " OR ".join(f"(f.hour >= :a{i} AND f.hour < :b{i})" for i in range(len(same_weekday)))
-        params = {"tenant": tenant}
+        params = {"tenant": tenant, **scope}
         for i, (a, b) in enumerate(same_weekday):
             params[f"a{i}"], params[f"b{i}"] = a, b
         cols = [f"count(*) FILTER (WHERE {act})",
@@ -141,7 +153,7 @@ def load_day(
             text(
                 f"""SELECT f.user_name, extract(hour FROM f.hour)::int, {", ".join(cols)}
                 FROM user_hour_features f
-                WHERE f.tenant = :tenant AND ({ranges})
+                WHERE f.tenant = :tenant AND ({ranges}) {mine}
                 GROUP BY f.user_name, extract(hour FROM f.hour)::int"""
             ),
             params,
@@ -154,12 +166,12 @@ def load_day(
         text(
             f"""SELECT f.user_name, f.hour, {", ".join(window_cols)}
             FROM user_hour_features f
-            WHERE f.tenant = :tenant AND f.hour >= :h0 AND f.hour < :h1
+            WHERE f.tenant = :tenant AND f.hour >= :h0 AND f.hour < :h1 {mine}
             GROUP BY f.user_name, f.hour
             HAVING bool_or({act})
             ORDER BY f.user_name, f.hour"""
         ),
-        {"tenant": tenant, "h0": hours[0], "h1": hours[1]},
+        {"tenant": tenant, "h0": hours[0], "h1": hours[1], **scope},
     ).all()
     return _assemble(day, overall, weekday, window, first_hours)
 
@@ -170,20 +182,60 @@ def _matrix(rows, start: int, width: int) -> np.ndarray:
     return np.array([r[start:start + width] for r in rows], dtype=np.float64).reshape(len(rows), width)
 
 
+def _first_hours(users: list[str], first_hours: dict[str, datetime]) -> np.ndarray:
+    epoch = np.datetime64("1970-01-01T00:00:00")
+    first = np.full(len(users), np.nan)
+    for i, u in enumerate(users):
+        h = first_hours.get(u)
+        if h is not None:
+            first[i] = (np.datetime64(h.replace(tzinfo=None)) - epoch) / np.timedelta64(1, "h")
+    return first
+
+
+def baseline_part(data: DayData) -> tuple[list[str], dict[str, np.ndarray]]:
+    """The per-user baseline arrays of `data` (no window), for the other replicas of a fire."""
+    return list(data.users), {name: getattr(data, name) for name in BASELINE_ARRAYS}
+
+
+def merge(own: DayData, parts: list[tuple[list[str], dict[str, np.ndarray]]], first_hours: dict[str, datetime]) -> DayData:
+    """`own` (window and baselines of some buckets) with other buckets' baseline parts.
+
+    The result is what load_day over every bucket returns, with the window of `own`'s
+    users only: the same users in the same (sorted) order, so group and tenant sums
+    add up in the same order and the scores are the same.
+    """
+    source: dict[str, tuple[dict[str, np.ndarray], int]] = {}
+    for users, arrays in [baseline_part(own), *parts]:
+        for i, u in enumerate(users):
+            source.setdefault(u, (arrays, i))
+    users = sorted(source)
+    data = DayData(day=own.day, users=users, first_hour=_first_hours(users, first_hours),
+                   **{name: np.zeros((len(users),) + getattr(own, name).shape[1:]) for name in BASELINE_ARRAYS},
+                   w_user=np.zeros(0, dtype=np.int64), w_hour=own.w_hour, w_time=own.w_time, x=own.x,
+                   present=own.present)
+    by_arrays: dict[int, tuple[dict[str, np.ndarray], list[int], list[int]]] = {}
+    for j, u in enumerate(users):
+        arrays, i = source[u]
+        entry = by_arrays.setdefault(id(arrays), (arrays, [], []))
+        entry[1].append(j)
+        entry[2].append(i)
+    for arrays, to, frm in by_arrays.values():
+        for name in BASELINE_ARRAYS:
+            getattr(data, name)[to] = arrays[name][frm]
+    index = {u: j for j, u in enumerate(users)}
+    remap = np.array([index[u] for u in own.users], dtype=np.int64)
+    data.w_user = remap[own.w_user] if own.w_user.size else own.w_user
+    return data
+
+
 def _assemble(day, overall, weekday, window, first_hours) -> DayData:
     users = sorted({r[0] for _, rows in overall for r in rows} | {r[0] for r in window})
     index = {u: i for i, u in enumerate(users)}
     U, J = len(users), len(COLUMNS)
     stored = _stored()
     cols = np.array([COLUMN[(m.name, f.name)] for m, f in stored], dtype=np.int64)
-    epoch = np.datetime64("1970-01-01T00:00:00")
-    first = np.full(U, np.nan)
-    for u, h in first_hours.items():
-        i = index.get(u)
-        if i is not None:
-            first[i] = (np.datetime64(h.replace(tzinfo=None)) - epoch) / np.timedelta64(1, "h")
     data = DayData(
-        day=day, users=users, first_hour=first, n_all=np.zeros(U), s_all=np.zeros((U, J)), q_all=np.zeros((U, J)),
+        day=day, users=users, first_hour=_first_hours(users, first_hours), n_all=np.zeros(U), s_all=np.zeros((U, J)), q_all=np.zeros((U, J)),
         n_set=np.zeros(U), s_set=np.zeros((U, J)), n_how=np.zeros((U, 24)), s_how=np.zeros((U, 24, J)),
         a_hod=np.zeros((U, 24)), w_user=np.zeros(0, dtype=np.int64), w_hour=np.zeros(0, dtype=np.int64),
     )

@@ -28,8 +28,10 @@ of buckets: a scheduled run the buckets its replica leases, an on-demand run eve
 bucket (or the buckets of its users). Runs touching the same bucket of a tenant
 are serialised by session advisory locks per bucket, taken before the scoring
 transaction starts, so a waiting run's snapshot already includes the previous
-run's commit. Baselines are loaded for every user (peer groups and shrinkage need
-them all); scores are written only for the run's buckets. A scheduled run records
+run's commit. Peer groups and shrinkage need every user's baseline, but a
+scheduled run loads only its own buckets' and takes the others' from the other
+replicas of its fire (baseline_share); any other run loads everyone's. Scores are
+written only for the run's buckets. A scheduled run records
 its fire time per bucket (scorer_buckets) and commits under its lease fence, so
 each fire scores each bucket exactly once, even when a paused replica wakes up
 after its buckets moved.
@@ -47,7 +49,7 @@ from typing import Callable
 import numpy as np
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 
-from services.scorer import baseline, features, peers, scoring
+from services.scorer import baseline, baseline_share, features, peers, scoring
 from services.scorer.features import analyze_unless_busy
 from services.scorer.models import AGGREGATED, BY_NAME, NOVELTY_ENTITY, PEER_GROUP
 from services.scorer.settings import ScorerSettings
@@ -227,8 +229,8 @@ class Scorer:
                 )
                 with self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
                     with conn.begin() as tx:
-                        figures = self._run_in_transaction(conn, run_id, tenant, start, end, scope, scheduled, refreshed,
-                                                           lines)
+                        figures = self._run_in_transaction(conn, lock_conn, run_id, tenant, start, end, scope, scheduled,
+                                                           refreshed, lines)
                         if scheduled is None or not figures["buckets"]:
                             return figures
                         # Commit under the fence: the leases cannot move until this commit is done.
@@ -262,14 +264,15 @@ class Scorer:
                 self._check("features")
                 conn.execute(
                     text("""INSERT INTO scorer_cursors (tenant, snapshot) VALUES (:tenant, :snapshot)
-                            ON CONFLICT (tenant) DO UPDATE SET snapshot = excluded.snapshot, updated_at = now()"""),
-                    {"tenant": tenant, "snapshot": refreshed.snapshot},
+                            ON CONFLICT (tenant) DO UPDATE SET snapshot = excluded.snapshot, updated_at = now(),
+                                features_version = scorer_cursors.features_version + CAST(:changed AS int)"""),
+                    {"tenant": tenant, "snapshot": refreshed.snapshot, "changed": refreshed.dirty_user_hours > 0},
                 )
                 return refreshed
         finally:
             lock_conn.execute(select(func.pg_advisory_unlock(*key)))
 
-    def _run_in_transaction(self, conn: Connection, run_id, tenant, start, end, scope: UserScope,
+    def _run_in_transaction(self, conn: Connection, auto: Connection, run_id, tenant, start, end, scope: UserScope,
                             scheduled: ScheduledBuckets | None, refreshed: features.FeatureRefresh, lines) -> dict:
         conn.execute(text("SET LOCAL TIME ZONE 'UTC'"))
         if scheduled is not None:
@@ -305,13 +308,13 @@ class Scorer:
         last_assignment = None
         last_data = None
         day = floor_day(start)
-        t_load = t_score = t_write = 0.0
+        t_load = t_share = t_score = t_write = 0.0
         while day < end:
             lo, hi = max(start, day), min(end, day + DAY)
             a = time.perf_counter()
-            data = baseline.load_day(conn, tenant, day, (lo, hi), self.settings.baseline_days,
-                                     self.settings.min_baseline_days, first_hours)
+            data, shared = self._load_day(conn, auto, run_id, tenant, day, (lo, hi), first_hours, scope, scheduled)
             b = time.perf_counter()
+            t_share += shared
             assignment = peers.assign(data, departments, self.settings.min_peer_group)
             last_assignment, last_data = assignment, data
             rates = scoring.shrunk_rates(data, assignment.group, len(assignment.groups), self.settings.baseline_days)
@@ -326,7 +329,7 @@ class Scorer:
             copy_rows = self._event_score_rows(tenant, run_id, data, results, learning, lines)
             self._copy_event_scores(conn, copy_rows)
             d = time.perf_counter()
-            t_load += b - a
+            t_load += b - a - shared
             t_score += c - b
             t_write += d - c
             n_event_scores += len(copy_rows)
@@ -364,9 +367,11 @@ class Scorer:
             "stage_seconds": {
                 "features": refreshed.seconds,
                 "load": round(t_load, 3),
+                "share_baselines": round(t_share, 3),
                 "score": round(t_score, 3),
                 "write_event_scores": round(t_write, 3),
-                "user_scores_and_anomalies": round(time.perf_counter() - t_scoring - t_load - t_score - t_write, 3),
+                "user_scores_and_anomalies": round(
+                    time.perf_counter() - t_scoring - t_load - t_share - t_score - t_write, 3),
             },
         }
         conn.execute(
@@ -375,6 +380,28 @@ class Scorer:
             .values(status="succeeded", finished_at=func.clock_timestamp(), figures=figures)
         )
         return figures
+
+    def _load_day(self, conn, auto, run_id, tenant, day, hours, first_hours, scope: UserScope,
+                  scheduled: ScheduledBuckets | None) -> tuple[baseline.DayData, float]:
+        """Every user's baselines and the window's features; the seconds spent sharing baselines.
+
+        A scheduled run over some buckets loads its own buckets' baselines and takes
+        the others' from the other replicas of its fire (baseline_share); any other
+        run loads everyone's (nobody publishes for it).
+        """
+        args = (conn, tenant, day, hours, self.settings.baseline_days, self.settings.min_baseline_days, first_hours)
+        if scheduled is None or scope.every_bucket:
+            return baseline.load_day(*args), 0.0
+        own = baseline.load_day(*args, buckets=(scope.n, list(scope.buckets)))
+        self._check("baselines")
+        started = time.perf_counter()
+        key = baseline_share.state(conn, tenant, day, hours, self.settings.baseline_days,
+                                   self.settings.min_baseline_days)
+        baseline_share.publish(auto, tenant, key, run_id, scope.n, list(scope.buckets), baseline.baseline_part(own))
+        parts = baseline_share.collect(
+            auto, tenant, key, run_id, scope.n, set(scope.buckets), scheduled.fire,
+            lambda buckets: baseline.baseline_part(baseline.load_day(*args, buckets=(scope.n, buckets))))
+        return baseline.merge(own, parts, first_hours), time.perf_counter() - started
 
     def _record_fire(self, conn, tenant, run_id, scope: UserScope, scheduled: ScheduledBuckets) -> None:
         conn.execute(

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     SmallInteger,
@@ -469,6 +470,9 @@ scorer_cursors = Table(
     tenant_column(),
     Column("snapshot", Text, nullable=False),
     Column("updated_at", TZ, nullable=False, server_default=text("now()")),
+    # Grows whenever an aggregation changed the tenant's features (the snapshot moves on
+    # every run): the state of the data that shared baselines are keyed by (0009).
+    Column("features_version", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("tenant"),
 )
 
@@ -483,4 +487,21 @@ scorer_buckets = Table(
     Column("run_id", UUID(as_uuid=False), nullable=False),
     Column("updated_at", TZ, nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("tenant", "bucket"),
+)
+
+# Per-user baselines one scorer replica loaded for its buckets, read by the other
+# replicas of the same fire instead of loading them again (migration 0009_scorer_baselines).
+# `state` names the data they were computed from (services/scorer/baseline_share.py).
+scorer_baselines = Table(
+    "scorer_baselines",
+    metadata,
+    tenant_column(),
+    Column("state", Text, nullable=False),
+    Column("run_id", UUID(as_uuid=False), nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("buckets", ARRAY(Integer), nullable=False),
+    Column("users", ARRAY(Text), nullable=False),
+    Column("arrays", LargeBinary, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("tenant", "state", "buckets"),
 )

@@ -9,9 +9,10 @@ figures are the scoring's). A warm-up run first, so every measured run replaces
 existing scores (delete + insert) the way a scheduled run does.
 
 Beside the throughput, the figures a capacity model needs: per stage, the part
-every replica repeats (baseline load over every user, needed for peer groups and
-shrinkage) and the part split by buckets (scoring, writes), peak memory per
-replica, rows and bytes written per user-day, and the machine's load.
+every replica repeats (reading the other buckets' baselines, which peer groups and
+shrinkage need, from the replicas that loaded them) and the part split by buckets
+(baseline load, scoring, writes), peak memory per replica, rows and bytes written
+per user-day, and the machine's load.
 
 The profiles evaluator's events/s with one and two replicas: bench/scale_evaluator.py.
 """
@@ -77,16 +78,37 @@ def replicas_run(url: str, replicas: int, fire_offset: int) -> dict:
         child.start()
     held = [ready.get(timeout=120) for _ in children]
     load_before = os.getloadavg()[0]
+    cpu_before = _cpu_times()
     started = time.perf_counter()
     go.set()
     runs = [results.get(timeout=1800) for _ in children]
     wall = time.perf_counter() - started
+    cpu_after = _cpu_times()
     for child in children:
         child.join()
     users = sum(r["users_scored"] for r in runs)
     return {"replicas": replicas, "buckets_held": held, "wall_seconds": round(wall, 2), "users_scored": users,
             "users_per_second": round(users / wall, 1), "load_average_before": round(load_before, 2),
-            "load_average_after": round(os.getloadavg()[0], 2), "runs": runs}
+            "load_average_after": round(os.getloadavg()[0], 2),
+            "machine_cpu_busy": _busy(cpu_before, cpu_after), "runs": runs}
+
+
+def _cpu_times() -> list[int] | None:
+    """The machine's CPU jiffies (Linux /proc/stat), to tell a saturated machine from a slow run."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return None
+
+
+def _busy(before, after) -> float | None:
+    """Share of all cores busy (anyone's work, not only the bench's) between two readings."""
+    if not before or not after:
+        return None
+    delta = [a - b for a, b in zip(after, before)]
+    idle = delta[3] + delta[4]  # idle + iowait
+    return round(1 - idle / max(sum(delta), 1), 2)
 
 
 def _written(url: str) -> dict:
@@ -126,8 +148,9 @@ def run(out_dir: Path) -> dict:
         if embedded is not None:
             embedded.stop()
     stages = one["runs"][0]["stage_seconds"]
-    repeated = stages.get("features", 0) + stages.get("load", 0)
-    split = sum(v for k, v in stages.items() if k not in ("features", "load"))
+    # One replica loads every baseline itself; with two, each reads the other's half.
+    repeated = stages.get("features", 0) + max(r["stage_seconds"].get("share_baselines", 0) for r in two["runs"])
+    split = sum(v for k, v in stages.items() if k not in ("features", "share_baselines"))
     return {
         "users": users,
         "buckets": BUCKETS,
@@ -139,9 +162,9 @@ def run(out_dir: Path) -> dict:
         "capacity_model": {
             "per_replica_repeated_seconds": round(repeated, 2),
             "per_user_split_ms": round(1000 * split / users, 3),
-            "note": "a run's time per replica ~ repeated (baseline load over every user of the tenant, "
-                    "grows with all users) + per_user_split_ms x users in its buckets; "
-                    "Postgres serves every replica's load scans, so replicas beyond the database's cores add little",
+            "note": "a run's time per replica ~ repeated (reading the other buckets' baselines, "
+                    "grows with all users) + per_user_split_ms x users in its buckets (baseline load, scoring, "
+                    "writes); Postgres does most of the split work, so replicas beyond the database's cores add little",
             "peak_rss_bytes_one_replica": one["runs"][0]["peak_rss_bytes"],
             "peak_rss_bytes_per_replica_of_two": max(r["peak_rss_bytes"] for r in two["runs"]),
             **written,

@@ -81,16 +81,23 @@ def _published(auto: Connection, tenant: str, key: str, n: int, missing: set[int
     return [(list(b), (list(u), _unpack(bytes(a)))) for b, u, a in rows]
 
 
-def _awaited(auto: Connection, tenant: str, run_id, buckets: set[int], fire: datetime) -> set[int]:
-    """Those of `buckets` that another run of this fire is scoring while its replica holds them."""
+def _awaited(auto: Connection, tenant: str, run_id, buckets: set[int], have: set[int], fire: datetime) -> set[int]:
+    """Those of `buckets` that another run of this fire is scoring while its replica holds them.
+
+    Not a run that also covers one of `have`: it waits for this run's bucket locks (a
+    rebalance moved the bucket in between), so it cannot publish before this run commits.
+    """
     return set(auto.execute(
         text("""SELECT DISTINCT l.bucket FROM scoring_runs r
                 CROSS JOIN LATERAL jsonb_array_elements_text(r.figures -> 'buckets') AS b(v)
                 JOIN work_leases l ON l.pool = 'scorer' AND l.bucket = b.v::int
                 WHERE r.tenant = :tenant AND r.status = 'running' AND r.id <> CAST(:run_id AS uuid)
                   AND r.figures ->> 'fire' = :fire AND l.owner = r.figures ->> 'owner' AND l.expires_at > now()
-                  AND l.bucket = ANY(CAST(:buckets AS int[]))"""),
-        {"tenant": tenant, "run_id": str(run_id), "buckets": sorted(buckets), "fire": fire.isoformat()},
+                  AND l.bucket = ANY(CAST(:buckets AS int[]))
+                  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text(r.figures -> 'buckets') AS o(v)
+                                  WHERE o.v::int = ANY(CAST(:have AS int[])))"""),
+        {"tenant": tenant, "run_id": str(run_id), "buckets": sorted(buckets), "have": sorted(have),
+         "fire": fire.isoformat()},
     ).scalars())
 
 
@@ -103,7 +110,7 @@ def collect(auto: Connection, tenant: str, key: str, run_id, n: int, have: set[i
     deadline = time.monotonic() + WAIT_LIMIT_SECONDS
     while missing:
         # Who is still working first: a run that finishes in between has published before.
-        awaited = _awaited(auto, tenant, run_id, missing, fire) if time.monotonic() < deadline else set()
+        awaited = _awaited(auto, tenant, run_id, missing, have, fire) if time.monotonic() < deadline else set()
         for buckets, part in _published(auto, tenant, key, n, missing):
             if missing & set(buckets):
                 parts.append(part)

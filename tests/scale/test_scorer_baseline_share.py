@@ -100,3 +100,26 @@ def test_a_replica_loads_the_buckets_of_a_dead_peer_and_publishes_them(two_datab
     assert len(_published(split_url)) == 4
     full.engine.dispose()
     split.engine.dispose()
+
+
+def test_a_replica_does_not_wait_for_a_run_queued_behind_its_bucket_locks(two_databases, monkeypatch):
+    _, url = two_databases
+    scorer = make_scorer(url, UEBA_BUCKETS=str(N))
+    a, b = _settled(scorer, "ab")
+    # b's run of the fire was planned with one of a's buckets (the leases moved since): it
+    # waits for a's bucket lock, so a must not wait for its publication.
+    with psycopg.connect(libpq_url(url)) as conn:
+        conn.execute(
+            """INSERT INTO scoring_runs (tenant, status, trigger, range_start, range_end, figures)
+               VALUES ('default', 'running', 'schedule', %s, %s, %s)""",
+            (*WINDOW, Jsonb({"buckets": sorted(b.owned()) + [min(a.owned())], "fire": FIRE.isoformat(),
+                             "owner": b.owner})))
+
+    def never(seconds):
+        raise AssertionError("waited for a run that waits for this one")
+
+    monkeypatch.setattr(baseline_share, "time", SimpleNamespace(monotonic=time.monotonic, sleep=never))
+    ran = scorer.run("default", *WINDOW, trigger="schedule", scheduled=ScheduledBuckets(FIRE, a.owned(), a))
+    assert ran.status == "succeeded", ran.error
+    assert _published(url) == sorted([tuple(sorted(a.owned())), tuple(sorted(b.owned()))])
+    scorer.engine.dispose()

@@ -33,6 +33,24 @@ def _published(url):
         return sorted(tuple(b) for (b,) in conn.execute("SELECT buckets FROM scorer_baselines").fetchall())
 
 
+def _running(url, owner, buckets):
+    """A scheduled run of FIRE by `owner` over `buckets`, left `running`."""
+    with psycopg.connect(libpq_url(url)) as conn:
+        conn.execute(
+            """INSERT INTO scoring_runs (tenant, status, trigger, range_start, range_end, figures)
+               VALUES ('default', 'running', 'schedule', %s, %s, %s)""",
+            (*WINDOW, Jsonb({"buckets": buckets, "fire": FIRE.isoformat(), "owner": owner})))
+
+
+def _never_waits(monkeypatch):
+    """Sharing baselines fails instead of polling for another replica's."""
+
+    def never(seconds):
+        raise AssertionError("waited for another replica's baselines")
+
+    monkeypatch.setattr(baseline_share, "time", SimpleNamespace(monotonic=time.monotonic, sleep=never))
+
+
 def test_concurrent_replicas_share_baselines_and_score_like_one_full_run(two_databases):
     full_url, split_url = two_databases
     full = make_scorer(full_url, UEBA_BUCKETS=str(N))
@@ -73,17 +91,10 @@ def test_a_replica_loads_the_buckets_of_a_dead_peer_and_publishes_them(two_datab
     a, b = _settled(split, "ab")
     # b died scoring this fire: its run is still `running`, its leases have expired. a does
     # not wait for it (never polls) and loads b's buckets itself.
+    _running(split_url, b.owner, sorted(b.owned()))
     with psycopg.connect(libpq_url(split_url)) as conn:
-        conn.execute(
-            """INSERT INTO scoring_runs (tenant, status, trigger, range_start, range_end, figures)
-               VALUES ('default', 'running', 'schedule', %s, %s, %s)""",
-            (*WINDOW, Jsonb({"buckets": sorted(b.owned()), "fire": FIRE.isoformat(), "owner": b.owner})))
         conn.execute("UPDATE work_leases SET expires_at = now() - interval '1 second' WHERE owner = %s", (b.owner,))
-
-    def never(seconds):
-        raise AssertionError("waited for a replica that is not scoring this fire")
-
-    monkeypatch.setattr(baseline_share, "time", SimpleNamespace(monotonic=time.monotonic, sleep=never))
+    _never_waits(monkeypatch)
     ran = split.run("default", *WINDOW, trigger="schedule", scheduled=ScheduledBuckets(FIRE, a.owned(), a))
     assert ran.status == "succeeded", ran.error
     assert _published(split_url) == sorted([tuple(sorted(a.owned())), tuple(sorted(b.owned()))])
@@ -108,17 +119,8 @@ def test_a_replica_does_not_wait_for_a_run_queued_behind_its_bucket_locks(two_da
     a, b = _settled(scorer, "ab")
     # b's run of the fire was planned with one of a's buckets (the leases moved since): it
     # waits for a's bucket lock, so a must not wait for its publication.
-    with psycopg.connect(libpq_url(url)) as conn:
-        conn.execute(
-            """INSERT INTO scoring_runs (tenant, status, trigger, range_start, range_end, figures)
-               VALUES ('default', 'running', 'schedule', %s, %s, %s)""",
-            (*WINDOW, Jsonb({"buckets": sorted(b.owned()) + [min(a.owned())], "fire": FIRE.isoformat(),
-                             "owner": b.owner})))
-
-    def never(seconds):
-        raise AssertionError("waited for a run that waits for this one")
-
-    monkeypatch.setattr(baseline_share, "time", SimpleNamespace(monotonic=time.monotonic, sleep=never))
+    _running(url, b.owner, sorted(b.owned()) + [min(a.owned())])
+    _never_waits(monkeypatch)
     ran = scorer.run("default", *WINDOW, trigger="schedule", scheduled=ScheduledBuckets(FIRE, a.owned(), a))
     assert ran.status == "succeeded", ran.error
     assert _published(url) == sorted([tuple(sorted(a.owned())), tuple(sorted(b.owned()))])

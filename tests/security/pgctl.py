@@ -66,8 +66,14 @@ class PrivatePostgres:
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
+    def _command(self, *args: str) -> list[str]:
+        # runuser rather than subprocess's user=: with user= Python forks instead of vforking, and a
+        # fork while this process's gRPC threads are busy (a client mid-stream) can crash the child.
+        prefix = ["runuser", "-u", self.user, "--"] if self.user else []
+        return [*prefix, str(self.bin / args[0]), *args[1:]]
+
     def _run(self, *args: str, timeout: float = 60) -> None:
-        subprocess.run([str(self.bin / args[0]), *args[1:]], check=True, capture_output=True, timeout=timeout, user=self.user or None)
+        subprocess.run(self._command(*args), check=True, capture_output=True, timeout=timeout)
 
     def init(self) -> "PrivatePostgres":
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
@@ -81,7 +87,7 @@ class PrivatePostgres:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def running(self) -> bool:
-        result = subprocess.run([str(self.bin / "pg_ctl"), "-D", str(self.data), "status"], capture_output=True, user=self.user or None)
+        result = subprocess.run(self._command("pg_ctl", "-D", str(self.data), "status"), capture_output=True)
         return result.returncode == 0
 
     def remove(self) -> None:

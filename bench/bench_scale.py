@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
-import resource
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -66,7 +65,15 @@ def _replica(url: str, owner: str, replicas: int, fire_offset: int, go, ready, r
     results.put({"owner": owner, "status": result.status, "error": result.error, "seconds": round(seconds, 2),
                  "buckets": len(held), "users_scored": result.figures.get("users_scored", 0),
                  "stage_seconds": result.figures.get("stage_seconds", {}),
-                 "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+                 "peak_rss_bytes": _peak_rss_bytes()})
+
+
+def _peak_rss_bytes() -> int:
+    """This process's peak RSS. Not ru_maxrss: a spawned child inherits the forking parent's
+    through exec, so every replica would report the bench process's peak."""
+    with open("/proc/self/status") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return kib * 1024
 
 
 def replicas_run(url: str, replicas: int, fire_offset: int) -> dict:

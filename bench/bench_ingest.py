@@ -22,7 +22,8 @@ from pathlib import Path
 import psutil
 import psycopg
 
-from ueba.db import libpq_url, with_database
+from bench.databases import DATA, postgres_server, scratch_database
+from ueba.db import libpq_url
 from ueba.v1 import common_pb2
 
 # 500 users over 10 days is about 260,000 events.
@@ -65,16 +66,6 @@ class PeakRss:
         except OSError:
             pass
         return self.sampled
-
-
-def _server_url(out_dir: Path) -> tuple[str, object | None]:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url, None
-    from ueba.embedded import EmbeddedPostgres
-
-    embedded = EmbeddedPostgres(out_dir.parent / ".data" / "bench")
-    return embedded.start(), embedded
 
 
 def _cpu(pid: int) -> float:
@@ -171,12 +162,7 @@ def run(out_dir: Path) -> dict:
     from services.ingest.settings import IngestSettings
     from ueba.store.migrate import upgrade
 
-    server_url, embedded = _server_url(out_dir)
-    name = f"ueba_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(server_url, name)
-    try:
+    with postgres_server(DATA / "bench") as server_url, scratch_database(server_url, "ueba_bench") as url:
         upgrade(url)
         events = simulated_events(USERS, DAYS)
         # Raw COPY gets the very rows ingest would write, converted ahead of the clock.
@@ -195,11 +181,6 @@ def run(out_dir: Path) -> dict:
         plain = [[_plain(r) for r in rows] for rows in batches]
         text_seconds, text_cpu = _raw_copy(url, plain, days, binary=False)
         text_rows = _count(url)
-    finally:
-        with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if embedded is not None:
-            embedded.stop()
 
     e2e_rate = e2e_rows / e2e_seconds
     copy_rate = copy_rows / copy_seconds

@@ -19,13 +19,13 @@ from __future__ import annotations
 import os
 import statistics
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
 
-from ueba.db import libpq_url, with_database
+from bench.databases import DATA, postgres_server, scratch_database
+from ueba.db import libpq_url
 
 USERS = int(os.environ.get("BENCH_PROFILES_USERS", "200"))
 DAYS = int(os.environ.get("BENCH_PROFILES_DAYS", "14"))
@@ -42,16 +42,6 @@ DELAYS = """SELECT EXTRACT(EPOCH FROM a.created_at - max(e.ingested_at))
     FROM anomalies a JOIN events e
       ON e.tenant = a.tenant AND e.user_name = a.user_name AND e.time = a.time
     GROUP BY a.id, a.created_at"""
-
-
-def _server_url(out_dir: Path) -> tuple[str, object | None]:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url, None
-    from ueba.embedded import EmbeddedPostgres
-
-    embedded = EmbeddedPostgres(out_dir.parent / ".data" / "bench")
-    return embedded.start(), embedded
 
 
 def _events(users: int, days: int):
@@ -96,16 +86,11 @@ def run(out_dir: Path) -> dict:
     from ueba.launcher import start_service
     from ueba.store.migrate import upgrade
 
-    server_url, embedded = _server_url(out_dir)
-    name = f"ueba_bench_profiles_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(server_url, name)
     logs = out_dir / "profiles-bench-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {"DATABASE_URL": url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1", "UEBA_LOG_LEVEL": "WARNING",
-           "UEBA_RETENTION_DAYS": "0"}
-    try:
+    with postgres_server(DATA / "bench") as server_url, scratch_database(server_url, "ueba_bench_profiles") as url:
+        env = {"DATABASE_URL": url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1", "UEBA_LOG_LEVEL": "WARNING",
+               "UEBA_RETENTION_DAYS": "0"}
         upgrade(url)
         events, labels = _events(USERS, DAYS)
         ingest = start_service("ingest", env, log_path=logs / "ingest.log")
@@ -164,8 +149,3 @@ def run(out_dir: Path) -> dict:
             and result["delay_seconds_p95"] < TARGETS["delay_p95_seconds_max"]
         )
         return result
-    finally:
-        with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if embedded is not None:
-            embedded.stop()

@@ -37,13 +37,15 @@ import random
 import statistics
 import threading
 import time
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
+from sqlalchemy.engine import make_url
 
-from ueba.bootstrap import resolve_database_url
+from bench.databases import create_database, database_exists, postgres_server, scratch_database
 from ueba.db import libpq_url, with_database
 from ueba.launcher import start_service
 from ueba.settings import BaseSettings
@@ -325,16 +327,28 @@ def measure(service, url: str, database: str, methods: tuple[str, ...], seconds:
     return out
 
 
+@contextmanager
+def _store(server_url: str) -> Iterator[tuple[str, bool]]:
+    """The store's URL and whether it is new (to be generated): BENCH_QUERY_DATABASE, made when
+    missing and never dropped, so that the 5 million events are generated once; else a throwaway one."""
+    kept = os.environ.get("BENCH_QUERY_DATABASE", "")
+    if not kept:
+        with scratch_database(server_url, "ueba_bench_query") as url:
+            yield url, True
+    elif database_exists(server_url, kept):
+        yield with_database(server_url, kept), False
+    else:
+        yield create_database(server_url, kept), True
+
+
 def run(out_dir: Path) -> dict:
     settings = BaseSettings.from_env()
-    server_url = resolve_database_url(settings)
-    kept = os.environ.get("BENCH_QUERY_DATABASE", "")
-    name = kept or f"ueba_bench_query_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(server_url, name)
+    with postgres_server(settings.data_dir) as server_url, _store(server_url) as (url, new):
+        return _run(out_dir, url, new)
+
+
+def _run(out_dir: Path, url: str, new: bool) -> dict:
+    name = make_url(url).database
     result: dict = {"users": USERS, "events": EVENTS, "anomalies": ANOMALIES, "clients": CLIENTS,
                     "client_processes": CLIENT_PROCESSES, "think_seconds": THINK_SECONDS,
                     "offered_calls_per_second": round(CLIENTS / statistics.mean(THINK_SECONDS), 1),
@@ -344,12 +358,12 @@ def run(out_dir: Path) -> dict:
     try:
         upgrade(url)
         end = datetime.now(timezone.utc)
-        if exists:
+        if new:
+            result["generate"] = generate(url, end)
+        else:
             with psycopg.connect(libpq_url(url)) as conn:
                 end = conn.execute("SELECT max(time) FROM events").fetchone()[0] or end
             result["dataset_age_hours"] = round((datetime.now(timezone.utc) - end).total_seconds() / 3600, 1)
-        else:
-            result["generate"] = generate(url, end)
         log = out_dir / "query-bench-service.log"
         service = start_service("query", {"DATABASE_URL": url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1",
                                           "UEBA_LOG_LEVEL": "WARNING", "UEBA_QUERY_WORKERS": str(WORKERS)}, log_path=log)
@@ -369,7 +383,4 @@ def run(out_dir: Path) -> dict:
     finally:
         if service is not None:
             service.stop()
-        if not kept:
-            with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return result

@@ -30,7 +30,8 @@ import psycopg
 
 from bench.bench_scorer import DAY, synthesise
 from bench.scale_evaluator import evaluator_replicas
-from ueba.db import libpq_url, with_database
+from bench.databases import DATA, postgres_server, scratch_database
+from ueba.db import libpq_url
 
 USERS = 2_000
 BUCKETS = 64
@@ -127,21 +128,10 @@ def _written(url: str) -> dict:
 
 
 def run(out_dir: Path) -> dict:
-    server = os.environ.get("DATABASE_URL")
-    embedded = None
-    if not server:
-        from ueba.embedded import EmbeddedPostgres
+    from ueba.store.migrate import upgrade
 
-        embedded = EmbeddedPostgres(Path(__file__).resolve().parent.parent / ".data" / "bench")
-        server = embedded.start()
     users = int(os.environ.get("UEBA_BENCH_SCALE_USERS", USERS))
-    name = f"ueba_bench_scale_{os.getpid()}"
-    try:
-        with psycopg.connect(libpq_url(server), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = with_database(server, name)
-        from ueba.store.migrate import upgrade
-
+    with postgres_server(DATA / "bench") as server, scratch_database(server, "ueba_bench_scale") as url:
         upgrade(url)
         synthesise(url, users)
         warm = replicas_run(url, 1, 1)
@@ -149,11 +139,6 @@ def run(out_dir: Path) -> dict:
         two = replicas_run(url, 2, 3)
         written = _written(url)
         evaluator = evaluator_replicas(server, out_dir)
-    finally:
-        with psycopg.connect(libpq_url(server), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if embedded is not None:
-            embedded.stop()
     stages = one["runs"][0]["stage_seconds"]
     # One replica loads every baseline itself; with two, each reads the other's half.
     repeated = stages.get("features", 0) + max(r["stage_seconds"].get("share_baselines", 0) for r in two["runs"])

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import psycopg
 
-from ueba.db import libpq_url, with_database
+from bench.databases import DATA, postgres_server, scratch_database
+from ueba.db import libpq_url
 
 DAY = datetime(2026, 6, 1, tzinfo=timezone.utc)  # a Monday, the scored day
 BASELINE_DAYS = 30
@@ -94,14 +95,9 @@ def _score(url: str, sink: str, queue) -> None:
 
 
 def measure(server: str, users: int, out_dir: Path) -> dict:
-    name = f"ueba_bench_scorer_{users}_{os.getpid()}"
-    with psycopg.connect(libpq_url(server), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(server, name)
-    try:
-        from ueba.store.migrate import upgrade
+    from ueba.store.migrate import upgrade
 
+    with scratch_database(server, f"ueba_bench_scorer_{users}") as url:
         upgrade(url)
         t = time.perf_counter()
         rows = synthesise(url, users)
@@ -114,25 +110,12 @@ def measure(server: str, users: int, out_dir: Path) -> dict:
         child.join()
         (out_dir / f"scorer-anomaly-{users}.log").unlink(missing_ok=True)
         return {"users": users, "feature_rows": rows, "setup_seconds": round(setup, 1), **result}
-    finally:
-        with psycopg.connect(libpq_url(server), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run(out_dir: Path) -> dict:
-    server = os.environ.get("DATABASE_URL")
-    embedded = None
-    if not server:
-        from ueba.embedded import EmbeddedPostgres
-
-        embedded = EmbeddedPostgres(Path(__file__).resolve().parent.parent / ".data" / "bench")
-        server = embedded.start()
     sizes = [int(s) for s in os.environ.get("UEBA_BENCH_SCORER_SIZES", ",".join(map(str, SIZES))).split(",")]
-    try:
+    with postgres_server(DATA / "bench") as server:
         results = [measure(server, n, out_dir) for n in sizes]
-    finally:
-        if embedded is not None:
-            embedded.stop()
     largest = results[-1]
     per_user = [r["seconds"] / r["users"] for r in results]
     out = {

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import defaultdict
@@ -27,35 +26,13 @@ import psycopg
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 
-from ueba.db import create_db_engine, libpq_url, with_database
+from bench.databases import DATA, postgres_server, scratch_database
+from ueba.db import create_db_engine, libpq_url
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "eval-results"
 SEED = 4242  # not used by any test
 THRESHOLD = 70.0
-
-
-def server_url() -> tuple[str, object | None]:
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url, None
-    from ueba.embedded import EmbeddedPostgres
-
-    embedded = EmbeddedPostgres(ROOT / ".data" / "eval")
-    return embedded.start(), embedded
-
-
-def create_database(server: str) -> str:
-    name = f"ueba_eval_{os.getpid()}"
-    with psycopg.connect(libpq_url(server), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name
-
-
-def drop_database(server: str, name: str) -> None:
-    with psycopg.connect(libpq_url(server), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def ingest(url: str, sim, batch: int = 5000) -> dict:
@@ -279,10 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     config = SimulationConfig(users=args.users, days=args.days, seed=args.seed, scenarios_per_kind=args.per_kind)
     sim = simulate(config)
-    server, embedded = server_url()
-    name = create_database(server)
-    url = with_database(server, name)
-    try:
+    with postgres_server(DATA / "eval") as server, scratch_database(server, "ueba_eval", keep=args.keep) as url:
         upgrade(url)
         t = time.time()
         ingested = ingest(url, sim)
@@ -293,11 +267,6 @@ def main(argv: list[str] | None = None) -> int:
         figures = score(url, first, end)
         score_seconds = time.time() - t
         result = evaluate(url, sim, first.date(), LABEL_KINDS)
-    finally:
-        if not args.keep:
-            drop_database(server, name)
-        if embedded is not None:
-            embedded.stop()
     model, forest = result["model"], result["isolation_forest_at_equal_fpr"]
     targets = {
         "recall_at_70": ">= 0.9",

@@ -19,7 +19,8 @@ from pathlib import Path
 import psycopg
 
 from bench.bench_profiles import _events, _peak_rss_mib
-from ueba.db import libpq_url, with_database
+from bench.databases import scratch_database
+from ueba.db import libpq_url
 
 USERS = int(os.environ.get("BENCH_SCALE_EVALUATOR_USERS", "200"))
 DAYS = int(os.environ.get("BENCH_SCALE_EVALUATOR_DAYS", "14"))
@@ -76,15 +77,11 @@ def evaluator_replicas(server: str, out_dir: Path) -> dict:
     from ueba.launcher import start_service
     from ueba.store.migrate import upgrade
 
-    name = f"ueba_bench_scale_evaluator_{os.getpid()}"
-    with psycopg.connect(libpq_url(server), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(server, name)
     logs = out_dir / "scale-evaluator-logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {"DATABASE_URL": url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1", "UEBA_LOG_LEVEL": "WARNING",
-           "UEBA_RETENTION_DAYS": "0"}
-    try:
+    with scratch_database(server, "ueba_bench_scale_evaluator") as url:
+        env = {"DATABASE_URL": url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1", "UEBA_LOG_LEVEL": "WARNING",
+               "UEBA_RETENTION_DAYS": "0"}
         upgrade(url)
         events, _ = _events(USERS, DAYS)
         ingest = start_service("ingest", env, log_path=logs / "ingest.log")
@@ -96,9 +93,6 @@ def evaluator_replicas(server: str, out_dir: Path) -> dict:
         del events
         one = _measure(url, 1, env, logs, stored)
         two = _measure(url, 2, env, logs, stored)
-    finally:
-        with psycopg.connect(libpq_url(server), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return {"users": USERS, "days": DAYS, "events": stored, "buckets": BUCKETS, "one_replica": one, "two_replicas": two,
             "speedup": round(two["events_per_second"] / one["events_per_second"], 2),
             "same_anomalies": one["anomalies"] == two["anomalies"]}

@@ -37,12 +37,13 @@ from pathlib import Path
 import grpc
 import psutil
 import psycopg
+from sqlalchemy.engine import make_url
 
+from bench.databases import postgres_server, scratch_database
 from ueba.auth.tokens import create_token
-from ueba.bootstrap import resolve_database_url
 from ueba.client.channel import ChannelConfig, open_channel
 from ueba.client.ingest import IngestClient, IngestError
-from ueba.db import create_db_engine, libpq_url, with_database
+from ueba.db import create_db_engine, libpq_url
 from ueba.launcher import ServiceProcess, start_service
 from ueba.settings import BaseSettings
 from ueba.store.migrate import upgrade
@@ -269,17 +270,18 @@ def _count(url: str, sql: str, *params) -> int:
 
 
 def run(out_dir: Path = OUT) -> dict:
+    keep = bool(os.environ.get("SOAK_KEEP_DB"))
+    with postgres_server(BaseSettings.from_env().data_dir) as server, scratch_database(server, "ueba_soak", keep) as url:
+        return _soak(url, out_dir)
+
+
+def _soak(url: str, out_dir: Path) -> dict:
     seconds = _env("SOAK_SECONDS", 600)
     rate = _env("SOAK_RATE", 5000)
     clients = int(_env("SOAK_QUERY_CLIENTS", 4))
     query_rate = _env("SOAK_QUERY_RATE", 20)
     users = int(_env("SOAK_USERS", 500))
     every = _env("SOAK_SAMPLE_SECONDS", 5)
-    server = resolve_database_url(BaseSettings.from_env())
-    name = f"ueba_soak_{int(time.time())}"
-    with psycopg.connect(libpq_url(server), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # a generated name, not input
-    url = with_database(server, name)
     upgrade(url)
     engine = create_db_engine(url, pool_size=1)
     with engine.begin() as conn:
@@ -294,7 +296,7 @@ def run(out_dir: Path = OUT) -> dict:
     load_start = os.getloadavg()
     result: dict = {"benchmark": "soak", "settings": {
         "seconds": seconds, "events_per_second": rate, "batch": BATCH, "query_clients": clients, "query_calls_per_second": query_rate,
-        "users": users, "auth": "tokens", "database": name,
+        "users": users, "auth": "tokens", "database": make_url(url).database,
     }}
     try:
         for svc in ("ingest", "profiles", "scorer", "query"):
@@ -360,9 +362,6 @@ def run(out_dir: Path = OUT) -> dict:
     finally:
         for svc in services.values():
             svc.stop()
-        if not os.environ.get("SOAK_KEEP_DB"):
-            with psycopg.connect(libpq_url(server), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _unprocessed(url: str) -> int | None:

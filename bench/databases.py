@@ -1,0 +1,60 @@
+"""The Postgres server a benchmark runs against and the scratch databases it makes there."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+from ueba.db import libpq_url, with_database
+
+DATA = Path(__file__).resolve().parent.parent / ".data"
+
+
+@contextmanager
+def postgres_server(data_dir: str | Path) -> Iterator[str]:
+    """DATABASE_URL when set; else an embedded server kept in `data_dir` (e.g. DATA / "bench"), stopped on exit."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    from ueba.embedded import EmbeddedPostgres  # pgserver only when it is needed
+
+    with EmbeddedPostgres(data_dir) as url:
+        yield url
+
+
+def database_exists(server_url: str, name: str) -> bool:
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+def create_database(server_url: str, name: str) -> str:
+    """Creates database `name` on the server; returns its URL."""
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # a generated or operator-given name, not request input
+    return with_database(server_url, name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str, keep: bool = False) -> Iterator[str]:
+    """A new empty database named `<prefix>_<pid>_<random>`, yielded as its URL and dropped on exit unless `keep`."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    url = create_database(server_url, name)
+    try:
+        yield url
+    finally:
+        if keep:
+            print(f"kept database {name}", file=sys.stderr)
+        else:
+            drop_database(server_url, name)

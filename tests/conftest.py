@@ -66,6 +66,14 @@ def fresh_database_url(server_url):
     drop_database(server_url, name)
 
 
+@pytest.fixture
+def fresh_engine(fresh_database_url) -> Engine:
+    """An engine on a database of this test's own."""
+    eng = create_db_engine(fresh_database_url, pool_size=6)
+    yield eng
+    eng.dispose()
+
+
 @pytest.fixture(scope="session")
 def engine(database_url) -> Engine:
     eng = create_db_engine(database_url, pool_size=4)

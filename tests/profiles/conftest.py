@@ -5,13 +5,6 @@ import pytest
 from ueba.db import create_db_engine
 
 
-@pytest.fixture
-def fresh_engine(fresh_database_url):
-    eng = create_db_engine(fresh_database_url, pool_size=4)
-    yield eng
-    eng.dispose()
-
-
 @pytest.fixture(scope="module")
 def own_database_url(server_url):
     """A migrated database for one test module: these tests create event partitions, which the

@@ -7,7 +7,6 @@ import time
 import pytest
 from sqlalchemy import text
 
-from ueba.db import create_db_engine
 from ueba.leases import LeaseConfigError, LeaseLost, LeaseManager, buckets_of
 
 N = 8
@@ -15,10 +14,8 @@ TTL = 1.0
 
 
 @pytest.fixture
-def engine(fresh_database_url):
-    eng = create_db_engine(fresh_database_url, pool_size=4)
-    yield eng
-    eng.dispose()
+def engine(fresh_engine):
+    return fresh_engine
 
 
 def manager(engine, owner: str, buckets: int = N, ttl: float = TTL) -> LeaseManager:

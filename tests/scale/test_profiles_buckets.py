@@ -18,17 +18,14 @@ from services.profiles.kinds import KINDS, ProfileSpec
 from tests.profiles.dbutil import add_profile, insert_events
 from tests.profiles.factory import event
 from tests.profiles.test_evaluator import burst_events, drain, setup_profiles, summary
-from ueba.db import create_db_engine
 from ueba.leases import LeaseLost, LeaseSettings, buckets_of
 
 N = 6
 
 
 @pytest.fixture
-def engine(fresh_database_url):
-    eng = create_db_engine(fresh_database_url, pool_size=6)
-    yield eng
-    eng.dispose()
+def engine(fresh_engine):
+    return fresh_engine
 
 
 def spec(kind: str, **params) -> ProfileSpec:

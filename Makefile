@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PROTOS := $(wildcard protos/ueba/v1/*.proto)
 STUBS := $(patsubst protos/%.proto,%_pb2.py,$(PROTOS))
 
-.PHONY: install protos run test test-fast bench eval soak lint clean
+.PHONY: install protos run test test-fast bench eval soak clean
 
 install: $(STAMP) $(STUBS)
 

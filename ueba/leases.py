@@ -35,6 +35,7 @@ from typing import Iterable, Iterator, Mapping
 from sqlalchemy import Connection, Engine, text
 
 from ueba.settings import BaseSettings, SettingsError, env_field
+from ueba.worker import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def buckets_of(conn: Connection, tenant: str, users: Iterable[str], buckets: int
     return dict(rows.all())
 
 
-class LeaseManager:
+class LeaseManager(PeriodicWorker):
     """Leases of one replica in one pool; start()/stop() for ServiceServer(background=...)."""
 
     def __init__(self, engine: Engine, pool: str, owner: str, buckets: int, ttl: float, heartbeat: float):
@@ -100,8 +101,9 @@ class LeaseManager:
         self._renewed_at = 0.0  # monotonic time of the last successful heartbeat
         self._busy: set[int] = set()
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
+        self.thread_name = f"leases-{pool}"
+        self.join_seconds = heartbeat + 5
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -127,14 +129,11 @@ class LeaseManager:
     def start(self) -> None:
         self.ensure_pool()
         self.beat()
-        self._thread = threading.Thread(target=self._loop, name=f"leases-{self.pool}", daemon=True)
-        self._thread.start()
+        super().start()
 
     def stop(self) -> None:
         """Releases every bucket and leaves the pool, so others take over at once."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.heartbeat + 5)
+        super().stop()
         try:
             with self.engine.begin() as conn:
                 conn.execute(
@@ -149,12 +148,13 @@ class LeaseManager:
         with self._lock:
             self._owned = {}
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.heartbeat):
-            try:
-                self.beat()
-            except Exception:  # a database blip must not end the heartbeat; leases outlive one miss
-                log.exception("lease heartbeat failed", extra={"pool": self.pool})
+    @property
+    def interval(self) -> float:
+        return self.heartbeat
+
+    def run_once(self) -> None:
+        # A failed beat is logged and retried at the next one: leases outlive one miss.
+        self.beat()
 
     # -- what a worker sees --------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ ueba.store.partitions), so replicas doing it at the same time do no harm.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import date, datetime, timedelta, timezone
 from typing import Callable
 
@@ -17,6 +16,7 @@ from services.ingest import metrics
 from services.ingest.settings import IngestSettings
 from services.ingest.store import PartitionCache
 from ueba.store import partitions
+from ueba.worker import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,11 @@ def utc_today() -> date:
     return datetime.now(timezone.utc).date()
 
 
-class PartitionMaintenance:
-    """A background worker (start/stop) for ueba.server.ServiceServer."""
+class PartitionMaintenance(PeriodicWorker):
+    """Creates partitions ahead and drops old ones at start and every maintenance interval."""
+
+    thread_name = "partition-maintenance"
+    run_at_start = True
 
     def __init__(
         self,
@@ -39,8 +42,7 @@ class PartitionMaintenance:
         self.engine = engine
         self.cache = cache
         self.today = today
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     def run_once(self) -> list[str]:
         """Creates the partitions ahead and drops those past retention; returns the dropped names."""
@@ -61,23 +63,10 @@ class PartitionMaintenance:
             log.info("dropped partitions past retention", extra={"partitions": dropped})
         return dropped
 
-    def _loop(self) -> None:
-        while True:
-            wait = self.settings.maintenance_interval_seconds
-            try:
-                self.run_once()
-            except Exception:  # the store may be down for a while: try again soon
-                log.exception("partition maintenance failed")
-                wait = min(wait, 60.0)
-            if self._stop.wait(wait):
-                return
+    @property
+    def interval(self) -> float:
+        return self.settings.maintenance_interval_seconds
 
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="partition-maintenance", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+    def next_wait(self, failed: bool) -> float:
+        # The store may be down for a while: try again soon rather than in an hour.
+        return min(self.interval, 60.0) if failed else self.interval

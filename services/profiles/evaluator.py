@@ -26,7 +26,6 @@ an evaluator without leases owns every bucket.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import defaultdict
 from datetime import datetime
@@ -41,6 +40,7 @@ from services.profiles.kinds import ParameterError, ProfileDetector, build_detec
 from services.profiles.records import EventRecord, Firing
 from services.profiles.warmup import warm_detector
 from ueba.leases import LeaseLost, buckets_of
+from ueba.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,12 @@ def _event_order(e: EventRecord) -> tuple[float, str]:
     return e.ts, e.event_id
 
 
-class ProfileEvaluator:
+class ProfileEvaluator(BackgroundWorker):
+    """Tails committed events through the profiles' detectors, one batch after another."""
+
+    thread_name = "profiles-evaluator"
+    join_seconds = 30.0
+
     def __init__(
         self,
         engine: Engine,
@@ -82,35 +87,29 @@ class ProfileEvaluator:
         self._bucket_of: dict[tuple[str, str], int] = {}  # (tenant, user) -> bucket, for sifted lanes
         self._share: Share | None = None
         self._seeded: set[str] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self.processed = 0
         self.created = 0
         self.backlog = False
 
     # --- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
-        self._stop.clear()
         self.ownership.start()
-        self._thread = threading.Thread(target=self._run, name="profiles-evaluator", daemon=True)
-        self._thread.start()
+        super().start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        super().stop()
         self.ownership.stop()
 
-    def _run(self) -> None:
+    def run(self) -> None:
         backoff = self.poll_seconds
-        while not self._stop.is_set():
+        while not self.stopping.is_set():
             try:
                 self.run_once()
                 backoff = self.poll_seconds
                 if not self.backlog:
                     # Idle: poll. With a backlog the next batch starts at once.
-                    self._stop.wait(self.poll_seconds)
+                    self.stopping.wait(self.poll_seconds)
             except LeaseLost as exc:
                 # A bucket was released or taken over mid-batch: the batch rolled back. Go on as
                 # soon as the heartbeat has seen the new share (not at once: the same share would
@@ -118,11 +117,11 @@ class ProfileEvaluator:
                 log.info("batch dropped: lease moved", extra={"reason": str(exc)})
                 deadline = time.monotonic() + self.ownership.heartbeat
                 while self.ownership.share() == self._share and time.monotonic() < deadline:
-                    if self._stop.wait(0.05):
+                    if self.stopping.wait(0.05):
                         break
             except Exception:
                 log.exception("evaluator batch failed; state is rebuilt from the store")
-                self._stop.wait(backoff)
+                self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
 
     def reset(self) -> None:

@@ -34,6 +34,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import Engine, text
 
 from services.query.reads import Reads
+from ueba.worker import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +93,13 @@ def replica_usable(sample: ReplayPosition | None, written: int | None, max_lag: 
     return written is None or sample.replayed >= written
 
 
-class ReadRouting:
+class ReadRouting(PeriodicWorker):
     """The primary's and the replica's read connections, and which one a tenant's read uses now.
 
     Without a replica engine every read goes to the primary and nothing is sampled.
     """
+
+    thread_name = "query-replica-sampler"
 
     def __init__(self, primary: Engine, pool_size: int, replica: Engine | None = None, max_lag: float = 30.0,
                  interval: float = 0.5):
@@ -109,8 +112,7 @@ class ReadRouting:
         self._lock = threading.Lock()
         self._sample: ReplayPosition | None = None
         self._written: dict[str, int] = {}  # tenant -> primary WAL position after its last write here
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._failing = False
 
     # --- routing -------------------------------------------------------------------
@@ -162,7 +164,7 @@ class ReadRouting:
         REPLICA_UP.set(1)
         return sample
 
-    def _sample_safely(self) -> None:
+    def run_once(self) -> None:
         try:
             self.sample_once()
         except Exception:  # the replica (or the primary) is unreachable: reads use the primary meanwhile
@@ -175,22 +177,15 @@ class ReadRouting:
             log.info("read replica available again")
         self._failing = False
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample_safely()
-
     # Owned by the server: sampling runs while it serves, connections close when it stops.
     def start(self) -> None:
         if self.replica is None:
             return
-        self._sample_safely()  # so that the first calls may already use the replica
-        self._thread = threading.Thread(target=self._loop, name="query-replica-sampler", daemon=True)
-        self._thread.start()
+        self.run_once()  # so that the first calls may already use the replica
+        super().start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        super().stop()
         self.primary_reads.stop()
         if self.replica_reads is not None:
             self.replica_reads.stop()

@@ -12,7 +12,6 @@ keeps that call cheap.
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Connection, Engine, delete, exists, func, select, text
@@ -20,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from ueba.risk import OPEN_STATUS, open_scores, user_risk
 from ueba.store.schema import anomalies, user_risk as user_risk_table, user_risk_dirty
+from ueba.worker import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
@@ -153,19 +153,23 @@ def ensure_fresh(engine: Engine, tenant: str, now: datetime, window_days: int) -
         return refresh(conn, tenant, now, window_days) > 0
 
 
-class Maintainer:
-    """Background work of the query service: merges rollups, refreshes user risk."""
+class Maintainer(PeriodicWorker):
+    """Background work of the query service: merges rollups, refreshes user risk.
+
+    A failed round is retried at the next: reads stay correct without it.
+    """
+
+    thread_name = "query-maintenance"
 
     def __init__(self, engine: Engine, window_days: int, interval: float):
+        super().__init__()
         self.engine = engine
         self.window_days = window_days
         self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def run_once(self) -> None:
         now = datetime.now(timezone.utc)
-        while merge_rollups(self.engine) > 0 and not self._stop.is_set():
+        while merge_rollups(self.engine) > 0 and not self.stopping.is_set():
             pass
         with self.engine.connect() as conn:
             tenants = set(conn.execute(select(user_risk_dirty.c.tenant).distinct()).scalars())
@@ -176,18 +180,3 @@ class Maintainer:
             with self.engine.begin() as conn:
                 refresh(conn, tenant, now, self.window_days)
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.run_once()
-            except Exception:  # the next round retries; reads stay correct without us
-                log.exception("query maintenance failed")
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="query-maintenance", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)

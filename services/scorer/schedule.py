@@ -13,7 +13,6 @@ one starts (only the latest fire: its window covers the missed one's hours).
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
@@ -23,6 +22,7 @@ from sqlalchemy import Engine, select
 from services.scorer.runs import ScheduledBuckets, Scorer, default_window, mark_interrupted
 from ueba.leases import LeaseManager
 from ueba.store.schema import scorer_buckets, users
+from ueba.worker import PeriodicWorker
 
 log = logging.getLogger(__name__)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -71,8 +71,12 @@ class Schedule:
         return EPOCH + timedelta(seconds=seconds - seconds % self.every)
 
 
-class ScheduledScoring:
-    """start()/stop() worker for ServiceServer(background=...); owns the replica's leases."""
+class ScheduledScoring(PeriodicWorker):
+    """Scores the due buckets at every fire time; owns the replica's leases."""
+
+    thread_name = "scoring-schedule"
+    join_seconds = 5.0
+    run_at_start = True
 
     def __init__(self, scorer: Scorer, engine: Engine, default_tenant: str, schedule: Schedule, leases: LeaseManager,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
@@ -82,8 +86,7 @@ class ScheduledScoring:
         self.schedule = schedule
         self.leases = leases
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     def start(self) -> None:
         if not self.schedule:
@@ -91,13 +94,11 @@ class ScheduledScoring:
             log.info("scheduled scoring disabled")
             return
         self.leases.start()
-        self._thread = threading.Thread(target=self._loop, name="scoring-schedule", daemon=True)
-        self._thread.start()
+        super().start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self.running:
+            super().stop()
             self.leases.stop()
 
     def tenants(self) -> list[str]:
@@ -131,18 +132,17 @@ class ScheduledScoring:
                                                scheduled=ScheduledBuckets(fire, due, self.leases)))
         return results
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                marked = mark_interrupted(self.engine)  # a dead replica's `running` rows
-                if marked:
-                    log.warning("marked interrupted scoring runs as failed", extra={"runs": marked})
-                self.run_due(self.clock())
-            except Exception:  # a bad run must not end the schedule
-                log.exception("scheduled scoring failed")
-            now = self.clock()
-            upcoming = self.schedule.next_fire(now)
-            wait = self.leases.heartbeat
-            if upcoming is not None:
-                wait = min(wait, max((upcoming - now).total_seconds(), 0.0) + 0.01)
-            self._stop.wait(wait)
+    def run_once(self) -> None:
+        marked = mark_interrupted(self.engine)  # a dead replica's `running` rows
+        if marked:
+            log.warning("marked interrupted scoring runs as failed", extra={"runs": marked})
+        self.run_due(self.clock())
+
+    def next_wait(self, failed: bool) -> float:
+        # Wake at the next fire time, and at every heartbeat to pick up buckets taken over meanwhile.
+        now = self.clock()
+        upcoming = self.schedule.next_fire(now)
+        wait = self.leases.heartbeat
+        if upcoming is not None:
+            wait = min(wait, max((upcoming - now).total_seconds(), 0.0) + 0.01)
+        return wait

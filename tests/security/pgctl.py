@@ -16,11 +16,16 @@ BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgresql/16/bin
 
 
 def pg_bin() -> Path | None:
+    """The machine's server binaries, else the ones the embedded Postgres (pgserver) ships."""
     for d in BIN_DIRS:
         if (d / "pg_ctl").exists() and (d / "initdb").exists():
             return d
     found = shutil.which("pg_ctl")
-    return Path(found).parent if found else None
+    if found:
+        return Path(found).parent
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    return POSTGRES_BIN_PATH if (POSTGRES_BIN_PATH / "pg_ctl").exists() else None
 
 
 def free_port() -> int:
@@ -34,15 +39,12 @@ SERVER_USER = "pgserver"
 
 
 def server_user() -> str | None:
-    """The user to run the server as: None for the current one, SERVER_USER when that is root."""
+    """The user to run the server as: None for the current one, SERVER_USER (created if need be) when that is root."""
     if os.geteuid() != 0:
         return None
-    import pwd
+    from pgserver.utils import ensure_user_exists
 
-    try:
-        pwd.getpwnam(SERVER_USER)
-    except KeyError:
-        return ""  # no such user: the caller skips
+    ensure_user_exists(SERVER_USER)  # as the embedded Postgres does on its first start as root
     return SERVER_USER
 
 

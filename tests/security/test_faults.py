@@ -72,12 +72,9 @@ def own_db(server_url):
 
 @pytest.fixture
 def private_pg():
-    bin_dir, user = pg_bin(), server_user()
-    if bin_dir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
-    if user == "":
-        pytest.skip("running as root without the unprivileged 'pgserver' user to run Postgres as")
-    pg = PrivatePostgres(bin_dir, user)
+    bin_dir = pg_bin()
+    assert bin_dir is not None, "no PostgreSQL server binaries (initdb, pg_ctl), not even the embedded Postgres's"
+    pg = PrivatePostgres(bin_dir, server_user())
     try:
         pg.init()
         pg.start()

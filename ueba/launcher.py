@@ -47,11 +47,6 @@ class ServiceProcess:
         self.stop(signal.SIGKILL)
 
 
-def service_available(name: str) -> bool:
-    root = Path(__file__).resolve().parent.parent
-    return (root / "services" / name / "__main__.py").exists()
-
-
 def start_service(
     name: str,
     env: dict[str, str],

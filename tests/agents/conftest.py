@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 from ueba.db import libpq_url
-from ueba.launcher import service_available, start_service
+from ueba.launcher import start_service
 
 from .helpers import drop_database, fresh_database, ingest_env
 
@@ -21,8 +21,6 @@ def agents_database_url(server_url):
 
 @pytest.fixture(scope="package")
 def ingest_service(agents_database_url, tmp_path_factory):
-    if not service_available("ingest"):
-        pytest.skip("services/ingest is not built yet")
     log = tmp_path_factory.mktemp("ingest") / "ingest.log"
     service = start_service("ingest", ingest_env(agents_database_url), log_path=log)
     yield service

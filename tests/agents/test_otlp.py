@@ -12,12 +12,10 @@ from opentelemetry.proto.common.v1 import common_pb2 as oc
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1 import resource_pb2
 
-from ueba.launcher import service_available
 from ueba.parsers.base import canonical_user
 from ueba.v1 import common_pb2 as pb
 from ueba.v1 import ingest_pb2
 
-pytestmark = pytest.mark.skipif(not service_available("ingest"), reason="services/ingest is not built yet")
 
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)
 

@@ -13,7 +13,7 @@ from ueba.cli.main import main
 from ueba.cli.ship import ShipState, format_summary, ship_files, state_path
 from ueba.client.ingest import SendTotals
 from ueba.db import libpq_url
-from ueba.launcher import service_available, start_service
+from ueba.launcher import start_service
 from ueba.parsers import ParseOptions
 from ueba.parsers.files import read_file
 from ueba.v1 import ingest_pb2
@@ -181,7 +181,6 @@ def test_interrupted_shipping_resumes_without_loss_or_duplicates(datasets, inges
 
 @pytest.mark.e2e
 @pytest.mark.datasets
-@pytest.mark.skipif(not service_available("profiles"), reason="services/profiles is not built yet")
 def test_openssh_brute_force_raises_failed_login_anomalies(datasets, server_url, tmp_path, capsys):
     """OpenSSH_2k.log through ingest into the profiles service's default failed-logins profile."""
     import re

@@ -5,13 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import psycopg
-import pytest
 
+from services.ingest import pipeline
 from tests.scorer.conftest import make_scorer
+from ueba import simulator
 from ueba.db import create_db_engine, libpq_url
-
-simulator = pytest.importorskip("ueba.simulator")
-pipeline = pytest.importorskip("services.ingest.pipeline")
 
 
 def test_clean_organisation_is_calibrated(scratch_url):

@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 
 from ueba.bootstrap import resolve_database_url
-from ueba.launcher import SERVICES, ServiceProcess, service_available, start_service
+from ueba.launcher import SERVICES, ServiceProcess, start_service
 from ueba.settings import BaseSettings
 from ueba.store.migrate import upgrade
 
@@ -57,9 +57,6 @@ def _free(host: str, port: int) -> bool:
 def start_all(database_url: str, host: str, log_dir: Path) -> dict[str, ServiceProcess]:
     started: dict[str, ServiceProcess] = {}
     for name in SERVICES:
-        if not service_available(name):
-            _say(f"  {name:9s} not built yet, skipped")
-            continue
         port = DEFAULT_PORTS[name] if _free(host, DEFAULT_PORTS[name]) else 0
         metrics = DEFAULT_METRICS[name] if _free(host, DEFAULT_METRICS[name]) else 0
         env = {

@@ -50,7 +50,7 @@ from ueba.db import libpq_url, with_database
 from ueba.launcher import start_service
 from ueba.settings import BaseSettings
 from ueba.store.migrate import upgrade
-from ueba.store.partitions import ensure_partitions
+from ueba.store.partitions import EVENT_SCORES, ensure_partitions
 
 USERS = 1000
 EVENTS = 5_000_000
@@ -88,6 +88,9 @@ def generate(url: str, end: datetime) -> dict:
     timings = {}
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         ensure_partitions(conn, {(start + timedelta(days=i)).date() for i in range(DAYS + 1)})
+        # The scored hours end at `end`'s day (date_trunc in the session's time zone: a day of margin).
+        last = end.astimezone(timezone.utc)
+        ensure_partitions(conn, {(last - timedelta(days=i)).date() for i in range(SCORED_DAYS + 2)}, EVENT_SCORES)
         params = {"start": start, "end": end, "span": (end - start).total_seconds()}
         t = time.time()
         conn.execute(

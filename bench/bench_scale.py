@@ -122,7 +122,8 @@ def _busy(before, after) -> float | None:
 def _written(url: str) -> dict:
     with psycopg.connect(libpq_url(url)) as conn:
         rows, user_days = conn.execute("SELECT count(*), count(DISTINCT (user_name, date_trunc('day', hour))) FROM event_scores").fetchone()
-        size = conn.execute("SELECT pg_total_relation_size('event_scores')").fetchone()[0]
+        # Partitioned: the parent itself holds nothing.
+        size = conn.execute("SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('event_scores')").fetchone()[0]
     return {"event_score_rows_per_user_day": round(rows / max(user_days, 1), 1),
             "event_scores_bytes_per_user_day": round(size / max(user_days, 1))}
 

@@ -1,24 +1,30 @@
-"""The migrated store matches the table definitions, and event partitions behave."""
+"""The migrated store matches the table definitions, and day partitions behave."""
 
-from datetime import date
+import uuid
+from datetime import date, datetime, timedelta, timezone
 
 import psycopg
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from ueba.db import libpq_url
+from ueba.db import libpq_url, with_database
 from ueba.store import partitions
+from ueba.store.migrate import downgrade, upgrade
+from ueba.store.partitions import EVENT_SCORES
 from ueba.store.schema import TENANT_INDEPENDENT, metadata
 
 
 def _is_partition(change) -> bool:
     kind, obj = change[0], change[1]
     table = obj if kind == "remove_table" else getattr(obj, "table", None)
-    return kind in ("remove_table", "remove_index") and table is not None and table.name.startswith("events_p")
+    return (kind in ("remove_table", "remove_index") and table is not None
+            and any(t.day_of(table.name) for t in partitions.TABLES))
 
 
 def test_migrations_match_table_definitions(engine, pg):
-    partitions.ensure_partitions(pg, {date(2026, 2, 1)})  # partitions and their indexes are not drift
+    for table in partitions.TABLES:  # partitions and their indexes are not drift
+        partitions.ensure_partitions(pg, {date(2026, 2, 1)}, table)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     # Partitions are created at run time, not by migrations.
@@ -40,3 +46,84 @@ def test_partitions_are_created_once_and_dropped_by_retention(fresh_database_url
         dropped = partitions.drop_before(conn, date(2026, 1, 3))
         assert dropped == ["events_p20260101", "events_p20260102"]
         assert partitions.existing_partitions(conn) == {date(2026, 3, 5)}
+
+
+def test_each_table_has_its_own_partitions(fresh_database_url):
+    with psycopg.connect(libpq_url(fresh_database_url), autocommit=True) as conn:
+        migrated = partitions.existing_partitions(conn, EVENT_SCORES)
+        partitions.ensure_partitions(conn, {date(2026, 1, 1), date(2026, 1, 2)}, EVENT_SCORES)
+        partitions.ensure_partitions(conn, {date(2026, 1, 1)})
+        assert partitions.drop_before(conn, date(2026, 1, 2), EVENT_SCORES) == ["event_scores_p20260101"]
+        assert partitions.existing_partitions(conn) == {date(2026, 1, 1)}  # events' own: untouched
+        assert partitions.existing_partitions(conn, EVENT_SCORES) == migrated | {date(2026, 1, 2)}
+        conn.execute("""INSERT INTO event_scores (tenant, user_name, hour, model, score, features, run_id)
+                        VALUES ('t', 'u', '2026-01-02 23:00+00', 'm', 1, '[]', gen_random_uuid())""")
+        assert conn.execute("SELECT tableoid::regclass::text FROM event_scores").fetchall() == [("event_scores_p20260102",)]
+
+
+# --- migration 0010: event_scores partitioned by day ---
+
+BEFORE_0010 = "0009_scorer_baselines"
+
+
+@pytest.fixture
+def url_before_0010(server_url):
+    from tests.conftest import create_database, drop_database
+
+    name = create_database(server_url, "ueba_mig")
+    url = with_database(server_url, name)
+    upgrade(url, BEFORE_0010)
+    yield url
+    drop_database(server_url, name)
+
+
+def event_scores_state(url: str) -> dict:
+    with psycopg.connect(libpq_url(url)) as conn:
+        return {
+            "kind": conn.execute("SELECT relkind FROM pg_class WHERE relname = 'event_scores'").fetchone()[0],
+            "rows": conn.execute("SELECT tenant, user_name, hour, model, score, features, learning, run_id::text"
+                                 " FROM event_scores ORDER BY 1, 2, 3, 4").fetchall(),
+            "placed": conn.execute("SELECT DISTINCT tableoid::regclass::text, (hour AT TIME ZONE 'UTC')::date"
+                                   " FROM event_scores ORDER BY 2").fetchall(),
+            "indexes": conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'event_scores'"
+                                    " ORDER BY 1").fetchall(),
+            "partitions": partitions.existing_partitions(conn, EVENT_SCORES),
+        }
+
+
+def test_migration_0010_moves_event_scores_into_day_partitions_and_back(url_before_0010):
+    url = url_before_0010
+    # Hours on both sides of UTC midnight, two tenants, a gap of weeks.
+    hours = [datetime(2026, 3, 1, 23, tzinfo=timezone.utc), datetime(2026, 3, 2, 0, tzinfo=timezone.utc),
+             datetime(2026, 3, 2, 13, tzinfo=timezone.utc), datetime(2026, 4, 20, 5, tzinfo=timezone.utc)]
+    rows = [(tenant, f"user{i}", hour, model, 10 + i, f'[{{"name": "f", "share": {i}}}]', i % 2 == 0, str(uuid.uuid4()))
+            for tenant in ("a", "b") for i, hour in enumerate(hours) for model in ("login_time", "origin_host")]
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        with conn.cursor() as cur, cur.copy("COPY event_scores (tenant, user_name, hour, model, score, features, learning,"
+                                            " run_id) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    heap = event_scores_state(url)
+    assert heap["kind"] == "r" and len(heap["rows"]) == len(rows)
+
+    upgrade(url)
+    moved = event_scores_state(url)
+    assert moved["kind"] == "p"
+    assert moved["rows"] == heap["rows"]
+    days = {date(2026, 3, 1), date(2026, 3, 2), date(2026, 4, 20)}
+    assert moved["placed"] == [(EVENT_SCORES.name(day), day) for day in sorted(days)]
+    today = partitions.utc_today()
+    # And today's and tomorrow's, for the previous release's scorers during a rolling upgrade.
+    assert moved["partitions"] == days | {today, today + timedelta(days=1)}
+    assert [name for name, _ in moved["indexes"]] == ["ix_event_scores_tenant_hour", "pk_event_scores"]
+
+    downgrade(url, BEFORE_0010)
+    back = event_scores_state(url)
+    assert back["kind"] == "r" and back["partitions"] == set()
+    assert back["rows"] == heap["rows"]
+    assert back["indexes"] == heap["indexes"]
+    with psycopg.connect(libpq_url(url)) as conn:
+        assert not conn.execute("SELECT relname FROM pg_class WHERE relname LIKE 'event\\_scores\\_%'").fetchall()
+
+    upgrade(url)  # and forward again
+    assert event_scores_state(url)["rows"] == heap["rows"]

@@ -18,7 +18,8 @@ from services.ingest import metrics
 from services.ingest.normalise import AddressBook, GeoDatabase, user_name_normaliser
 from services.ingest.prepare import EventPreparer, Limits
 from services.ingest.settings import IngestSettings
-from services.ingest.store import EventStore, PartitionCache
+from services.ingest.store import EventStore
+from ueba.store.partitions import PartitionCache
 from ueba.v1 import common_pb2, ingest_pb2
 
 

@@ -12,8 +12,8 @@ from services.ingest.maintenance import PartitionMaintenance
 from services.ingest.pipeline import IngestPipeline
 from services.ingest.servicer import IngestServicer
 from services.ingest.settings import IngestSettings
-from services.ingest.store import PartitionCache
 from ueba.server import Registration, ServiceServer, bind, build_server
+from ueba.store.partitions import EVENTS, PartitionCache
 from ueba.v1 import ingest_pb2, ingest_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def otlp_registration(pipeline: IngestPipeline, settings: IngestSettings) -> Reg
 
 
 def create_server(settings: IngestSettings, engine: Engine) -> tuple[ServiceServer, int]:
-    cache = PartitionCache()
+    cache = PartitionCache(EVENTS)
     pipeline = IngestPipeline(settings, engine, cache)
     # Batches of all streams are written by this pool; its size matches the
     # pipeline's in-flight bound so waiting batches queue here, not in threads.

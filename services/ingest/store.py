@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from datetime import date
-from typing import Iterable
 
 import psycopg
 from psycopg import errors, sql
 from sqlalchemy import Engine
 
 from services.ingest.prepare import COLUMNS, COPY_TYPES, PreparedBatch
-from ueba.store import partitions
+from ueba.store.partitions import EVENTS, PartitionCache, is_missing_partition
 
 log = logging.getLogger(__name__)
 
@@ -64,33 +61,10 @@ _RETRYABLE = (errors.DeadlockDetected, errors.SerializationFailure, errors.LockN
 _ATTEMPTS = 4
 
 
-class PartitionCache:
-    """Days known to have a partition, so most batches skip the catalogue lookup."""
-
-    def __init__(self) -> None:
-        self._known: set[date] = set()
-        self._lock = threading.Lock()
-
-    def missing(self, days: Iterable[date]) -> set[date]:
-        with self._lock:
-            return set(days) - self._known
-
-    def add(self, days: Iterable[date]) -> None:
-        with self._lock:
-            self._known.update(days)
-
-    def forget(self, days: Iterable[date] | None = None) -> None:
-        with self._lock:
-            if days is None:
-                self._known.clear()
-            else:
-                self._known.difference_update(days)
-
-
 class EventStore:
     def __init__(self, engine: Engine, partition_cache: PartitionCache | None = None):
         self.engine = engine
-        self.partitions = partition_cache or PartitionCache()
+        self.partitions = partition_cache or PartitionCache(EVENTS)
 
     def write(self, tenant: str, batch: PreparedBatch) -> int:
         """Commits the batch's rows and user sightings; returns how many events were new."""
@@ -103,10 +77,9 @@ class EventStore:
                 try:
                     return self._write(conn, tenant, batch)
                 except errors.CheckViolation as exc:
-                    # "no partition of relation found for row": a partition this
-                    # process believed in was dropped (by retention elsewhere).
+                    # A partition this process believed in was dropped (by retention elsewhere).
                     conn.rollback()
-                    if "partition" not in str(exc) or attempt == _ATTEMPTS:
+                    if not is_missing_partition(exc) or attempt == _ATTEMPTS:
                         raise
                     self.partitions.forget()
                 except _RETRYABLE:
@@ -119,7 +92,9 @@ class EventStore:
             raw.close()
 
     def _write(self, conn: psycopg.Connection, tenant: str, batch: PreparedBatch) -> int:
-        self._ensure_partitions(conn, batch.days)
+        # Runs and commits on its own, before the data transaction starts, so
+        # the data transaction never holds the parent table's DDL lock.
+        self.partitions.ensure(conn, batch.days)
         try:
             with conn.cursor() as cur:
                 with cur.copy(_COPY_EVENTS) as copy:
@@ -143,14 +118,6 @@ class EventStore:
             self._upsert_users(cur, tenant, batch)
         conn.commit()
         return accepted
-
-    def _ensure_partitions(self, conn: psycopg.Connection, days: set[date]) -> None:
-        missing = self.partitions.missing(days)
-        if missing:
-            # Runs and commits on its own, before the data transaction starts, so
-            # the data transaction never holds the parent table's DDL lock.
-            partitions.ensure_partitions(conn, missing)
-            self.partitions.add(missing)
 
     @staticmethod
     def _upsert_users(cur: psycopg.Cursor, tenant: str, batch: PreparedBatch) -> None:

@@ -18,8 +18,10 @@ the history shows every run. Then two transactions:
    it is derived data, complete, and its cursor moved with it.
 
 Idempotent: a run deletes the event scores of its window (for its users) and
-inserts them again, recomputes the user scores of every day it touches from
-the stored event scores, and upserts model anomalies by a key of user and day.
+inserts them again (into the window's day partitions, created before the
+scoring transaction: ueba.store.partitions), recomputes the user scores of
+every day it touches from the stored event scores, and upserts model
+anomalies by a key of user and day.
 An hour's score depends only on the data (its baseline is the days before its
 UTC day), not on which window scored it.
 
@@ -47,6 +49,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Callable
 
 import numpy as np
+import psycopg
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 
 from services.scorer import baseline, baseline_share, features, peers, scoring
@@ -55,6 +58,7 @@ from services.scorer.models import AGGREGATED, BY_NAME, NOVELTY_ENTITY, PEER_GRO
 from services.scorer.settings import ScorerSettings
 from services.scorer.sink import AnomalySink
 from ueba.leases import LeaseManager, buckets_of
+from ueba.store.partitions import EVENT_SCORES, PartitionCache, is_missing_partition
 from ueba.store.schema import (
     anomalies,
     event_scores,
@@ -74,6 +78,8 @@ EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 RUN_LOCK = "ueba-scorer-run"  # advisory lock (hashtext(RUN_LOCK), hashtext(run id)) held while a run works
 AGGREGATION_LOCK = "ueba-scorer-aggregation"  # advisory lock (hashtext(it), hashtext(tenant))
 BUCKET_LOCK = "ueba-scorer-bucket"  # advisory locks (hashtext(BUCKET_LOCK:tenant), bucket) serialise runs
+# Scoring transactions tried when a day's partition vanished under the run (see _run_locked).
+_ATTEMPTS = 3
 
 
 class RunFailed(RuntimeError):
@@ -144,6 +150,37 @@ def floor_day(t: datetime) -> datetime:
     return t.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def window_days(start: datetime, end: datetime) -> list[date]:
+    """The UTC days the hours from `start` to `end` fall on."""
+    days = []
+    day = floor_day(start)
+    while day < end:
+        days.append(day.date())
+        day += DAY
+    return days
+
+
+def whole_days_past_retention(start: datetime, end: datetime, retention_days: int,
+                               today: date) -> tuple[datetime, datetime]:
+    """The window widened to whole UTC days where it touches a day whose event scores
+    retention may have dropped (0: none).
+
+    A run computes each day's user score from all the day's stored event scores;
+    scoring part of a day whose other hours are gone would replace its score (and
+    withdraw its anomaly) with one of that part alone. A day of margin: the
+    retention worker's clock may already be on the next day.
+    """
+    if not retention_days:
+        return start, end
+    kept = datetime(today.year, today.month, today.day, tzinfo=timezone.utc) - (retention_days - 1) * DAY
+    if start < kept:
+        start = floor_day(start)
+    last_day = floor_day(end - HOUR)
+    if last_day < kept:
+        end = last_day + DAY
+    return start, end
+
+
 def default_window(now: datetime) -> tuple[datetime, datetime]:
     """The last 24 complete hours."""
     end = floor_hour(now)
@@ -158,10 +195,12 @@ def _numbers(values: np.ndarray, fmt: str) -> list[str]:
 class Scorer:
     """Runs scoring for a tenant. `fail_point`, when set, is called at each stage (tests inject crashes)."""
 
-    def __init__(self, engine: Engine, settings: ScorerSettings, sink: AnomalySink | None = None):
+    def __init__(self, engine: Engine, settings: ScorerSettings, sink: AnomalySink | None = None,
+                 partitions: PartitionCache | None = None):
         self.engine = engine
         self.settings = settings
         self.sink = sink or AnomalySink(settings.anomaly_log)
+        self.partitions = partitions or PartitionCache(EVENT_SCORES)
         self.weights = settings.weights()
         self.fail_point: Callable[[str], None] | None = None
 
@@ -169,7 +208,8 @@ class Scorer:
 
     def run(self, tenant: str, start: datetime, end: datetime, user_filter: list[str] | None = None,
             trigger: str = "on_demand", scheduled: ScheduledBuckets | None = None) -> RunResult:
-        start, end = floor_hour(start), floor_hour(end)
+        start, end = whole_days_past_retention(floor_hour(start), floor_hour(end), self.settings.score_retention_days,
+                                               datetime.now(timezone.utc).date())
         n = self.settings.buckets
         with self.engine.begin() as conn:
             wanted = frozenset(canonical_user(u) for u in user_filter) if user_filter else None
@@ -227,18 +267,36 @@ class Scorer:
                     text("SELECT count(pg_advisory_lock(hashtext(:key), b)) FROM unnest(CAST(:buckets AS int[])) AS b"),
                     {"key": f"{BUCKET_LOCK}:{tenant}", "buckets": list(scope.buckets)},
                 )
-                with self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-                    with conn.begin() as tx:
-                        figures = self._run_in_transaction(conn, lock_conn, run_id, tenant, start, end, scope, scheduled,
-                                                           refreshed, lines)
-                        if scheduled is None or not figures["buckets"]:
-                            return figures
-                        # Commit under the fence: the leases cannot move until this commit is done.
-                        with scheduled.leases.fenced({b: scheduled.tokens[b] for b in figures["buckets"]}):
-                            tx.commit()
-                        return figures
+                for attempt in range(1, _ATTEMPTS + 1):
+                    # In a short transaction of its own: DDL inside the scoring transaction
+                    # would lock every reader out of event_scores for the whole run.
+                    self.partitions.ensure(lock_conn.connection.driver_connection, window_days(start, end))
+                    try:
+                        return self._score(lock_conn, run_id, tenant, start, end, scope, scheduled, refreshed, lines)
+                    except psycopg.errors.CheckViolation as exc:
+                        # Retention in another replica dropped a day this process had cached
+                        # (only days past retention, which a backfill may score): all rolled back.
+                        if not is_missing_partition(exc) or attempt == _ATTEMPTS:
+                            raise
+                        self.partitions.forget()
+                        lines.clear()
+                raise AssertionError("unreachable")
             finally:
                 lock_conn.execute(select(func.pg_advisory_unlock_all()))
+
+    def _score(self, lock_conn: Connection, run_id, tenant, start, end, scope: UserScope, scheduled,
+               refreshed: features.FeatureRefresh, lines) -> dict:
+        """The scoring transaction (see the module docstring)."""
+        with self.engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+            with conn.begin() as tx:
+                figures = self._run_in_transaction(conn, lock_conn, run_id, tenant, start, end, scope, scheduled,
+                                                   refreshed, lines)
+                if scheduled is None or not figures["buckets"]:
+                    return figures
+                # Commit under the fence: the leases cannot move until this commit is done.
+                with scheduled.leases.fenced({b: scheduled.tokens[b] for b in figures["buckets"]}):
+                    tx.commit()
+                return figures
 
     def _aggregate(self, lock_conn: Connection, tenant: str) -> features.FeatureRefresh:
         """The tenant's new events into features, in a transaction of its own (see the module docstring)."""
@@ -338,7 +396,10 @@ class Scorer:
             scored_users.update(data.users[i] for i in scored)
             learning_users.update(data.users[i] for i in scored if learning[i])
             day += DAY
-        analyze_unless_busy(conn, "event_scores")  # fresh statistics for the queries below
+        # Fresh statistics for the queries below, of the written days only: ANALYZE of the
+        # parent would sample every partition of the retention period, and recurse into each.
+        for written in window_days(start, end):
+            analyze_unless_busy(conn, EVENT_SCORES.name(written))
         self._check("event_scores")
 
         # Every replica computes the same groups from everyone's baseline; the run that

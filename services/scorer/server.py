@@ -6,6 +6,7 @@ import logging
 
 from sqlalchemy import Engine
 
+from services.scorer.maintenance import EventScorePartitions
 from services.scorer.runs import Scorer, mark_interrupted
 from services.scorer.schedule import Schedule, ScheduledScoring
 from services.scorer.servicer import ScorerServicer
@@ -14,6 +15,7 @@ from services.scorer.sink import AnomalySink
 from services.scorer.store import ScorerStore
 from ueba.leases import LeaseManager, new_owner_id
 from ueba.server import Registration, ServiceServer, build_server
+from ueba.store.partitions import EVENT_SCORES, PartitionCache
 from ueba.v1 import scorer_pb2, scorer_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,9 @@ def create_server(settings: ScorerSettings, engine: Engine) -> tuple[ServiceServ
     interrupted = mark_interrupted(engine)
     if interrupted:
         log.warning("marked interrupted scoring runs as failed", extra={"runs": interrupted})
-    scorer = Scorer(engine, settings, AnomalySink(settings.anomaly_log))
+    # One cache for the runs and the retention worker, which empties it when it drops days.
+    partitions = PartitionCache(EVENT_SCORES)
+    scorer = Scorer(engine, settings, AnomalySink(settings.anomaly_log), partitions)
     servicer = ScorerServicer(scorer, ScorerStore(engine), settings)
     leases = LeaseManager(engine, "scorer", new_owner_id("scorer"), settings.buckets, settings.lease_ttl_seconds,
                           settings.lease_heartbeat_seconds)
@@ -36,5 +40,5 @@ def create_server(settings: ScorerSettings, engine: Engine) -> tuple[ServiceServ
     return build_server(
         settings,
         [Registration(scorer_pb2_grpc.add_ScorerServiceServicer_to_server, servicer, SERVICE_NAME)],
-        background=[schedule],
+        background=[EventScorePartitions(settings, engine, partitions), schedule],
     )

@@ -79,6 +79,12 @@ class ScorerSettings(LeaseSettings):
     )
     min_peer_group: int = env_field("UEBA_MIN_PEER_GROUP", 3, "departments smaller than this are clustered instead")
     max_range_days: int = env_field("UEBA_SCORING_MAX_RANGE_DAYS", 62, "longest window one RunScoring may score")
+    score_retention_days: int = env_field(
+        "UEBA_SCORE_RETENTION_DAYS", 90,
+        "drop event-score partitions older than this many days; 0: keep forever, else at least 2. Old hourly "
+        "scores back only the per-user hour timelines (user-day scores, anomalies and their explanations stay); "
+        "90: three 30-day risk windows",
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -103,6 +109,9 @@ class ScorerSettings(LeaseSettings):
             raise SettingsError(f"UEBA_MIN_PEER_GROUP={self.min_peer_group}: at least 1")
         if self.max_range_days < 1:
             raise SettingsError(f"UEBA_SCORING_MAX_RANGE_DAYS={self.max_range_days}: at least 1")
+        if self.score_retention_days < 0 or self.score_retention_days == 1:
+            # A scheduled run's 24 hours reach into yesterday, whose earlier hours' scores it reads.
+            raise SettingsError(f"UEBA_SCORE_RETENTION_DAYS={self.score_retention_days}: 0 (keep forever) or at least 2")
         log = self.anomaly_log
         if log.startswith("syslog://"):
             host, sep, port = log[len("syslog://"):].rpartition(":")

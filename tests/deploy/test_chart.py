@@ -126,6 +126,21 @@ def test_settings_reach_the_config_maps():
     assert {c["UEBA_TENANT"] for c in config.values()} == {"acme"}
 
 
+def test_every_configured_variable_is_one_its_service_reads():
+    """A misspelt or another service's variable would reach the pod and be ignored there."""
+    from services.ingest.settings import IngestSettings
+    from services.profiles.settings import ProfilesSettings
+    from services.query.settings import QuerySettings
+    from services.scorer.settings import ScorerSettings
+    from ueba.settings import describe
+
+    classes = {"ingest": IngestSettings, "profiles": ProfilesSettings, "scorer": ScorerSettings, "query": QuerySettings}
+    config = {cm["metadata"]["name"]: cm["data"] for cm in by_kind(objects(helm_template()), "ConfigMap")}
+    for service, cls in classes.items():
+        assert set(config[f"ueba-{service}"]) <= {env for env, _, _ in describe(cls)}, service
+    assert config["ueba-scorer"]["UEBA_SCORE_RETENTION_DAYS"] == str(ScorerSettings.score_retention_days)
+
+
 def test_query_reads_a_replica_from_an_existing_secret():
     docs = objects(helm_template(sets=("query.readReplica.existingSecret=replica-db",)))
     for _, _, c in containers(docs):

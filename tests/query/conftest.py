@@ -20,7 +20,7 @@ from sqlalchemy import Engine, insert, select
 from services.query.server import create_server
 from services.query.settings import QuerySettings
 from ueba.db import libpq_url
-from ueba.store.partitions import ensure_partitions
+from ueba.store.partitions import EVENT_SCORES, ensure_partitions
 from ueba.store.schema import anomalies, event_scores, events, peer_groups, user_scores, users
 from ueba.v1 import query_pb2_grpc
 
@@ -94,6 +94,8 @@ class Store:
 
     def event_score(self, user: str, hour: datetime, model: str, score: int, features: list[dict] | None = None,
                     learning: bool = False, tenant: str | None = None) -> None:
+        with psycopg.connect(libpq_url(self.database_url), autocommit=True) as pg:
+            ensure_partitions(pg, {hour.astimezone(timezone.utc).date()}, EVENT_SCORES)
         with self.engine.begin() as conn:
             conn.execute(insert(event_scores).values(
                 tenant=tenant or self.tenant, user_name=user, hour=hour, model=model, score=score,

@@ -136,6 +136,9 @@ def test_schedule_and_settings():
         ScorerSettings.from_env({"UEBA_SCORING_SCHEDULE": "25:00"})
     with pytest.raises(SettingsError, match="UEBA_MIN_BASELINE_DAYS"):
         ScorerSettings.from_env({"UEBA_MIN_BASELINE_DAYS": "40"})
+    for days in ("-1", "1"):
+        with pytest.raises(SettingsError, match="UEBA_SCORE_RETENTION_DAYS"):
+            ScorerSettings.from_env({"UEBA_SCORE_RETENTION_DAYS": days})
 
 
 def test_last_fire_is_the_same_on_every_replica():

@@ -1,1 +1,1 @@
-"""The shared Postgres store: table definitions, migrations, event partitions."""
+"""The shared Postgres store: table definitions, migrations, day partitions."""

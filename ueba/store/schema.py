@@ -224,7 +224,9 @@ scoring_runs = Table(
 )
 
 # Per user, hour and model: the event score and each feature's expected and
-# observed value and share of the score.
+# observed value and share of the score. Partitioned by day on `hour`
+# (migration 0010; partitions: ueba.store.partitions, written ahead by the
+# scorer, dropped after UEBA_SCORE_RETENTION_DAYS).
 event_scores = Table(
     "event_scores",
     metadata,
@@ -238,6 +240,7 @@ event_scores = Table(
     Column("run_id", UUID(as_uuid=False), nullable=False),
     PrimaryKeyConstraint("tenant", "user_name", "hour", "model"),
     Index(None, "tenant", "hour"),
+    postgresql_partition_by="RANGE (hour)",
 )
 
 # The 24-hour user anomaly score (conditioned mean of the hourly scores).

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import Engine
 
-from services.ingest.maintenance import PartitionMaintenance
+from services.ingest.maintenance import partition_upkeep
 from services.ingest.pipeline import IngestPipeline
 from services.ingest.servicer import IngestServicer
 from services.ingest.settings import IngestSettings
@@ -47,7 +47,7 @@ def create_server(settings: IngestSettings, engine: Engine) -> tuple[ServiceServ
     otlp = otlp_registration(pipeline, settings)
     if otlp is not None:
         registrations.append(otlp)
-    server, port = build_server(settings, registrations, background=[PartitionMaintenance(settings, engine, cache)])
+    server, port = build_server(settings, registrations, background=[partition_upkeep(settings, engine, cache)])
     if settings.otlp_listen:
         if otlp is None:
             log.warning("UEBA_OTLP_LISTEN is set but this build has no OTLP receiver")

@@ -6,7 +6,7 @@ import logging
 
 from sqlalchemy import Engine
 
-from services.scorer.maintenance import EventScorePartitions
+from services.scorer.maintenance import partition_upkeep
 from services.scorer.runs import Scorer, mark_interrupted
 from services.scorer.schedule import Schedule, ScheduledScoring
 from services.scorer.servicer import ScorerServicer
@@ -40,5 +40,5 @@ def create_server(settings: ScorerSettings, engine: Engine) -> tuple[ServiceServ
     return build_server(
         settings,
         [Registration(scorer_pb2_grpc.add_ScorerServiceServicer_to_server, servicer, SERVICE_NAME)],
-        background=[EventScorePartitions(settings, engine, partitions), schedule],
+        background=[partition_upkeep(settings, engine, partitions), schedule],
     )

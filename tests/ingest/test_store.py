@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from services.ingest.maintenance import PartitionMaintenance
+from services.ingest.maintenance import partition_upkeep
 from services.ingest.pipeline import IngestPipeline, InvalidBatch
 from ueba.db import create_db_engine, libpq_url
 from ueba.store import partitions
@@ -148,12 +148,12 @@ def test_maintenance_creates_days_ahead_and_drops_days_past_retention(partition_
     today = date(2026, 11, 20)
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         partitions.ensure_partitions(conn, {date(2026, 8, 1), date(2026, 10, 21), date(2026, 10, 22)})
-        PartitionMaintenance(settings(retention_days=0), engine, PartitionCache(EVENTS), today=lambda: today).run_once()
+        partition_upkeep(settings(retention_days=0), engine, PartitionCache(EVENTS), today=lambda: today).run_once()
         assert date(2026, 8, 1) in partitions.existing_partitions(conn)  # retention 0: keep everything
 
         cache = PartitionCache(EVENTS)
         cache.add({date(2026, 8, 1)})
-        job = PartitionMaintenance(settings(retention_days=30, partitions_ahead_days=2), engine, cache, today=lambda: today)
+        job = partition_upkeep(settings(retention_days=30, partitions_ahead_days=2), engine, cache, today=lambda: today)
         dropped = job.run_once()
         have = partitions.existing_partitions(conn)
     assert "events_p20260801" in dropped

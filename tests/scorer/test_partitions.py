@@ -10,7 +10,7 @@ from datetime import date, datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from services.scorer.maintenance import EventScorePartitions
+from services.scorer.maintenance import partition_upkeep
 from services.scorer.runs import whole_days_past_retention
 from services.scorer.server import create_server
 from services.scorer.settings import ScorerSettings
@@ -133,12 +133,12 @@ def test_retention_drops_the_days_past_it_and_keeps_the_rest(scratch_url, engine
             conn.execute("""INSERT INTO event_scores (tenant, user_name, hour, model, score, features, run_id)
                             VALUES ('default', 'u', %s::date + interval '23 hours', 'm', 1, '[]', gen_random_uuid())""",
                          (day,))
-    assert EventScorePartitions(retention(0), engine, PartitionCache(EVENT_SCORES), lambda: TODAY).run_once() == []
+    assert partition_upkeep(retention(0), engine, PartitionCache(EVENT_SCORES), lambda: TODAY).run_once() == []
     assert placed(scratch_url).keys() == {EVENT_SCORES.name(day) for day in old + kept}  # 0: keep forever
 
     cache = PartitionCache(EVENT_SCORES)
     cache.add(old + kept)
-    dropped = EventScorePartitions(retention(RETENTION), engine, cache, lambda: TODAY).run_once()
+    dropped = partition_upkeep(retention(RETENTION), engine, cache, lambda: TODAY).run_once()
     assert dropped == [EVENT_SCORES.name(day) for day in old]
     assert placed(scratch_url).keys() == {EVENT_SCORES.name(day) for day in kept}
     with connect(scratch_url) as conn:
@@ -153,7 +153,7 @@ def test_retention_gives_way_to_a_run_using_the_table(scratch_url, engine):
     old = CUTOFF - timedelta(days=1)
     with connect(scratch_url) as conn:
         partitions.ensure_partitions(conn, {old, TODAY, TODAY + timedelta(days=1)}, EVENT_SCORES)
-    worker = EventScorePartitions(retention(RETENTION), engine, PartitionCache(EVENT_SCORES), lambda: TODAY)
+    worker = partition_upkeep(retention(RETENTION), engine, PartitionCache(EVENT_SCORES), lambda: TODAY)
     worker.lock_timeout = "100ms"
     outcome: dict = {}
     with psycopg.connect(libpq_url(scratch_url)) as run:

@@ -58,6 +58,10 @@ class DayData:
     x: np.ndarray = None  # [W, J] observed
     present: dict[str, np.ndarray] = field(default_factory=dict)  # model -> [W] bool: the model saw something
 
+    @property
+    def baseline_nbytes(self) -> int:
+        return sum(getattr(self, name).nbytes for name in BASELINE_ARRAYS)
+
 
 def _num(feature: str) -> str:
     # Feature names come from the model catalogue (constants), never from input.
@@ -182,7 +186,8 @@ def _matrix(rows, start: int, width: int) -> np.ndarray:
     return np.array([r[start:start + width] for r in rows], dtype=np.float64).reshape(len(rows), width)
 
 
-def _first_hours(users: list[str], first_hours: dict[str, datetime]) -> np.ndarray:
+def first_hour_array(users: list[str], first_hours: dict[str, datetime]) -> np.ndarray:
+    """Epoch hours of each user's first activity (nan: none)."""
     epoch = np.datetime64("1970-01-01T00:00:00")
     first = np.full(len(users), np.nan)
     for i, u in enumerate(users):
@@ -192,40 +197,84 @@ def _first_hours(users: list[str], first_hours: dict[str, datetime]) -> np.ndarr
     return first
 
 
-def baseline_part(data: DayData) -> tuple[list[str], dict[str, np.ndarray]]:
-    """The per-user baseline arrays of `data` (no window), for the other replicas of a fire."""
-    return list(data.users), {name: getattr(data, name) for name in BASELINE_ARRAYS}
+Part = tuple[list[str], dict[str, np.ndarray]]  # users (sorted) and their BASELINE_ARRAYS rows
 
 
-def merge(own: DayData, parts: list[tuple[list[str], dict[str, np.ndarray]]], first_hours: dict[str, datetime]) -> DayData:
-    """`own` (window and baselines of some buckets) with other buckets' baseline parts.
+def part_of(data: DayData, rows: np.ndarray) -> Part:
+    """The baseline arrays of `rows` (indices into data.users, in user order), without the window."""
+    return [data.users[i] for i in rows], {name: getattr(data, name)[rows] for name in BASELINE_ARRAYS}
 
-    The result is what load_day over every bucket returns, with the window of `own`'s
-    users only: the same users in the same (sorted) order, so group and tenant sums
-    add up in the same order and the scores are the same.
+
+def by_bucket(users: list[str], bucket: dict[str, int]) -> dict[int, np.ndarray]:
+    """Row indices of `users` per bucket, in user order."""
+    rows: dict[int, list[int]] = {}
+    for i, u in enumerate(users):
+        rows.setdefault(bucket[u], []).append(i)
+    return {b: np.array(rows[b], dtype=np.int64) for b in sorted(rows)}
+
+
+def history_days(day: datetime, first_hour: np.ndarray, baseline: int) -> np.ndarray:
+    """Days of history each user has inside its baseline window."""
+    day_h = (np.datetime64(day.replace(tzinfo=None)) - np.datetime64("1970-01-01T00:00:00")) / np.timedelta64(1, "h")
+    start = np.fmax(np.nan_to_num(first_hour, nan=day_h), day_h - 24 * baseline)
+    return np.clip((day_h - start) / 24.0, 0.0, baseline)
+
+
+# GroupSums fields that a user's baseline arrays add to as they are.
+_SUMMED = ("n_all", "s_all", "q_all", "n_set", "s_set", "n_how", "s_how", "a_hod")
+
+
+@dataclass
+class GroupSums:
+    """Sums over the members of each of G peer groups: all that scoring reads of the users it does not score.
+
+    Floating-point sums depend on the order of their terms, so they are only ever
+    built one way: each bucket's users in user order (group_sums), then the buckets
+    in bucket order (plus). A run over every bucket and the replicas that each hold
+    a few end with the same bits.
     """
-    source: dict[str, tuple[dict[str, np.ndarray], int]] = {}
-    for users, arrays in [baseline_part(own), *parts]:
-        for i, u in enumerate(users):
-            source.setdefault(u, (arrays, i))
-    users = sorted(source)
-    data = DayData(day=own.day, users=users, first_hour=_first_hours(users, first_hours),
-                   **{name: np.zeros((len(users),) + getattr(own, name).shape[1:]) for name in BASELINE_ARRAYS},
-                   w_user=np.zeros(0, dtype=np.int64), w_hour=own.w_hour, w_time=own.w_time, x=own.x,
-                   present=own.present)
-    by_arrays: dict[int, tuple[dict[str, np.ndarray], list[int], list[int]]] = {}
-    for j, u in enumerate(users):
-        arrays, i = source[u]
-        entry = by_arrays.setdefault(id(arrays), (arrays, [], []))
-        entry[1].append(j)
-        entry[2].append(i)
-    for arrays, to, frm in by_arrays.values():
-        for name in BASELINE_ARRAYS:
-            getattr(data, name)[to] = arrays[name][frm]
-    index = {u: j for j, u in enumerate(users)}
-    remap = np.array([index[u] for u in own.users], dtype=np.int64)
-    data.w_user = remap[own.w_user] if own.w_user.size else own.w_user
-    return data
+
+    n_all: np.ndarray  # [G]
+    s_all: np.ndarray  # [G, J]
+    q_all: np.ndarray  # [G, J]
+    n_set: np.ndarray  # [G]
+    s_set: np.ndarray  # [G, J]
+    n_how: np.ndarray  # [G, 24]
+    s_how: np.ndarray  # [G, 24, J]
+    a_hod: np.ndarray  # [G, 24]
+    r2: np.ndarray  # [G, J] active hours times the squared rate per active hour
+    members: np.ndarray  # [G] members with baseline activity
+    days: np.ndarray  # [G] days of history (history_days)
+
+    @classmethod
+    def zeros(cls, groups: int) -> GroupSums:
+        J = len(COLUMNS)
+        shapes = {"s_all": (J,), "q_all": (J,), "s_set": (J,), "r2": (J,), "n_how": (24,), "s_how": (24, J),
+                  "a_hod": (24,)}
+        return cls(**{f: np.zeros((groups,) + shapes.get(f, ())) for f in cls.__dataclass_fields__})
+
+    def plus(self, other: GroupSums) -> GroupSums:
+        return GroupSums(**{f: getattr(self, f) + getattr(other, f) for f in self.__dataclass_fields__})
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, f).nbytes for f in self.__dataclass_fields__)
+
+
+def group_sums(a: dict[str, np.ndarray], first_hour: np.ndarray, group: np.ndarray, groups: int, day: datetime,
+               baseline: int) -> GroupSums:
+    """The sums of one bucket's users (their baseline arrays `a`, `first_hour` and `group` in user order)."""
+
+    def total(values: np.ndarray) -> np.ndarray:
+        out = np.zeros((groups,) + values.shape[1:])
+        np.add.at(out, group, values)  # unbuffered: adds row after row, in user order
+        return out
+
+    n = a["n_all"]
+    has = n > 0
+    r = np.where(has[:, None], a["s_all"] / np.maximum(n, 1.0)[:, None], 0.0)
+    return GroupSums(**{name: total(a[name]) for name in _SUMMED}, r2=total(n[:, None] * r * r),
+                     members=total(has.astype(float)), days=total(history_days(day, first_hour, baseline)))
 
 
 def _assemble(day, overall, weekday, window, first_hours) -> DayData:
@@ -235,7 +284,7 @@ def _assemble(day, overall, weekday, window, first_hours) -> DayData:
     stored = _stored()
     cols = np.array([COLUMN[(m.name, f.name)] for m, f in stored], dtype=np.int64)
     data = DayData(
-        day=day, users=users, first_hour=_first_hours(users, first_hours), n_all=np.zeros(U), s_all=np.zeros((U, J)), q_all=np.zeros((U, J)),
+        day=day, users=users, first_hour=first_hour_array(users, first_hours), n_all=np.zeros(U), s_all=np.zeros((U, J)), q_all=np.zeros((U, J)),
         n_set=np.zeros(U), s_set=np.zeros((U, J)), n_how=np.zeros((U, 24)), s_how=np.zeros((U, 24, J)),
         a_hod=np.zeros((U, 24)), w_user=np.zeros(0, dtype=np.int64), w_hour=np.zeros(0, dtype=np.int64),
     )

@@ -30,10 +30,14 @@ of buckets: a scheduled run the buckets its replica leases, an on-demand run eve
 bucket (or the buckets of its users). Runs touching the same bucket of a tenant
 are serialised by session advisory locks per bucket, taken before the scoring
 transaction starts, so a waiting run's snapshot already includes the previous
-run's commit. Peer groups and shrinkage need every user's baseline, but a
-scheduled run loads only its own buckets' and takes the others' from the other
-replicas of its fire (baseline_share); any other run loads everyone's. Scores are
-written only for the run's buckets. A scheduled run records
+run's commit. Peer groups and shrinkage need something of every user: everyone's
+behaviour profile for the clustering, then per-group sums of everyone's baseline
+arrays (baseline.GroupSums, added per bucket in a fixed order). A scheduled run
+loads only its own buckets' baselines, publishes them, and takes the others' from
+the other replicas of its fire (baseline_share): their profiles, then their arrays
+one bucket at a time into the sums, so it holds whole arrays only for its own
+users. Any other run loads everyone's. Scores are written only for the run's
+buckets. A scheduled run records
 its fire time per bucket (scorer_buckets) and commits under its lease fence, so
 each fire scores each bucket exactly once, even when a paused replica wakes up
 after its buckets moved.
@@ -364,18 +368,25 @@ class Scorer:
         hours_scored = 0
         n_event_scores = 0
         last_assignment = None
-        last_data = None
+        last_people = None
+        held = 0
         day = floor_day(start)
         t_load = t_share = t_score = t_write = 0.0
         while day < end:
             lo, hi = max(start, day), min(end, day + DAY)
             a = time.perf_counter()
-            data, shared = self._load_day(conn, auto, run_id, tenant, day, (lo, hi), first_hours, scope, scheduled)
+            data, people, shared = self._load_day(conn, auto, run_id, tenant, day, (lo, hi), first_hours, scope,
+                                                  scheduled)
             b = time.perf_counter()
-            t_share += shared
-            assignment = peers.assign(data, departments, self.settings.min_peer_group)
-            last_assignment, last_data = assignment, data
-            rates = scoring.shrunk_rates(data, assignment.group, len(assignment.groups), self.settings.baseline_days)
+            loading = shared[0]
+            assignment, sums = peers.peer_groups(people, departments, self.settings.min_peer_group, day,
+                                                 self.settings.baseline_days)
+            fetching = shared[0] - loading  # the other buckets' arrays, summed one at a time
+            t_share += shared[0]
+            held = max(held, data.baseline_nbytes + people.nbytes + sums.nbytes)
+            last_assignment, last_people = assignment, people
+            rates = scoring.shrunk_rates(data, assignment.group[people.rows_of(data.users)], sums,
+                                         self.settings.baseline_days)
             learning = scoring.baseline_days(data, self.settings.baseline_days) < self.settings.min_baseline_days
             mine = None if scope.every_bucket else {
                 u for u, b in buckets_of(conn, tenant, data.users, scope.n).items() if b in scope.buckets}
@@ -387,8 +398,8 @@ class Scorer:
             copy_rows = self._event_score_rows(tenant, run_id, data, results, learning, lines)
             self._copy_event_scores(conn, copy_rows)
             d = time.perf_counter()
-            t_load += b - a - shared
-            t_score += c - b
+            t_load += b - a - loading
+            t_score += c - b - fetching
             t_write += d - c
             n_event_scores += len(copy_rows)
             hours_scored += rows.size
@@ -404,7 +415,7 @@ class Scorer:
 
         # Every replica computes the same groups from everyone's baseline; the run that
         # holds bucket 0 stores them, so two runs never rewrite them at once.
-        if last_assignment is not None and last_data is not None and last_data.users and 0 in scope.buckets:
+        if last_assignment is not None and last_people is not None and last_people.users and 0 in scope.buckets:
             self._store_peer_groups(conn, tenant, last_assignment)
         days = (floor_day(start), floor_day(end - HOUR) + DAY) if end > start else (start, start)
         n_user_scores = self._write_user_scores(conn, tenant, run_id, days, scope, ignored, lines)
@@ -425,6 +436,8 @@ class Scorer:
             "anomalies": n_anomalies,
             "learning_users": len(learning_users),
             "ignored_users": len(ignored),
+            # The most a day held of numpy baseline arrays: this run's users' whole, the rest's profiles and sums.
+            "baseline_bytes": int(held),
             "stage_seconds": {
                 "features": refreshed.seconds,
                 "load": round(t_load, 3),
@@ -443,26 +456,59 @@ class Scorer:
         return figures
 
     def _load_day(self, conn, auto, run_id, tenant, day, hours, first_hours, scope: UserScope,
-                  scheduled: ScheduledBuckets | None) -> tuple[baseline.DayData, float]:
-        """Every user's baselines and the window's features; the seconds spent sharing baselines.
+                  scheduled: ScheduledBuckets | None) -> tuple[baseline.DayData, peers.Everyone, list[float]]:
+        """The baselines and window of the run's users, what the peer groups need of everyone, and
+        the seconds spent sharing baselines (a list: fetching goes on while the groups are summed).
 
-        A scheduled run over some buckets loads its own buckets' baselines and takes
-        the others' from the other replicas of its fire (baseline_share); any other
-        run loads everyone's (nobody publishes for it).
+        A scheduled run over some buckets loads its own buckets' baselines, publishes them, and
+        reads the others' from the other replicas of its fire (baseline_share), one bucket's arrays
+        at a time; any other run loads everyone's (nobody publishes for it).
         """
         args = (conn, tenant, day, hours, self.settings.baseline_days, self.settings.min_baseline_days, first_hours)
-        if scheduled is None or scope.every_bucket:
-            return baseline.load_day(*args), 0.0
-        own = baseline.load_day(*args, buckets=(scope.n, list(scope.buckets)))
+        n = scope.n
+        sharing = scheduled is not None and not scope.every_bucket
+        data = baseline.load_day(*args, buckets=(n, list(scope.buckets)) if sharing else None)
+        rows = baseline.by_bucket(data.users, buckets_of(conn, tenant, data.users, n))
+        empty = np.zeros(0, dtype=np.int64)
+
+        def own(b: int) -> dict[str, np.ndarray]:
+            return baseline.part_of(data, rows.get(b, empty))[1]
+
+        def first_hour(users: list[str]) -> np.ndarray:
+            return baseline.first_hour_array(users, first_hours)
+
+        profiles = {b: ([data.users[i] for i in r], peers.behaviour_profile(own(b))) for b, r in rows.items()}
+        spent = [0.0]
+        if not sharing:
+            return data, peers.everyone(profiles, first_hour, own), spent
         self._check("baselines")
         started = time.perf_counter()
         key = baseline_share.state(conn, tenant, day, hours, self.settings.baseline_days,
                                    self.settings.min_baseline_days)
-        baseline_share.publish(auto, tenant, key, run_id, scope.n, list(scope.buckets), baseline.baseline_part(own))
-        parts = baseline_share.collect(
-            auto, tenant, key, run_id, scope.n, set(scope.buckets), scheduled.fire,
-            lambda buckets: baseline.baseline_part(baseline.load_day(*args, buckets=(scope.n, buckets))))
-        return baseline.merge(own, parts, first_hours), time.perf_counter() - started
+
+        def load(buckets: list[int]) -> dict[int, baseline.Part]:
+            lost = baseline.load_day(*args, buckets=(n, buckets))
+            lost_rows = baseline.by_bucket(lost.users, buckets_of(conn, tenant, lost.users, n))
+            return {b: baseline.part_of(lost, lost_rows.get(b, empty)) for b in buckets}
+
+        users, blob = baseline_share.pack({b: baseline.part_of(data, rows.get(b, empty)) for b in scope.buckets})
+        baseline_share.publish(auto, tenant, key, run_id, n, list(scope.buckets), users, blob)
+        del users, blob
+        shared = baseline_share.collect(auto, tenant, key, run_id, n, set(scope.buckets), scheduled.fire, load)
+        profiles.update((b, (one.users, one.profile)) for b, one in shared.items())
+
+        def arrays(b: int) -> dict[str, np.ndarray]:
+            if b not in shared:
+                return own(b)
+            began = time.perf_counter()
+            fetched = baseline_share.fetch(auto, tenant, key, n, shared[b])
+            if fetched is None:  # its publication outlived KEEP: load it again, as its replica did
+                fetched = load([b])[b][1]
+            spent[0] += time.perf_counter() - began
+            return fetched
+
+        spent[0] = time.perf_counter() - started
+        return data, peers.everyone(profiles, first_hour, arrays), spent
 
     def _record_fire(self, conn, tenant, run_id, scope: UserScope, scheduled: ScheduledBuckets) -> None:
         conn.execute(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from services.scorer.baseline import COLUMN, DayData
+from services.scorer.baseline import COLUMN, DayData, GroupSums, history_days
 from services.scorer.models import AGGREGATED, BY_NAME, PEER_GROUP, Model
 
 # Pseudo-counts of the shrinkage, in active hours unless said otherwise.
@@ -99,34 +99,20 @@ class Rates:
     activity: np.ndarray  # [U, 24] probability of activity at this hour of the week
 
 
-def _group_sum(values: np.ndarray, group: np.ndarray, groups: int) -> np.ndarray:
-    out = np.zeros((groups,) + values.shape[1:])
-    np.add.at(out, group, values)
-    return out
-
-
-def _pseudo_hours(data: DayData, group: np.ndarray, groups: int) -> np.ndarray:
-    """[U, J] weight of the peer rate in a user's rate, in active hours: mean / between-user variance."""
-    n = data.n_all
-    has = n > 0
-    r = np.where(has[:, None], data.s_all / np.maximum(n, 1.0)[:, None], 0.0)
-    g_n = _group_sum(n, group, groups)
-    g_s = _group_sum(data.s_all, group, groups)
-    g_r2 = _group_sum(n[:, None] * r * r, group, groups)
-    g_members = _group_sum(has.astype(float), group, groups)
-    m = g_s / np.maximum(g_n, 1.0)[:, None]
-    wvar = g_r2 / np.maximum(g_n, 1.0)[:, None] - m * m
-    noise = m * g_members[:, None] / np.maximum(g_n, 1.0)[:, None]
+def _pseudo_hours(sums: GroupSums) -> np.ndarray:
+    """[G, J] weight of the peer rate in a member's rate, in active hours: mean / between-user variance."""
+    g_n = np.maximum(sums.n_all, 1.0)[:, None]
+    m = sums.s_all / g_n
+    wvar = sums.r2 / g_n - m * m
+    noise = m * sums.members[:, None] / g_n
     between = np.maximum(wvar - noise, 1e-12)
     k = np.where(m > 0, m / between, K_MAX_USER)
-    return np.clip(k, K_USER, K_MAX_USER)[group]
+    return np.clip(k, K_USER, K_MAX_USER)
 
 
 def baseline_days(data: DayData, baseline: int) -> np.ndarray:
     """Days of history each user has inside its baseline window."""
-    day_h = (np.datetime64(data.day.replace(tzinfo=None)) - np.datetime64("1970-01-01T00:00:00")) / np.timedelta64(1, "h")
-    start = np.fmax(np.nan_to_num(data.first_hour, nan=day_h), day_h - 24 * baseline)
-    return np.clip((day_h - start) / 24.0, 0.0, baseline)
+    return history_days(data.day, data.first_hour, baseline)
 
 
 def weeks_at_weekday(data: DayData, baseline: int) -> np.ndarray:
@@ -135,21 +121,24 @@ def weeks_at_weekday(data: DayData, baseline: int) -> np.ndarray:
     return np.minimum(np.floor(days / 7.0), baseline // 7)
 
 
-def shrunk_rates(data: DayData, group: np.ndarray, groups: int, baseline: int) -> Rates:
-    U, J = data.s_all.shape
+def shrunk_rates(data: DayData, group: np.ndarray, sums: GroupSums, baseline: int) -> Rates:
+    """The rates of `data`'s users, members of `group`; `sums` covers every member of every group.
+
+    Other users enter only through `sums`, so `data` may hold just the users being scored.
+    """
     n = data.n_all[:, None]
     # Everyone's rate, then each peer group's without the user, then the user's.
-    tot_s, tot_q, tot_n = data.s_all.sum(0), data.q_all.sum(0), data.n_all.sum()
+    tot_s, tot_q, tot_n = sums.s_all.sum(0), sums.q_all.sum(0), sums.n_all.sum()
     # One pseudo-event in a hundred hours keeps a never-seen count from an expected value of exactly 0.
     glob = (tot_s + 1.0) / (tot_n + 100.0)
-    g_s = _group_sum(data.s_all, group, groups)[group] - data.s_all
-    g_q = _group_sum(data.q_all, group, groups)[group] - data.q_all
-    g_n = (_group_sum(data.n_all, group, groups)[group] - data.n_all)[:, None]
+    g_s = sums.s_all[group] - data.s_all
+    g_q = sums.q_all[group] - data.q_all
+    g_n = (sums.n_all[group] - data.n_all)[:, None]
     peer = (g_s + K_PEER * glob) / (g_n + K_PEER)
     # How far to trust the user's own rate over the peers' depends on how much the
     # peers' rates differ beyond Poisson noise (empirical Bayes, Gamma-Poisson):
     # alike peers mean a user's quiet month is luck, not habit.
-    k_user = _pseudo_hours(data, group, groups)
+    k_user = _pseudo_hours(sums)[group]
     user = (data.s_all + k_user * peer) / (n + k_user)
 
     def dispersion(s, q, cnt):
@@ -166,23 +155,23 @@ def shrunk_rates(data: DayData, group: np.ndarray, groups: int, baseline: int) -
 
     # Novelty: new things per active hour once past learning.
     nset = data.n_set[:, None]
-    glob_nov = (data.s_set.sum(0) + 1.0) / (data.n_set.sum() + 100.0)
-    gn_s = _group_sum(data.s_set, group, groups)[group] - data.s_set
-    gn_n = (_group_sum(data.n_set, group, groups)[group] - data.n_set)[:, None]
+    glob_nov = (sums.s_set.sum(0) + 1.0) / (sums.n_set.sum() + 100.0)
+    gn_s = sums.s_set[group] - data.s_set
+    gn_n = (sums.n_set[group] - data.n_set)[:, None]
     peer_nov = (gn_s + K_NOVELTY_PEER * glob_nov) / (gn_n + K_NOVELTY_PEER)
     novelty = (data.s_set + K_NOVELTY_USER * peer_nov) / (nset + K_NOVELTY_USER)
 
     # Peers' hour-of-week profile (without the user), shrunk toward their overall rate.
-    gh_s = _group_sum(data.s_how, group, groups)[group] - data.s_how
-    gh_n = (_group_sum(data.n_how, group, groups)[group] - data.n_how)[:, :, None]
+    gh_s = sums.s_how[group] - data.s_how
+    gh_n = (sums.n_how[group] - data.n_how)[:, :, None]
     peer_how = (gh_s + K_HOW * peer[:, None, :]) / (gh_n + K_HOW)
 
     # Activity at this hour of the week.
     days = baseline_days(data, baseline)
     weeks = weeks_at_weekday(data, baseline)
-    glob_a = (data.a_hod.sum(0) + 1.0) / (days.sum() + 24.0)
-    ga = _group_sum(data.a_hod, group, groups)[group] - data.a_hod
-    gd = (_group_sum(days, group, groups)[group] - days)[:, None]
+    glob_a = (sums.a_hod.sum(0) + 1.0) / (sums.days.sum() + 24.0)
+    ga = sums.a_hod[group] - data.a_hod
+    gd = (sums.days[group] - days)[:, None]
     peer_a = (ga + K_ACTIVITY_PEER * glob_a) / (gd + K_ACTIVITY_PEER)
     hod = (data.a_hod + K_DAYS * peer_a) / (days[:, None] + K_DAYS)
     activity = (np.minimum(data.n_how, weeks[:, None]) + K_WEEKS * hod) / (weeks[:, None] + K_WEEKS)

@@ -9,23 +9,21 @@ from types import SimpleNamespace
 
 import psycopg
 from psycopg.types.json import Jsonb
+from sqlalchemy import text
 
 from services.scorer import baseline_share
 from services.scorer.runs import ScheduledBuckets
-from tests.scale.test_scorer_buckets import FIRE, N, WINDOW, _scores, two_databases  # noqa: F401 (fixture)
+from tests.scale.test_scorer_buckets import (  # noqa: F401 (fixture)
+    FIRE,
+    N,
+    WINDOW,
+    _scores,
+    full_and_split,
+    settled,
+    two_databases,
+)
 from tests.scorer.conftest import make_scorer
 from ueba.db import libpq_url
-from ueba.leases import LeaseManager
-
-
-def _settled(scorer, names):
-    managers = [LeaseManager(scorer.engine, "scorer", name, N, ttl=60, heartbeat=15) for name in names]
-    for m in managers:
-        m.ensure_pool()
-    for _ in range(3):
-        for m in managers:
-            m.beat()
-    return managers
 
 
 def _published(url):
@@ -57,7 +55,7 @@ def test_concurrent_replicas_share_baselines_and_score_like_one_full_run(two_dat
     assert full.run("default", *WINDOW).status == "succeeded"
     assert _published(full_url) == []  # a run over every bucket has nobody to share with
     replicas = [make_scorer(split_url, UEBA_BUCKETS=str(N)) for _ in range(3)]  # an engine each, as processes
-    managers = _settled(replicas[0], "abc")
+    managers = settled(replicas[0], "abc")
     # Every replica has loaded its own buckets (and its run is visibly running) before
     # any looks for the others': each must then wait for, not load, the others' buckets.
     barrier = threading.Barrier(3, timeout=60)
@@ -88,7 +86,7 @@ def test_a_replica_loads_the_buckets_of_a_dead_peer_and_publishes_them(two_datab
     full = make_scorer(full_url, UEBA_BUCKETS=str(N))
     assert full.run("default", *WINDOW).status == "succeeded"
     split = make_scorer(split_url, UEBA_BUCKETS=str(N))
-    a, b = _settled(split, "ab")
+    a, b = settled(split, "ab")
     # b died scoring this fire: its run is still `running`, its leases have expired. a does
     # not wait for it (never polls) and loads b's buckets itself.
     _running(split_url, b.owner, sorted(b.owned()))
@@ -116,7 +114,7 @@ def test_a_replica_loads_the_buckets_of_a_dead_peer_and_publishes_them(two_datab
 def test_a_replica_does_not_wait_for_a_run_queued_behind_its_bucket_locks(two_databases, monkeypatch):
     _, url = two_databases
     scorer = make_scorer(url, UEBA_BUCKETS=str(N))
-    a, b = _settled(scorer, "ab")
+    a, b = settled(scorer, "ab")
     # b's run of the fire was planned with one of a's buckets (the leases moved since): it
     # waits for a's bucket lock, so a must not wait for its publication.
     _running(url, b.owner, sorted(b.owned()) + [min(a.owned())])
@@ -125,3 +123,25 @@ def test_a_replica_does_not_wait_for_a_run_queued_behind_its_bucket_locks(two_da
     assert ran.status == "succeeded", ran.error
     assert _published(url) == sorted([tuple(sorted(a.owned())), tuple(sorted(b.owned()))])
     scorer.engine.dispose()
+
+
+def test_a_bucket_whose_publication_is_gone_before_it_is_summed_is_loaded_again(two_databases, monkeypatch):
+    full_url, split_url = two_databases
+    _, split = full_and_split(two_databases)
+    a, b = settled(split, "ab")
+    fetch, gone = baseline_share.fetch, []
+
+    def expired(auto, *args):
+        # Publications past KEEP are deleted by the next publisher: here, between the two passes.
+        gone.append(auto.execute(text("DELETE FROM scorer_baselines")).rowcount)
+        found = fetch(auto, *args)
+        assert found is None
+        return found
+
+    monkeypatch.setattr(baseline_share, "fetch", expired)
+    for m in (a, b):
+        ran = split.run("default", *WINDOW, trigger="schedule", scheduled=ScheduledBuckets(FIRE, m.owned(), m))
+        assert ran.status == "succeeded", ran.error
+    assert gone and gone[0] > 0
+    assert _scores(split_url) == _scores(full_url)
+    split.engine.dispose()

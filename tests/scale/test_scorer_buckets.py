@@ -38,6 +38,27 @@ def _scores(url):
     return events, days, found, groups
 
 
+def settled(scorer, names):
+    """Lease managers, one per name, that have shared the buckets out."""
+    managers = [LeaseManager(scorer.engine, "scorer", name, N, ttl=60, heartbeat=15) for name in names]
+    for m in managers:
+        m.ensure_pool()
+    for _ in range(3):
+        for m in managers:
+            m.beat()
+    return managers
+
+
+def full_and_split(two_databases):
+    """One full run done in the first database; a scorer for replicas' runs in the second."""
+    full_url, split_url = two_databases
+    full = make_scorer(full_url, UEBA_BUCKETS=str(N))
+    whole = full.run("default", *WINDOW)
+    assert whole.status == "succeeded"
+    full.engine.dispose()
+    return whole, make_scorer(split_url, UEBA_BUCKETS=str(N))
+
+
 @pytest.fixture
 def two_databases(server_url):
     names = [_db(server_url, "ueba_scale_full"), _db(server_url, "ueba_scale_split")]
@@ -51,12 +72,7 @@ def test_bucketed_runs_score_exactly_like_one_full_run(two_databases):
     full = make_scorer(full_url, UEBA_BUCKETS=str(N))
     assert full.run("default", *WINDOW).status == "succeeded"
     split = make_scorer(split_url, UEBA_BUCKETS=str(N))
-    managers = [LeaseManager(split.engine, "scorer", name, N, ttl=60, heartbeat=15) for name in "abc"]
-    for m in managers:
-        m.ensure_pool()
-    for _ in range(3):
-        for m in managers:
-            m.beat()
+    managers = settled(split, "abc")
     runs = [split.run("default", *WINDOW, trigger="schedule", scheduled=ScheduledBuckets(FIRE, m.owned(), m))
             for m in managers]
     assert [r.status for r in runs] == ["succeeded"] * 3
@@ -97,3 +113,26 @@ def test_a_replica_paused_past_its_lease_cannot_write(server_url):
         scorer.engine.dispose()
     finally:
         drop_database(server_url, name)
+
+
+def _stored(url):
+    """Everything a run stores of a score: event scores with their features (expected, observed, share)."""
+    with psycopg.connect(libpq_url(url)) as conn:
+        events = conn.execute("SELECT user_name, hour, model, score, features::text, learning FROM event_scores"
+                              " ORDER BY 1, 2, 3").fetchall()
+        days = conn.execute("SELECT user_name, day, score, scored_hours, learning, top_features::text"
+                            " FROM user_scores ORDER BY 1, 2").fetchall()
+        groups = conn.execute("SELECT id, members, profile::text FROM peer_groups ORDER BY 1").fetchall()
+    return events, days, groups
+
+
+def test_replicas_store_the_same_features_as_one_full_run_and_hold_less(two_databases):
+    full_url, split_url = two_databases
+    whole, split = full_and_split(two_databases)
+    runs = [split.run("default", *WINDOW, trigger="schedule", scheduled=ScheduledBuckets(FIRE, m.owned(), m))
+            for m in settled(split, "abc")]
+    assert [r.status for r in runs] == ["succeeded"] * 3
+    assert _stored(split_url) == _stored(full_url)
+    # Each replica held its own users' baseline arrays whole and only profiles and group sums of the rest.
+    assert all(0 < r.figures["baseline_bytes"] < whole.figures["baseline_bytes"] for r in runs)
+    split.engine.dispose()

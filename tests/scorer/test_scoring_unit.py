@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from services.scorer import scoring
-from services.scorer.baseline import COLUMN, COLUMNS, DayData
+from services.scorer.baseline import BASELINE_ARRAYS, COLUMN, COLUMNS, DayData, group_sums
 from services.scorer.models import MODELS
 from services.scorer.runs import canonical_user, default_window
 from services.scorer.schedule import Schedule, next_fire
@@ -70,9 +70,15 @@ def _day(users: int, weeks_of_history: int = 4) -> DayData:
     return data
 
 
+def _rates(data: DayData, group: np.ndarray) -> scoring.Rates:
+    """Everyone in one group, summed as one bucket."""
+    arrays = {name: getattr(data, name) for name in BASELINE_ARRAYS}
+    return scoring.shrunk_rates(data, group, group_sums(arrays, data.first_hour, group, 1, data.day, 30), 30)
+
+
 def _scores(data: DayData) -> dict[str, scoring.ModelScores]:
     group = np.zeros(len(data.users), dtype=np.int64)
-    rates = scoring.shrunk_rates(data, group, 1, 30)
+    rates = _rates(data, group)
     return {ms.model.name: ms for ms in scoring.score_day(data, rates, np.arange(len(data.users)))}
 
 
@@ -122,7 +128,7 @@ def test_thin_baseline_shrinks_toward_peers():
     # user 0 has only one active hour of history, where it produced 40 events
     data.n_all[0], data.s_all[0, ev], data.q_all[0, ev] = 1, 40, 1600
     data.n_how[0], data.s_how[0] = 0, 0
-    rates = scoring.shrunk_rates(data, np.zeros(4, dtype=np.int64), 1, 30)
+    rates = _rates(data, np.zeros(4, dtype=np.int64))
     assert 4 < rates.per_user[0, ev] < 10  # pulled most of the way to the peers' 4 per hour
 
 

@@ -471,8 +471,11 @@ class Scorer:
         rows = baseline.by_bucket(data.users, buckets_of(conn, tenant, data.users, n))
         empty = np.zeros(0, dtype=np.int64)
 
+        def own_part(b: int) -> baseline.Part:
+            return baseline.part_of(data, rows.get(b, empty))
+
         def own(b: int) -> dict[str, np.ndarray]:
-            return baseline.part_of(data, rows.get(b, empty))[1]
+            return own_part(b)[1]
 
         def first_hour(users: list[str]) -> np.ndarray:
             return baseline.first_hour_array(users, first_hours)
@@ -491,9 +494,7 @@ class Scorer:
             lost_rows = baseline.by_bucket(lost.users, buckets_of(conn, tenant, lost.users, n))
             return {b: baseline.part_of(lost, lost_rows.get(b, empty)) for b in buckets}
 
-        users, blob = baseline_share.pack({b: baseline.part_of(data, rows.get(b, empty)) for b in scope.buckets})
-        baseline_share.publish(auto, tenant, key, run_id, n, list(scope.buckets), users, blob)
-        del users, blob
+        baseline_share.publish(auto, tenant, key, run_id, n, {b: own_part(b) for b in scope.buckets})
         shared = baseline_share.collect(auto, tenant, key, run_id, n, set(scope.buckets), scheduled.fire, load)
         profiles.update((b, (one.users, one.profile)) for b, one in shared.items())
 
@@ -501,7 +502,7 @@ class Scorer:
             if b not in shared:
                 return own(b)
             began = time.perf_counter()
-            fetched = baseline_share.fetch(auto, tenant, key, n, shared[b])
+            fetched = baseline_share.fetch(auto, tenant, key, n, b)
             if fetched is None:  # its publication outlived KEEP: load it again, as its replica did
                 fetched = load([b])[b][1]
             spent[0] += time.perf_counter() - began

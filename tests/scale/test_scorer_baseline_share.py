@@ -133,7 +133,7 @@ def test_a_bucket_whose_publication_is_gone_before_it_is_summed_is_loaded_again(
 
     def expired(auto, *args):
         # Publications past KEEP are deleted by the next publisher: here, between the two passes.
-        gone.append(auto.execute(text("DELETE FROM scorer_baselines")).rowcount)
+        gone.append(auto.execute(text("DELETE FROM scorer_baseline_buckets")).rowcount)
         found = fetch(auto, *args)
         assert found is None
         return found

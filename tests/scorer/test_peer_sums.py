@@ -1,7 +1,7 @@
 """A replica that holds a quarter of the buckets scores its users to the bit like one run over all.
 
 No database: the replica's view of the other buckets goes through the same
-publication blob (baseline_share.pack) and the same per-bucket group sums
+publication format (baseline_share.pack_profiles, pack_arrays) and the same per-bucket group sums
 (peers.peer_groups) as in a run. The data are random non-integer sums, so that
 adding in another order gives other bits; the test checks that it would.
 """
@@ -91,20 +91,22 @@ def _replica(data: DayData, rows: dict[int, np.ndarray], first_hour) -> tuple[Da
     own = _subset(data, np.sort(np.concatenate([rows[b] for b in OWN])))
     own_rows = by_bucket(own.users, {u: b for b in OWN for u in (data.users[i] for i in rows[b])})
     others = [b for b in range(N) if b not in OWN]
-    users, blob = baseline_share.pack({b: part_of(data, rows[b]) for b in others})
-    shared = baseline_share.read_index(others, users, blob)
-    del users
+    # What collect gives of the others (users and profiles, as their publication holds them) ...
+    users, blob = baseline_share.pack_profiles({b: part_of(data, rows[b]) for b in others})
+    shared = baseline_share.read_index(users, blob)
+    del users, blob
     fetched: list[int] = []
 
     def arrays(b):
         if b in OWN:
             return part_of(own, own_rows[b])[1]
-        one = shared[b]
-        got = baseline_share.read_arrays(blob[one.at[0]:one.at[0] + one.at[1]])
+        # ... and what fetch gives: one bucket's published arrays.
+        got = baseline_share.read_arrays(baseline_share.pack_arrays(part_of(data, rows[b])[1]))
         fetched.append(sum(a.nbytes for a in got.values()))
         return got
 
-    profiles = {b: ([own.users[i] for i in r], peers.behaviour_profile(part_of(own, r)[1])) for b, r in own_rows.items()}
+    profiles = {b: ([own.users[i] for i in r], peers.behaviour_profile(part_of(own, r)[1]))
+                for b, r in own_rows.items()}
     profiles.update((b, (one.users, one.profile)) for b, one in shared.items())
     return own, peers.everyone(profiles, first_hour, arrays), fetched
 

@@ -493,7 +493,8 @@ scorer_buckets = Table(
 )
 
 # Per-user baselines one scorer replica loaded for its buckets, read by the other
-# replicas of the same fire instead of loading them again (migration 0009_scorer_baselines).
+# replicas of the same fire instead of loading them again (migration 0009_scorer_baselines):
+# here the users and their behaviour profiles, the arrays in scorer_baseline_buckets.
 # `state` names the data they were computed from (services/scorer/baseline_share.py).
 scorer_baselines = Table(
     "scorer_baselines",
@@ -507,4 +508,18 @@ scorer_baselines = Table(
     Column("arrays", LargeBinary, nullable=False),
     Column("created_at", TZ, nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("tenant", "state", "buckets"),
+)
+
+# One bucket's baseline arrays of such a publication, so that a replica reads the other
+# buckets one at a time (migration 0011_scorer_baseline_buckets).
+scorer_baseline_buckets = Table(
+    "scorer_baseline_buckets",
+    metadata,
+    tenant_column(),
+    Column("state", Text, nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("bucket", Integer, nullable=False),
+    Column("arrays", LargeBinary, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("tenant", "state", "n", "bucket"),
 )

@@ -2,7 +2,7 @@
 
 On loopback, in a database of its own, with bearer-token authentication on:
 - ingest: one agent streams SOAK_RATE events/s (default 5,000) in batches of
-  1,000 for SOAK_SECONDS (default 600), each event timed "now" with a fresh id
+  1,000 for SOAK_SECONDS (default 7,200), each event timed "now" with a fresh id
   (500 users; every 50,000 events one of them suffers 30 failed logons);
 - profiles: the continuous evaluator tails the events and raises anomalies;
 - query: SOAK_QUERY_CLIENTS clients (default 4) call GetSummary, ListAnomalies,
@@ -13,11 +13,21 @@ Reported (bench-results/soak.json): errors (target 0: failed ingest batches,
 failed query calls, services that exited), events lost (target 0: events sent
 minus events stored), p50/p99 of the ingest acknowledgement and of each query
 method, and each service's RSS sampled every SOAK_SAMPLE_SECONDS (default 5)
-with its slope in MB/hour over the whole run and over the second half (target:
-flat, i.e. the second half grows by at most 5% of the service's RSS), the
+with its slope in MB/hour over the whole run and over the second half, the
 evaluator's lag at the end, and the machine's load average (it is shared).
 DATABASE_URL names the server (the embedded one otherwise); SOAK_KEEP_DB=1
 keeps the database.
+
+Memory target: flat once warm. A detector's memory grows until its windows are
+full, so the verdict is on the steady span after SOAK_WARMUP_SECONDS (default
+4,500): the RSS averaged over its last 5 minutes may exceed the average over its
+first 5 by at most 5%. The longest hold the soak's traffic meets is a failed
+logon kept per source address until the address has been quiet for an hour
+(twice the built-in Failed logins profile's interval plus lateness); fed the
+soak's mix in-process, the detectors' retained entries and RSS level off at
+about 70 minutes of event time. A run with less than 30 minutes of steady span
+(SOAK_SECONDS=600, say) gives no memory verdict (`flat`: null) and cannot meet
+the targets; it still measures errors, losses and latencies.
 """
 
 from __future__ import annotations
@@ -53,7 +63,9 @@ OUT = Path(__file__).resolve().parent.parent / "bench-results"
 TENANT = "soak"
 BATCH = 1000
 BURST_EVERY, BURST_SIZE = 50_000, 30  # 30 failed logons of one user every 50,000 events (10 s at 5,000/s)
-GROWTH_TARGET = 0.05  # second-half RSS growth, as a share of the RSS
+GROWTH_TARGET = 0.05  # steady-span RSS growth, as a share of the RSS
+SETTLE_SECONDS = 300  # averaged at each end of the steady span, against the RSS's jitter from batch to batch
+MIN_STEADY_SECONDS = 1800  # the shortest steady span that gets a verdict
 
 
 def _env(name: str, default: float) -> float:
@@ -248,16 +260,25 @@ def slope_mb_per_hour(points: list[tuple[float, float]]) -> float | None:
     return round(sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var, 1) if var else None
 
 
-def memory_report(samples: list[tuple[float, float]]) -> dict:
+def memory_report(samples: list[tuple[float, float]], warmup: float) -> dict:
     if not samples:
         return {}
     half = samples[len(samples) // 2:]
-    growth = half[-1][1] - half[0][1] if len(half) > 1 else 0.0
-    return {
+    report = {
         "rss_start_mb": samples[0][1], "rss_end_mb": samples[-1][1], "rss_max_mb": max(s[1] for s in samples),
         "slope_mb_per_hour": slope_mb_per_hour(samples), "second_half_slope_mb_per_hour": slope_mb_per_hour(half),
-        "second_half_growth_mb": round(growth, 1),
-        "flat": growth <= GROWTH_TARGET * max(half[0][1], 1.0),
+        "second_half_growth_mb": round(half[-1][1] - half[0][1], 1) if len(half) > 1 else 0.0,
+    }
+    steady = [s for s in samples if s[0] >= warmup]
+    if not steady or steady[-1][0] - steady[0][0] < MIN_STEADY_SECONDS:
+        return report | {"steady_from_s": warmup, "flat": None, "samples": samples}
+    first = statistics.fmean(y for t, y in steady if t <= steady[0][0] + SETTLE_SECONDS)
+    last = statistics.fmean(y for t, y in steady if t >= steady[-1][0] - SETTLE_SECONDS)
+    return report | {
+        "steady_from_s": warmup,
+        "steady_start_mb": round(first, 1), "steady_end_mb": round(last, 1),
+        "steady_growth_mb": round(last - first, 1), "steady_slope_mb_per_hour": slope_mb_per_hour(steady),
+        "flat": last - first <= GROWTH_TARGET * max(first, 1.0),
         "samples": samples,
     }
 
@@ -276,7 +297,8 @@ def run(out_dir: Path = OUT) -> dict:
 
 
 def _soak(url: str, out_dir: Path) -> dict:
-    seconds = _env("SOAK_SECONDS", 600)
+    seconds = _env("SOAK_SECONDS", 7200)
+    warmup = _env("SOAK_WARMUP_SECONDS", 4500)
     rate = _env("SOAK_RATE", 5000)
     clients = int(_env("SOAK_QUERY_CLIENTS", 4))
     query_rate = _env("SOAK_QUERY_RATE", 20)
@@ -295,7 +317,7 @@ def _soak(url: str, out_dir: Path) -> dict:
     services: dict[str, ServiceProcess] = {}
     load_start = os.getloadavg()
     result: dict = {"benchmark": "soak", "settings": {
-        "seconds": seconds, "events_per_second": rate, "batch": BATCH, "query_clients": clients, "query_calls_per_second": query_rate,
+        "seconds": seconds, "warmup_seconds": warmup, "events_per_second": rate, "batch": BATCH, "query_clients": clients, "query_calls_per_second": query_rate,
         "users": users, "auth": "tokens", "database": make_url(url).database,
     }}
     try:
@@ -337,7 +359,7 @@ def _soak(url: str, out_dir: Path) -> dict:
         query_errors = sum(queries.errors.values())
         errors = query_errors + (1 if ingest_error else 0) + len(exited) + (totals.rejected if totals else 0)
         lost = sent - stored
-        memory = {n: memory_report(s) for n, s in sampler.samples.items()}
+        memory = {n: memory_report(s, warmup) for n, s in sampler.samples.items()}
         result.update({
             "errors": errors,
             "events_sent": sent,
@@ -356,8 +378,8 @@ def _soak(url: str, out_dir: Path) -> dict:
             "memory": memory,
             "load_average": {"start": load_start, "end": os.getloadavg()},
         })
-        result["targets"] = {"errors": 0, "events_lost": 0, "rss_second_half_growth_at_most": f"{GROWTH_TARGET:.0%}"}
-        result["targets_met"] = errors == 0 and lost == 0 and all(m.get("flat", False) for m in memory.values())
+        result["targets"] = {"errors": 0, "events_lost": 0, "rss_steady_growth_at_most": f"{GROWTH_TARGET:.0%}"}
+        result["targets_met"] = errors == 0 and lost == 0 and all(m.get("flat") is True for m in memory.values())
         return result
     finally:
         for svc in services.values():

@@ -12,6 +12,7 @@ A feature's `kind` says how its expected value and tail probability are found:
 - activity: being active at this hour of the week at all; the tail is the
             probability of activity there.
 - peer:     a count compared with the peer group's profile instead of the user's.
+- combined: another model's feature, quoted by the corroboration model.
 
 `unit` turns a magnitude into the count the tail is computed on (bytes in MB,
 distances in 100 km), so that one count model serves every feature.
@@ -172,7 +173,28 @@ PEER_GROUP = Model(
     ),
 )
 
-MODELS: tuple[Model, ...] = (AUTHENTICATION, IMPACTED_HOST, LOGIN_TIME, ORIGIN_HOST, ORIGIN_LOCATION, DATA_MOVEMENT, PEER_GROUP)
+# The models whose evidence is independent enough to corroborate one another within an hour:
+# peer_group re-reads their counts, and login_time enters through its activity probability
+# (its event count repeats the others' volumes).
+CORROBORATING = (AUTHENTICATION, IMPACTED_HOST, ORIGIN_HOST, ORIGIN_LOCATION, DATA_MOVEMENT)
+
+# Scored from the other models' tail probabilities (scoring.corroborate); each row names the
+# features it drew on as "model.feature".
+CORROBORATION = Model(
+    "corroboration",
+    "The hour as a whole: how unlikely it is to be active at this hour of the week and to show"
+    " the two strongest models' evidence together",
+    "combined",
+    1.0,
+    (
+        Feature("active", "activity at this hour of the week (login_time.active)", "combined"),
+        Feature("strongest", "the decisive feature of the model with the smallest tail probability", "combined"),
+        Feature("second", "the decisive feature of the model with the next smallest", "combined"),
+    ),
+)
+
+MODELS: tuple[Model, ...] = (AUTHENTICATION, IMPACTED_HOST, LOGIN_TIME, ORIGIN_HOST, ORIGIN_LOCATION, DATA_MOVEMENT, PEER_GROUP,
+                             CORROBORATION)
 BY_NAME = {m.name: m for m in MODELS}
 # Models whose features are aggregated from events (peer_group reuses theirs).
 AGGREGATED = tuple(m for m in MODELS if m.stored)

@@ -531,11 +531,15 @@ class Scorer:
         learning_json = ["true" if v else "false" for v in learning]
         for ms in results:
             # Formatting column by column with %-formats is several times faster than per value.
-            heads = [f'{{"name":"{f.name}","expected":' for f in ms.model.features]
+            if ms.names is None:
+                heads = [[f'{{"name":"{f.name}","expected":'] * ms.rows.size for f in ms.model.features]
+            else:
+                heads = [[f'{{"name":"{n}","expected":' for n in ms.names[:, i]] for i in range(ms.names.shape[1])]
             cells = [
-                [h + e + ',"observed":' + o + ',"share":' + sh + "}" for e, o, sh in zip(
-                    _numbers(ms.expected[:, i], "%.6g"), _numbers(ms.observed[:, i], "%.6g"), _numbers(ms.share[:, i], "%.4g"))]
-                for i, h in enumerate(heads)
+                [h + e + ',"observed":' + o + ',"share":' + sh + "}" for h, e, o, sh in zip(
+                    hs, _numbers(ms.expected[:, i], "%.6g"), _numbers(ms.observed[:, i], "%.6g"),
+                    _numbers(ms.share[:, i], "%.4g"))]
+                for i, hs in enumerate(heads)
             ]
             model_json = json.dumps(ms.model.name)
             scores = ms.score.tolist()
@@ -708,17 +712,18 @@ class Scorer:
             if row.model in used_models or self.weights.get(row.model, 1.0) * row.score < self.settings.mean_threshold:
                 continue
             used_models.append(row.model)
-            model = BY_NAME[row.model]
-            feats = {f.name: f for f in model.features}
             ranked_features = sorted(row.features, key=lambda f: -f["share"])
             chosen = [f for f in ranked_features[:2] if f["share"] >= 0.15]
             # Something new is always worth naming (the country, the host), even with a small share.
-            chosen += [f for f in ranked_features[2:] if (row.model, f["name"]) in NOVELTY_ENTITY and f["observed"] > 0]
+            chosen += [f for f in ranked_features[2:]
+                       if _feature_of(row.model, f["name"]) in NOVELTY_ENTITY and f["observed"] > 0]
             for item in chosen:
                 if item["observed"] <= item["expected"]:
                     continue
                 top_features.append({**item, "model": row.model, "hour": row.hour.isoformat()})
-                phrase = self._phrase(conn, tenant, user, row.hour, row.model, feats[item["name"]], item)
+                source, name = _feature_of(row.model, item["name"])
+                feature = next(f for f in BY_NAME[source].features if f.name == name)
+                phrase = self._phrase(conn, tenant, user, row.hour, source, feature, item)
                 if phrase not in phrases:
                     phrases.append(phrase)
             if len(used_models) == 3 or len(phrases) >= 5:
@@ -758,6 +763,12 @@ class Scorer:
             entities = ", ".join(names) or "unnamed"
         phrase = feature.phrase or f"{feature.name} {{o}} vs {{e}} expected"
         return phrase.format(o=_human(item["observed"]), e=_human(item["expected"]), entities=entities)
+
+
+def _feature_of(model: str, name: str) -> tuple[str, str]:
+    """(model, feature) a stored feature entry stands for: the corroboration model quotes others' as model.feature."""
+    source, _, own = name.rpartition(".")
+    return (source, own) if source else (model, name)
 
 
 def _human(v: float) -> str:

@@ -6,7 +6,10 @@ feature probability times the number of features (Bonferroni: a model with
 many features is not more alarming just for having more chances), and the
 score maps -log10 of it onto 1-100 along fixed anchors, so that a score means
 the same thing for every model and user: under the baseline a score of 70 or
-more happens at most once in 10,000 model-hours.
+more happens at most once in 10,000 model-hours. The corroboration score
+(`corroborate`) joins the two strongest independent models of an hour and the
+probability of activity at that hour, so that weak evidence from two models at
+once is not lost to each model's own correction.
 
 Expected values shrink toward broader rates where data is thin (empirical
 Bayes with pseudo-counts): the hour-of-week rate toward the user's overall
@@ -21,7 +24,7 @@ import numpy as np
 from scipy import stats
 
 from services.scorer.baseline import COLUMN, DayData, GroupSums, history_days
-from services.scorer.models import AGGREGATED, BY_NAME, PEER_GROUP, Model
+from services.scorer.models import AGGREGATED, BY_NAME, CORROBORATING, CORROBORATION, PEER_GROUP, Model
 
 # Pseudo-counts of the shrinkage, in active hours unless said otherwise.
 K_HOW = 2.0  # the user's overall rate weighs as much as this many same-weekday hours
@@ -85,6 +88,10 @@ class ModelScores:
     expected: np.ndarray  # [R, F]
     observed: np.ndarray  # [R, F]
     share: np.ndarray  # [R, F]
+    p: np.ndarray  # [R] the model's tail probability, the score's source
+    decisive: np.ndarray  # [R] the feature with the smallest tail probability
+    # [R, F] each row's own feature names, for a model that quotes other models' features
+    names: np.ndarray | None = None
 
 
 @dataclass
@@ -237,8 +244,78 @@ def score_day(data: DayData, rates: Rates, rows: np.ndarray) -> list[ModelScores
         surprise = -np.log(p)
         total = surprise.sum(axis=1, keepdims=True)
         share = np.divide(surprise, total, out=np.zeros_like(surprise), where=total > 1e-12)
-        out.append(ModelScores(model, r, score_from_p(p_model), exp, obs, share))
+        out.append(ModelScores(model, r, score_from_p(p_model), exp, obs, share, p_model, p.argmin(axis=1)))
+    corroboration = corroborate(rates.activity[u_all[rows], h_all[rows]], rows, out)
+    if corroboration is not None:
+        out.append(corroboration)
     return out
+
+
+def corroborate(activity: np.ndarray, rows: np.ndarray, scores: list[ModelScores]) -> ModelScores | None:
+    """The hour as a whole: being active now, and the two strongest of the independent models together.
+
+    Each model alone is calibrated per active hour and corrected for its own
+    features only, so two models that each see something unusual in the same
+    hour (a new origin host and more connections than usual) stay moderate
+    apiece. Of n independent models, the two smallest tail probabilities p1, p2
+    are combined by Fisher's method for two (P(U1 U2 <= x) = x (1 - ln x)),
+    corrected for the n(n-1)/2 pairs that could have been chosen. The content
+    models are calibrated given that the user is active; activity at this hour
+    has probability `activity`, fixed before the hour, so the product is again a
+    tail probability, per user-hour of the week instead of per active hour.
+    Hours with fewer than two of the models scored have nothing to corroborate.
+    """
+    models = [ms for ms in scores if ms.model in CORROBORATING]
+    if not models or rows.size == 0:
+        return None
+    pos = np.full(int(rows.max()) + 1, -1)
+    pos[rows] = np.arange(rows.size)
+    M = len(models)
+    p = np.ones((rows.size, M))
+    slot = np.full((rows.size, M), -1)  # the row inside each model's scores
+    for mi, ms in enumerate(models):
+        at = pos[ms.rows]
+        p[at, mi] = ms.p
+        slot[at, mi] = np.arange(ms.rows.size)
+    n = (slot >= 0).sum(axis=1)
+    keep = np.flatnonzero(n >= 2)
+    if keep.size == 0:
+        return None
+    p, slot, n = p[keep], slot[keep], n[keep]
+    order = np.argsort(p, axis=1, kind="stable")[:, :2]
+    k = np.arange(keep.size)
+    p1, p2 = p[k, order[:, 0]], p[k, order[:, 1]]
+    x = np.clip(p1 * p2, MIN_P, 1.0)
+    pairs = n * (n - 1) / 2.0
+    active = np.clip(activity[keep], MIN_P, 1.0)
+    p_hour = np.minimum(1.0, active * np.minimum(1.0, x * (1.0 - np.log(x)) * pairs))
+    # Only where the hour says more than its strongest part: otherwise the row would restate
+    # that model's (or login_time's) evidence, weaker, and count it twice in the day's mean.
+    adds = score_from_p(p_hour) > score_from_p(np.minimum(p1, active))
+    keep, slot, order, p1, p2, active, p_hour = (a[adds] for a in (keep, slot, order, p1, p2, active, p_hour))
+    if keep.size == 0:
+        return None
+
+    F = len(CORROBORATION.features)
+    exp = np.zeros((keep.size, F))
+    obs = np.zeros((keep.size, F))
+    names = np.empty((keep.size, F), dtype=object)
+    exp[:, 0], obs[:, 0], names[:, 0] = active, 1.0, "login_time.active"
+    for j in (0, 1):
+        mi = order[:, j]
+        for m in np.unique(mi):
+            sel = np.flatnonzero(mi == m)
+            ms = models[m]
+            at = slot[sel, m]
+            f = ms.decisive[at]
+            exp[sel, j + 1] = ms.expected[at, f]
+            obs[sel, j + 1] = ms.observed[at, f]
+            names[sel, j + 1] = [f"{ms.model.name}.{ms.model.features[i].name}" for i in f]
+    surprise = -np.log(np.column_stack([active, p1, p2]))
+    total = surprise.sum(axis=1, keepdims=True)
+    share = np.divide(surprise, total, out=np.zeros_like(surprise), where=total > 1e-12)
+    return ModelScores(CORROBORATION, rows[keep], score_from_p(p_hour), exp, obs, share, p_hour,
+                       np.zeros(keep.size, dtype=np.int64), names)
 
 
 def model_named(name: str) -> Model:

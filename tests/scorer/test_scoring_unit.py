@@ -7,7 +7,7 @@ import pytest
 
 from services.scorer import scoring
 from services.scorer.baseline import BASELINE_ARRAYS, COLUMN, COLUMNS, DayData, group_sums
-from services.scorer.models import MODELS
+from services.scorer.models import CORROBORATING, IMPACTED_HOST, MODELS, ORIGIN_HOST, PEER_GROUP
 from services.scorer.runs import canonical_user, default_window
 from services.scorer.schedule import Schedule, next_fire
 from services.scorer.settings import ScorerSettings, parse_every, parse_schedule
@@ -175,3 +175,40 @@ def test_canonical_users_and_default_window():
     assert canonical_user("alice@corp.com") == "alice"
     start, end = default_window(datetime(2026, 3, 1, 6, 30, tzinfo=timezone.utc))
     assert (start, end) == (datetime(2026, 2, 28, 6, tzinfo=timezone.utc), datetime(2026, 3, 1, 6, tzinfo=timezone.utc))
+
+
+def _model_scores(model, p: np.ndarray, rows: np.ndarray) -> scoring.ModelScores:
+    """One model's scores whose first feature carries its tail probability `p`."""
+    F = len(model.features)
+    expected, observed = np.zeros((rows.size, F)), np.zeros((rows.size, F))
+    expected[:, 0], observed[:, 0] = 0.5, 3.0
+    return scoring.ModelScores(model, rows, scoring.score_from_p(p), expected, observed, np.zeros((rows.size, F)), p,
+                               np.zeros(rows.size, dtype=np.int64))
+
+
+def test_corroboration_scores_two_models_at_an_unusual_hour_above_either():
+    # Row 0: a new origin (1e-3) and more connections (1e-2) at an hour active 1 day in 100.
+    # Row 1: one model alone is decisive at a usual hour. Row 2: only one model saw anything.
+    origin = _model_scores(ORIGIN_HOST, np.array([1e-3, 0.5, 1e-3]), np.array([0, 1, 2]))
+    hosts = _model_scores(IMPACTED_HOST, np.array([1e-2, 1e-6]), np.array([0, 1]))
+    peer = _model_scores(PEER_GROUP, np.array([1e-8, 1e-8, 1e-8]), np.array([0, 1, 2]))  # not independent: left out
+    c = scoring.corroborate(np.array([0.01, 0.7, 0.01]), np.array([0, 1, 2]), [origin, hosts, peer])
+    assert list(c.rows) == [0]
+    x = 1e-3 * 1e-2
+    assert c.p[0] == pytest.approx(0.01 * x * (1 - np.log(x)))  # Fisher for two, one pair
+    assert c.score[0] > max(origin.score[0], hosts.score[0]) + 20
+    assert list(c.names[0]) == ["login_time.active", "origin_host.distinct_origins", "impacted_host.distinct_hosts"]
+    assert list(c.expected[0]) == [0.01, 0.5, 0.5] and list(c.observed[0]) == [1.0, 3.0, 3.0]
+    assert c.share[0].sum() == pytest.approx(1.0)
+
+
+def test_corroboration_is_a_tail_probability_per_user_hour():
+    # Independent uniform model probabilities: given activity at an hour of probability 0.01,
+    # P(active and score >= 70) = 0.01 P(corroborated part <= 1e-2) must stay under 1e-4.
+    rng = np.random.default_rng(5)
+    n = 200_000
+    rows = np.arange(n)
+    models = [_model_scores(m, rng.uniform(size=n), rows) for m in CORROBORATING]
+    c = scoring.corroborate(np.full(n, 0.01), rows, models)
+    hot = int((c.score >= 70).sum()) if c is not None else 0
+    assert 0.01 * hot / n <= 1e-4

@@ -79,7 +79,7 @@ def test_peer_groups_and_models(served):
     models = stub.ListModels(scorer_pb2.ListModelsRequest()).models
     names = [m.name for m in models]
     assert names == ["authentication", "impacted_host", "login_time", "origin_host", "origin_location",
-                     "data_movement", "peer_group"]
+                     "data_movement", "peer_group", "corroboration"]
     auth = models[0]
     assert auth.weight == 1.0 and "failures" in [f.name for f in auth.features] and auth.description
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from ueba.risk import LEVELS, level_floor
 from ueba.v1 import common_pb2
 
-DIMENSIONS = ("authentication", "data", "location", "host", "application", "time", "peer")
-MODELS = ("authentication", "impacted_host", "login_time", "origin_host", "origin_location", "data_movement", "peer_group")
+# The scorer's models and dimensions (services/scorer/models.py; tests/query/test_vocab.py keeps them in step)
+# and the rule profiles' dimensions.
+DIMENSIONS = ("authentication", "data", "location", "host", "application", "time", "peer", "combined")
+MODELS = ("authentication", "impacted_host", "login_time", "origin_host", "origin_location", "data_movement", "peer_group",
+          "corroboration")
 STATUSES = ("new", "acknowledged", "resolved", "false_positive")
 REVIEWED = ("acknowledged", "resolved", "false_positive")
 SOURCES = ("rule", "model")

@@ -43,6 +43,14 @@ def replica_has(replica_url: str, anomaly_id: str) -> bool:
         return conn.execute("SELECT count(*) FROM anomalies WHERE id = %s", (anomaly_id,)).fetchone()[0] == 1
 
 
+def replayed_all(primary_server: str, replica_server: str) -> bool:
+    """Whether the replica has replayed everything the primary has written so far."""
+    with psycopg.connect(primary_server, autocommit=True) as conn:
+        written = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+    with psycopg.connect(replica_server, autocommit=True) as conn:
+        return conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (written,)).fetchone()[0]
+
+
 def replayed_marker(primary_url: str, replica_url: str) -> None:
     """A fresh commit on the primary, replayed: the replica's last replayed transaction is now."""
     marker = uuid.uuid4().hex
@@ -82,6 +90,8 @@ def test_queries_are_served_from_a_streaming_replica_with_its_lag_in_metrics(tmp
             conn.execute("CREATE DATABASE ueba")
         primary_url, replica_url = with_database(primary.url, "ueba"), libpq_url(with_database(replica.url, "ueba"))
         upgrade(primary_url)
+        # The database and its tables exist on the replica once it has replayed the migrations.
+        wait_until(lambda: replayed_all(primary.url, replica.url), what="the replica to replay the migrations")
         assert in_recovery(replica_url) and not in_recovery(libpq_url(primary_url))
         engine = create_db_engine(primary_url, pool_size=2)
         try:

@@ -46,11 +46,16 @@ def drop_database(server_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def new_database(server_url: str, prefix: str) -> tuple[str, str]:
+    """Creates an empty database named `<prefix>_<pid>_<random>`, so that runs never collide; returns (name, URL)."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    return name, create_database(server_url, name)
+
+
 @contextmanager
 def scratch_database(server_url: str, prefix: str, keep: bool = False) -> Iterator[str]:
-    """A new empty database named `<prefix>_<pid>_<random>`, yielded as its URL and dropped on exit unless `keep`."""
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    url = create_database(server_url, name)
+    """A new empty database (new_database), yielded as its URL and dropped on exit unless `keep`."""
+    name, url = new_database(server_url, prefix)
     try:
         yield url
     finally:

@@ -8,14 +8,14 @@ database, migrates it, and drops it at the end, so runs never collide.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy import Engine
 
-from ueba.db import create_db_engine, libpq_url, with_database
+from bench.databases import drop_database, new_database
+from ueba.db import create_db_engine, libpq_url
 from ueba.embedded import EmbeddedPostgres
 from ueba.store.migrate import upgrade
 
@@ -34,23 +34,10 @@ def server_url():
     embedded.stop()
 
 
-def create_database(server_url: str, prefix: str = "ueba_test") -> str:
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name
-
-
-def drop_database(server_url: str, name: str) -> None:
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="session")
 def database_url(server_url):
     """A migrated database of this session's own."""
-    name = create_database(server_url)
-    url = with_database(server_url, name)
+    name, url = new_database(server_url, "ueba_test")
     upgrade(url)
     yield url
     drop_database(server_url, name)
@@ -59,8 +46,7 @@ def database_url(server_url):
 @pytest.fixture
 def fresh_database_url(server_url):
     """A migrated database for one test, for tests that must start empty."""
-    name = create_database(server_url, "ueba_t")
-    url = with_database(server_url, name)
+    name, url = new_database(server_url, "ueba_t")
     upgrade(url)
     yield url
     drop_database(server_url, name)

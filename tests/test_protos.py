@@ -1,7 +1,6 @@
 """Generated stubs are current: regenerating from protos/ changes nothing."""
 
 import filecmp
-from pathlib import Path
 
 from ueba import protos
 

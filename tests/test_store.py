@@ -8,7 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from ueba.db import libpq_url, with_database
+from ueba.db import libpq_url
 from ueba.store import partitions
 from ueba.store.migrate import downgrade, upgrade
 from ueba.store.partitions import EVENT_SCORES
@@ -68,10 +68,9 @@ BEFORE_0010 = "0009_scorer_baselines"
 
 @pytest.fixture
 def url_before_0010(server_url):
-    from tests.conftest import create_database, drop_database
+    from bench.databases import drop_database, new_database
 
-    name = create_database(server_url, "ueba_mig")
-    url = with_database(server_url, name)
+    name, url = new_database(server_url, "ueba_mig")
     upgrade(url, BEFORE_0010)
     yield url
     drop_database(server_url, name)

@@ -13,9 +13,8 @@ import sys
 
 import pytest
 
-from ueba.db import with_database
-
-from tests.conftest import ROOT, create_database, drop_database
+from bench.databases import drop_database, new_database
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -23,8 +22,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def empty_database_url(server_url):
     # Unmigrated on purpose: `ueba up` applies the migrations itself.
-    name = create_database(server_url, "ueba_up")
-    yield with_database(server_url, name)
+    name, url = new_database(server_url, "ueba_up")
+    yield url
     drop_database(server_url, name)
 
 

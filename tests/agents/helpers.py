@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-
-import psycopg
-
-from ueba.db import libpq_url, with_database
+from bench.databases import drop_database, new_database
 from ueba.store.migrate import upgrade
+
+__all__ = ["drop_database", "fresh_database", "ingest_env"]
 
 
 def fresh_database(server_url: str) -> tuple[str, str]:
-    name = f"ueba_agents_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = with_database(server_url, name)
+    """A new migrated database: (name, URL)."""
+    name, url = new_database(server_url, "ueba_agents")
     upgrade(url)
     return name, url
-
-
-def drop_database(server_url: str, name: str) -> None:
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def ingest_env(database_url: str, **extra: str) -> dict[str, str]:

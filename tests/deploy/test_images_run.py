@@ -22,11 +22,11 @@ import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import create_database, drop_database
-from ueba.db import libpq_url, with_database
+from bench.databases import drop_database, new_database
+from ueba.db import libpq_url
 
 from .dockerfile_stages import image_command, image_env
-from .tools import ROOT, SERVICES, by_kind, helm_template, objects
+from .tools import SERVICES, by_kind, helm_template, objects
 
 SERVICE_NAMES = {
     "ingest": "ueba.v1.IngestService",
@@ -75,8 +75,7 @@ def container_env(base: dict[str, str], tmp: Path, pythonpath: str) -> dict[str,
 @pytest.fixture(scope="module")
 def migrated_by_job(server_url, without_pgserver, tmp_path_factory):
     """An empty database migrated by running the chart's migration Job command."""
-    name = create_database(server_url, "ueba_deploy")
-    url = with_database(server_url, name)
+    name, url = new_database(server_url, "ueba_deploy")
     (job,) = by_kind(objects(helm_template()), "Job")
     container = job["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}

@@ -113,12 +113,10 @@ def test_concurrent_writers_of_the_same_events_store_them_once(pipeline, pg, ten
 @pytest.fixture(scope="module")
 def partition_db(server_url):
     """A database of this module's own: these tests create and drop partitions."""
-    from tests.conftest import create_database, drop_database
-    from ueba.db import with_database
+    from bench.databases import drop_database, new_database
     from ueba.store.migrate import upgrade
 
-    name = create_database(server_url, "ueba_ingest_parts")
-    url = with_database(server_url, name)
+    name, url = new_database(server_url, "ueba_ingest_parts")
     upgrade(url)
     eng = create_db_engine(url, pool_size=2)
     yield eng, url

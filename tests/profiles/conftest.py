@@ -9,12 +9,10 @@ from ueba.db import create_db_engine
 def own_database_url(server_url):
     """A migrated database for one test module: these tests create event partitions, which the
     session database's schema check would otherwise meet."""
-    from tests.conftest import create_database, drop_database
-    from ueba.db import with_database
+    from bench.databases import drop_database, new_database
     from ueba.store.migrate import upgrade
 
-    name = create_database(server_url, "ueba_tp")
-    url = with_database(server_url, name)
+    name, url = new_database(server_url, "ueba_tp")
     upgrade(url)
     yield url
     drop_database(server_url, name)

@@ -13,9 +13,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from tests.conftest import create_database, drop_database
+from bench.databases import drop_database, new_database
 from ueba.client.ingest import IngestClient
-from ueba.db import create_db_engine, with_database
+from ueba.db import create_db_engine
 from ueba.launcher import start_service
 from ueba.simulator import SimulationConfig, simulate
 from ueba.store.migrate import upgrade
@@ -42,8 +42,7 @@ EXPECTED_KIND = {
 
 def run_organisation(server_url, tmp_path, scenarios: bool, users: int = USERS):
     """Streams a simulated organisation through ingest and waits until the evaluator took all of it."""
-    name = create_database(server_url, "ueba_e2e")
-    url = with_database(server_url, name)
+    name, url = new_database(server_url, "ueba_e2e")
     upgrade(url)
     env = {"DATABASE_URL": url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1", "UEBA_LOG_LEVEL": "WARNING"}
     sim = simulate(SimulationConfig(users=users, days=DAYS, seed=11, scenarios=scenarios, scenario_counts=(

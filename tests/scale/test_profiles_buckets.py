@@ -4,7 +4,6 @@ upgrade from the single cursor, and fencing with real leases."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 import pytest
 from sqlalchemy import text
 

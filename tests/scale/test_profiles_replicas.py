@@ -18,12 +18,12 @@ import pytest
 
 from services.profiles.buckets import FixedOwnership
 from services.profiles.evaluator import ProfileEvaluator
-from tests.conftest import create_database, drop_database
+from bench.databases import drop_database, new_database
 from tests.profiles.test_evaluator import drain
 from tests.profiles.test_simulated import EXPECTED_KIND
 from tests.scale.cluster import LeaseCluster
 from ueba.client.ingest import IngestClient
-from ueba.db import create_db_engine, with_database
+from ueba.db import create_db_engine
 from ueba.launcher import ServiceProcess, start_service
 from ueba.simulator import SimulationConfig, simulate
 from ueba.store.migrate import upgrade
@@ -81,8 +81,7 @@ class Cluster(LeaseCluster):
 
 @pytest.fixture
 def cluster(server_url, tmp_path):
-    name = create_database(server_url, "ueba_scale_p")
-    url = with_database(server_url, name)
+    name, url = new_database(server_url, "ueba_scale_p")
     upgrade(url)
     c = Cluster(url, tmp_path)
     yield c

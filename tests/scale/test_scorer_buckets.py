@@ -9,9 +9,9 @@ import psycopg
 import pytest
 
 from services.scorer.runs import ScheduledBuckets
-from tests.conftest import create_database, drop_database
+from bench.databases import drop_database, new_database
 from tests.scorer.conftest import SCORED_DAY, constructed_activity, make_scorer
-from ueba.db import libpq_url, with_database
+from ueba.db import libpq_url
 from ueba.leases import LeaseManager
 from ueba.store.migrate import upgrade
 
@@ -22,8 +22,7 @@ FIRE = SCORED_DAY + timedelta(days=1, minutes=5)
 
 
 def _db(server_url, prefix):
-    name = create_database(server_url, prefix)
-    url = with_database(server_url, name)
+    name, url = new_database(server_url, prefix)
     upgrade(url)
     constructed_activity().write(url)
     return name, url

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import create_database, drop_database
+from bench.databases import drop_database, new_database
 from tests.scale.cluster import LeaseCluster
 from tests.scorer.helpers import Activity
-from ueba.db import with_database
 from ueba.launcher import ServiceProcess, start_service
 from ueba.store.migrate import upgrade
 
@@ -102,8 +101,7 @@ class Cluster(LeaseCluster):
 
 @pytest.fixture
 def cluster(server_url, tmp_path):
-    name = create_database(server_url, "ueba_scale")
-    url = with_database(server_url, name)
+    name, url = new_database(server_url, "ueba_scale")
     upgrade(url)
     recent_activity(datetime.now(timezone.utc)).write(url)
     c = Cluster(url, tmp_path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -12,9 +12,9 @@ import pytest
 from services.scorer.runs import RunResult, Scorer
 from services.scorer.settings import ScorerSettings
 from services.scorer.sink import AnomalySink
-from tests.conftest import create_database, drop_database
+from bench.databases import drop_database, new_database
 from tests.scorer.helpers import START, Activity
-from ueba.db import create_db_engine, libpq_url, with_database
+from ueba.db import create_db_engine, libpq_url
 from ueba.store.migrate import upgrade
 
 SCORED_DAY = START + timedelta(days=28)  # a Monday, after four weeks of ordinary work
@@ -28,8 +28,7 @@ def make_scorer(url: str, sink_path: Path | None = None, **env: str) -> Scorer:
 
 @pytest.fixture
 def scratch_url(server_url):
-    name = create_database(server_url, "ueba_scorer")
-    url = with_database(server_url, name)
+    name, url = new_database(server_url, "ueba_scorer")
     upgrade(url)
     yield url
     drop_database(server_url, name)
@@ -89,8 +88,7 @@ def constructed_activity() -> Activity:
 
 @pytest.fixture(scope="module")
 def scenario(server_url, tmp_path_factory) -> Scenario:
-    name = create_database(server_url, "ueba_scorer_scn")
-    url = with_database(server_url, name)
+    name, url = new_database(server_url, "ueba_scorer_scn")
     try:
         upgrade(url)
         constructed_activity().write(url)

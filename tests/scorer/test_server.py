@@ -26,12 +26,10 @@ def _range(start, end) -> common_pb2.TimeRange:
 
 @pytest.fixture(scope="module")
 def served(server_url):
-    from tests.conftest import create_database, drop_database
-    from ueba.db import with_database
+    from bench.databases import drop_database, new_database
     from ueba.store.migrate import upgrade
 
-    name = create_database(server_url, "ueba_scorer_srv")
-    url = with_database(server_url, name)
+    name, url = new_database(server_url, "ueba_scorer_srv")
     upgrade(url)
     constructed_activity().write(url)
     settings = ScorerSettings.from_env({

@@ -10,9 +10,9 @@ import grpc
 import pytest
 from sqlalchemy import Engine
 
-from tests.conftest import create_database, drop_database
+from bench.databases import drop_database, new_database
 from ueba.auth.tokens import create_token
-from ueba.db import create_db_engine, with_database
+from ueba.db import create_db_engine
 from ueba.store.migrate import upgrade
 
 from .rpcs import SERVICES
@@ -37,8 +37,7 @@ def pki(tmp_path_factory):
 @pytest.fixture(scope="session")
 def security_url(server_url):
     """A migrated database of the security tests alone (servers here mark runs, seed tenants, ...)."""
-    name = create_database(server_url, "ueba_sec")
-    url = with_database(server_url, name)
+    name, url = new_database(server_url, "ueba_sec")
     upgrade(url)
     yield url
     drop_database(server_url, name)

@@ -19,9 +19,9 @@ from datetime import datetime, timedelta, timezone
 import grpc
 import psycopg
 import pytest
-from sqlalchemy import delete, text
+from sqlalchemy import delete
 
-from tests.conftest import create_database, drop_database
+from bench.databases import drop_database, new_database
 from ueba.client.ingest import IngestClient
 from ueba.db import create_db_engine, libpq_url, with_database
 from ueba.launcher import start_service
@@ -61,8 +61,7 @@ def scalar(url: str, sql: str, *params):
 
 @pytest.fixture
 def own_db(server_url):
-    name = create_database(server_url, "ueba_fault")
-    url = with_database(server_url, name)
+    name, url = new_database(server_url, "ueba_fault")
     upgrade(url)
     yield url
     drop_database(server_url, name)

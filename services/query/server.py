@@ -6,7 +6,6 @@ import functools
 import inspect
 from datetime import datetime, timedelta, timezone
 
-import grpc
 from sqlalchemy import Engine
 
 from services.query import anomalies as anomaly_store

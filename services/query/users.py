@@ -17,7 +17,7 @@ from services.query.reads import Reads
 from services.query.summary import DAY, ceil_to
 from services.query.vocab import ENUM_LEVEL, canonical_user, level_band
 from ueba.risk import OPEN_STATUS, user_risk
-from ueba.store.schema import anomalies, audit_log, ignored_users, peer_groups, user_risk as user_risk_table, user_scores, users
+from ueba.store.schema import audit_log, ignored_users, peer_groups, user_risk as user_risk_table, user_scores, users
 
 
 def required_user(field: str, value: str) -> str:

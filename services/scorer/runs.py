@@ -58,7 +58,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, text, u
 
 from services.scorer import baseline, baseline_share, features, peers, scoring
 from services.scorer.features import analyze_unless_busy
-from services.scorer.models import AGGREGATED, BY_NAME, NOVELTY_ENTITY, PEER_GROUP
+from services.scorer.models import BY_NAME, NOVELTY_ENTITY
 from services.scorer.settings import ScorerSettings
 from services.scorer.sink import AnomalySink
 from ueba.leases import LeaseManager, buckets_of

@@ -161,7 +161,7 @@ def cmd_summary(args, stub, out):
     if args.output == "table":
         write_summary(s, out)
         return
-    rows = [[f"risk_level", c.key, c.count] for c in s.by_risk_level] + [["profile", c.key, c.count] for c in s.by_profile]
+    rows = [["risk_level", c.key, c.count] for c in s.by_risk_level] + [["profile", c.key, c.count] for c in s.by_profile]
     rows += [["dimension", c.key, c.count] for c in s.by_dimension] + [["status", c.key, c.count] for c in s.by_status]
     rows += [["user_risk", u.user, u.risk] for u in s.riskiest_users]
     emit(args.output, s, rows, ["section", "key", "value"], out)

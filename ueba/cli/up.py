@@ -8,7 +8,6 @@ listens and what was found, and serves until interrupted.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading

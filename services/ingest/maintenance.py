@@ -8,7 +8,6 @@ from typing import Callable
 
 from sqlalchemy import Engine
 
-from services.ingest import metrics
 from services.ingest.settings import IngestSettings
 from ueba.store.partitions import PartitionCache, utc_today
 from ueba.store.upkeep import PartitionUpkeep
@@ -19,5 +18,4 @@ def partition_upkeep(settings: IngestSettings, engine: Engine, cache: PartitionC
     return PartitionUpkeep(
         engine, cache, days_ahead=settings.partitions_ahead_days, retention_days=settings.retention_days,
         interval=settings.maintenance_interval_seconds, today=today,
-        on_dropped=lambda names: metrics.PARTITIONS_DROPPED.inc(len(names)),
     )

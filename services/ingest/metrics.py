@@ -15,4 +15,3 @@ COMMIT_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 INFLIGHT = Gauge("ueba_ingest_batches_in_flight", "Batches being written now")
-PARTITIONS_DROPPED = Counter("ueba_ingest_partitions_dropped_total", "Event partitions dropped by retention")

@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 
 from services.scorer.maintenance import partition_upkeep
 from services.scorer.runs import whole_days_past_retention
@@ -123,6 +124,9 @@ def engine(scratch_url):
     eng.dispose()
 
 
+def dropped_count() -> float:
+    return REGISTRY.get_sample_value("ueba_partitions_dropped_total", {"table": "event_scores"}) or 0.0
+
 def test_retention_drops_the_days_past_it_and_keeps_the_rest(scratch_url, engine):
     old = [CUTOFF - timedelta(days=100), CUTOFF - timedelta(days=1)]
     kept = [CUTOFF, TODAY - timedelta(days=1)]
@@ -138,8 +142,10 @@ def test_retention_drops_the_days_past_it_and_keeps_the_rest(scratch_url, engine
 
     cache = PartitionCache(EVENT_SCORES)
     cache.add(old + kept)
+    counted = dropped_count()
     dropped = partition_upkeep(retention(RETENTION), engine, cache, lambda: TODAY).run_once()
     assert dropped == [EVENT_SCORES.name(day) for day in old]
+    assert dropped_count() == counted + len(old)
     assert placed(scratch_url).keys() == {EVENT_SCORES.name(day) for day in kept}
     with connect(scratch_url) as conn:
         have = partitions.existing_partitions(conn, EVENT_SCORES)

@@ -15,6 +15,7 @@ import logging
 from datetime import date
 from typing import Callable
 
+from prometheus_client import Counter
 from psycopg import errors
 from sqlalchemy import Engine
 
@@ -23,6 +24,8 @@ from ueba.store.partitions import PartitionCache
 from ueba.worker import PeriodicWorker
 
 log = logging.getLogger(__name__)
+
+DROPPED = Counter("ueba_partitions_dropped_total", "Day partitions dropped by retention", ["table"])
 
 
 class PartitionUpkeep(PeriodicWorker):
@@ -39,7 +42,6 @@ class PartitionUpkeep(PeriodicWorker):
         retention_days: int,
         interval: float,
         today: Callable[[], date] = partitions.utc_today,
-        on_dropped: Callable[[list[str]], None] = lambda names: None,
     ):
         super().__init__()
         self.engine = engine
@@ -50,7 +52,6 @@ class PartitionUpkeep(PeriodicWorker):
         self.retention_days = retention_days
         self.interval = interval
         self.today = today
-        self.on_dropped = on_dropped
         self.busy = False
 
     def run_once(self) -> list[str]:
@@ -72,7 +73,7 @@ class PartitionUpkeep(PeriodicWorker):
         self.busy = False
         if dropped:
             self.cache.forget()
-            self.on_dropped(dropped)
+            DROPPED.labels(self.table.parent).inc(len(dropped))
             log.info("dropped partitions past retention", extra={"table": self.table.parent, "partitions": dropped})
         return dropped
 

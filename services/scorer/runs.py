@@ -62,7 +62,7 @@ from services.scorer.models import BY_NAME, NOVELTY_ENTITY
 from services.scorer.settings import ScorerSettings
 from services.scorer.sink import AnomalySink
 from ueba.leases import LeaseManager, buckets_of
-from ueba.store.partitions import EVENT_SCORES, PartitionCache, is_missing_partition
+from ueba.store.partitions import EVENT_SCORES, PartitionCache, is_missing_partition, utc_today
 from ueba.store.schema import (
     anomalies,
     event_scores,
@@ -213,7 +213,7 @@ class Scorer:
     def run(self, tenant: str, start: datetime, end: datetime, user_filter: list[str] | None = None,
             trigger: str = "on_demand", scheduled: ScheduledBuckets | None = None) -> RunResult:
         start, end = whole_days_past_retention(floor_hour(start), floor_hour(end), self.settings.score_retention_days,
-                                               datetime.now(timezone.utc).date())
+                                               utc_today())
         n = self.settings.buckets
         with self.engine.begin() as conn:
             wanted = frozenset(canonical_user(u) for u in user_filter) if user_filter else None
@@ -480,9 +480,9 @@ class Scorer:
         def first_hour(users: list[str]) -> np.ndarray:
             return baseline.first_hour_array(users, first_hours)
 
-        profiles = {b: ([data.users[i] for i in r], peers.behaviour_profile(own(b))) for b, r in rows.items()}
         spent = [0.0]
         if not sharing:
+            profiles = {b: ([data.users[i] for i in r], peers.behaviour_profile(own(b))) for b, r in rows.items()}
             return data, peers.everyone(profiles, first_hour, own), spent
         self._check("baselines")
         started = time.perf_counter()
@@ -494,9 +494,10 @@ class Scorer:
             lost_rows = baseline.by_bucket(lost.users, buckets_of(conn, tenant, lost.users, n))
             return {b: baseline.part_of(lost, lost_rows.get(b, empty)) for b in buckets}
 
-        baseline_share.publish(auto, tenant, key, run_id, n, {b: own_part(b) for b in scope.buckets})
+        # Publishing computes the own buckets' profiles; they serve here too.
+        published = baseline_share.publish(auto, tenant, key, run_id, n, {b: own_part(b) for b in scope.buckets})
         shared = baseline_share.collect(auto, tenant, key, run_id, n, set(scope.buckets), scheduled.fire, load)
-        profiles.update((b, (one.users, one.profile)) for b, one in shared.items())
+        profiles = {b: (one.users, one.profile) for b, one in (published | shared).items()}
 
         def arrays(b: int) -> dict[str, np.ndarray]:
             if b not in shared:

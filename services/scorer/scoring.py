@@ -186,6 +186,13 @@ def shrunk_rates(data: DayData, group: np.ndarray, sums: GroupSums, baseline: in
     return Rates(user, disp, novelty, peer_how, peer_d, activity)
 
 
+def shares(p: np.ndarray) -> np.ndarray:
+    """[R, F] each feature's part of a row's surprise (-ln p), what explanations rank features by."""
+    surprise = -np.log(p)
+    total = surprise.sum(axis=1, keepdims=True)
+    return np.divide(surprise, total, out=np.zeros_like(surprise), where=total > 1e-12)
+
+
 def score_day(data: DayData, rates: Rates, rows: np.ndarray) -> list[ModelScores]:
     """Scores every model on the window rows `rows` (the in-scope ones) of one day."""
     out = []
@@ -241,10 +248,7 @@ def score_day(data: DayData, rates: Rates, rows: np.ndarray) -> list[ModelScores
                 p[:, fi] = count_tail(x / feat.unit, e / feat.unit, rates.peer_dispersion[u, c] / feat.unit)
         p = np.clip(p, MIN_P, 1.0)
         p_model = np.minimum(1.0, F * p.min(axis=1))
-        surprise = -np.log(p)
-        total = surprise.sum(axis=1, keepdims=True)
-        share = np.divide(surprise, total, out=np.zeros_like(surprise), where=total > 1e-12)
-        out.append(ModelScores(model, r, score_from_p(p_model), exp, obs, share, p_model, p.argmin(axis=1)))
+        out.append(ModelScores(model, r, score_from_p(p_model), exp, obs, shares(p), p_model, p.argmin(axis=1)))
     corroboration = corroborate(rates.activity[u_all[rows], h_all[rows]], rows, out)
     if corroboration is not None:
         out.append(corroboration)
@@ -311,10 +315,8 @@ def corroborate(activity: np.ndarray, rows: np.ndarray, scores: list[ModelScores
             exp[sel, j + 1] = ms.expected[at, f]
             obs[sel, j + 1] = ms.observed[at, f]
             names[sel, j + 1] = [f"{ms.model.name}.{ms.model.features[i].name}" for i in f]
-    surprise = -np.log(np.column_stack([active, p1, p2]))
-    total = surprise.sum(axis=1, keepdims=True)
-    share = np.divide(surprise, total, out=np.zeros_like(surprise), where=total > 1e-12)
-    return ModelScores(CORROBORATION, rows[keep], score_from_p(p_hour), exp, obs, share, p_hour,
+    return ModelScores(CORROBORATION, rows[keep], score_from_p(p_hour), exp, obs,
+                       shares(np.column_stack([active, p1, p2])), p_hour,
                        np.zeros(keep.size, dtype=np.int64), names)
 
 

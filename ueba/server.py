@@ -28,6 +28,7 @@ from ueba.auth.ratelimit import RateLimiter
 from ueba.auth.roles import OPEN_PREFIXES, missing_methods
 from ueba.auth.tls import server_credentials
 from ueba.callctx import Caller, reset_caller, set_caller
+from ueba.errors import mapped_to_status
 from ueba.settings import BaseSettings, check_plaintext_allowed
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ def _observed(method: str, context: grpc.ServicerContext):
 
 
 class CallInterceptor(grpc.ServerInterceptor):
-    """Every call: counted, timed and logged; authenticated and authorised; its caller set for servicers.
+    """Every call: counted, timed and logged; authenticated and authorised; its caller set for servicers;
+    domain errors turned into statuses (ueba/errors.py).
 
     Without an authenticator (UEBA_AUTH=off) every call is the default
     tenant's admin. With one, the bearer token decides tenant, actor and role,
@@ -136,7 +138,8 @@ class CallInterceptor(grpc.ServerInterceptor):
                     caller, request = prepare(request, context, client_streaming)
                     token = set_caller(caller)
                     try:
-                        return behavior(request, context)
+                        with mapped_to_status(context, method):
+                            return behavior(request, context)
                     finally:
                         reset_caller(token)
 
@@ -148,7 +151,8 @@ class CallInterceptor(grpc.ServerInterceptor):
                     caller, request = prepare(request, context, client_streaming)
                     token = set_caller(caller)
                     try:
-                        yield from behavior(request, context)
+                        with mapped_to_status(context, method):
+                            yield from behavior(request, context)
                     finally:
                         reset_caller(token)
 

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from ueba.names import USER_NAME_MODES
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
@@ -75,6 +77,14 @@ class BaseSettings:
         "UEBA_RATE_LIMIT_PER_SECOND", 200.0, "requests (and streamed messages) per second per token; 0: no limit"
     )
     rate_limit_burst: int = env_field("UEBA_RATE_LIMIT_BURST", 400, "requests a token may make at once above the rate")
+    # --- meanings every service must share (set them alike on every service) ---
+    user_name_mode: str = env_field(
+        "UEBA_USER_NAME_MODE",
+        "strip_domain",
+        "strip_domain: CORP\\Alice, alice@corp.com -> alice; qualified: -> alice@corp(.com); exact: trimmed as sent",
+    )
+    risk_window_days: int = env_field("UEBA_RISK_WINDOW_DAYS", 30, "open anomalies older than this stop counting toward risk")
+    min_baseline_days: int = env_field("UEBA_MIN_BASELINE_DAYS", 7, "a user seen for fewer days is still learning")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any):
@@ -108,6 +118,12 @@ class BaseSettings:
             raise SettingsError(f"UEBA_TENANT={self.tenant!r}: 1 to 64 characters")
         if self.db_pool_size < 1:
             raise SettingsError(f"UEBA_DB_POOL_SIZE={self.db_pool_size}: at least 1")
+        if self.user_name_mode not in USER_NAME_MODES:
+            raise SettingsError(f"UEBA_USER_NAME_MODE={self.user_name_mode!r}: expected one of {', '.join(USER_NAME_MODES)}")
+        if not 1 <= self.risk_window_days <= 3650:
+            raise SettingsError(f"UEBA_RISK_WINDOW_DAYS={self.risk_window_days}: expected 1 to 3650")
+        if not 1 <= self.min_baseline_days <= 365:
+            raise SettingsError(f"UEBA_MIN_BASELINE_DAYS={self.min_baseline_days}: expected 1 to 365")
         self._validate_security()
 
     @property

@@ -1,8 +1,6 @@
-"""Normalisation and enrichment: canonical account names, trusted sources, geo by address.
+"""Enrichment by source address: canonical text, trusted network, geo.
 
-Agents spell one account many ways (`CORP\\Alice`, `alice@corp.com`, `Alice`);
-every consumer downstream compares names, so ingest stores one form. Address
-facts (canonical text, trusted network, MaxMind location) are computed once per
+Address facts (canonical text, trusted network, MaxMind location) are computed once per
 distinct address and cached, since a stream repeats the same few thousand.
 """
 
@@ -21,50 +19,6 @@ _CACHE_LIMIT = 200_000
 _V4_MAPPED_PREFIX = bytes(10) + b"\xff\xff"
 _INET4 = bytes((2, 32, 0, 4))
 _INET6 = bytes((3, 128, 0, 16))
-
-
-def user_name_normaliser(mode: str) -> Callable[[str], str]:
-    """A function raw account name -> canonical name ('' when nothing is left)."""
-    if mode == "strip_domain":
-
-        def canonical(raw: str) -> str:
-            name = raw.strip()
-            if "\\" in name:
-                name = name.rpartition("\\")[2]
-            if "@" in name:
-                name = name.partition("@")[0]
-            return name.strip().lower()
-
-    elif mode == "qualified":
-        # Keeps the domain so that alice@corp and alice@partner stay apart.
-        def canonical(raw: str) -> str:
-            name = raw.strip()
-            if "\\" in name:
-                domain, _, user = name.rpartition("\\")
-                user, domain = user.strip(), domain.strip()
-                name = f"{user}@{domain}" if domain and user else user
-            return name.lower()
-
-    elif mode == "exact":
-
-        def canonical(raw: str) -> str:
-            return raw.strip()
-
-    else:
-        raise ValueError(f"unknown user name mode {mode!r}")
-
-    cache: dict[str, str] = {}
-
-    def cached(raw: str) -> str:
-        try:
-            return cache[raw]
-        except KeyError:
-            if len(cache) >= _CACHE_LIMIT:
-                cache.clear()
-            value = cache[raw] = canonical(raw)
-            return value
-
-    return cached
 
 
 class Geo(NamedTuple):

@@ -15,7 +15,8 @@ from typing import Sequence
 from sqlalchemy import Engine
 
 from services.ingest import metrics
-from services.ingest.normalise import AddressBook, GeoDatabase, user_name_normaliser
+from services.ingest.normalise import AddressBook, GeoDatabase
+from ueba.names import user_name_normaliser
 from services.ingest.prepare import EventPreparer, Limits
 from services.ingest.settings import IngestSettings
 from services.ingest.store import EventStore

@@ -8,8 +8,6 @@ from pathlib import Path
 
 from ueba.settings import BaseSettings, SettingsError, env_field, parse_cidrs
 
-USER_NAME_MODES = ("strip_domain", "qualified", "exact")
-
 
 @dataclass(frozen=True)
 class IngestSettings(BaseSettings):
@@ -21,11 +19,6 @@ class IngestSettings(BaseSettings):
     max_field_length: int = env_field("UEBA_MAX_FIELD_LENGTH", 2048, "longest accepted string field, in characters")
     max_attributes: int = env_field("UEBA_MAX_ATTRIBUTES", 64, "most attributes one event may carry")
     max_batch_size: int = env_field("UEBA_MAX_BATCH_SIZE", 10000, "most events in one batch")
-    user_name_mode: str = env_field(
-        "UEBA_USER_NAME_MODE",
-        "strip_domain",
-        "strip_domain: CORP\\Alice, alice@corp.com -> alice; qualified: -> alice@corp(.com); exact: trimmed as sent",
-    )
     trusted_networks: tuple[str, ...] = env_field(
         "UEBA_TRUSTED_NETWORKS", (), "comma-separated CIDRs whose source addresses are marked trusted_source"
     )
@@ -63,8 +56,6 @@ class IngestSettings(BaseSettings):
                 raise SettingsError(f"{var}={value}: at least {low}")
         if self.maintenance_interval_seconds <= 0:
             raise SettingsError(f"UEBA_MAINTENANCE_INTERVAL_SECONDS={self.maintenance_interval_seconds}: must be positive")
-        if self.user_name_mode not in USER_NAME_MODES:
-            raise SettingsError(f"UEBA_USER_NAME_MODE={self.user_name_mode!r}: expected one of {', '.join(USER_NAME_MODES)}")
         self.networks()
         if self.geoip_database and not Path(self.geoip_database).is_file():
             raise SettingsError(f"UEBA_GEOIP_DATABASE={self.geoip_database!r}: no such file")

@@ -26,6 +26,7 @@ from services.profiles.kinds import KINDS, ParameterError, ProfileSpec, build_de
 from services.profiles.settings import ProfilesSettings
 from services.profiles.warmup import warm_detector
 from ueba.callctx import current_caller
+from ueba.names import canonical_user
 from ueba.risk import open_scores, user_risk
 from ueba.v1 import common_pb2, profiles_pb2, profiles_pb2_grpc
 
@@ -36,14 +37,6 @@ MAX_PREVIEW_ANOMALIES = 1000
 MUTABLE = ("name", "description", "enabled", "risk_score", "applications", "parameters", "dimension")
 
 
-def canonical_user(name: str) -> str:
-    """`CORP\\Alice` and `alice@corp.com` -> `alice`, as ingest stores them."""
-    name = name.strip()
-    if "\\" in name:
-        name = name.rsplit("\\", 1)[1]
-    if "@" in name:
-        name = name.split("@", 1)[0]
-    return name.lower()
 
 
 def _token(name: str) -> str:

@@ -17,7 +17,6 @@ class ProfilesSettings(LeaseSettings):
     )
     evaluate: bool = env_field("UEBA_PROFILES_EVALUATE", True, "run the continuous evaluator in this process")
     seed_defaults: bool = env_field("UEBA_PROFILES_SEED_DEFAULTS", True, "create the built-in profiles for a new tenant")
-    risk_window_days: int = env_field("UEBA_RISK_WINDOW_DAYS", 30, "anomalies older than this no longer count toward risk")
     preview_max_days: int = env_field("UEBA_PROFILES_PREVIEW_MAX_DAYS", 90, "longest range PreviewProfile accepts")
 
     def validate(self) -> None:
@@ -28,7 +27,5 @@ class ProfilesSettings(LeaseSettings):
             raise SettingsError(f"UEBA_PROFILES_BATCH_EVENTS={self.batch_events}: expected 1 to 1000000")
         if self.start_from not in ("beginning", "now"):
             raise SettingsError(f"UEBA_PROFILES_START={self.start_from!r}: expected beginning or now")
-        if not 1 <= self.risk_window_days <= 3650:
-            raise SettingsError(f"UEBA_RISK_WINDOW_DAYS={self.risk_window_days}: expected 1 to 3650")
         if not 1 <= self.preview_max_days <= 3650:
             raise SettingsError(f"UEBA_PROFILES_PREVIEW_MAX_DAYS={self.preview_max_days}: expected 1 to 3650")

@@ -12,9 +12,9 @@ from typing import Any, Iterator
 
 from sqlalchemy import Connection, ColumnElement, Engine, func, literal, literal_column, select, tuple_
 
-from services.query import paging
+from ueba import paging
 from services.query.convert import anomaly_json_sql
-from services.query.errors import InvalidArgument, NotFound
+from ueba.errors import InvalidArgument, NotFound
 from services.query.filters import anomaly_conditions
 from services.query.reads import Reads
 from ueba.risk import risk_level

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.query.errors import InvalidArgument
+from ueba.errors import InvalidArgument
 from services.query.vocab import LEVEL_ENUM, SOURCE_ENUM, STATUS_ENUM
 from ueba.risk import risk_level
 from ueba.v1 import common_pb2, query_pb2

@@ -14,7 +14,7 @@ from sqlalchemy import ColumnElement, and_, exists, not_, or_, select
 
 from services.query import querystring
 from services.query.convert import time_range
-from services.query.errors import InvalidArgument, check_text
+from ueba.errors import InvalidArgument, check_text
 from services.query.vocab import DIMENSIONS, ENUM_LEVEL, ENUM_SOURCE, ENUM_STATUS, canonical_user, level_band
 from ueba.store.schema import anomalies, ignored_users
 

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from services.query.errors import InvalidArgument
+from ueba.errors import InvalidArgument
 from services.query.vocab import (
     DIMENSIONS,
     MODELS,

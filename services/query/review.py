@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, insert, select, update
 
 from services.query.anomalies import parse_id
-from services.query.errors import InvalidArgument, NotFound, check_text
+from ueba.errors import InvalidArgument, NotFound, check_text
 from services.query.filters import anomaly_conditions, is_empty
 from ueba.risk import OPEN_STATUS, open_scores, user_risk
 from ueba.store.schema import anomalies, audit_log

@@ -12,8 +12,8 @@ from services.query import anomalies as anomaly_store
 from services.query import review as review_store
 from services.query import risk_state, summary as summary_store, timelines, users as user_store
 from services.query.convert import anomaly, anomaly_from_json, counts, range_message, time_range, timestamp, timestamp_us, to_datetime, user_risk_message
-from services.query.errors import InvalidArgument, QueryError, check_text
-from services.query.paging import page_size
+from ueba.errors import DomainError, InvalidArgument, check_text
+from ueba.paging import page_size
 from services.query.replica import ReadRouting
 from services.query.settings import QuerySettings
 from services.query.summary import LEVELS_HIGH_FIRST, RollupCache, ordered_counts
@@ -41,14 +41,14 @@ def statuses_on_error(method):
     def unary(self, request, context):
         try:
             return method(self, request, context)
-        except QueryError as exc:
+        except DomainError as exc:
             context.abort(exc.code, exc.message)
 
     @functools.wraps(method)
     def streaming(self, request, context):
         try:
             yield from method(self, request, context)
-        except QueryError as exc:
+        except DomainError as exc:
             context.abort(exc.code, exc.message)
 
     return streaming if inspect.isgeneratorfunction(method) else unary

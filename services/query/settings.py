@@ -9,8 +9,6 @@ from ueba.settings import BaseSettings, SettingsError, env_field
 
 @dataclass(frozen=True)
 class QuerySettings(BaseSettings):
-    risk_window_days: int = env_field("UEBA_RISK_WINDOW_DAYS", 30, "open anomalies older than this stop counting toward risk")
-    min_baseline_days: int = env_field("UEBA_MIN_BASELINE_DAYS", 7, "a user seen for fewer days is still learning")
     max_page_size: int = env_field("UEBA_QUERY_MAX_PAGE_SIZE", 1000, "largest page a list call returns")
     count_limit: int = env_field("UEBA_QUERY_COUNT_LIMIT", 1000, "ListAnomalies counts matching rows up to this many")
     maintenance_seconds: float = env_field(
@@ -38,10 +36,6 @@ class QuerySettings(BaseSettings):
 
     def validate(self) -> None:
         super().validate()
-        if not 1 <= self.risk_window_days <= 3650:
-            raise SettingsError(f"UEBA_RISK_WINDOW_DAYS={self.risk_window_days}: expected 1 to 3650")
-        if not 1 <= self.min_baseline_days <= 365:
-            raise SettingsError(f"UEBA_MIN_BASELINE_DAYS={self.min_baseline_days}: expected 1 to 365")
         if not 1 <= self.max_page_size <= 10000:
             raise SettingsError(f"UEBA_QUERY_MAX_PAGE_SIZE={self.max_page_size}: expected 1 to 10000")
         if self.count_limit < 1:

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, text
 
 from services.query.convert import anomaly_json_sql
-from services.query.errors import InvalidArgument, NotFound
+from ueba.errors import InvalidArgument, NotFound
 from services.query.filters import not_ignored
 from services.query.reads import Reads
 from ueba.store.schema import anomalies

@@ -9,9 +9,9 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, and_, delete, func, literal, or_, select, text
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 
-from services.query import paging
+from ueba import paging
 from services.query.convert import anomaly_json_sql
-from services.query.errors import InvalidArgument, NotFound, check_text
+from ueba.errors import InvalidArgument, NotFound, check_text
 from services.query.filters import like_pattern, not_ignored
 from services.query.reads import Reads
 from services.query.summary import DAY, ceil_to

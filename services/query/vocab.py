@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ueba.names import canonical_user
 from ueba.risk import LEVELS, level_floor
 from ueba.v1 import common_pb2
 
@@ -52,12 +53,3 @@ def level_band(level: str) -> tuple[int, int]:
     high = level_floor(LEVELS[index + 1]) - 1 if index + 1 < len(LEVELS) else 100
     return level_floor(level), high
 
-
-def canonical_user(name: str) -> str:
-    """The stored form of a user name: lowercase, without a domain (`CORP\\Alice`, `alice@corp.com` -> `alice`)."""
-    name = name.strip()
-    if "\\" in name:
-        name = name.rsplit("\\", 1)[1]
-    if "@" in name:
-        name = name.split("@", 1)[0]
-    return name.lower()

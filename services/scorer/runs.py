@@ -62,6 +62,7 @@ from services.scorer.models import BY_NAME, NOVELTY_ENTITY
 from services.scorer.settings import ScorerSettings
 from services.scorer.sink import AnomalySink
 from ueba.leases import LeaseManager, buckets_of
+from ueba.names import canonical_user
 from ueba.store.partitions import EVENT_SCORES, PartitionCache, is_missing_partition, utc_today
 from ueba.store.schema import (
     anomalies,
@@ -136,14 +137,6 @@ class UserScope:
                 "buckets": list(self.buckets), "n": self.n}
 
 
-def canonical_user(name: str) -> str:
-    """`CORP\\Alice` and `alice@corp.com` -> `alice` (the stored form)."""
-    name = name.strip()
-    if "\\" in name:
-        name = name.rsplit("\\", 1)[1]
-    if "@" in name:
-        name = name.split("@", 1)[0]
-    return name.lower()
 
 
 def floor_hour(t: datetime) -> datetime:

@@ -64,7 +64,6 @@ class ScorerSettings(LeaseSettings):
         "UTC times of scheduled runs (HH:MM, comma separated), or an interval (every 30m); off disables",
     )
     baseline_days: int = env_field("UEBA_BASELINE_DAYS", 30, "days of history a user's baseline covers")
-    min_baseline_days: int = env_field("UEBA_MIN_BASELINE_DAYS", 7, "users with less history are flagged as learning")
     mean_threshold: float = env_field(
         "UEBA_SCORING_MEAN_THRESHOLD", 60.0, "hourly model scores under this are left out of the 24-hour conditioned mean"
     )
@@ -95,9 +94,9 @@ class ScorerSettings(LeaseSettings):
         unknown = sorted(set(weights) - {m.name for m in MODELS})
         if unknown:
             raise SettingsError(f"UEBA_SCORING_MODEL_WEIGHTS: unknown models {unknown}")
-        if not 1 <= self.min_baseline_days <= self.baseline_days:
+        if self.min_baseline_days > self.baseline_days:
             raise SettingsError(
-                f"UEBA_MIN_BASELINE_DAYS={self.min_baseline_days}: must be 1 to UEBA_BASELINE_DAYS ({self.baseline_days})"
+                f"UEBA_MIN_BASELINE_DAYS={self.min_baseline_days}: must be at most UEBA_BASELINE_DAYS ({self.baseline_days})"
             )
         if not 7 <= self.baseline_days <= 365:
             raise SettingsError(f"UEBA_BASELINE_DAYS={self.baseline_days}: 7 to 365")

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from services.ingest.normalise import AddressBook, user_name_normaliser
+from services.ingest.normalise import AddressBook
+from ueba.names import user_name_normaliser
 from services.ingest.pipeline import preparer_from
 from services.ingest.prepare import decode_row, derived_event_id
 from ueba.settings import SettingsError

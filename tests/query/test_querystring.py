@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from services.query.errors import InvalidArgument
+from ueba.errors import InvalidArgument
 from services.query.filters import like_pattern
 from services.query.querystring import MAX_QUERY_LENGTH, Clause, Text, parse
 

@@ -17,6 +17,7 @@ from datetime import datetime, timezone, tzinfo
 from typing import Any, Iterable, Mapping, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ueba.names import canonical_user
 from ueba.v1 import common_pb2
 
 Event = common_pb2.Event
@@ -82,15 +83,6 @@ def stable_id(producer: str, *parts: Any) -> str:
 def record_hash_id(producer: str, record: Mapping[str, Any]) -> str:
     return stable_id(producer, json.dumps(record, sort_keys=True, default=str, ensure_ascii=False))
 
-
-def canonical_user(raw: str) -> str:
-    """`CORP\\Alice`, `alice@corp.com` and `Alice` all name `alice` (ingest's default mode)."""
-    name = (raw or "").strip()
-    if "\\" in name:
-        name = name.rsplit("\\", 1)[1]
-    if "@" in name:
-        name = name.split("@", 1)[0]
-    return name.lower()
 
 
 def account_kind(raw_user: str) -> str | None:

@@ -1,10 +1,7 @@
-"""Opaque page tokens: a keyset cursor (never an offset) bound to the query that made it.
+"""Page tokens of every list method: a keyset cursor bound to the request that made it.
 
-A token carries the sort key of the last row returned, a fingerprint of the
-request it belongs to (so it cannot be replayed against another filter or
-order) and the request's "now" (so relative times such as `after:24h` mean the
-same instant on every page). It is base64url JSON: opaque to clients, but never
-trusted: every value is type-checked and only ever bound as a parameter.
+The scheme (fingerprint, typed key, the request's "now", length cap) is
+described in docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.query.errors import InvalidArgument
+from ueba.errors import InvalidArgument
 
 MAX_TOKEN_LENGTH = 2048
 

@@ -8,8 +8,8 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from services.profiles.kinds import KINDS
-from services.profiles.records import Firing
 from ueba.risk import risk_level
+from ueba.store.anomalies import AnomalyRecord
 from ueba.v1 import common_pb2, profiles_pb2
 
 KIND_PREFIX = "PROFILE_KIND_"
@@ -74,7 +74,7 @@ LEVELS = {
 }
 
 
-def anomaly_message(f: Firing) -> common_pb2.Anomaly:
+def anomaly_message(f: AnomalyRecord) -> common_pb2.Anomaly:
     return common_pb2.Anomaly(
         user=f.user,
         source=common_pb2.ANOMALY_SOURCE_RULE,

@@ -37,9 +37,10 @@ from sqlalchemy import Connection, Engine
 from services.profiles import store
 from services.profiles.buckets import FixedOwnership, Lane, Ownership, Share, ensure_cursors, per_user, plan_lanes
 from services.profiles.kinds import ParameterError, ProfileDetector, build_detector
-from services.profiles.records import EventRecord, Firing
+from services.profiles.records import EventRecord
 from services.profiles.warmup import warm_detector
 from ueba.leases import LeaseLost, buckets_of
+from ueba.store.anomalies import AnomalyRecord
 from ueba.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
@@ -215,14 +216,14 @@ class ProfileEvaluator(BackgroundWorker):
                 known[(tenant, user)] = bucket
         return [e for e in batch if known[(e.tenant, e.user)] in lane.buckets]
 
-    def evaluate(self, batch: list[EventRecord], detectors: Iterable[ProfileDetector] | None = None) -> list[Firing]:
+    def evaluate(self, batch: list[EventRecord], detectors: Iterable[ProfileDetector] | None = None) -> list[AnomalyRecord]:
         # Per tenant and event type, the detectors that can want it (by their event types, which
         # parameters and filters narrow): most events meet three or four of the ten.
         routes: dict[tuple[str, str], list[tuple[Callable, Callable]]] = {}
         detectors_of: dict[str, list[ProfileDetector]] = defaultdict(list)
         for d in self._detectors.values() if detectors is None else detectors:
             detectors_of[d.spec.tenant].append(d)
-        firings: list[Firing] = []
+        firings: list[AnomalyRecord] = []
         for e in batch:
             key = (e.tenant, e.event_type)
             route = routes.get(key)

@@ -94,23 +94,6 @@ class Sighting:
         }
 
 
-@dataclass(slots=True)
-class Firing:
-    """One anomaly a profile raises (not yet stored)."""
-
-    tenant: str
-    profile_id: str
-    profile_name: str
-    profile_kind: str
-    user: str
-    risk_score: int
-    description: str
-    dimension: str
-    time: datetime
-    window_start: datetime
-    window_end: datetime
-    evidence: dict[str, Any]
-    dedup_key: str
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

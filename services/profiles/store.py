@@ -14,8 +14,9 @@ from sqlalchemy.types import Text, UserDefinedType
 from services.profiles.defaults import DEFAULT_PROFILES, SEED_VERSION
 from services.profiles.kinds import KINDS, ProfileSpec
 from services.profiles.kinds.rare_event import ENTITIES
-from services.profiles.records import EventRecord, Firing
-from ueba.store.schema import anomalies, audit_log, events, profile_cursors, profile_seeds, profiles
+from services.profiles.records import EventRecord
+from ueba.store.anomalies import AnomalyRecord, write_anomalies
+from ueba.store.schema import audit_log, events, profile_cursors, profile_seeds, profiles
 
 ALL_TENANTS = "*"
 # Nothing is visible in this snapshot: the evaluator starts from the first event.
@@ -145,25 +146,8 @@ def seeded_tenants(conn: Connection) -> set[str]:
 # --- anomalies ---------------------------------------------------------------------
 
 
-def insert_anomalies(conn: Connection, firings: Iterable[Firing]) -> int:
-    rows = [
-        {
-            "tenant": f.tenant, "user_name": f.user, "source": "rule", "profile_id": f.profile_id,
-            "profile_name": f.profile_name, "profile_kind": f.profile_kind, "risk_score": f.risk_score,
-            "description": f.description, "dimension": f.dimension, "time": f.time, "window_start": f.window_start,
-            "window_end": f.window_end, "evidence": f.evidence, "dedup_key": f.dedup_key,
-        }
-        for f in firings
-    ]
-    if not rows:
-        return 0
-    created = 0
-    for i in range(0, len(rows), 1000):
-        # clock_timestamp: created_at is when the row is written, not when the batch began.
-        stmt = pg_insert(anomalies).values([{**r, "created_at": func.clock_timestamp()} for r in rows[i : i + 1000]])
-        result = conn.execute(stmt.on_conflict_do_nothing(index_elements=["tenant", "dedup_key"]).returning(anomalies.c.id))
-        created += len(result.all())
-    return created
+def insert_anomalies(conn: Connection, firings: Iterable[AnomalyRecord]) -> int:
+    return write_anomalies(conn, firings)
 
 
 # --- cursor ----------------------------------------------------------------------

@@ -63,9 +63,9 @@ from services.scorer.settings import ScorerSettings
 from services.scorer.sink import AnomalySink
 from ueba.leases import LeaseManager, buckets_of
 from ueba.names import canonical_user
+from ueba.store.anomalies import AnomalyRecord, withdraw_unreviewed, write_anomalies
 from ueba.store.partitions import EVENT_SCORES, PartitionCache, is_missing_partition, utc_today
 from ueba.store.schema import (
-    anomalies,
     event_scores,
     ignored_users,
     peer_groups,
@@ -658,39 +658,21 @@ class Scorer:
             *scope.clauses(user_scores))).all()
         high = [(u, d, s) for u, d, s, learning in day_rows if s >= threshold and not learning]
         # Re-runs that no longer reach the threshold withdraw their unreviewed anomaly.
-        low_keys = [self.dedup_key(u, d) for u, d, s, learning in day_rows if s < threshold or learning]
-        if low_keys:
-            conn.execute(
-                delete(anomalies).where(anomalies.c.tenant == tenant, anomalies.c.source == "model",
-                                        anomalies.c.status == "new", anomalies.c.dedup_key.in_(low_keys))
-            )
-        written = 0
-        for user, day, score in high:
-            anomaly = self._describe(conn, tenant, user, day, float(score))
-            stmt = text(
-                """INSERT INTO anomalies (tenant, user_name, source, profile_id, profile_name, profile_kind, risk_score,
-                       description, dimension, time, window_start, window_end, status, evidence, dedup_key)
-                VALUES (:tenant, :user, 'model', :model, :name, :model, :risk, :description, :dimension, :time,
-                        :window_start, :window_end, 'new', CAST(:evidence AS jsonb), :dedup_key)
-                ON CONFLICT (tenant, dedup_key) DO UPDATE SET
-                    profile_id = excluded.profile_id, profile_name = excluded.profile_name,
-                    profile_kind = excluded.profile_kind, risk_score = excluded.risk_score,
-                    description = excluded.description, dimension = excluded.dimension, time = excluded.time,
-                    evidence = excluded.evidence
-                WHERE anomalies.status = 'new'"""
-            )
-            conn.execute(stmt, anomaly)
-            written += 1
+        withdraw_unreviewed(conn, tenant, "model",
+                            [self.dedup_key(u, d) for u, d, s, learning in day_rows if s < threshold or learning])
+        records = [self._describe(conn, tenant, user, day, float(score)) for user, day, score in high]
+        write_anomalies(conn, records, refresh_unreviewed=True)
+        for record, (user, day, _score) in zip(records, high):
             lines.append(json.dumps({"type": "model_anomaly", "tenant": tenant, "user": user, "day": day.isoformat(),
-                                     "score": anomaly["risk"], "model": anomaly["model"],
-                                     "description": anomaly["description"]}, separators=(",", ":")))
-        return written
+                                     "score": record.risk_score, "model": record.profile_id,
+                                     "description": record.description}, separators=(",", ":")))
+        return len(records)
 
     @staticmethod
     def dedup_key(user: str, day: date) -> str:
         return f"model:{user}:{day.isoformat()}"
 
-    def _describe(self, conn, tenant, user, day: date, score: float) -> dict:
+    def _describe(self, conn, tenant, user, day: date, score: float) -> AnomalyRecord:
         day_start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
         rows = conn.execute(
             select(event_scores.c.hour, event_scores.c.model, event_scores.c.score, event_scores.c.features)
@@ -736,12 +718,13 @@ class Scorer:
             "features": top_features,
         }
         description = "; ".join(p for p in phrases if p) or f"unusual {model.name.replace('_', ' ')} behaviour"
-        return {
-            "tenant": tenant, "user": user, "model": top.model, "name": f"{model.name.replace('_', ' ')} model",
-            "risk": int(min(100, max(1, round(score)))), "description": description, "dimension": model.dimension,
-            "time": top.hour, "window_start": day_start, "window_end": day_start + DAY,
-            "evidence": json.dumps(evidence, default=str), "dedup_key": self.dedup_key(user, day),
-        }
+        return AnomalyRecord(
+            tenant=tenant, user=user, source="model", profile_id=top.model,
+            profile_name=f"{model.name.replace('_', ' ')} model", profile_kind=top.model,
+            risk_score=int(min(100, max(1, round(score)))), description=description, dimension=model.dimension,
+            time=top.hour, window_start=day_start, window_end=day_start + DAY,
+            evidence=json.loads(json.dumps(evidence, default=str)), dedup_key=self.dedup_key(user, day),
+        )
 
     def _phrase(self, conn, tenant, user, hour, model_name, feature, item) -> str:
         entities = ""

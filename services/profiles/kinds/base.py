@@ -16,8 +16,9 @@ from datetime import datetime
 from typing import Any, ClassVar, Iterable
 
 from services.profiles.kinds.params import Param, ParameterError, validate
-from services.profiles.records import EventRecord, Firing, utc
+from services.profiles.records import EventRecord, utc
 from services.profiles.windows import BurstWindows
+from ueba.store.anomalies import AnomalyRecord
 
 DIMENSIONS = ("authentication", "data", "location", "host", "application", "time", "peer")
 
@@ -91,15 +92,15 @@ class ProfileDetector(ABC):
             return False
         return True
 
-    def process(self, events: Iterable[EventRecord]) -> list[Firing]:
-        out: list[Firing] = []
+    def process(self, events: Iterable[EventRecord]) -> list[AnomalyRecord]:
+        out: list[AnomalyRecord] = []
         for e in events:
             if self.accepts(e):
                 out.extend(self.observe(e))
         return out
 
     @abstractmethod
-    def observe(self, e: EventRecord) -> list[Firing]:
+    def observe(self, e: EventRecord) -> list[AnomalyRecord]:
         """Takes one accepted event; returns the anomalies it completes."""
 
     def retained(self) -> int:
@@ -131,12 +132,13 @@ class ProfileDetector(ABC):
         risk_score: int | None = None,
         dimension: str | None = None,
         variant: str = "",
-    ) -> Firing:
+    ) -> AnomalyRecord:
         start_dt = utc(start)
         key = f"{self.spec.id}|{group}|{start_dt.isoformat()}" + (f"|{variant}" if variant else "")
         evidence = {"group": group, **evidence}
-        return Firing(
+        return AnomalyRecord(
             tenant=self.spec.tenant,
+            source="rule",
             profile_id=self.spec.id,
             profile_name=self.spec.name,
             profile_kind=self.kind,

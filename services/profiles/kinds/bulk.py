@@ -6,8 +6,9 @@ from typing import Sequence
 
 from services.profiles.kinds.base import ProfileDetector, human_bytes, human_duration
 from services.profiles.kinds.params import Param, ParameterError, non_negative_int, positive_int
-from services.profiles.records import EventRecord, Firing
+from services.profiles.records import EventRecord
 from services.profiles.windows import BurstWindows, Entry
+from ueba.store.anomalies import AnomalyRecord
 
 MAX_EVIDENCE_EVENTS = 50
 
@@ -38,7 +39,7 @@ class BulkActivityProfile(ProfileDetector):
             return True
         return bool(self.volume) and sum(x.key for x in window) >= self.volume
 
-    def observe(self, e: EventRecord) -> list[Firing]:
+    def observe(self, e: EventRecord) -> list[AnomalyRecord]:
         # An event without a file count is one file. Kept: files (weight), bytes (key), id and application.
         entry = Entry(e.ts, (e.event_id, e.application), weight=max(1, e.file_count), key=e.bytes)
         burst = self._windows.add(f"user:{e.user}", entry, self._reached)

@@ -8,8 +8,9 @@ from typing import Any
 
 from services.profiles.kinds.base import ProfileDetector, human_duration
 from services.profiles.kinds.params import Param, ParameterError, choice, positive_int, positive_number
-from services.profiles.records import EventRecord, Firing
+from services.profiles.records import EventRecord
 from services.profiles.windows import BurstWindows, Entry
+from ueba.store.anomalies import AnomalyRecord
 
 FILTER_FIELDS = (
     "event_type", "outcome", "application", "country", "city", "action", "source_ip", "source_host",
@@ -72,7 +73,7 @@ class CustomThresholdProfile(ProfileDetector):
                 return False
         return True
 
-    def observe(self, e: EventRecord) -> list[Firing]:
+    def observe(self, e: EventRecord) -> list[AnomalyRecord]:
         group_value = getattr(e, GROUPS[self.group_by])
         if not group_value:
             return []

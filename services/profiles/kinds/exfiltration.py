@@ -8,8 +8,9 @@ from typing import Any, Iterable
 
 from services.profiles.kinds.base import HistoryNeeds, ProfileDetector, human_bytes, human_duration
 from services.profiles.kinds.params import Param, choice, positive_int, positive_number
-from services.profiles.records import EventRecord, Firing
+from services.profiles.records import EventRecord
 from services.profiles.windows import BurstWindows, Entry
+from ueba.store.anomalies import AnomalyRecord
 
 DAY = 86400.0
 PRUNE_EVERY = 100_000
@@ -111,7 +112,7 @@ class DataExfiltrationProfile(ProfileDetector):
         volumes = [v for d, v in self._daily.get(user, {}).items() if first_day <= d < last_day and v > 0]
         return sum(volumes) / len(volumes) if volumes else 0.0
 
-    def observe(self, e: EventRecord) -> list[Firing]:
+    def observe(self, e: EventRecord) -> list[AnomalyRecord]:
         user, ts = e.user, e.ts
         self._count += 1
         if ts > self._newest:

@@ -9,8 +9,9 @@ from typing import Any, NamedTuple
 
 from services.profiles.kinds.base import ProfileDetector, human_duration
 from services.profiles.kinds.params import Param, boolean, non_negative_int, positive_int, score
-from services.profiles.records import EventRecord, Firing
+from services.profiles.records import EventRecord
 from services.profiles.windows import BurstWindows, Entry, at_once
+from ueba.store.anomalies import AnomalyRecord
 
 MAX_EVIDENCE_EVENTS = 50
 
@@ -51,14 +52,14 @@ class FailedLoginsProfile(ProfileDetector):
         self._sources = BurstWindows(self.interval, keep_consumed=True, max_entries=max(256, 4 * self.spray_users))
         self._successes = BurstWindows(self.interval)
 
-    def observe(self, e: EventRecord) -> list[Firing]:
+    def observe(self, e: EventRecord) -> list[AnomalyRecord]:
         if e.outcome == "failure":
             return self._failure(e)
         if e.outcome == "success":
             return self._success(e)
         return []
 
-    def _failure(self, e: EventRecord) -> list[Firing]:
+    def _failure(self, e: EventRecord) -> list[AnomalyRecord]:
         out = []
         attempt = Attempt(e.event_id, e.user, e.source_ip, e.time)
         burst = self._users.add(f"user:{e.user}", Entry(e.ts, attempt), lambda w: len(w) >= self.count)
@@ -88,7 +89,7 @@ class FailedLoginsProfile(ProfileDetector):
                 ))
         return out
 
-    def _success(self, e: EventRecord) -> list[Firing]:
+    def _success(self, e: EventRecord) -> list[AnomalyRecord]:
         out = []
         since = e.ts - self.interval
         success = Attempt(e.event_id, e.user, e.source_ip, e.time)

@@ -18,8 +18,9 @@ from services.profiles.kinds.params import (
     positive_number,
     string_list,
 )
-from services.profiles.records import EventRecord, Firing, Sighting, haversine_km
+from services.profiles.records import EventRecord, Sighting, haversine_km
 from services.profiles.windows import BurstWindows, Entry, at_once
+from ueba.store.anomalies import AnomalyRecord
 
 HALF_EARTH_KM = 20_038.0
 MAX_EVIDENCE_EVENTS = 50
@@ -64,7 +65,7 @@ class RiskyCountriesProfile(ProfileDetector):
     def accepts(self, e: EventRecord) -> bool:
         return bool(e.country) and super().accepts(e)
 
-    def observe(self, e: EventRecord) -> list[Firing]:
+    def observe(self, e: EventRecord) -> list[AnomalyRecord]:
         country = e.country.upper()
         if country not in self.countries or e.outcome == "failure":
             return []
@@ -126,7 +127,7 @@ class ProximityProfile(ProfileDetector):
             and not e.trusted_source and not (self.trusted and e.source_ip in self.trusted)
         )
 
-    def observe(self, e: EventRecord) -> list[Firing]:
+    def observe(self, e: EventRecord) -> list[AnomalyRecord]:
         trail = self._trails.get(e.user)
         if trail is None:
             trail = self._trails[e.user] = _Trail()
@@ -172,7 +173,7 @@ class ProximityProfile(ProfileDetector):
             del trail.times[:k]
             del trail.points[:k]
 
-    def _judge(self, user: str, before: Sighting, after: Sighting) -> Firing | None:
+    def _judge(self, user: str, before: Sighting, after: Sighting) -> AnomalyRecord | None:
         distance = haversine_km(before.latitude, before.longitude, after.latitude, after.longitude)
         if distance < self.min_distance:
             return None
@@ -260,7 +261,7 @@ class SharedCredentialsProfile(ProfileDetector):
                 return x, far, c
         return None
 
-    def observe(self, e: EventRecord) -> list[Firing]:
+    def observe(self, e: EventRecord) -> list[AnomalyRecord]:
         # Only moves matter: a run of events from one place (and, when addresses count, one
         # address) is one entry, its latest event; so memory follows moves, not events.
         if self.max_addresses:

@@ -8,8 +8,9 @@ from typing import Any, Iterable
 
 from services.profiles.kinds.base import HistoryNeeds, ProfileDetector
 from services.profiles.kinds.params import Param, boolean, choices, positive_int, share, string_list
-from services.profiles.records import EventRecord, Firing, utc
+from services.profiles.records import EventRecord, utc
 from services.profiles.windows import BurstWindows, Entry, at_once
+from ueba.store.anomalies import AnomalyRecord
 
 # Entity type -> the events column it reads, and the dimension of its anomalies.
 ENTITIES: dict[str, tuple[str, str]] = {
@@ -88,7 +89,7 @@ class RareEventProfile(ProfileDetector):
             if ts > users.get(user, float("-inf")):
                 users[user] = ts
 
-    def observe(self, e: EventRecord) -> list[Firing]:
+    def observe(self, e: EventRecord) -> list[AnomalyRecord]:
         user, ts = e.user, e.ts
         first = self._user_first.get(user)
         if first is None or ts < first:

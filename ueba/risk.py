@@ -1,14 +1,11 @@
-"""User risk from open anomalies: total points and a bounded 0-100 risk.
+"""Risk of a user (or entity) from its open anomalies: total points and a 0-99 risk.
 
-Points are the plain sum of open anomaly scores. The bounded risk sorts the
-scores from highest down and divides each by its rank to the power 1.5, so the
-worst anomaly dominates and a pile of small ones cannot outweigh it: one
-anomaly of 95 gives 95; ten of 20 give 40. Only anomalies with status `new`
-inside the risk window count; reviewing one removes it.
+The formula and its reasons are in docs/architecture.md ("Risk").
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Iterable
@@ -17,7 +14,16 @@ from sqlalchemy import Connection, select
 
 from ueba.store.schema import anomalies
 
-RANK_EXPONENT = 1.5
+# Evidence of the k-th strongest finding counts 1/k^2: the worst finding sets
+# the level, further independent findings raise it, a pile of weak ones cannot.
+RANK_EXPONENT = 2.0
+# A finding's score read as a probability is neutral at this value: weaker
+# findings add nothing to a stronger one.
+NEUTRAL = 0.2
+# One finding alone reads as at most this probability, and no sum of them
+# reaches certainty: risk keeps ranking at the top of the scale.
+MAX_ONE = 0.97
+MAX_RISK = 99
 OPEN_STATUS = "new"
 LEVELS = ("low", "medium", "high", "critical")
 
@@ -38,10 +44,24 @@ def level_floor(level: str) -> int:
     return {"low": 0, "medium": 40, "high": 70, "critical": 90}[level]
 
 
+def _logit(p: float) -> float:
+    return math.log(p / (1.0 - p))
+
+
 def bounded_risk(scores: Iterable[int]) -> int:
-    ranked = sorted((s for s in scores if s > 0), reverse=True)
-    total = sum(s / (rank**RANK_EXPONENT) for rank, s in enumerate(ranked, start=1))
-    return min(100, round(total))
+    """0-99: the strongest score, raised by the log-odds each further score adds above NEUTRAL.
+
+    One finding of s gives s (at most 97); [70, 70] gives 80; [90, 70] 94;
+    any number of findings at or below 20 gives the strongest of them.
+    """
+    ranked = sorted((min(MAX_ONE, s / 100.0) for s in scores if s > 0), reverse=True)
+    if not ranked:
+        return 0
+    neutral = _logit(NEUTRAL)
+    log_odds = _logit(ranked[0])
+    for rank, p in enumerate(ranked[1:], start=2):
+        log_odds += max(0.0, _logit(p) - neutral) / rank**RANK_EXPONENT
+    return min(MAX_RISK, round(100.0 / (1.0 + math.exp(-log_odds))))
 
 
 def open_scores(

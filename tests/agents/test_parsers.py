@@ -270,6 +270,23 @@ def test_kerberos_ticket_encryption_service_and_failure_code():
     assert (preauth.attributes["kerberos.service"], preauth.attributes["kerberos.failure_code"]) == ("krbtgt/CORP.LOCAL", "0x18")
 
 
+def test_a_denied_share_access_is_a_failure_in_every_agent_shape():
+    data = {"SubjectUserName": "bob", "ShareName": "\\\\*\\C$", "RelativeTargetName": "x", "IpAddress": "10.0.0.4"}
+    beat = {"@timestamp": "2026-01-10T09:00:00Z", "winlog": {"event_id": 5145, "channel": "Security", "computer_name": "FS01",
+                                                               "keywords": ["Audit Failure"], "event_data": data}}
+    otel = {"event_id": {"id": 5145}, "channel": "Security", "computer": "FS01", "system_time": "2026-01-10T09:00:00Z",
+            "keywords": ["Audit Failure"], "event_data": data}
+    xml = ('<Event><System><EventID>5145</EventID><TimeCreated SystemTime="2026-01-10T09:00:00Z"/><Channel>Security</Channel>'
+           "<Computer>FS01</Computer><Keywords>0x8010000000000000</Keywords></System><EventData>"
+           + "".join(f'<Data Name="{k}">{v}</Data>' for k, v in data.items()) + "</EventData></Event>")
+    for record in (beat, otel, xml):
+        event = one("winevent", record)
+        assert (event.type, event.outcome, event.attributes["share.path"]) == (pb.EVENT_TYPE_SHARE_ACCESS, pb.OUTCOME_FAILURE, "x")
+    allowed = {**beat, "winlog": {**beat["winlog"], "keywords": ["Audit Success"]}}
+    assert one("winevent", allowed).outcome == pb.OUTCOME_SUCCESS
+    assert one("winevent", xml.replace("0x8010000000000000", "0x8020000000000000")).outcome == pb.OUTCOME_SUCCESS
+
+
 def test_share_access_and_process_creation():
     base = {"Channel": "Security", "Hostname": "FS01.corp.local", "RecordNumber": 9, "@timestamp": "2026-01-10T09:00:00Z",
             "SubjectUserName": "bob", "SubjectDomainName": "CORP", "IpAddress": "10.0.0.4"}

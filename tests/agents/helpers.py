@@ -34,8 +34,8 @@ def ingest_env(database_url: str, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def ingest_and_profiles(server_url: str, log_dir: Path) -> Iterator[tuple[str, str]]:
-    """A fresh database with an ingest and a profiles service on it: (database URL, ingest address)."""
+def ingest_and_profiles(server_url: str, log_dir: Path) -> Iterator[tuple[str, str, str]]:
+    """A fresh database with an ingest and a profiles service on it: (database URL, ingest address, profiles address)."""
     name, url = fresh_database(server_url)
     ingest = profiles = None
     try:
@@ -45,7 +45,7 @@ def ingest_and_profiles(server_url: str, log_dir: Path) -> Iterator[tuple[str, s
             {"DATABASE_URL": url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1", "UEBA_PROFILES_POLL_SECONDS": "0.2"},
             log_path=log_dir / "profiles.log",
         )
-        yield url, ingest.address
+        yield url, ingest.address, profiles.address
     finally:
         for service in (profiles, ingest):
             if service is not None:

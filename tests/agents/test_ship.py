@@ -219,7 +219,7 @@ def test_openssh_brute_force_raises_failed_login_anomalies(datasets, server_url,
     assert spraying == {"183.62.140.253", "187.141.143.180", "103.99.0.122"}
     assert heavy == spraying | {"112.95.230.3", "185.190.58.151", "5.188.10.180"}
 
-    with ingest_and_profiles(server_url, tmp_path) as (url, address):
+    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
         assert main(["ship", "--address", address, "--year", "2025", "--state-dir", str(tmp_path), "--no-progress", str(path)]) == 0
         capsys.readouterr()
         rows: list = []
@@ -249,13 +249,16 @@ def test_linux_failures_naming_no_account_raise_nothing_on_an_account(datasets, 
     no account are stored for their source, and no account called '' or 'unknown' exists anywhere."""
     from datetime import datetime, timezone
 
+    import grpc
+
     from services.scorer.runs import Scorer
     from services.scorer.settings import ScorerSettings
     from services.scorer.sink import AnomalySink
     from ueba.db import create_db_engine
+    from ueba.v1 import common_pb2, profiles_pb2, profiles_pb2_grpc
 
     path = datasets / "loghub" / "Linux_2k.log"
-    with ingest_and_profiles(server_url, tmp_path) as (url, address):
+    with ingest_and_profiles(server_url, tmp_path) as (url, address, profiles_address):
         assert main(["ship", "--address", address, "--year", "2025", "--state-dir", str(tmp_path), "--no-progress", str(path)]) == 0
         capsys.readouterr()
         with psycopg.connect(libpq_url(url), autocommit=True) as pg:
@@ -274,6 +277,16 @@ def test_linux_failures_naming_no_account_raise_nothing_on_an_account(datasets, 
             finally:
                 engine.dispose()
             assert pg.execute("SELECT count(*) FROM events WHERE user_name = ''").fetchone()[0] == 117 + 23 + 1
+            # A dry run over the past reads the same rows as the running evaluator: the named logons only.
+            with grpc.insecure_channel(profiles_address) as channel:
+                span = common_pb2.TimeRange()
+                span.start.FromDatetime(datetime(2025, 6, 1))
+                span.end.FromDatetime(datetime(2025, 8, 1))
+                preview = profiles_pb2_grpc.ProfileServiceStub(channel).PreviewProfile(profiles_pb2.PreviewProfileRequest(
+                    profile=profiles_pb2.Profile(name="brute force", kind=profiles_pb2.PROFILE_KIND_FAILED_LOGINS, risk_score=60),
+                    range=span))
+            assert preview.events_examined == 550 - 141 and preview.total_anomalies > 0
+            assert not {a.user for a in preview.anomalies} & {"", "unknown"}
             named = {
                 table: pg.execute(f"SELECT count(*) FILTER (WHERE user_name IN ('', 'unknown')), count(*) FROM {table}").fetchone()
                 for table in ("users", "anomalies", "user_risk", "user_hour_features", "entity_seen", "event_scores", "user_scores")

@@ -409,6 +409,9 @@ def test_cef_errors():
         parser_for("cef").parse("CEF:0|Acme|VPN|1.0")
     with pytest.raises(ParseError, match="user"):
         parser_for("cef").parse("CEF:0|Acme|VPN|1.0|1|login|5|rt=1767225600000 src=10.0.0.1")
+    # A failure that names no account but its source stands, for its source.
+    nameless = one("cef", "CEF:0|Acme|VPN|1.0|1|login|5|rt=1767225600000 src=10.0.0.1 shost=kiosk-2 outcome=failure")
+    assert (nameless.user, nameless.source_ip, nameless.source_host, nameless.outcome) == ("", "10.0.0.1", "kiosk-2", pb.OUTCOME_FAILURE)
 
 
 # -- Microsoft -------------------------------------------------------------------

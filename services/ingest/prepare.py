@@ -284,10 +284,9 @@ class EventPreparer:
             department = department or None
             when_us = seconds * 1_000_000 + micros
             sighting = users.get(user)
-            if not user:
-                pass  # a failure naming no account is its source's; there is no account to record
-            elif sighting is None:
-                users[user] = [when_us, when_us, department]
+            if sighting is None:
+                if user:  # a failure that names no account is its source's: no account to record
+                    users[user] = [when_us, when_us, department]
             else:
                 if when_us < sighting[0]:
                     sighting[0] = when_us

@@ -306,7 +306,7 @@ def parse_message(
         event.outcome = attempt.outcome
         if attempt.source:
             set_source(event, attempt.source)
-        elif not attempt.user and host:
+        elif not attempt.user and attempt.outcome == FAILURE and host:
             # A failure at the machine itself (gdm's console, `rhost=` empty) that names no
             # account: its source is the machine, as Windows names the workstation.
             event.source_host = host.lower()

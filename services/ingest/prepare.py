@@ -23,6 +23,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Callable, Sequence
 
 from services.ingest.normalise import NO_GEO, AddressBook
+from ueba.parsers.base import names_its_source
 from ueba.v1 import common_pb2, ingest_pb2
 
 # Column order of every row this module produces (and of the COPY statement).
@@ -190,8 +191,8 @@ class EventPreparer:
                     _check_strings(strings, max_len)
 
                 user = canonical_user(raw_user)
-                if not user:
-                    raise _Rejected("user", "missing" if not raw_user.strip() else "no account name left after removing the domain")  # fmt: skip
+                if not user and not names_its_source(ev):
+                    raise _Rejected("user", _NO_ACCOUNT if not raw_user.strip() else "no account name left after removing the domain")  # fmt: skip
 
                 ts = ev.time
                 seconds = ts.seconds
@@ -284,7 +285,8 @@ class EventPreparer:
             when_us = seconds * 1_000_000 + micros
             sighting = users.get(user)
             if sighting is None:
-                users[user] = [when_us, when_us, department]
+                if user:  # a failure that names no account is its source's: no account to record
+                    users[user] = [when_us, when_us, department]
             else:
                 if when_us < sighting[0]:
                     sighting[0] = when_us
@@ -304,6 +306,9 @@ class EventPreparer:
 
         batch.days = {_day(n) for n in day_numbers}
         return batch
+
+
+_NO_ACCOUNT = "missing (only a failure with a source_ip or source_host may name no account)"
 
 
 class _Rejected(Exception):

@@ -225,6 +225,8 @@ class ProfileEvaluator(BackgroundWorker):
             detectors_of[d.spec.tenant].append(d)
         firings: list[AnomalyRecord] = []
         for e in batch:
+            if not e.user:
+                continue  # a failure naming no account is about its source: no account's detector takes it
             key = (e.tenant, e.event_type)
             route = routes.get(key)
             if route is None:

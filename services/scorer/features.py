@@ -5,7 +5,8 @@ and processes exactly the events visible now but not in the snapshot the
 previous successful run recorded, so an event that commits late, out of txid
 order, is neither skipped nor counted twice. entity_seen is updated from those
 events; every user-hour they touch is recomputed whole from `events`, which
-makes re-aggregating an hour harmless.
+makes re-aggregating an hour harmless. Events with an empty user_name (failures
+that name no account, kept for their source) belong to no user and are left out.
 
 Aggregation covers every user of the tenant (whichever replica runs it): the
 baselines of every bucket's scoring read these rows, so they must not depend on
@@ -57,7 +58,7 @@ def refresh(conn: Connection, tenant: str, previous_snapshot: str | None) -> Fea
         text(
             f"""CREATE TEMP TABLE scorer_dirty ON COMMIT DROP AS
             SELECT DISTINCT e.user_name, date_trunc('hour', e.time) AS hour
-            FROM events e WHERE e.tenant = :tenant AND {new}"""
+            FROM events e WHERE e.tenant = :tenant AND {new} AND e.user_name <> ''"""
         ),
         params,
     )
@@ -72,7 +73,7 @@ def refresh(conn: Connection, tenant: str, previous_snapshot: str | None) -> Fea
         text(
             """INSERT INTO scorer_dirty
             SELECT DISTINCT e.user_name, date_trunc('hour', e.time) FROM events e
-            WHERE e.tenant = :tenant AND e.outcome = 'failure' AND e.time >= :lo AND e.time < :hi
+            WHERE e.tenant = :tenant AND e.outcome = 'failure' AND e.time >= :lo AND e.time < :hi AND e.user_name <> ''
               AND date_trunc('hour', e.time) IN (SELECT DISTINCT hour FROM scorer_dirty)
             EXCEPT SELECT user_name, hour FROM scorer_dirty"""
         ),
@@ -131,7 +132,7 @@ def _update_entity_seen(conn: Connection, new: str, params: dict) -> int:
                 ('application', nullif(e.application, '')),
                 ('event_type', e.event_type)
             ) AS v(entity_type, entity)
-            WHERE e.tenant = :tenant AND {new} AND v.entity IS NOT NULL
+            WHERE e.tenant = :tenant AND {new} AND v.entity IS NOT NULL AND e.user_name <> ''
             GROUP BY e.user_name, v.entity_type, v.entity"""
         ),
         params,
@@ -209,7 +210,7 @@ def _stage_events(conn: Connection, tenant: str, lo: datetime, hi: datetime) -> 
             SELECT coalesce(nullif(e.source_host, ''), host(e.source_ip)) AS origin, date_trunc('hour', e.time) AS hour,
                    count(DISTINCT e.user_name) AS failing_accounts
             FROM events e
-            WHERE e.tenant = :tenant AND e.outcome = 'failure' AND e.time >= :lo AND e.time < :hi
+            WHERE e.tenant = :tenant AND e.outcome = 'failure' AND e.time >= :lo AND e.time < :hi AND e.user_name <> ''
               AND date_trunc('hour', e.time) IN (SELECT DISTINCT hour FROM scorer_dirty)
             GROUP BY 1, 2"""
         ),

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
 from bench.databases import drop_database, new_database
+from ueba.launcher import start_service
 from ueba.store.migrate import upgrade
 
-__all__ = ["drop_database", "fresh_database", "ingest_env"]
+__all__ = ["drop_database", "fresh_database", "ingest_and_profiles", "ingest_env"]
 
 
 def fresh_database(server_url: str) -> tuple[str, str]:
@@ -26,3 +31,23 @@ def ingest_env(database_url: str, **extra: str) -> dict[str, str]:
         "UEBA_RETENTION_DAYS": "0",
         **extra,
     }
+
+
+@contextmanager
+def ingest_and_profiles(server_url: str, log_dir: Path) -> Iterator[tuple[str, str, str]]:
+    """A fresh database with an ingest and a profiles service on it: (database URL, ingest address, profiles address)."""
+    name, url = fresh_database(server_url)
+    ingest = profiles = None
+    try:
+        ingest = start_service("ingest", ingest_env(url), log_path=log_dir / "ingest.log")
+        profiles = start_service(
+            "profiles",
+            {"DATABASE_URL": url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1", "UEBA_PROFILES_POLL_SECONDS": "0.2"},
+            log_path=log_dir / "profiles.log",
+        )
+        yield url, ingest.address, profiles.address
+    finally:
+        for service in (profiles, ingest):
+            if service is not None:
+                service.stop()
+        drop_database(server_url, name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import zipfile
 from collections import Counter
 from datetime import datetime, timezone
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.datasets
 LOGON, LOGOFF, PRIV = pb.EVENT_TYPE_LOGON, pb.EVENT_TYPE_LOGOFF, pb.EVENT_TYPE_PRIVILEGE_USE
 OK, FAIL = pb.OUTCOME_SUCCESS, pb.OUTCOME_FAILURE
 NOW = datetime(2026, 11, 22, tzinfo=timezone.utc)
-WIN_IDS = (4624, 4625, 4634, 4647, 4648, 4672, 4768, 4769, 4771, 4776)
+WIN_IDS = (4624, 4625, 4634, 4647, 4648, 4672, 4688, 4768, 4769, 4771, 4776, 5140, 5145)
 
 
 def tally(events) -> Counter:
@@ -56,8 +57,25 @@ def test_openssh_log(datasets):
     failures = [e for e in report.events if e.outcome == FAIL]
     assert sum(1 for e in failures if e.failure_reason == "unknown_user") == 139  # grep -c "Failed .* for invalid user"
     assert Counter(e.source_ip for e in failures).most_common(1) == [("183.62.140.253", 286)]  # grep -c "Failed.*183.62.140.253"
+    assert all(e.user for e in report.events)  # every sshd line names the account tried
     # The year is unknown: the current one, rolled back because 10 December lies ahead of NOW.
     assert {e.time.ToDatetime().year for e in report.events} == {2025}
+
+
+def test_openssh_every_failed_attempt_keeps_its_source_address(datasets):
+    """The true attempt count per address, from the events alone, equals the file's own."""
+    path = datasets / "loghub" / "OpenSSH_2k.log"
+    failed = re.compile(r"sshd\[\d+\]: (?:message repeated (\d+) times: \[ )?Failed \S+ for .*? from (\S+) port \d+")
+    per_address: Counter = Counter()
+    for line in path.read_text().splitlines():
+        m = failed.search(line)
+        if m:
+            per_address[m.group(2)] += int(m.group(1) or 1)
+    report = read_file(path, options=ParseOptions(now=NOW))
+    from_events = Counter(e.source_ip for e in report.events if e.outcome == FAIL)
+    print(f"\nfailed attempts per address: {from_events.most_common(6)}")
+    assert from_events == per_address and sum(per_address.values()) == 532 and len(per_address) == len(from_events)
+    assert from_events["183.62.140.253"] == 286 and from_events["112.95.230.3"] == per_address["112.95.230.3"] > 0
 
 
 def test_openssh_log_corroborating_records(datasets):
@@ -89,11 +107,19 @@ def test_linux_log(datasets):
         ("gdm", LOGON, FAIL): 1,  # gdm(pam_unix) authentication failure, rhost empty
     }
     ssh_failures = [e for e in report.events if e.application == "sshd" and e.outcome == FAIL]
-    assert sum(1 for e in ssh_failures if canonical_user(e.user) != "unknown") == 372  # ... | grep -c " user="
+    assert sum(1 for e in ssh_failures if e.user) == 372  # ... | grep -c " user="
+    # Failures that name no account keep their source and name no account: none is called "unknown".
+    nameless = [e for e in report.events if not e.user]
+    assert len(nameless) == (489 - 372) + 23 + 1  # sshd without user=, klogind, gdm
+    assert all(e.outcome == FAIL and (e.source_ip or e.source_host) for e in nameless)
+    assert not any(canonical_user(e.user) == "unknown" or e.attributes.get("user_known") for e in report.events)
+    assert {e.source_ip for e in nameless if e.application == "klogind"} == {"163.27.187.39"}
+    assert [e.source_host for e in nameless if e.application == "gdm"] == ["combo"]  # the console: the machine itself
     # rhost is an address or a DNS name; names go to source_host.
     named = [e for e in ssh_failures if e.source_host]
     assert len(named) + sum(1 for e in ssh_failures if e.source_ip) == 489
     assert len(named) == 189  # grep "sshd(pam_unix).*rhost=" | grep -vcE "rhost=[0-9.]+ "
+    assert Counter(e.source_host for e in named)["n219076184117.netvigator.com"] == 23  # grep -c "rhost=n219076184117.netvigator.com"
     assert all(e.destination_host == "combo" for e in report.events)
 
 
@@ -110,20 +136,60 @@ def test_otrf_windows_events(datasets):
     raw = [r for r in _raw_windows_records(path) if r.get("Channel") == "Security" and r.get("EventID") in WIN_IDS]
     assert report.format == "winevent" and report.counts.unparseable == 0
     assert Counter(int(e.action) for e in report.events) == Counter(r["EventID"] for r in raw)
-    assert Counter(int(e.action) for e in report.events) == {4624: 49, 4625: 7, 4634: 31, 4672: 43, 4769: 17, 4776: 7}
+    assert Counter(int(e.action) for e in report.events) == {
+        4624: 49, 4625: 7, 4634: 31, 4672: 43, 4688: 24, 4769: 17, 4776: 7, 5140: 3, 5145: 3}
     assert all(canonical_user(e.user) and e.destination_host for e in report.events)
     machine = [e for e in report.events if e.attributes.get("account_kind") == "machine"]
-    raw_machine = [r for r in raw if (r.get("TargetUserName") or r.get("SubjectUserName", "")).split("@")[0].endswith("$")]
-    assert len(machine) == len(raw_machine) == 66 and all(canonical_user(e.user).endswith("$") for e in machine)
+
+    def acting(r) -> str:  # the account an event is charged to, read from the raw record
+        target = r.get("TargetUserName")
+        if r["EventID"] in (4672, 5140, 5145) or (r["EventID"] == 4688 and target in (None, "-")):
+            return r["SubjectUserName"]
+        return target
+
+    raw_machine = [r for r in raw if acting(r).split("@")[0].endswith("$")]
+    assert len(machine) == len(raw_machine) == 80 and all(canonical_user(e.user).endswith("$") for e in machine)
     failures = [e for e in report.events if e.outcome == FAIL]
     # The lab's spray: 7 accounts tried from WORKSTATION5, each a 4625 with 0xC000006A and a 4776.
     assert len(failures) == 14 and {e.failure_reason for e in failures} == {"bad_password"}
     assert {canonical_user(e.user) for e in failures} == {"lrodriguez", "mscott", "nxlogsvc", "pbeesly", "pgustavo", "sbeavers", "sysmonsvc"}
     assert all(e.source_host == "workstation5" for e in failures)
+    # The actor of the spray beside each tried account: pgustavo running PurpleSharp.exe.
+    spray = [e for e in failures if e.action == "4625"]
+    assert len(spray) == 7 and all(e.logon_type == 2 and e.attributes["logon.type"] == "interactive" for e in spray)
+    assert {(e.attributes["actor.user"], e.attributes["actor.domain"], e.attributes["process.name"]) for e in spray} == {
+        ("pgustavo", "THESHIRE", "PurpleSharp.exe")}
+    assert {e.attributes["process.executable"] for e in spray} == {"C:\\Users\\pgustavo\\Downloads\\PurpleSharp.exe"}
     networked = [e for e in report.events if e.action == "4624" and e.source_ip]
     assert len(networked) == sum(1 for r in raw if r["EventID"] == 4624 and r.get("IpAddress") not in (None, "-"))
+    # Kerberos service tickets: the service, its encryption (RC4 for the five service accounts the
+    # playbook Kerberoasts), the KDC; the requester's address.
+    tickets = [e for e in report.events if e.action == "4769"]
+    raw_tickets = [r for r in raw if r["EventID"] == 4769]
+    assert all(e.type == pb.EVENT_TYPE_SERVICE_TICKET and e.outcome == OK and e.attributes["kerberos.kdc"] == "mordordc.theshire.local" for e in tickets)
+    assert Counter((e.attributes["kerberos.service"], e.attributes["kerberos.encryption"]) for e in tickets) == Counter(
+        (r["ServiceName"], {"0x12": "aes256-cts-hmac-sha1-96", "0x17": "rc4-hmac"}[r["TicketEncryptionType"]]) for r in raw_tickets)
+    assert {e.attributes["kerberos.service"] for e in tickets if e.attributes["kerberos.encryption"] == "rc4-hmac"} == {
+        "sysmonsvc", "nxlogsvc", "defensesvc", "otrsvc", "mordorsvc"}
+    assert all(e.source_ip == "172.18.39.5" for e in tickets if canonical_user(e.user) == "pgustavo")
+    # Share access from pgustavo's workstation to each target: the share and the named pipe in it.
+    shares = [e for e in report.events if e.action in ("5140", "5145")]
+    assert all(e.type == pb.EVENT_TYPE_SHARE_ACCESS and canonical_user(e.user) == "pgustavo" and e.source_ip == "172.18.39.5" for e in shares)
+    assert Counter((e.action, e.destination_host, e.attributes["share.name"], e.attributes.get("share.path")) for e in shares) == {
+        (action, host, "\\\\*\\IPC$", path): 1
+        for host in ("mordordc.theshire.local", "workstation6.theshire.local", "workstation7.theshire.local")
+        for action, path in (("5140", None), ("5145", "srvsvc"))}
+    # Process creation: the playbook itself, and the remote PowerShell hosts run for pgustavo.
+    started = [e for e in report.events if e.action == "4688"]
+    assert all(e.type == pb.EVENT_TYPE_PROCESS_START and e.attributes["process.executable"] == e.object for e in started)
+    [playbook] = [e for e in started if e.attributes["process.name"] == "PurpleSharp.exe"]
+    assert canonical_user(playbook.user) == "pgustavo" and playbook.attributes["process.parent.name"] == "cmd.exe"
+    assert playbook.attributes["process.command_line"].startswith("PurpleSharp.exe  /t T1110.003,T1558.003")
+    remote = [e for e in started if e.attributes["process.name"] == "wsmprovhost.exe"]
+    assert len(remote) == 3 and all(canonical_user(e.user) == "pgustavo" and e.attributes["actor.user"].endswith("$") for e in remote)
     # NXLog's EventTime is local (UTC-4 here); events land on the UTC clock of @timestamp.
-    assert min(e.time.ToDatetime() for e in report.events) == datetime(2020, 10, 22, 8, 29, 53)
+    # The first is PurpleSharp.exe's start, a second before its spray.
+    assert min(e.time.ToDatetime() for e in report.events) == playbook.time.ToDatetime() == datetime(2020, 10, 22, 8, 29, 52)
 
 
 def test_m365_unified_audit_log(datasets):

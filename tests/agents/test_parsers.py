@@ -89,9 +89,24 @@ def test_ecs_event_types(fields, expected):
         assert event.bytes == 2048
 
 
+def test_ecs_source_address_host_name_is_kept_beside_source_ip():
+    record = {"@timestamp": "2026-02-03T04:05:06Z", "user.name": "bob", "event.action": "user_login",
+              "source": {"ip": "203.0.113.9", "address": "VPN-Client-7.corp.example"}, "destination": {"address": "10.0.0.5"}}
+    event = one("ecs", record)
+    assert (event.source_ip, event.source_host, event.destination_ip) == ("203.0.113.9", "vpn-client-7.corp.example", "10.0.0.5")
+    domain = one("ecs", {**record, "source": {"address": "203.0.113.9", "domain": "gw.example"}})
+    assert (domain.source_ip, domain.source_host) == ("203.0.113.9", "gw.example")
+    name_only = one("ecs", {**record, "source": {"address": "laptop-3"}})
+    assert (name_only.source_ip, name_only.source_host) == ("", "laptop-3")
+
+
 def test_ecs_without_user_or_action_is_an_error_with_a_reason():
     with pytest.raises(ParseError, match="user"):
         parser_for("ecs").parse('{"@timestamp": "2026-02-03T04:05:06Z", "event.action": "login"}')
+    with pytest.raises(ParseError, match="user"):  # a success must name its account
+        parser_for("ecs").parse('{"@timestamp": "2026-02-03T04:05:06Z", "event.action": "login", "source.ip": "192.0.2.1"}')
+    nameless = one("ecs", {"@timestamp": "2026-02-03T04:05:06Z", "event.action": "login", "event.outcome": "failure", "source.ip": "192.0.2.1"})
+    assert (nameless.user, nameless.source_ip, nameless.outcome) == ("", "192.0.2.1", pb.OUTCOME_FAILURE)
     with pytest.raises(ParseError, match="what happened"):
         parser_for("ecs").parse('{"@timestamp": "2026-02-03T04:05:06Z", "user.name": "bob"}')
     with pytest.raises(ParseError, match="not JSON"):
@@ -133,7 +148,7 @@ def test_nxlog_4625_failure_reason_from_sub_status_and_local_time_offset():
     event = one("winevent", NXLOG_4625)
     assert (canonical_user(event.user), event.type, event.outcome) == ("lrodriguez", pb.EVENT_TYPE_LOGON, pb.OUTCOME_FAILURE)
     assert event.failure_reason == "bad_password"  # 0xC000006D says "bad name or password"; 0xC000006A says which
-    assert event.logon_type == 2 and event.attributes["logon_type_name"] == "interactive"
+    assert event.logon_type == 2 and event.attributes["logon.type"] == "interactive"
     assert event.source_host == "ws5" and event.destination_host == "ws5.corp.local" and not event.source_ip
     # EventTime is the agent's local time; @timestamp - EventReceivedTime gives its offset (-4h).
     assert ts(event) == datetime(2020, 10, 22, 8, 29, 53, tzinfo=timezone.utc)
@@ -183,8 +198,8 @@ def test_event_xml_as_forwarded_or_sent_raw_by_the_collector():
         (4648, {"SubjectUserName": "bob", "TargetUserName": "admin", "TargetServerName": "FS01"}, pb.EVENT_TYPE_HOST_ACCESS, pb.OUTCOME_SUCCESS),
         (4672, {"SubjectUserName": "bob", "PrivilegeList": "SeDebugPrivilege\r\n\t\tSeBackupPrivilege"}, pb.EVENT_TYPE_PRIVILEGE_USE, pb.OUTCOME_SUCCESS),
         (4768, {"TargetUserName": "bob", "Status": "0x6", "IpAddress": "10.0.0.1"}, pb.EVENT_TYPE_LOGON, pb.OUTCOME_FAILURE),
-        (4769, {"TargetUserName": "bob@CORP.LOCAL", "ServiceName": "FS01$", "Status": "0x0"}, pb.EVENT_TYPE_HOST_ACCESS, pb.OUTCOME_SUCCESS),
-        (4769, {"TargetUserName": "bob@CORP.LOCAL", "ServiceName": "MSSQLSvc", "Status": "0x0"}, pb.EVENT_TYPE_APP_ACCESS, pb.OUTCOME_SUCCESS),
+        (4769, {"TargetUserName": "bob@CORP.LOCAL", "ServiceName": "FS01$", "Status": "0x0"}, pb.EVENT_TYPE_SERVICE_TICKET, pb.OUTCOME_SUCCESS),
+        (4769, {"TargetUserName": "bob@CORP.LOCAL", "ServiceName": "MSSQLSvc", "Status": "0x0"}, pb.EVENT_TYPE_SERVICE_TICKET, pb.OUTCOME_SUCCESS),
         (4776, {"TargetUserName": "bob", "Workstation": "WS1", "Status": "0xc0000064"}, pb.EVENT_TYPE_LOGON, pb.OUTCOME_FAILURE),
     ],
 )
@@ -194,7 +209,10 @@ def test_security_event_ids(event_id, data, kind, outcome):
     assert (event.type, event.outcome, canonical_user(event.user)) == (kind, outcome, "admin" if event_id == 4648 else "bob")
     assert event.action == str(event_id)
     if event_id == 4648:
-        assert event.destination_host == "fs01" and event.attributes["subject_user"] == "bob"
+        assert event.destination_host == "fs01" and event.attributes["actor.user"] == "bob"
+    if event_id == 4769:
+        assert event.object == event.attributes["kerberos.service"] == data["ServiceName"]
+        assert event.destination_host == ("fs01" if data["ServiceName"] == "FS01$" else "dc01")
     if event_id == 4776:
         assert event.failure_reason == "unknown_user" and event.source_host == "ws1"
 
@@ -206,6 +224,87 @@ def test_other_windows_events_are_not_account_activity_and_junk_is_an_error():
         parser_for("winevent").parse({"hello": 1})
     with pytest.raises(ParseError, match="names no account"):
         parser_for("winevent").parse({"EventID": 4624, "Channel": "Security", "@timestamp": "2026-01-10T09:00:00Z", "TargetUserName": "-"})
+    # A failure that names no account but its source is kept, about that source.
+    with pytest.raises(ParseError, match="names no account"):
+        parser_for("winevent").parse({**NXLOG_4625, "TargetUserName": "-", "WorkstationName": "-"})
+    nameless = one("winevent", {**NXLOG_4625, "TargetUserName": "-", "IpAddress": "192.0.2.7"})
+    assert (nameless.user, nameless.source_ip, nameless.source_host, nameless.outcome) == ("", "192.0.2.7", "ws5", pb.OUTCOME_FAILURE)
+
+
+@pytest.mark.parametrize(
+    "value,number,name",
+    [("3", 3, "network"), (10, 10, "remote_interactive"), ("Network", 3, "network"), ("RemoteInteractive", 10, "remote_interactive"),
+     ("CachedInteractive", 11, "cached_interactive"), ("NetworkCleartext", 8, "network_cleartext"), ("new_credentials", 9, "new_credentials")],
+)
+def test_logon_types_as_numbers_or_winlogbeat_words(value, number, name):
+    beat = {**WINLOGBEAT_4624, "winlog": {**WINLOGBEAT_4624["winlog"], "logon": {"type": value}}}
+    beat["winlog"]["event_data"] = {k: v for k, v in beat["winlog"]["event_data"].items() if k != "LogonType"}
+    ecs = {"@timestamp": "2026-01-10T09:00:00Z", "user.name": "bob", "event.action": "logged-in", "winlog.logon.type": value}
+    for event in (one("winevent", beat), one("ecs", ecs), one("winevent", {**NXLOG_4625, "LogonType": value})):
+        assert (event.logon_type, event.attributes["logon.type"]) == (number, name)
+
+
+def test_windows_actor_process_and_domain_beside_the_target_account():
+    event = one("winevent", {**NXLOG_4625, "SubjectUserName": "pgustavo", "SubjectDomainName": "THESHIRE",
+                             "ProcessName": "C:\\Users\\pgustavo\\Downloads\\PurpleSharp.exe"})
+    assert canonical_user(event.user) == "lrodriguez" and event.attributes["domain"] == "CORP"
+    assert (event.attributes["actor.user"], event.attributes["actor.domain"]) == ("pgustavo", "THESHIRE")
+    assert event.attributes["process.name"] == "PurpleSharp.exe"
+    assert event.attributes["process.executable"] == "C:\\Users\\pgustavo\\Downloads\\PurpleSharp.exe"
+    # A logon whose subject is '-' has no actor.
+    assert "actor.user" not in one("winevent", {**NXLOG_4625, "SubjectUserName": "-"}).attributes
+
+
+def test_kerberos_ticket_encryption_service_and_failure_code():
+    base = {"Channel": "Security", "Hostname": "DC01.corp.local", "RecordNumber": 5, "@timestamp": "2026-01-10T09:00:00Z",
+            "TargetUserName": "bob@CORP.LOCAL", "IpAddress": "::ffff:10.0.0.4"}
+    roast = one("winevent", {**base, "EventID": 4769, "ServiceName": "sqlsvc", "TicketEncryptionType": "0x17", "Status": "0x0"})
+    assert roast.type == pb.EVENT_TYPE_SERVICE_TICKET and roast.outcome == pb.OUTCOME_SUCCESS
+    assert {k: roast.attributes[k] for k in ("kerberos.service", "kerberos.encryption", "kerberos.kdc")} == {
+        "kerberos.service": "sqlsvc", "kerberos.encryption": "rc4-hmac", "kerberos.kdc": "dc01.corp.local"}
+    assert "kerberos.failure_code" not in roast.attributes and roast.source_ip == "10.0.0.4"
+    tgt = one("winevent", {**base, "EventID": 4768, "ServiceName": "krbtgt", "TicketEncryptionType": "0xffffffff", "Status": "0x12"})
+    assert (tgt.type, tgt.outcome, tgt.failure_reason) == (pb.EVENT_TYPE_LOGON, pb.OUTCOME_FAILURE, "account_disabled_or_locked")
+    assert tgt.attributes["kerberos.failure_code"] == "0x12" and "kerberos.encryption" not in tgt.attributes
+    preauth = one("winevent", {**base, "EventID": 4771, "ServiceName": "krbtgt/CORP.LOCAL", "Status": "0x18"})
+    assert (preauth.attributes["kerberos.service"], preauth.attributes["kerberos.failure_code"]) == ("krbtgt/CORP.LOCAL", "0x18")
+
+
+def test_a_denied_share_access_is_a_failure_in_every_agent_shape():
+    data = {"SubjectUserName": "bob", "ShareName": "\\\\*\\C$", "RelativeTargetName": "x", "IpAddress": "10.0.0.4"}
+    beat = {"@timestamp": "2026-01-10T09:00:00Z", "winlog": {"event_id": 5145, "channel": "Security", "computer_name": "FS01",
+                                                               "keywords": ["Audit Failure"], "event_data": data}}
+    otel = {"event_id": {"id": 5145}, "channel": "Security", "computer": "FS01", "system_time": "2026-01-10T09:00:00Z",
+            "keywords": ["Audit Failure"], "event_data": data}
+    xml = ('<Event><System><EventID>5145</EventID><TimeCreated SystemTime="2026-01-10T09:00:00Z"/><Channel>Security</Channel>'
+           "<Computer>FS01</Computer><Keywords>0x8010000000000000</Keywords></System><EventData>"
+           + "".join(f'<Data Name="{k}">{v}</Data>' for k, v in data.items()) + "</EventData></Event>")
+    for record in (beat, otel, xml):
+        event = one("winevent", record)
+        assert (event.type, event.outcome, event.attributes["share.path"]) == (pb.EVENT_TYPE_SHARE_ACCESS, pb.OUTCOME_FAILURE, "x")
+    allowed = {**beat, "winlog": {**beat["winlog"], "keywords": ["Audit Success"]}}
+    assert one("winevent", allowed).outcome == pb.OUTCOME_SUCCESS
+    assert one("winevent", xml.replace("0x8010000000000000", "0x8020000000000000")).outcome == pb.OUTCOME_SUCCESS
+
+
+def test_share_access_and_process_creation():
+    base = {"Channel": "Security", "Hostname": "FS01.corp.local", "RecordNumber": 9, "@timestamp": "2026-01-10T09:00:00Z",
+            "SubjectUserName": "bob", "SubjectDomainName": "CORP", "IpAddress": "10.0.0.4"}
+    share = one("winevent", {**base, "EventID": 5145, "ShareName": "\\\\*\\Finance", "RelativeTargetName": "q3\\plan.xlsx",
+                             "ShareLocalPath": "\\??\\D:\\Finance", "EventType": "AUDIT_FAILURE"})
+    assert (share.type, share.outcome, canonical_user(share.user), share.source_ip) == (pb.EVENT_TYPE_SHARE_ACCESS, pb.OUTCOME_FAILURE, "bob", "10.0.0.4")
+    assert (share.attributes["share.name"], share.attributes["share.path"]) == ("\\\\*\\Finance", "q3\\plan.xlsx")
+    assert share.object == "\\\\*\\Finance\\q3\\plan.xlsx" and share.attributes["share.local_path"] == "\\??\\D:\\Finance"
+    opened = one("winevent", {**base, "EventID": 5140, "ShareName": "\\\\*\\IPC$"})
+    assert opened.outcome == pb.OUTCOME_SUCCESS and "share.path" not in opened.attributes and opened.object == "\\\\*\\IPC$"
+    started = one("winevent", {**base, "EventID": 4688, "TargetUserName": "-", "NewProcessName": "C:\\Windows\\System32\\cmd.exe",
+                               "ParentProcessName": "C:\\Windows\\explorer.exe", "CommandLine": "cmd.exe /c whoami"})
+    assert (started.type, canonical_user(started.user), started.object) == (pb.EVENT_TYPE_PROCESS_START, "bob", "C:\\Windows\\System32\\cmd.exe")
+    assert (started.attributes["process.name"], started.attributes["process.parent.name"]) == ("cmd.exe", "explorer.exe")
+    assert started.attributes["process.command_line"] == "cmd.exe /c whoami" and "actor.user" not in started.attributes
+    # Run as another account: that account's process, its creator the actor.
+    remote = one("winevent", {**base, "EventID": 4688, "SubjectUserName": "FS01$", "TargetUserName": "alice", "NewProcessName": "C:\\w\\wsmprovhost.exe"})
+    assert (canonical_user(remote.user), remote.attributes["actor.user"]) == ("alice", "fs01$")
 
 
 # -- syslog ----------------------------------------------------------------------
@@ -242,8 +341,12 @@ def test_pam_rhost_host_name_goes_to_source_host_and_legacy_tag_is_an_event():
     )
     assert event.source_host == "220-135-151-1.hinet-ip.hinet.net" and not event.source_ip
     assert (canonical_user(event.user), event.outcome) == ("root", pb.OUTCOME_FAILURE)
+    # A failure naming no account keeps its source and names no account (none called "unknown").
     [anon] = p.parse("Jan 14 15:16:01 combo sshd(pam_unix)[19939]: authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=218.188.2.4 ")
-    assert canonical_user(anon.user) == "unknown" and anon.source_ip == "218.188.2.4" and anon.failure_reason == "unknown_user"
+    assert (anon.user, anon.source_ip, anon.failure_reason) == ("", "218.188.2.4", "unknown_user") and not anon.attributes.get("user_known")
+    # At the console (`rhost=` empty) the source is the machine itself.
+    [console] = p.parse("Jul 11 11:33:13 combo gdm(pam_unix)[2803]: authentication failure; logname= uid=0 euid=0 tty=:0 ruser= rhost= ")
+    assert (console.user, console.source_host, console.source_ip) == ("", "combo", "")
     # The modern in-process form repeats sshd's own line.
     assert p.parse("Jan 10 06:55:46 LabSZ sshd[24200]: pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=1.2.3.4  user=root") == []
 
@@ -306,6 +409,9 @@ def test_cef_errors():
         parser_for("cef").parse("CEF:0|Acme|VPN|1.0")
     with pytest.raises(ParseError, match="user"):
         parser_for("cef").parse("CEF:0|Acme|VPN|1.0|1|login|5|rt=1767225600000 src=10.0.0.1")
+    # A failure that names no account but its source stands, for its source.
+    nameless = one("cef", "CEF:0|Acme|VPN|1.0|1|login|5|rt=1767225600000 src=10.0.0.1 shost=kiosk-2 outcome=failure")
+    assert (nameless.user, nameless.source_ip, nameless.source_host, nameless.outcome) == ("", "10.0.0.1", "kiosk-2", pb.OUTCOME_FAILURE)
 
 
 # -- Microsoft -------------------------------------------------------------------

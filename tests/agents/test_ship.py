@@ -13,12 +13,11 @@ from ueba.cli.main import main
 from ueba.cli.ship import ShipState, format_summary, ship_files, state_path
 from ueba.client.ingest import SendTotals
 from ueba.db import libpq_url
-from ueba.launcher import start_service
 from ueba.parsers import ParseOptions
 from ueba.parsers.files import read_file
 from ueba.v1 import ingest_pb2
 
-from .helpers import drop_database, fresh_database, ingest_env
+from .helpers import ingest_and_profiles
 
 LINES = [f"Feb 10 06:{m:02d}:{s:02d} bastion sshd[{m}{s}]: Failed password for u{m} from 10.0.{m}.{s} port 22 ssh2" for m in range(10) for s in range(0, 60, 6)]
 
@@ -133,13 +132,28 @@ def test_ship_datasets_to_running_ingest(datasets, ingest_service, agents_pg, tm
     out = capsys.readouterr().out
     print(out)
     expected = {e.event_id for name in files for e in read_file(name).events}
-    assert len(expected) == 1440 - 7  # 1440 parsed; the M365 reporting export repeats 7 records
-    assert "sent 1440, accepted 1433, duplicates 7, rejected 0" in out
+    assert len(expected) == 1470 - 7  # 1470 parsed; the M365 reporting export repeats 7 records
+    assert "sent 1470, accepted 1463, duplicates 7, rejected 0" in out
     assert _stored(agents_pg, expected) == len(expected)
     by_producer = dict(agents_pg.execute(
         "SELECT producer, count(*) FROM events WHERE event_id = ANY(%s) GROUP BY producer", (list(expected),)
     ).fetchall())
-    assert by_producer == {"sshd": 534 + 561, "su": 86, "klogind": 23, "login": 2, "gdm": 1, "winevent": 154, "m365": 16, "entra": 56}
+    assert by_producer == {"sshd": 534 + 561, "su": 86, "klogind": 23, "login": 2, "gdm": 1, "winevent": 184, "m365": 16, "entra": 56}
+    # Failures that name no account (Linux PAM without user=, klogind, gdm) are stored for their
+    # source with an empty user_name; no account is made of them, '' or 'unknown'.
+    nameless = agents_pg.execute(
+        "SELECT producer, count(*), count(*) FILTER (WHERE source_ip IS NOT NULL OR source_host IS NOT NULL)"
+        " FROM events WHERE event_id = ANY(%s) AND user_name = '' GROUP BY producer", (list(expected),)
+    ).fetchall()
+    assert sorted(nameless) == [("gdm", 1, 1), ("klogind", 23, 23), ("sshd", 117, 117)]
+    assert agents_pg.execute("SELECT count(*) FROM users WHERE user_name IN ('', 'unknown')").fetchone()[0] == 0
+    # What the Windows parser keeps arrives in the store: the actor, Kerberos and share fields.
+    stored = dict(agents_pg.execute(
+        "SELECT action || ' ' || event_type, count(*) FROM events WHERE event_id = ANY(%s) AND producer = 'winevent'"
+        " AND (attributes ? 'actor.user' OR attributes ? 'kerberos.service' OR attributes ? 'share.name') GROUP BY 1",
+        (list(expected),),
+    ).fetchall())
+    assert stored == {"4625 logon": 7, "4688 process_start": 4, "4769 service_ticket": 17, "5140 share_access": 3, "5145 share_access": 3}
 
     # Again: the state says everything was acknowledged.
     assert main([*args, *files]) == 0
@@ -205,16 +219,8 @@ def test_openssh_brute_force_raises_failed_login_anomalies(datasets, server_url,
     assert spraying == {"183.62.140.253", "187.141.143.180", "103.99.0.122"}
     assert heavy == spraying | {"112.95.230.3", "185.190.58.151", "5.188.10.180"}
 
-    name, url = fresh_database(server_url)
-    ingest = profiles = None
-    try:
-        ingest = start_service("ingest", ingest_env(url), log_path=tmp_path / "ingest.log")
-        profiles = start_service(
-            "profiles",
-            {"DATABASE_URL": url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1", "UEBA_PROFILES_POLL_SECONDS": "0.2"},
-            log_path=tmp_path / "profiles.log",
-        )
-        assert main(["ship", "--address", ingest.address, "--year", "2025", "--state-dir", str(tmp_path), "--no-progress", str(path)]) == 0
+    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+        assert main(["ship", "--address", address, "--year", "2025", "--state-dir", str(tmp_path), "--no-progress", str(path)]) == 0
         capsys.readouterr()
         rows: list = []
         deadline = time.monotonic() + 60
@@ -234,8 +240,58 @@ def test_openssh_brute_force_raises_failed_login_anomalies(datasets, server_url,
         assert spraying <= heavy and heavy <= sources, (heavy, sources)
         assert {"root", "admin"} <= {u for u, _, _ in rows}  # the accounts brute-forced 10 times within 10 minutes
         assert sources <= set(by_source)  # every source named really failed to log on
-    finally:
-        for service in (profiles, ingest):
-            if service is not None:
-                service.stop()
-        drop_database(server_url, name)
+
+
+@pytest.mark.e2e
+@pytest.mark.datasets
+def test_linux_failures_naming_no_account_raise_nothing_on_an_account(datasets, server_url, tmp_path, capsys):
+    """Linux_2k.log through ingest, the profiles service and a scoring run: the 141 failures that name
+    no account are stored for their source, and no account called '' or 'unknown' exists anywhere."""
+    from datetime import datetime, timezone
+
+    import grpc
+
+    from services.scorer.runs import Scorer
+    from services.scorer.settings import ScorerSettings
+    from services.scorer.sink import AnomalySink
+    from ueba.db import create_db_engine
+    from ueba.v1 import common_pb2, profiles_pb2, profiles_pb2_grpc
+
+    path = datasets / "loghub" / "Linux_2k.log"
+    with ingest_and_profiles(server_url, tmp_path) as (url, address, profiles_address):
+        assert main(["ship", "--address", address, "--year", "2025", "--state-dir", str(tmp_path), "--no-progress", str(path)]) == 0
+        capsys.readouterr()
+        with psycopg.connect(libpq_url(url), autocommit=True) as pg:
+            caught_up = """SELECT count(*) > 0 AND bool_and(pg_visible_in_snapshot((SELECT max(txid) FROM events), snapshot::pg_snapshot))
+                           FROM profile_cursors"""
+            deadline = time.monotonic() + 60
+            while not pg.execute(caught_up).fetchone()[0]:
+                assert time.monotonic() < deadline, "the profiles service did not read every event"
+                time.sleep(0.3)
+            engine = create_db_engine(url, pool_size=2)
+            try:
+                settings = ScorerSettings.from_env({"DATABASE_URL": url, "UEBA_SCORING_SCHEDULE": "off"})
+                run = Scorer(engine, settings, AnomalySink("off")).run(
+                    "default", datetime(2025, 6, 1, tzinfo=timezone.utc), datetime(2025, 8, 1, tzinfo=timezone.utc))
+                assert run.status == "succeeded", run
+            finally:
+                engine.dispose()
+            assert pg.execute("SELECT count(*) FROM events WHERE user_name = ''").fetchone()[0] == 117 + 23 + 1
+            # A dry run over the past reads the same rows as the running evaluator: the named logons only.
+            with grpc.insecure_channel(profiles_address) as channel:
+                span = common_pb2.TimeRange()
+                span.start.FromDatetime(datetime(2025, 6, 1))
+                span.end.FromDatetime(datetime(2025, 8, 1))
+                preview = profiles_pb2_grpc.ProfileServiceStub(channel).PreviewProfile(profiles_pb2.PreviewProfileRequest(
+                    profile=profiles_pb2.Profile(name="brute force", kind=profiles_pb2.PROFILE_KIND_FAILED_LOGINS, risk_score=60),
+                    range=span))
+            assert preview.events_examined == 550 - 141 and preview.total_anomalies > 0
+            assert not {a.user for a in preview.anomalies} & {"", "unknown"}
+            named = {
+                table: pg.execute(f"SELECT count(*) FILTER (WHERE user_name IN ('', 'unknown')), count(*) FROM {table}").fetchone()
+                for table in ("users", "anomalies", "user_risk", "user_hour_features", "entity_seen", "event_scores", "user_scores")
+            }
+            print(f"\n(rows naming '' or 'unknown', all rows) per table: {named}")
+            assert all(nameless == 0 for nameless, _ in named.values()), named
+            # The services did run over the named accounts: rule and model findings, features, sightings.
+            assert all(rows > 0 for table, (_, rows) in named.items() if table != "user_risk"), named

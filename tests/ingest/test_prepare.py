@@ -78,8 +78,24 @@ def test_qualified_mode_keeps_the_domain_and_exact_mode_keeps_everything():
     assert row["user_name"] == "alice@corp"
 
 
+def test_a_failure_naming_no_account_is_kept_for_its_source_and_makes_no_account():
+    failed = common_pb2.OUTCOME_FAILURE
+    batch = prepare([
+        event(event_id="by-ip", user="", outcome=failed, source_ip="192.0.2.7"),
+        event(event_id="by-host", user="  ", outcome=failed, source_host="n219076184117.netvigator.com"),
+        event(event_id="named", user="root", outcome=failed, source_ip="192.0.2.7"),
+    ])  # fmt: skip
+    assert batch.rejections == []
+    rows = {r["event_id"]: r for r in map(decode_row, batch.rows)}
+    assert (rows["by-ip"]["user_name"], rows["by-ip"]["source_ip"]) == ("", "192.0.2.7")
+    assert (rows["by-host"]["user_name"], rows["by-host"]["source_host"]) == ("", "n219076184117.netvigator.com")
+    assert set(batch.users) == {"root"}  # no account named '' (or 'unknown') is recorded
+
+
 REJECTED = [
     ("missing user", {"user": ""}, "user"),
+    ("missing user of a success with a source", {"user": "", "source_ip": "192.0.2.1"}, "user"),
+    ("missing user of a failure without a source", {"user": "", "outcome": common_pb2.OUTCOME_FAILURE}, "user"),
     ("only a domain", {"user": "CORP\\"}, "user"),
     ("missing time", {"time": None}, "time"),
     ("far future", {"time": NOW + timedelta(hours=1)}, "time"),

@@ -235,3 +235,25 @@ def test_incremental_refresh_processes_each_event_once(scratch_url):
         count = conn.execute("SELECT seen_count FROM entity_seen WHERE user_name = 'u0' AND entity_type = 'destination_host' AND entity = 'fs1'").fetchone()[0]
     assert count == 7 * 8  # seven weekdays in nine days from a Monday, eight hours each, each event once
     scorer.engine.dispose()
+
+
+def test_failures_naming_no_account_are_no_user_and_no_failing_account(scratch_url):
+    """Rows with user_name '' (a failure kept for its source) get no features, sightings or scores,
+    and do not count as another account failing from their origin."""
+    org = Activity()
+    hour = START + timedelta(days=1, hours=10)
+    org.event("u1", hour, outcome="failure", source_ip="203.0.113.9")
+    for minute in range(1, 6):
+        org.event("", hour + timedelta(minutes=minute), outcome="failure", source_ip="203.0.113.9")
+    org.write(scratch_url, users_table=False)
+    scorer = make_scorer(scratch_url)
+    assert scorer.run("default", START, START + timedelta(days=2)).status == "succeeded"
+    with psycopg.connect(libpq_url(scratch_url)) as conn:
+        users = {table: {r[0] for r in conn.execute(f"SELECT DISTINCT user_name FROM {table}")}
+                 for table in ("user_hour_features", "entity_seen", "event_scores")}
+        failing = conn.execute(
+            "SELECT features->>'max_accounts_failing_from_origin' FROM user_hour_features WHERE user_name = 'u1' AND model = 'origin_host'"
+        ).fetchone()[0]
+    assert users == {"user_hour_features": {"u1"}, "entity_seen": {"u1"}, "event_scores": {"u1"}}
+    assert failing == "1"
+    scorer.engine.dispose()

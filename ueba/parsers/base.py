@@ -14,7 +14,7 @@ import ipaddress
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, Mapping, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ueba.names import canonical_user
@@ -103,6 +103,16 @@ def set_user(event: Event, raw_user: str) -> None:
     kind = account_kind(raw_user)
     if kind:
         event.attributes["account_kind"] = kind
+
+
+def names_its_source(event: Event) -> bool:
+    """Whether an event without an account may stand: a failure with a source address or host.
+
+    A log that leaves out the name tried (a PAM failure without `user=`, a 4625
+    with `-`) still tells who tried; the event is about that source, and no
+    account is invented for it.
+    """
+    return event.outcome == common_pb2.OUTCOME_FAILURE and bool(event.source_ip or event.source_host)
 
 
 def is_ip(value: str) -> bool:
@@ -211,25 +221,12 @@ def load_json_object(record: str | Mapping[str, Any]) -> Mapping[str, Any]:
     return value
 
 
-def event_types(names: Iterable[str]) -> dict[str, int]:
-    return {name: getattr(common_pb2, f"EVENT_TYPE_{name.upper()}") for name in names}
-
-
-TYPE_BY_NAME = event_types(
-    [
-        "logon",
-        "logoff",
-        "file_download",
-        "file_upload",
-        "file_delete",
-        "file_share",
-        "host_access",
-        "app_access",
-        "privilege_use",
-        "password_change",
-        "account_change",
-    ]
-)
+# Every event type by its name in the store: `logon`, `file_download`, `service_ticket`, ...
+TYPE_BY_NAME = {
+    name[len("EVENT_TYPE_"):].lower(): value
+    for name, value in common_pb2.EventType.items()
+    if value != common_pb2.EVENT_TYPE_UNSPECIFIED
+}
 
 SUCCESS = common_pb2.OUTCOME_SUCCESS
 FAILURE = common_pb2.OUTCOME_FAILURE

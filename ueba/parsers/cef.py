@@ -16,6 +16,7 @@ from ueba.parsers.base import (
     ParseError,
     ParseOptions,
     first,
+    names_its_source,
     parse_epoch,
     parse_iso_time,
     set_destination,
@@ -151,9 +152,7 @@ class CefParser:
         set_time(event, when)
 
         user = first(ext, "duser", "suser", "duid", "suid")
-        if not user:
-            raise ParseError("no user (duser or suser)")
-        set_user(event, user)
+        set_user(event, user or "")
         if ext.get("suser") and ext.get("duser") and ext["suser"] != ext["duser"]:
             event.attributes["source_user"] = ext["suser"]
 
@@ -165,6 +164,8 @@ class CefParser:
         for src in (first(ext, "src", "c6a2"), first(ext, "shost")):
             if src:
                 set_source(event, src)
+        if not event.user and not names_its_source(event):
+            raise ParseError("no user (duser or suser); only a failure with src or shost may name none")
         for dst in (first(ext, "dst", "c6a3"), first(ext, "dhost") or header_host):
             if dst:
                 set_destination(event, dst)

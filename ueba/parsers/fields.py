@@ -21,14 +21,14 @@ from ueba.parsers.base import (
     ParseOptions,
     clean_ip,
     first,
+    names_its_source,
     parse_epoch,
     parse_iso_time,
     record_hash_id,
-    set_destination,
-    set_source,
     set_time,
     set_user,
 )
+from ueba.parsers.winevent import set_logon_type
 from ueba.v1 import common_pb2
 
 
@@ -45,10 +45,14 @@ def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 USER_KEYS = ("user.name", "user.email", "enduser.id", "user.id", "user")
-SOURCE_IP_KEYS = ("source.ip", "client.ip", "source.address", "client.address", "network.peer.address")
-SOURCE_HOST_KEYS = ("source.domain", "client.domain", "source.hostname")
-DEST_IP_KEYS = ("destination.ip", "server.ip", "destination.address", "server.address")
-DEST_HOST_KEYS = ("destination.domain", "server.domain", "host.name", "host.hostname", "observer.hostname")
+# Where an event came from and went to, best first. An `.address` is an IP address or a
+# host name (ECS: "the raw address"), so each key may fill either field: with
+# `source.ip` and a host-name `source.address` both are kept.
+SOURCE_KEYS = ("source.ip", "client.ip", "source.address", "client.address", "network.peer.address",
+               "source.domain", "client.domain", "source.hostname")
+DESTINATION_KEYS = ("destination.ip", "server.ip", "destination.address", "server.address",
+                    "destination.domain", "server.domain", "host.name", "host.hostname", "observer.hostname")
+PROCESS_KEYS = ("process.name", "process.executable", "process.command_line")
 TIME_KEYS = ("@timestamp", "timestamp", "event.created", "time", "event.ingested")
 GEO_PREFIXES = ("source.geo.", "client.geo.", "geo.")
 
@@ -112,6 +116,8 @@ def type_from_categories(categories: list[str], types: list[str], action: str) -
             return common_pb2.EVENT_TYPE_FILE_UPLOAD
         if "access" in types:
             return common_pb2.EVENT_TYPE_FILE_DOWNLOAD
+    if "process" in categories and "start" in types:
+        return common_pb2.EVENT_TYPE_PROCESS_START
     if "web" in categories:
         return common_pb2.EVENT_TYPE_APP_ACCESS
     if "network" in categories:
@@ -164,6 +170,26 @@ def set_geo(event: Event, flat: Mapping[str, Any]) -> None:
             return
 
 
+def _address_and_host(flat: Mapping[str, Any], keys: tuple[str, ...]) -> tuple[str, str]:
+    """The first IP address and the first host name among the keys' values."""
+    ip = host = ""
+    for key in keys:
+        value = flat.get(key)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if value in (None, "", "-") or not isinstance(value, (str, int)):
+            continue
+        text = str(value).strip()
+        address = clean_ip(text)
+        if address:
+            ip = ip or address
+        elif text:
+            host = host or text.lower()
+        if ip and host:
+            break
+    return ip, host
+
+
 def parse_time_value(value: Any, options: ParseOptions) -> datetime:
     if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip().isdigit()):
         return parse_epoch(value)
@@ -186,9 +212,9 @@ def event_from_fields(
     flat = flatten(fields)
     event = Event()
     user = first(flat, *USER_KEYS)
-    if not user or not isinstance(user, (str, int)):
-        raise ParseError("no user (user.name)")
-    set_user(event, str(user))
+    if user and not isinstance(user, (str, int)):
+        raise ParseError("user.name is not a string")
+    set_user(event, str(user or ""))
 
     if when is None:
         raw_time = first(flat, *TIME_KEYS)
@@ -213,18 +239,10 @@ def event_from_fields(
     if action:
         event.action = str(action)[:256]
 
-    source_ip = first(flat, *SOURCE_IP_KEYS)
-    if source_ip:
-        set_source(event, source_ip)
-    source_host = first(flat, *SOURCE_HOST_KEYS)
-    if source_host and not event.source_host:
-        event.source_host = str(source_host).lower()
-    dest_ip = first(flat, *DEST_IP_KEYS)
-    if dest_ip:
-        set_destination(event, dest_ip)
-    dest_host = first(flat, *DEST_HOST_KEYS)
-    if dest_host and not event.destination_host:
-        event.destination_host = str(dest_host).lower()
+    event.source_ip, event.source_host = _address_and_host(flat, SOURCE_KEYS)
+    event.destination_ip, event.destination_host = _address_and_host(flat, DESTINATION_KEYS)
+    if not event.user and not names_its_source(event):
+        raise ParseError("no user (user.name); only a failure with a source address or host may name none")
     host_ip = first(flat, "host.ip")
     if not event.destination_ip and host_ip:
         ip = clean_ip(host_ip[0] if isinstance(host_ip, list) else host_ip)
@@ -259,9 +277,12 @@ def event_from_fields(
     reason = first(flat, "event.reason", "error.message", "failure_reason")
     if reason and event.outcome == FAILURE:
         event.failure_reason = str(reason)[:256]
-    logon_type = first(flat, "logon_type", "winlog.logon.type_id")
-    if logon_type is not None and str(logon_type).isdigit():
-        event.logon_type = int(logon_type)
+    # A number (`logon_type`, `winlog.logon.type_id`) or Winlogbeat's word (`winlog.logon.type`: "Network").
+    set_logon_type(event, first(flat, "logon_type", "winlog.logon.type_id", "winlog.logon.type"))
+    for key in PROCESS_KEYS:
+        value = flat.get(key)
+        if isinstance(value, (str, int)) and str(value).strip():
+            event.attributes[key] = str(value).strip()[:1024]
     for key in ("event.category", "event.type", "event.dataset", "event.module"):
         if key in flat and flat[key] not in (None, "", []):
             value = flat[key]

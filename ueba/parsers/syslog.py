@@ -142,7 +142,6 @@ SUDO_COMMAND = re.compile(r"^\s*(?P<user>\S+) : (?:(?P<failures>\d+) incorrect p
 KLOGIND_FAILED = re.compile(r"^Authentication failed from (?P<ip>\S+) \((?P<host>[^)]*)\): ?(?P<why>.*)$")
 KV = re.compile(r"(\w+)=(\S*)")
 
-UNKNOWN_USER = "unknown"
 PRIVILEGE_SERVICES = ("su", "su-l", "sudo", "sudo-i", "doas", "pkexec")
 
 SSHD_METHOD_REASONS = {"password": "bad_password", "publickey": "bad_key", "keyboard-interactive": "bad_password", "none": "no_credentials"}
@@ -153,12 +152,13 @@ class _Attempt:
     kind: int
     outcome: int
     user: str
-    source: str = ""
+    source: str = ""  # rhost or the address logged: an address or a host name
     port: str = ""
     reason: str = ""
     method: str = ""
     corroborating: bool = False
     attributes: Mapping[str, str] | None = None
+    source_host: str = ""  # a host name logged beside an address
 
 
 def _pam_kv(text: str) -> dict[str, str]:
@@ -180,7 +180,7 @@ def _pam_attempt(service: str, stage: str, msg: str, embedded: bool) -> list[_At
     m = PAM_AUTH_FAILURE.match(msg)
     if m:
         kv = _pam_kv(m.group("kv"))
-        user = kv.get("user") or UNKNOWN_USER
+        user = kv.get("user", "")
         kind = common_pb2.EVENT_TYPE_PRIVILEGE_USE if privileged else common_pb2.EVENT_TYPE_LOGON
         reason = "bad_password" if kv.get("user") else "unknown_user"
         attrs = {"ruser": kv["ruser"]} if kv.get("ruser") else None
@@ -188,7 +188,7 @@ def _pam_attempt(service: str, stage: str, msg: str, embedded: bool) -> list[_At
     m = PAM_MORE_FAILURES.match(msg)
     if m:
         kv = _pam_kv(m.group("kv"))
-        user = kv.get("user") or UNKNOWN_USER
+        user = kv.get("user", "")
         kind = common_pb2.EVENT_TYPE_PRIVILEGE_USE if privileged else common_pb2.EVENT_TYPE_LOGON
         n = int(m.group("n"))
         return [_Attempt(kind, FAILURE, user, kv.get("rhost", ""), reason="bad_password", corroborating=echo)] * n
@@ -221,14 +221,14 @@ def _sshd_attempt(msg: str) -> list[_Attempt] | None:
         reason = "unknown_user" if m.group("invalid") else SSHD_METHOD_REASONS.get(method, f"failed_{method}")
         return [
             _Attempt(
-                common_pb2.EVENT_TYPE_LOGON, FAILURE, m.group("user").strip() or UNKNOWN_USER, m.group("ip"), m.group("port"),
+                common_pb2.EVENT_TYPE_LOGON, FAILURE, m.group("user").strip(), m.group("ip"), m.group("port"),
                 reason=reason, method=method, attributes={"invalid_user": "true"} if m.group("invalid") else None,
             )
         ]
     m = INVALID_USER.match(msg)
     if m:
         return [
-            _Attempt(common_pb2.EVENT_TYPE_LOGON, FAILURE, m.group("user").strip() or UNKNOWN_USER, m.group("ip"), m.group("port") or "",
+            _Attempt(common_pb2.EVENT_TYPE_LOGON, FAILURE, m.group("user").strip(), m.group("ip"), m.group("port") or "",
                      reason="unknown_user", corroborating=True, attributes={"invalid_user": "true"})
         ]
     m = NOT_ALLOWED.match(msg)
@@ -269,10 +269,12 @@ def _attempts(program: str, message: str) -> list[_Attempt]:
     if base == "klogind":
         m = KLOGIND_FAILED.match(message)
         if m:
-            return [_Attempt(common_pb2.EVENT_TYPE_LOGON, FAILURE, UNKNOWN_USER, m.group("ip"), reason=m.group("why").strip().lower() or "failed")]
+            name = m.group("host").strip()
+            return [_Attempt(common_pb2.EVENT_TYPE_LOGON, FAILURE, "", m.group("ip"), reason=m.group("why").strip().lower() or "failed",
+                             source_host=name if name != m.group("ip") else "")]
         if message.strip() == "Kerberos authentication failed":
             # Written next to "Authentication failed from IP" for the same attempt.
-            return [_Attempt(common_pb2.EVENT_TYPE_LOGON, FAILURE, UNKNOWN_USER, reason="kerberos", corroborating=True)]
+            return [_Attempt(common_pb2.EVENT_TYPE_LOGON, FAILURE, "", reason="kerberos", corroborating=True)]
     return []
 
 
@@ -300,12 +302,16 @@ def parse_message(
         event = Event()
         set_time(event, when)
         set_user(event, attempt.user)
-        if event.user == UNKNOWN_USER:
-            event.attributes["user_known"] = "false"
         event.type = attempt.kind
         event.outcome = attempt.outcome
         if attempt.source:
             set_source(event, attempt.source)
+        elif not attempt.user and attempt.outcome == FAILURE and host:
+            # A failure at the machine itself (gdm's console, `rhost=` empty) that names no
+            # account: its source is the machine, as Windows names the workstation.
+            event.source_host = host.lower()
+        if attempt.source_host and not event.source_host:
+            event.source_host = attempt.source_host.lower()
         if host:
             event.destination_host = host.lower()
         event.application = base

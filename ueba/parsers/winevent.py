@@ -11,6 +11,7 @@ Each is read into one `WinRecord`; the mapping of event ids to Events is shared.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping
@@ -26,6 +27,7 @@ from ueba.parsers.base import (
     load_json_object,
     parse_iso_time,
     record_hash_id,
+    names_its_source,
     set_source,
     set_time,
     set_user,
@@ -34,6 +36,7 @@ from ueba.parsers.base import (
 from ueba.v1 import common_pb2
 
 LOGON_TYPES = {
+    0: "system",
     2: "interactive",
     3: "network",
     4: "batch",
@@ -46,6 +49,9 @@ LOGON_TYPES = {
     12: "cached_remote_interactive",
     13: "cached_unlock",
 }
+# Winlogbeat's words (`winlog.logon.type`: "RemoteInteractive", "Network", ...) to the numbers.
+_LOGON_TYPE_NUMBERS = {name.replace("_", ""): number for number, name in LOGON_TYPES.items()}
+_LOGON_TYPE_NUMBERS["proxy"] = 6
 
 # NTSTATUS codes of 4625 / 4776 (Status, SubStatus) as failure reasons.
 NTSTATUS_REASONS = {
@@ -87,7 +93,20 @@ KERBEROS_REASONS = {
     0xE: "unsupported_encryption",
 }
 
-HANDLED = (4624, 4625, 4634, 4647, 4648, 4672, 4768, 4769, 4771, 4776)
+# Ticket encryption types of 4768 / 4769 (RFC 3961, RFC 4757): RC4 tickets are what
+# Kerberoasting asks for.
+KERBEROS_ENCRYPTION = {
+    0x1: "des-cbc-crc",
+    0x3: "des-cbc-md5",
+    0x11: "aes128-cts-hmac-sha1-96",
+    0x12: "aes256-cts-hmac-sha1-96",
+    0x17: "rc4-hmac",
+    0x18: "rc4-hmac-exp",
+}
+
+HANDLED = (4624, 4625, 4634, 4647, 4648, 4672, 4688, 4768, 4769, 4771, 4776, 5140, 5145)
+# The Keywords bit of an audit failure (event XML, the Collector's raw form).
+AUDIT_FAILURE_BIT = 0x10000000000000
 
 
 @dataclass
@@ -99,6 +118,7 @@ class WinRecord:
     time: datetime
     data: Mapping[str, Any]
     shape: str
+    audit_failure: bool = False
 
 
 def _int(value: Any) -> int | None:
@@ -109,6 +129,32 @@ def _int(value: Any) -> int | None:
         return int(text, 16) if text.lower().startswith("0x") else int(text)
     except ValueError:
         return None
+
+
+def logon_type_number(value: Any) -> int | None:
+    """A logon type written as a number (`10`, `"3"`) or as a word (`RemoteInteractive`, `network`)."""
+    number = _int(value)
+    if number is not None:
+        return number
+    word = re.sub(r"[\s_\-]", "", str(value or "")).lower()
+    return _LOGON_TYPE_NUMBERS.get(word)
+
+
+def set_logon_type(event: Event, value: Any) -> None:
+    number = logon_type_number(value)
+    if number is not None:
+        event.logon_type = number
+        event.attributes["logon.type"] = LOGON_TYPES.get(number, str(number))
+
+
+def _audit_failure(keywords: Any) -> bool:
+    """Keywords as the agents write them: a list of names, one name, or the bit mask."""
+    if isinstance(keywords, (list, tuple)):
+        return any(_audit_failure(k) for k in keywords)
+    if isinstance(keywords, str) and "failure" in keywords.lower():
+        return True
+    mask = _int(keywords)
+    return mask is not None and bool(mask & AUDIT_FAILURE_BIT)
 
 
 def _nxlog_time(record: Mapping[str, Any], options: ParseOptions) -> datetime:
@@ -166,14 +212,20 @@ def read_record(record: Mapping[str, Any], options: ParseOptions) -> WinRecord:
         stamp = record.get("@timestamp")
         if stamp is None:
             raise ParseError("no time (@timestamp)")
+        data = dict(winlog.get("event_data") or {})
+        logon = winlog.get("logon")
+        if "LogonType" not in data and isinstance(logon, Mapping) and logon.get("type"):
+            data["LogonType"] = logon["type"]  # the word Winlogbeat writes, "Network", ...
+        outcome = str((record.get("event") or {}).get("outcome") or "")
         return WinRecord(
             event_id=event_id or 0,
             channel=str(winlog.get("channel") or ""),
             computer=str(winlog.get("computer_name") or (record.get("host") or {}).get("name") or ""),
             record_id=str(winlog.get("record_id") or ""),
             time=parse_iso_time(str(stamp), options.timezone),
-            data=winlog.get("event_data") or {},
+            data=data,
             shape="winlogbeat",
+            audit_failure=outcome == "failure" or _audit_failure(winlog.get("keywords")),
         )
     raw_id = record.get("event_id")
     if isinstance(raw_id, Mapping) or "system_time" in record:  # OpenTelemetry Collector
@@ -189,6 +241,7 @@ def read_record(record: Mapping[str, Any], options: ParseOptions) -> WinRecord:
             time=parse_iso_time(str(stamp), options.timezone),
             data=_event_data(record.get("event_data")),
             shape="otel",
+            audit_failure=_audit_failure(record.get("keywords")),
         )
     if "EventID" in record:  # NXLog and other flat shapes
         return WinRecord(
@@ -199,6 +252,7 @@ def read_record(record: Mapping[str, Any], options: ParseOptions) -> WinRecord:
             time=_nxlog_time(record, options),
             data=record,
             shape="nxlog",
+            audit_failure=str(record.get("EventType") or "").upper() == "AUDIT_FAILURE",
         )
     raise ParseError("not a Windows event: no EventID, winlog.event_id or event_id")
 
@@ -232,6 +286,7 @@ def xml_record(text: str) -> dict[str, Any]:
         "computer": fields["Computer"].text if "Computer" in fields else "",
         "record_id": fields["EventRecordID"].text if "EventRecordID" in fields else "",
         "system_time": time_created.get("SystemTime") if time_created is not None else "",
+        "keywords": fields["Keywords"].text if "Keywords" in fields else "",
         "event_data": data,
     }
 
@@ -253,6 +308,31 @@ def _failure_reason(status: Any, sub_status: Any, table: Mapping[int, str]) -> s
     return table.get(code, f"status_{code:#x}")
 
 
+def _set_domain(event: Event, d: Mapping[str, Any], key: str) -> None:
+    domain = _account(d, key)
+    if domain:
+        event.attributes["domain"] = domain
+
+
+def _set_process(event: Event, path: Any, prefix: str = "process") -> None:
+    """The executable's path and its file name (ECS `process.executable`, `process.name`)."""
+    text = str(path or "").strip()
+    if text and text != "-":
+        event.attributes[f"{prefix}.executable"] = text[:1024]
+        event.attributes[f"{prefix}.name"] = text.replace("/", "\\").rsplit("\\", 1)[-1]
+
+
+def _set_actor(event: Event, d: Mapping[str, Any]) -> None:
+    """Who acted (the subject) and through which process, beside the account acted on."""
+    actor = _account(d, "SubjectUserName")
+    if actor:
+        event.attributes["actor.user"] = canonical_user(actor)
+        domain = _account(d, "SubjectDomainName")
+        if domain:
+            event.attributes["actor.domain"] = domain
+    _set_process(event, d.get("ProcessName"))
+
+
 class WindowsEventParser:
     name = "winevent"
 
@@ -272,6 +352,8 @@ class WindowsEventParser:
         event = Event()
         event.producer = "winevent"
         event.action = str(win.event_id)
+        # The audit result, for the events whose data does not say it otherwise.
+        event.outcome = FAILURE if win.audit_failure else SUCCESS
         set_time(event, win.time)
         d = win.data
         computer = win.computer.lower()
@@ -280,7 +362,7 @@ class WindowsEventParser:
         handler = getattr(self, f"_e{win.event_id}")
         if handler(event, d, computer) is False:
             return []
-        if not event.user:
+        if not event.user and not names_its_source(event):
             raise ParseError(f"event {win.event_id} names no account")
         if win.record_id and win.computer:
             event.event_id = stable_id("winevent", computer, win.channel or "Security", win.record_id)
@@ -293,19 +375,15 @@ class WindowsEventParser:
 
     def _logon_fields(self, event: Event, d: Mapping[str, Any]) -> None:
         set_user(event, _account(d, "TargetUserName"))
-        domain = str(d.get("TargetDomainName") or "").strip()
-        if domain and domain != "-":
-            event.attributes["domain"] = domain
+        _set_domain(event, d, "TargetDomainName")
+        _set_actor(event, d)
         set_source(event, d.get("IpAddress"))
-        workstation = str(d.get("WorkstationName") or "").strip()
-        if workstation and workstation != "-":
+        workstation = _account(d, "WorkstationName")
+        if workstation:
             event.source_host = workstation.lower()
-        logon_type = _int(d.get("LogonType"))
-        if logon_type is not None:
-            event.logon_type = logon_type
-            event.attributes["logon_type_name"] = LOGON_TYPES.get(logon_type, str(logon_type))
-        package = str(d.get("AuthenticationPackageName") or "").strip()
-        if package and package != "-":
+        set_logon_type(event, d.get("LogonType"))
+        package = _account(d, "AuthenticationPackageName")
+        if package:
             event.attributes["auth_package"] = package
 
     def _e4624(self, event, d, computer):
@@ -323,10 +401,7 @@ class WindowsEventParser:
     def _e4634(self, event, d, computer):
         event.type, event.outcome = common_pb2.EVENT_TYPE_LOGOFF, SUCCESS
         set_user(event, _account(d, "TargetUserName"))
-        logon_type = _int(d.get("LogonType"))
-        if logon_type is not None:
-            event.logon_type = logon_type
-            event.attributes["logon_type_name"] = LOGON_TYPES.get(logon_type, str(logon_type))
+        set_logon_type(event, d.get("LogonType"))
 
     def _e4647(self, event, d, computer):
         event.type, event.outcome = common_pb2.EVENT_TYPE_LOGOFF, SUCCESS
@@ -338,9 +413,8 @@ class WindowsEventParser:
         # reach TargetServerName; the event is about the credentials' owner reaching a host.
         event.type, event.outcome = common_pb2.EVENT_TYPE_HOST_ACCESS, SUCCESS
         set_user(event, _account(d, "TargetUserName"))
-        subject = _account(d, "SubjectUserName")
-        if subject:
-            event.attributes["subject_user"] = canonical_user(subject)
+        _set_domain(event, d, "TargetDomainName")
+        _set_actor(event, d)
         event.attributes["explicit_credentials"] = "true"
         server = str(d.get("TargetServerName") or "").strip()
         event.source_host = computer
@@ -360,42 +434,67 @@ class WindowsEventParser:
         if privileges:
             event.object = privileges[:1024]
 
+    def _e4688(self, event, d, computer):
+        # The new process runs as the target account when one is named (a remote
+        # session's wsmprovhost.exe started by the machine for pgustavo), else as its creator.
+        event.type, event.outcome = common_pb2.EVENT_TYPE_PROCESS_START, SUCCESS
+        target = _account(d, "TargetUserName")
+        if target:
+            set_user(event, target)
+            _set_domain(event, d, "TargetDomainName")
+            _set_actor(event, d)
+        else:
+            set_user(event, _account(d, "SubjectUserName"))
+            _set_domain(event, d, "SubjectDomainName")
+        path = _account(d, "NewProcessName")
+        _set_process(event, path)
+        _set_process(event, d.get("ParentProcessName"), prefix="process.parent")
+        command = str(d.get("CommandLine") or "").strip()
+        if command:
+            event.attributes["process.command_line"] = command[:1024]
+        if path:
+            event.object = path[:1024]
+
     def _kerberos(self, event, d, computer):
         set_user(event, _account(d, "TargetUserName"))
         set_source(event, d.get("IpAddress"))
+        service = _account(d, "ServiceName")
+        if service:
+            event.attributes["kerberos.service"] = service
+        encryption = _int(d.get("TicketEncryptionType"))
+        if encryption is not None and encryption != 0xFFFFFFFF:  # all ones: no ticket was issued
+            event.attributes["kerberos.encryption"] = KERBEROS_ENCRYPTION.get(encryption, f"{encryption:#x}")
         status = _int(d.get("Status"))
         if status is None or status == 0:
             event.outcome = SUCCESS
         else:
             event.outcome = FAILURE
             event.failure_reason = KERBEROS_REASONS.get(status, f"kerberos_{status:#x}")
-            event.attributes["status"] = str(d.get("Status")).lower()
+            event.attributes["kerberos.failure_code"] = f"{status:#x}"
+        event.attributes["kerberos.kdc"] = computer
         event.attributes["auth_package"] = "Kerberos"
+        event.application = "kerberos"
 
     def _e4768(self, event, d, computer):
         event.type = common_pb2.EVENT_TYPE_LOGON
         self._kerberos(event, d, computer)
-        event.application = "kerberos"
 
     def _e4769(self, event, d, computer):
-        # A service ticket is a request to reach a service; a machine account
-        # as the service means the host itself.
+        # A service ticket names the service asked for; a machine account as the
+        # service means the host itself.
+        event.type = common_pb2.EVENT_TYPE_SERVICE_TICKET
         self._kerberos(event, d, computer)
-        service = str(d.get("ServiceName") or "").strip()
+        service = _account(d, "ServiceName")
+        if service:
+            event.object = service
         if service.endswith("$"):
-            event.type = common_pb2.EVENT_TYPE_HOST_ACCESS
             event.destination_host = service[:-1].lower()
-        else:
-            event.type = common_pb2.EVENT_TYPE_APP_ACCESS
-            event.application = service.lower() or "kerberos"
-        event.attributes["kdc"] = computer
 
     def _e4771(self, event, d, computer):
         event.type = common_pb2.EVENT_TYPE_LOGON
         self._kerberos(event, d, computer)
         if event.outcome != FAILURE:
             event.outcome = FAILURE  # 4771 is only written for failures
-        event.application = "kerberos"
 
     def _e4776(self, event, d, computer):
         event.type = common_pb2.EVENT_TYPE_LOGON
@@ -412,3 +511,26 @@ class WindowsEventParser:
             event.attributes["status"] = str(d.get("Status")).lower()
         event.attributes["auth_package"] = "NTLM"
         event.application = "ntlm"
+
+    def _share_access(self, event, d, computer):
+        # The outcome is the audit's: a 5145 whose access check denied is an audit failure.
+        event.type = common_pb2.EVENT_TYPE_SHARE_ACCESS
+        set_user(event, _account(d, "SubjectUserName"))
+        _set_domain(event, d, "SubjectDomainName")
+        set_source(event, d.get("IpAddress"))
+        share = _account(d, "ShareName")
+        path = _account(d, "RelativeTargetName")
+        if share:
+            event.attributes["share.name"] = share
+        if path:
+            event.attributes["share.path"] = path[:1024]
+        local = _account(d, "ShareLocalPath")
+        if local:
+            event.attributes["share.local_path"] = local[:1024]
+        event.object = "\\".join(x for x in (share, path) if x)[:1024]
+
+    def _e5140(self, event, d, computer):
+        self._share_access(event, d, computer)
+
+    def _e5145(self, event, d, computer):
+        self._share_access(event, d, computer)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ueba.names import canonical_user
 from ueba.risk import LEVELS, level_floor
 from ueba.v1 import common_pb2
 

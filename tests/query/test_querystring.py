@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ueba.errors import InvalidArgument
-from services.query.filters import like_pattern
+from services.query.store.conditions import like_pattern
 from services.query.querystring import MAX_QUERY_LENGTH, Clause, Text, parse
 
 NOW = datetime(2026, 10, 20, 12, 0, tzinfo=timezone.utc)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Engine, text
 
-from services.query.reads import Reads
+from services.query.store.reads import Reads
 from ueba.worker import PeriodicWorker
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class ReadRouting(PeriodicWorker):
         return usable
 
     def reads(self, tenant: str) -> Reads:
-        """The single-statement reads (services/query/reads.py) for this tenant's call."""
+        """The single-statement reads (store/reads.py) for this tenant's call."""
         if self.replica_reads is not None and self._on_replica(tenant):
             return self.replica_reads
         return self.primary_reads

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from services.query.vocab import DIMENSIONS, MODELS, STATUS_WORDS, level_band
 from ueba.errors import InvalidArgument
 from ueba.names import DEFAULT_MODE, canonical_user
-from ueba.timestamps import check_time
+from ueba.timestamps import EARLIEST, LATEST, check_time
 
 MAX_QUERY_LENGTH = 1000
 MAX_TERMS = 50
@@ -139,8 +139,8 @@ def _time_value(raw: str, token: str, now: datetime) -> datetime:
     if m:
         try:
             value = now - timedelta(**{_AGE_UNITS[m.group(2)]: int(m.group(1))})
-        except OverflowError:  # before the year 1: outside the range all the same
-            value = datetime.min.replace(tzinfo=timezone.utc)
+        except OverflowError:
+            raise _error(f"{token!r}: {raw} ago is before the year 1, outside {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}") from None
     else:
         try:
             value = datetime.fromisoformat(raw.replace("Z", "+00:00"))

@@ -128,3 +128,9 @@ def test_any_text_parses_or_fails_with_invalid_argument(text):
         assert exc.message.startswith("filter.query: ")
     else:
         assert all(isinstance(t, Text) and t.text for t in q.texts)
+
+
+@pytest.mark.parametrize("term", ["after:999999d", "before:999999w", "after:1969-12-31", "before:2200-01-01"])
+def test_times_outside_the_store_range_name_the_term(term):
+    message = error(term)
+    assert message.startswith("filter.query:") and term in message and "1970-01-01 to 2200-01-01" in message

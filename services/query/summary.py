@@ -10,7 +10,6 @@ from typing import Any, Callable
 
 from services.query.store.reads import Reads
 from services.query.store.summary import SummarySlots, summary_row
-from services.query.vocab import STATUSES
 from ueba.risk import LEVELS, risk_level
 
 HOUR = timedelta(hours=1)
@@ -155,4 +154,3 @@ def ordered_counts(counter: Counter, keys: tuple[str, ...] | None = None) -> lis
 
 
 LEVELS_HIGH_FIRST = tuple(reversed(LEVELS))
-ALL_STATUSES = STATUSES

@@ -12,7 +12,6 @@ MODELS = ("authentication", "impacted_host", "login_time", "origin_host", "origi
           "corroboration")
 STATUSES = ("new", "acknowledged", "resolved", "false_positive")
 REVIEWED = ("acknowledged", "resolved", "false_positive")
-SOURCES = ("rule", "model")
 
 # Words the query string accepts for status; None means any status.
 STATUS_WORDS: dict[str, tuple[str, ...] | None] = {

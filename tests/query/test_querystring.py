@@ -134,3 +134,10 @@ def test_any_text_parses_or_fails_with_invalid_argument(text):
 def test_times_outside_the_store_range_name_the_term(term):
     message = error(term)
     assert message.startswith("filter.query:") and term in message and "1970-01-01 to 2200-01-01" in message
+
+
+def test_user_terms_take_the_stored_form_of_the_mode():
+    typed = r"user:CORP\Alice user:bob@corp.com"
+    assert parse(typed, NOW).values("user") == ["alice", "bob"]
+    assert parse(typed, NOW, "qualified").values("user") == ["alice@corp", "bob@corp.com"]
+    assert parse(typed, NOW, "exact").values("user") == ["CORP\\Alice", "bob@corp.com"]

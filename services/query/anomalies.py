@@ -1,4 +1,4 @@
-"""Listing, fetching and exporting anomalies."""
+"""Listing, fetching and exporting anomalies: request checks, page tokens and the CSV form."""
 
 from __future__ import annotations
 
@@ -10,54 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterator
 
-from sqlalchemy import Connection, ColumnElement, Engine, func, literal, literal_column, select, tuple_
+from sqlalchemy import Engine
 
+from services.query import filters
+from services.query.store import anomalies as store
+from services.query.store.reads import Reads
 from ueba import paging
-from services.query.convert import anomaly_json_sql
 from ueba.errors import InvalidArgument, NotFound
-from services.query.filters import anomaly_conditions
-from services.query.reads import Reads
 from ueba.risk import risk_level
-from ueba.store.schema import anomalies
-
-a = anomalies.c
-COLUMNS = [c for c in anomalies.c if c.name not in ("seq", "dedup_key")]
-
-
-@dataclass(frozen=True)
-class Order:
-    name: str
-    columns: tuple
-    descending: bool
-    key_types: tuple[type, ...]
-
-    def sort(self) -> list:
-        return [c.desc() if self.descending else c.asc() for c in self.columns]
-
-    def after(self, key: list[Any]) -> ColumnElement[bool]:
-        """Rows strictly past the cursor in this order: a row comparison the index serves."""
-        left = tuple_(*self.columns)
-        right = tuple_(*[literal(v, c.type) for v, c in zip(key, self.columns)])
-        return left < right if self.descending else left > right
-
-    def key_of(self, row) -> list[Any]:
-        return [row._mapping[c.name] for c in self.columns]
-
-
-ORDERS = {
-    "time desc": Order("time desc", (a.time, a.id), True, (datetime, str)),
-    "time asc": Order("time asc", (a.time, a.id), False, (datetime, str)),
-    "risk desc": Order("risk desc", (a.risk_score, a.time, a.id), True, (int, datetime, str)),
-}
-ORDER_ALIASES = {"": "time desc", "time": "time desc", "risk": "risk desc"}
-
-
-def parse_order(text: str) -> Order:
-    name = " ".join(text.lower().split())
-    name = ORDER_ALIASES.get(name, name)
-    if name not in ORDERS:
-        raise InvalidArgument(f"order_by: {text!r} is not one of {', '.join(ORDERS)}")
-    return ORDERS[name]
 
 
 @dataclass
@@ -68,39 +28,29 @@ class AnomalyPage:
     capped: bool
 
 
-ANOMALY_JSON = literal_column(anomaly_json_sql("anomalies"))
-
-
 def list_page(
-    reads: Reads, tenant: str, f, order_by: str, size: int, token: str, count_limit: int, now: datetime
+    reads: Reads, tenant: str, f, order_by: str, size: int, token: str, count_limit: int, now: datetime, user_mode: str
 ) -> AnomalyPage:
-    """One page in one statement: the rows as JSON, their sort keys, and on the first page the capped count."""
-    order = parse_order(order_by)
+    """One page in one statement: the rows, and on the first page the count capped at `count_limit`."""
+    order = store.ORDERS[filters.parse_order(order_by)]
     fp = paging.fingerprint(tenant, f.SerializeToString(deterministic=True), order.name)
     cursor = paging.decode(fp, token, order.key_types) if token else None
     if cursor is not None:
         now = cursor.now  # relative times in the query keep meaning the same instant
-    conditions = anomaly_conditions(f, tenant, now)
-    columns = [ANOMALY_JSON.label("anomaly"), *order.columns]
+    criteria = filters.criteria(f, now, user_mode)
+    found = store.page(
+        reads, tenant, criteria, order, size + 1, cursor.key if cursor else None, None if cursor else count_limit
+    )
     if cursor is None:
-        # An uncorrelated scalar subquery: Postgres runs it once, before the rows.
-        matching = select(literal(1)).where(*conditions).limit(count_limit + 1).subquery()
-        columns.append(select(func.count()).select_from(matching).scalar_subquery().label("total"))
-    q = select(*columns).select_from(anomalies).where(*conditions)
-    if cursor is not None:
-        q = q.where(order.after(cursor.key))
-    rows = reads.all(q.order_by(*order.sort()).limit(size + 1))
-    if cursor is None:
-        total = rows[0].total if rows else 0  # no row on the first page: nothing matches
-        capped = total > count_limit
-        total = min(total, count_limit)
+        capped = found.total > count_limit
+        total = min(found.total, count_limit)
     else:
         total, capped = cursor.total or 0, cursor.capped
-    next_token = ""
+    rows, next_token = found.rows, ""
     if len(rows) > size:
         rows = rows[:size]
-        next_token = paging.encode(fp, paging.PageToken(order.key_of(rows[-1]), now, total, capped))
-    return AnomalyPage([r.anomaly for r in rows], next_token, total, capped)
+        next_token = paging.encode(fp, paging.PageToken(found.keys[size - 1], now, total, capped))
+    return AnomalyPage(rows, next_token, total, capped)
 
 
 def parse_id(field: str, value: str) -> str:
@@ -110,8 +60,8 @@ def parse_id(field: str, value: str) -> str:
         raise InvalidArgument(f"{field}: {value[:64]!r} is not an anomaly id (a UUID)") from None
 
 
-def get(conn: Connection, tenant: str, anomaly_id: str):
-    row = conn.execute(select(*COLUMNS).where(a.tenant == tenant, a.id == parse_id("id", anomaly_id))).first()
+def get(conn, tenant: str, anomaly_id: str):
+    row = store.get(conn, tenant, parse_id("id", anomaly_id))
     if row is None:
         raise NotFound(f"anomaly {anomaly_id} not found")
     return row
@@ -149,24 +99,19 @@ def _export_row(row) -> list[Any]:
     return [_cell(v) for v in values]
 
 
-def export_csv(engine: Engine, tenant: str, f, now: datetime) -> Iterator[bytes]:
+def export_csv(engine: Engine, tenant: str, criteria: filters.AnomalyCriteria) -> Iterator[bytes]:
     """CSV of every matching anomaly in chunks of about 64 KiB, header first.
 
     Reads in keyset batches, each in its own short transaction, so memory stays
     constant and a slow reader never holds a snapshot open.
     """
-    order = ORDERS["time desc"]
-    conditions = anomaly_conditions(f, tenant, now)
+    order = store.ORDERS["time desc"]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(EXPORT_FIELDS)
     key = None
     while True:
-        q = select(*COLUMNS).where(*conditions)
-        if key is not None:
-            q = q.where(order.after(key))
-        with engine.connect() as conn:
-            rows = conn.execute(q.order_by(*order.sort()).limit(EXPORT_BATCH)).all()
+        rows = store.export_batch(engine, tenant, criteria, key, EXPORT_BATCH)
         for row in rows:
             writer.writerow(_export_row(row))
             if buffer.tell() >= CHUNK_BYTES:

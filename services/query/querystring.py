@@ -1,18 +1,4 @@
-"""The anomaly query string: `user:alice profile:failed_logins risk>=high "new country"`.
-
-A query is a list of terms separated by spaces:
-
-- `field:value` (or `field=value`), `-field:value` to exclude; a value with spaces
-  is quoted: `profile:"Failed logins"`. Terms on the same field are alternatives
-  (`user:alice user:bob`), different fields must all hold.
-- `risk>=high`, `risk<40`, `score>70`: comparisons on the risk score, with a
-  level (low, medium, high, critical) or a number 1-100.
-- `"new country"` or a bare word: text the description must contain.
-
-Fields: user, profile, model, source, status, dimension, risk (alias score), id,
-after and before (ISO date or time, or an age such as 24h, 7d). Parsing only
-produces typed clauses; nothing of the text ever becomes SQL.
-"""
+"""The anomaly query string (`user:alice risk>=high "new country"`, grammar in the README) as typed clauses."""
 
 from __future__ import annotations
 
@@ -21,14 +7,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from services.query.vocab import DIMENSIONS, MODELS, STATUS_WORDS, level_band
 from ueba.errors import InvalidArgument
-from services.query.vocab import (
-    DIMENSIONS,
-    MODELS,
-    STATUS_WORDS,
-    canonical_user,
-    level_band,
-)
+from ueba.names import DEFAULT_MODE, canonical_user
+from ueba.timestamps import EARLIEST, LATEST, check_time
 
 MAX_QUERY_LENGTH = 1000
 MAX_TERMS = 50
@@ -155,15 +137,20 @@ def _risk_bounds(op: str, raw: str, token: str) -> tuple[int, int]:
 def _time_value(raw: str, token: str, now: datetime) -> datetime:
     m = _AGE.match(raw.lower())
     if m:
-        return now - timedelta(**{_AGE_UNITS[m.group(2)]: int(m.group(1))})
-    try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise _error(f"invalid time {raw!r} in {token!r}: expected an ISO date or time (2026-10-01, 2026-10-01T12:00Z) or an age (24h, 7d)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        try:
+            value = now - timedelta(**{_AGE_UNITS[m.group(2)]: int(m.group(1))})
+        except OverflowError:
+            raise _error(f"{token!r}: {raw} ago is before the year 1, outside {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}") from None
+    else:
+        try:
+            value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise _error(f"invalid time {raw!r} in {token!r}: expected an ISO date or time (2026-10-01, 2026-10-01T12:00Z) or an age (24h, 7d)") from None
+        value = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return check_time(value, f"filter.query: {token!r}")
 
 
-def _clause(field: str, op: str, raw: str, negated: bool, token: str, now: datetime) -> Clause:
+def _clause(field: str, op: str, raw: str, negated: bool, token: str, now: datetime, user_mode: str) -> Clause:
     if field == "score":
         field = "risk"
     if op in COMPARISONS and field != "risk":
@@ -173,7 +160,7 @@ def _clause(field: str, op: str, raw: str, negated: bool, token: str, now: datet
     word = raw.lower()
     value: object
     if field == "user":
-        value = canonical_user(raw)
+        value = canonical_user(raw, user_mode)
     elif field == "profile":
         value = raw
     elif field == "model":
@@ -204,8 +191,8 @@ def _clause(field: str, op: str, raw: str, negated: bool, token: str, now: datet
     return Clause(field, value, negated, token)
 
 
-def parse(query: str, now: datetime | None = None) -> ParsedQuery:
-    """The typed terms of a query string; InvalidArgument names the bad token."""
+def parse(query: str, now: datetime | None = None, user_mode: str = DEFAULT_MODE) -> ParsedQuery:
+    """The typed terms of a query string, user names in `user_mode`; InvalidArgument names the bad token."""
     if len(query) > MAX_QUERY_LENGTH:
         raise _error(f"longer than {MAX_QUERY_LENGTH} characters")
     if "\x00" in query:
@@ -227,5 +214,5 @@ def parse(query: str, now: datetime | None = None) -> ParsedQuery:
             )
         if negated and name in ("after", "before", "risk", "score"):
             raise _error(f"{name} cannot be negated in {token!r}")
-        clauses.append(_clause(name, op, value, negated, token, now))
+        clauses.append(_clause(name, op, value, negated, token, now, user_mode))
     return ParsedQuery(tuple(texts), tuple(clauses))

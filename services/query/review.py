@@ -1,10 +1,4 @@
-"""ReviewAnomalies: acknowledge, resolve, mark false positive or reopen, with an audit trail.
-
-One transaction locks the anomalies, changes their status, writes one audit_log
-row per anomaly and works out each affected user's risk after the change
-(ueba.risk over the open anomalies now stored) and before it (the same scores
-plus those this review closed, or minus those it reopened).
-"""
+"""ReviewAnomalies: acknowledge, resolve, mark false positive or reopen, and each user's risk before and after."""
 
 from __future__ import annotations
 
@@ -13,13 +7,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection
 
 from services.query.anomalies import parse_id
+from services.query.filters import criteria, is_empty
+from services.query.store import review as store
 from ueba.errors import InvalidArgument, NotFound, check_text
-from services.query.filters import anomaly_conditions, is_empty
 from ueba.risk import OPEN_STATUS, open_scores, user_risk
-from ueba.store.schema import anomalies, audit_log
 from ueba.v1 import query_pb2
 
 TARGET_STATUS = {
@@ -55,60 +49,44 @@ def _without(scores: list[int], removed: list[int]) -> list[int]:
     return left
 
 
-def review(conn: Connection, tenant: str, req, actor: str, now: datetime, window_days: int) -> tuple[int, list[RiskChange]]:
+def review(
+    conn: Connection, tenant: str, req, actor: str, now: datetime, window_days: int, user_mode: str
+) -> tuple[int, list[RiskChange]]:
+    """Reviews the anomalies `req` names, in the caller's transaction; (anomalies changed, risk changes)."""
     if req.action not in TARGET_STATUS:
         raise InvalidArgument("action: give acknowledge, resolve, false positive or reopen")
     comment = check_text("comment", req.comment, MAX_COMMENT)
     target = TARGET_STATUS[req.action]
-    a = anomalies.c
+    selection = _selection(conn, tenant, req, now, user_mode)
+    reviewed = {"reviewed_by": actor, "reviewed_at": now, "review_comment": comment or None}
+    if target == OPEN_STATUS:
+        reviewed = {"reviewed_by": None, "reviewed_at": None, "review_comment": None}
+    changed = store.set_status(conn, tenant, selection, target, reviewed)
+    if not changed:
+        return 0, []
+    details = {"to": target, "comment": comment, "review": str(uuid.uuid4())}
+    store.record(conn, tenant, now, actor, f"anomaly.{ACTION_NAME[req.action]}", changed, details)
+    return len(changed), _risk_changes(conn, tenant, changed, target, now, window_days)
+
+
+def _selection(conn: Connection, tenant: str, req, now: datetime, user_mode: str):
+    """The anomaly ids of the request (all of which must exist), or the criteria of its filter."""
     if req.ids:
         if len(req.ids) > MAX_IDS:
             raise InvalidArgument(f"ids: more than {MAX_IDS}; review by filter instead")
         ids = sorted({parse_id(f"ids[{i}]", v) for i, v in enumerate(req.ids)})
-        found = set(conn.execute(select(a.id).where(a.tenant == tenant, a.id.in_(ids))).scalars())
+        found = store.existing_ids(conn, tenant, ids)
         missing = [i for i in ids if i not in found]
         if missing:
             raise NotFound(f"ids: {len(missing)} unknown anomalies, e.g. {', '.join(missing[:3])}")
-        conditions = [a.tenant == tenant, a.id.in_(ids)]
-    else:
-        if not req.HasField("filter") or is_empty(req.filter):
-            raise InvalidArgument("ids or filter: give anomaly ids or a filter (a range, status or query) to review")
-        conditions = anomaly_conditions(req.filter, tenant, now)
-    old = (
-        select(a.id, a.status.label("old_status"))
-        .where(*conditions, a.status != target)
-        .order_by(a.id)  # lock in one order so concurrent reviews cannot deadlock
-        .with_for_update()
-        .subquery("old")
-    )
-    reviewed = {"reviewed_by": actor, "reviewed_at": now, "review_comment": comment or None}
-    if target == OPEN_STATUS:
-        reviewed = {"reviewed_by": None, "reviewed_at": None, "review_comment": None}
-    changed = conn.execute(
-        update(anomalies)
-        .where(a.id == old.c.id)
-        .values(status=target, **reviewed)
-        .returning(a.id, a.user_name, a.risk_score, a.time, old.c.old_status)
-    ).all()
-    if not changed:
-        return 0, []
-    batch = str(uuid.uuid4())
-    action = f"anomaly.{ACTION_NAME[req.action]}"
-    conn.execute(
-        insert(audit_log),
-        [
-            {
-                "tenant": tenant,
-                "at": now,
-                "actor": actor,
-                "action": action,
-                "target": row.id,
-                "details": {"user": row.user_name, "from": row.old_status, "to": target, "comment": comment, "review": batch},
-            }
-            for row in changed
-        ],
-    )
-    # Scores whose counting toward risk this review switched off (or on, for reopen).
+        return ids
+    if not req.HasField("filter") or is_empty(req.filter):
+        raise InvalidArgument("ids or filter: give anomaly ids or a filter (a range, status or query) to review")
+    return criteria(req.filter, now, user_mode)
+
+
+def _risk_changes(conn: Connection, tenant: str, changed, target: str, now: datetime, window_days: int) -> list[RiskChange]:
+    """Each user's risk now (over the open anomalies stored) and before (plus those closed, or minus those reopened)."""
     horizon = now - timedelta(days=window_days)
     switched: dict[str, list[int]] = defaultdict(list)
     for row in changed:
@@ -125,4 +103,4 @@ def review(conn: Connection, tenant: str, req, actor: str, now: datetime, window
         p_after, r_after, _ = user_risk(now_scores)
         changes.append(RiskChange(user, p_before, p_after, r_before, r_after))
     changes.sort(key=lambda c: (c.points_after - c.points_before, c.user))
-    return len(changed), changes
+    return changes

@@ -1,25 +1,4 @@
-"""GetSummary: anomaly totals for a range from the rollups, and the riskiest users, in one statement.
-
-A range is split into whole UTC days (read from the day rollup), whole hours
-at its ends (the hour rollup) and the partial hours at its very edges (the
-anomalies themselves, a few hundred rows at most), so the cost does not grow
-with the number of anomalies in the range. Anomalies of ignored users are
-subtracted using the (tenant, user_name, time) index.
-
-Everything a call needs (rollup totals, edges, riskiest users, users seen,
-events, and whether user_risk is stale) comes back from one statement, so a
-call is one round trip and one snapshot.
-
-The rollup totals of the whole hours and days are cached per process, keyed by
-(tenant, buckets), together with the tenant's rollup version: the generation
-the merge bumps (query_rollup_versions) and the number of unmerged delta rows.
-Between two merges delta rows are only ever added, and every statement that
-changes anomalies adds at least one, so an unchanged version means unchanged
-totals. The statement reads the version in the same snapshot as the totals and
-skips the rollup scan when it equals the cached one; a review or a new anomaly
-changes it at commit, so the next summary shows it. Edges, riskiest users,
-users seen and events are read on every call (ingest changes them constantly).
-"""
+"""GetSummary: a range cut into rollup buckets, the rollup cache, and the totals (README: the rollup cache)."""
 
 from __future__ import annotations
 
@@ -29,10 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import text
-
-from services.query.reads import Reads
-from services.query.vocab import STATUSES
+from services.query.store.reads import Reads
+from services.query.store.summary import SummarySlots, summary_row
 from ueba.risk import LEVELS, risk_level
 
 HOUR = timedelta(hours=1)
@@ -79,63 +56,12 @@ def split_range(start: datetime, end: datetime):
     return raw, hours, (d0, d1)
 
 
-def _two(intervals: list[tuple[datetime, datetime]], empty: datetime) -> list[tuple[datetime, datetime]]:
+def _two(intervals: list[tuple[datetime, datetime]], empty: datetime) -> tuple:
     """Exactly two intervals (the statement has two slots), padded with empty ones."""
-    return (intervals + [(empty, empty)] * 2)[:2]
+    padded = intervals + [(empty, empty)] * 2
+    return padded[0], padded[1]
 
 
-def _summary_sql(include_ignored: bool) -> str:
-    # Two fixed statements rather than a flag parameter, so that each keeps a
-    # plan of its own (an anti-join, or none) once psycopg prepares it.
-    not_ignored = lambda alias: (
-        "" if include_ignored else
-        f" AND NOT EXISTS (SELECT 1 FROM ignored_users i WHERE i.tenant = {alias}.tenant AND i.user_name = {alias}.user_name)"
-    )
-    ignored_rows = "" if include_ignored else """
-            UNION ALL
-            SELECT a.risk_score, a.profile_name, a.dimension, a.status, a.source, count(*), sum(a.risk_score), -1
-            FROM anomalies a JOIN ignored_users i ON i.tenant = a.tenant AND i.user_name = a.user_name
-            WHERE a.tenant = :tenant AND a.time >= :start AND a.time < :end
-            GROUP BY 1, 2, 3, 4, 5"""
-    # One index-only range scan per bucket range (an OR of the ranges would be a bitmap scan of the table).
-    rollup_ranges = " UNION ALL ".join(
-        "SELECT facet, key, anomalies, points FROM anomaly_rollup "
-        f"WHERE tenant = :tenant AND grain = '{grain}' AND bucket >= :{lo} AND bucket < :{hi}"
-        for grain, lo, hi in (("day", "d0", "d1"), ("hour", "h0", "h1"), ("hour", "h2", "h3"))
-    )
-    return f"""
-    WITH version AS MATERIALIZED (
-        SELECT coalesce((SELECT generation FROM query_rollup_versions WHERE tenant = :tenant), 0) AS generation,
-               (SELECT count(*) FROM anomaly_rollup WHERE tenant = :tenant AND NOT merged) AS unmerged
-    )
-    SELECT
-        (SELECT generation FROM version) AS generation,
-        (SELECT unmerged FROM version) AS unmerged,
-        EXISTS (SELECT 1 FROM user_risk_dirty WHERE tenant = :tenant)
-            OR EXISTS (SELECT 1 FROM user_risk WHERE tenant = :tenant AND oldest_open <= :horizon) AS stale,
-        (SELECT json_agg(json_build_array(facet, key, n, p)) FROM (
-            SELECT facet, key, sum(anomalies) AS n, sum(points) AS p FROM ({rollup_ranges}) b
-            WHERE (SELECT generation <> :cached_generation OR unmerged <> :cached_unmerged FROM version)
-            GROUP BY facet, key) r) AS rolled,
-        (SELECT json_agg(json_build_array(score, profile, dimension, status, source, n, p, sign)) FROM (
-            SELECT risk_score AS score, profile_name AS profile, dimension, status, source, count(*) AS n,
-                   sum(risk_score) AS p, 1 AS sign
-            FROM anomalies
-            WHERE tenant = :tenant AND ((time >= :r0 AND time < :r1) OR (time >= :r2 AND time < :r3))
-            GROUP BY 1, 2, 3, 4, 5{ignored_rows}) e) AS edges,
-        (SELECT json_agg(json_build_array(user_name, points, risk, open_anomalies)
-                         ORDER BY risk DESC, points DESC, user_name) FROM (
-            SELECT user_name, points, risk, open_anomalies FROM user_risk r
-            WHERE tenant = :tenant{not_ignored("r")}
-            ORDER BY risk DESC, points DESC, user_name LIMIT :top) t) AS riskiest,
-        (SELECT count(*) FROM users u
-         WHERE tenant = :tenant AND first_seen < :end AND last_seen >= :start{not_ignored("u")}) AS users_seen,
-        (SELECT coalesce(sum(events), 0) FROM event_counts
-         WHERE tenant = :tenant AND hour >= :e0 AND hour < :e1) AS events
-    """
-
-
-SUMMARY_SQL = {flag: text(_summary_sql(flag)) for flag in (False, True)}
 NO_VERSION = (-1, -1)
 
 
@@ -197,23 +123,14 @@ def summary(
         e0, e1 = floor_to(start, HOUR), ceil_to(end, HOUR)
     else:  # an empty range: no anomalies, no events (users seen are still counted)
         raw, hours, days, e0, e1 = [], [], None, start, start
-    (r0, r1), (r2, r3) = _two(raw, start)
-    (h0, h1), (h2, h3) = _two(hours, start)
-    d0, d1 = days or (start, start)
-    key = (tenant, d0, d1, h0, h1, h2, h3)
+    slots = SummarySlots(start, end, _two(raw, start), _two(hours, start), days or (start, start), (e0, e1))
+    key = (tenant, slots.days, slots.hours)
     cached = cache.get(key)
     cached_version = cached[0] if cached else NO_VERSION
-    params = {
-        "tenant": tenant, "start": start, "end": end, "horizon": horizon, "top": top,
-        "cached_generation": cached_version[0], "cached_unmerged": cached_version[1],
-        "d0": d0, "d1": d1, "h0": h0, "h1": h1, "h2": h2, "h3": h3, "r0": r0, "r1": r1, "r2": r2, "r3": r3,
-        "e0": e0, "e1": e1,
-    }
-    statement = SUMMARY_SQL[bool(include_ignored)]
-    row = reads.one(statement, params)
+    row = summary_row(reads, tenant, slots, include_ignored, top, horizon, cached_version)
     if row.stale:
         refresh()
-        row = reads.one(statement, params)
+        row = summary_row(reads, tenant, slots, include_ignored, top, horizon, cached_version)
     version = (row.generation, row.unmerged)
     if cached is not None and version == cached_version:
         rolled = cached[1]
@@ -237,4 +154,3 @@ def ordered_counts(counter: Counter, keys: tuple[str, ...] | None = None) -> lis
 
 
 LEVELS_HIGH_FIRST = tuple(reversed(LEVELS))
-ALL_STATUSES = STATUSES

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from ueba.names import canonical_user
 from ueba.risk import LEVELS, level_floor
 from ueba.v1 import common_pb2
 
@@ -13,7 +12,6 @@ MODELS = ("authentication", "impacted_host", "login_time", "origin_host", "origi
           "corroboration")
 STATUSES = ("new", "acknowledged", "resolved", "false_positive")
 REVIEWED = ("acknowledged", "resolved", "false_positive")
-SOURCES = ("rule", "model")
 
 # Words the query string accepts for status; None means any status.
 STATUS_WORDS: dict[str, tuple[str, ...] | None] = {

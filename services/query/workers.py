@@ -1,33 +1,4 @@
-"""Several query server processes sharing one port (UEBA_QUERY_WORKERS > 1).
-
-gRPC Python runs every servicer under the GIL, so one process uses at most one
-core however many threads it has. The standard answer (grpc's own
-multiprocessing example) is several server processes listening on the same port
-with SO_REUSEPORT, which gRPC sets on its listening sockets by default: the
-kernel spreads incoming connections over them.
-
-The parent here is only a supervisor. It starts each worker exactly as a
-container runs the service (`python -m services.query` with UEBA_QUERY_WORKERS=1,
-through ueba.launcher, which waits for the worker's READY line), so a worker is
-the single-process service unchanged: health, reflection, call metrics, SIGTERM
-draining. The parent prints its own READY line once every worker listens,
-forwards SIGTERM/SIGINT to all workers at once (each drains its in-flight
-calls), and exits when they have; if a worker dies on its own, the parent stops
-the rest and exits 1 so that the orchestrator restarts the whole service.
-
-- Port 0: the parent binds a socket with SO_REUSEPORT to pick a free port and
-  holds it (never listening, so it takes no connections) for the workers to
-  share, as grpc's example does.
-- Only worker 0 runs the background maintenance (merging the rollups,
-  refreshing user risk); the others would only wait on its locks.
-- Metrics: workers write prometheus_client's multiprocess files into a private
-  folder and the parent serves their sum on UEBA_METRICS_PORT.
-- The embedded Postgres (no DATABASE_URL) is started once, by the parent.
-
-Connections, not calls, are spread: a client with one long-lived channel stays
-on one worker (UEBA_MAX_CONNECTION_AGE_SECONDS makes clients reconnect and so
-rebalance). In Kubernetes, leave one worker per pod and scale with replicas.
-"""
+"""Several query server processes sharing one port with SO_REUSEPORT (UEBA_QUERY_WORKERS > 1; README: processes)."""
 
 from __future__ import annotations
 

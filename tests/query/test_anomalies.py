@@ -82,7 +82,8 @@ def test_hostile_query_is_text_and_harms_nothing(svc, store, sample):
 
 @pytest.mark.parametrize(
     "query,token",
-    [("colour:red", "'colour:red'"), ('"open quote', "unbalanced quote"), ("risk>=extreme", "'risk>=extreme'"), ("x" * 5000, "longer than")],
+    [("colour:red", "'colour:red'"), ('"open quote', "unbalanced quote"), ("risk>=extreme", "'risk>=extreme'"), ("x" * 5000, "longer than"),
+     ("after:999999d", "'after:999999d'"), ("before:9999-01-01", "'before:9999-01-01'")],
 )
 def test_bad_query_is_invalid_argument_naming_the_token(svc, query, token):
     err = rpc_error(svc.stub.ListAnomalies, query_pb2.ListAnomaliesRequest(filter=query_pb2.AnomalyFilter(query=query)))

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ueba.errors import InvalidArgument
-from services.query.filters import like_pattern
+from services.query.store.conditions import like_pattern
 from services.query.querystring import MAX_QUERY_LENGTH, Clause, Text, parse
 
 NOW = datetime(2026, 10, 20, 12, 0, tzinfo=timezone.utc)
@@ -128,3 +128,16 @@ def test_any_text_parses_or_fails_with_invalid_argument(text):
         assert exc.message.startswith("filter.query: ")
     else:
         assert all(isinstance(t, Text) and t.text for t in q.texts)
+
+
+@pytest.mark.parametrize("term", ["after:999999d", "before:999999w", "after:1969-12-31", "before:2200-01-01"])
+def test_times_outside_the_store_range_name_the_term(term):
+    message = error(term)
+    assert message.startswith("filter.query:") and term in message and "1970-01-01 to 2200-01-01" in message
+
+
+def test_user_terms_take_the_stored_form_of_the_mode():
+    typed = r"user:CORP\Alice user:bob@corp.com"
+    assert parse(typed, NOW).values("user") == ["alice", "bob"]
+    assert parse(typed, NOW, "qualified").values("user") == ["alice@corp", "bob@corp.com"]
+    assert parse(typed, NOW, "exact").values("user") == ["CORP\\Alice", "bob@corp.com"]

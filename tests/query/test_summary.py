@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select
 
 from services.query import risk_state
+from services.query.store.risk_state import merge_rollups
 from services.query.summary import split_range
 from ueba.risk import risk_level, user_risk
 from ueba.store.schema import anomalies, ignored_users
@@ -84,14 +85,14 @@ def test_totals_match_the_rows_for_any_range(svc, store, engine):
                 assert got(summary(svc, start, end, include)) == expected(store, start, end, include), (start, end, include)
 
     check_ranges()  # deltas as the triggers wrote them
-    risk_state.merge_rollups(engine)
+    merge_rollups(engine)
     check_ranges()  # merged
     svc.stub.ReviewAnomalies(query_pb2.ReviewAnomaliesRequest(
         action=query_pb2.REVIEW_ACTION_RESOLVE, filter=query_pb2.AnomalyFilter(query="risk>=medium user:u1 user:u2")))
     with engine.begin() as conn:
         conn.execute(delete(anomalies).where(anomalies.c.tenant == store.tenant, anomalies.c.user_name == "u3"))
     check_ranges()  # updates and deletes on top of merged rows
-    risk_state.merge_rollups(engine)
+    merge_rollups(engine)
     check_ranges()
 
 

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from sqlalchemy import delete, insert
 
-from services.query import risk_state
-from services.query.reads import Reads
+from services.query.store.risk_state import merge_rollups
+from services.query.store.reads import Reads
 from services.query.summary import NO_VERSION, RollupCache, summary
 from ueba.db import create_db_engine, libpq_url
 from ueba.store.schema import anomalies, ignored_users
@@ -87,7 +87,7 @@ def test_a_merge_then_as_many_new_deltas_still_invalidates(reads, store, engine)
     totals(reads, cache, store.tenant)
     ((version, _rolled),) = cache._items.values()
     plant(cache)
-    while risk_state.merge_rollups(engine):
+    while merge_rollups(engine):
         pass
     store.anomaly("amy", 30, NOW - timedelta(days=3))
     after = totals(reads, cache, store.tenant)
@@ -119,7 +119,7 @@ def test_truncate_invalidates(fresh_database_url):
         store.anomaly("amy", 80, NOW - timedelta(days=2))
         cache = RollupCache(8)
         assert by_status(totals(reads, cache, "t1")) == {"new": 1}
-        while risk_state.merge_rollups(engine):  # no unmerged deltas: only the generation can change
+        while merge_rollups(engine):  # no unmerged deltas: only the generation can change
             pass
         assert by_status(totals(reads, cache, "t1")) == {"new": 1}
         plant(cache)

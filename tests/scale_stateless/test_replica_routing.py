@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from services.query.replica import ReplayPosition, parse_lsn, replay_position, replica_usable
+from services.query.store.replica import ReplayPosition, parse_lsn, replay_position, replica_usable
 from services.query.settings import QuerySettings
 from ueba.settings import SettingsError
 

@@ -1,14 +1,4 @@
-"""Connections for the read calls: autocommit, no ping, one statement per call.
-
-Every read call of the service is a single statement, so it needs no
-transaction: in autocommit mode psycopg sends no BEGIN and the pool's reset
-sends no ROLLBACK, and the statement still sees one snapshot. Checkout does not
-ping the server either (that would be one more round trip per call); a
-statement that fails because its connection died (Postgres restarted) runs
-once more on a fresh one, which is safe because it only reads. psycopg
-prepares a statement on a connection after a few executions, so the fixed
-statements of the hot calls are planned once per connection.
-"""
+"""Connections for the read calls: autocommit, no ping, one retry on a dead connection (README: the hot calls)."""
 
 from __future__ import annotations
 

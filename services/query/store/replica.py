@@ -1,26 +1,4 @@
-"""Where a read goes: a streaming read replica (UEBA_QUERY_READ_DATABASE_URL) or the primary.
-
-Writes (reviews, the ignore list, the user-risk refresh, maintenance) always
-go to the primary. Reads go to the replica while it is usable:
-
-- a sampler asks both servers, every UEBA_QUERY_REPLICA_SAMPLE_SECONDS, how
-  far the replica has replayed (`pg_current_wal_lsn()` on the primary, then
-  `pg_last_wal_replay_lsn()` and `pg_last_xact_replay_timestamp()` on the
-  replica). The lag is 0 once the replica has replayed what the primary had
-  written when asked, else the age of the last transaction it replayed; it is
-  exported as ueba_query_replica_lag_seconds (and _bytes);
-- no sample yet, a failed or an outdated sample (the replica is down or
-  hangs), or a lag above UEBA_QUERY_REPLICA_MAX_LAG_SECONDS: the primary;
-- read your own writes: after a write for a tenant this process records the
-  primary's WAL position, and that tenant's reads stay on the primary until a
-  sample shows the replica has replayed past it. This holds for the process
-  that took the write; another query process (another worker or replica of
-  the service) may answer up to the replication lag behind.
-
-The summary's cached rollup totals stay correct on a lagging replica: the
-rollup version is read in the same snapshot as the totals, and the cache entry
-is only reused for an equal version (services/query/summary.py).
-"""
+"""Where a read goes: the streaming read replica (UEBA_QUERY_READ_DATABASE_URL) or the primary (README: read replica)."""
 
 from __future__ import annotations
 
@@ -33,7 +11,7 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Engine, text
 
-from services.query.reads import Reads
+from services.query.store.reads import Reads
 from ueba.worker import PeriodicWorker
 
 log = logging.getLogger(__name__)
@@ -127,7 +105,7 @@ class ReadRouting(PeriodicWorker):
         return usable
 
     def reads(self, tenant: str) -> Reads:
-        """The single-statement reads (services/query/reads.py) for this tenant's call."""
+        """The single-statement reads (store/reads.py) for this tenant's call."""
         if self.replica_reads is not None and self._on_replica(tenant):
             return self.replica_reads
         return self.primary_reads

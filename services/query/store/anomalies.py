@@ -1,0 +1,90 @@
+"""Reading anomalies: one page in one statement, one anomaly, export batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Engine, Row, func, literal, literal_column, select, tuple_
+
+from services.query.filters import AnomalyCriteria
+from services.query.store.conditions import anomaly_conditions
+from services.query.store.json_rows import anomaly_json_sql
+from services.query.store.reads import Reads
+from ueba.store.schema import anomalies
+
+a = anomalies.c
+COLUMNS = [c for c in anomalies.c if c.name not in ("seq", "dedup_key")]
+ANOMALY_JSON = literal_column(anomaly_json_sql("anomalies"))
+
+
+@dataclass(frozen=True)
+class Order:
+    name: str
+    columns: tuple
+    descending: bool
+    key_types: tuple[type, ...]
+
+    def sort(self) -> list:
+        return [c.desc() if self.descending else c.asc() for c in self.columns]
+
+    def after(self, key: list[Any]) -> ColumnElement[bool]:
+        """Rows strictly past the cursor in this order: a row comparison the index serves."""
+        left = tuple_(*self.columns)
+        right = tuple_(*[literal(v, c.type) for v, c in zip(key, self.columns)])
+        return left < right if self.descending else left > right
+
+    def key_of(self, row) -> list[Any]:
+        return [row._mapping[c.name] for c in self.columns]
+
+
+# By the names of filters.ORDER_NAMES.
+ORDERS = {
+    "time desc": Order("time desc", (a.time, a.id), True, (datetime, str)),
+    "time asc": Order("time asc", (a.time, a.id), False, (datetime, str)),
+    "risk desc": Order("risk desc", (a.risk_score, a.time, a.id), True, (int, datetime, str)),
+}
+
+
+@dataclass
+class AnomalyRows:
+    rows: list  # anomalies as JSON arrays (convert.anomaly_from_json)
+    keys: list[list[Any]]  # each row's sort key in its order
+    total: int | None  # matching rows up to count_limit + 1, when asked for
+
+
+def page(
+    reads: Reads, tenant: str, criteria: AnomalyCriteria, order: Order, limit: int, after: list[Any] | None,
+    count_limit: int | None,
+) -> AnomalyRows:
+    """Up to `limit` rows past `after` in one statement; with `count_limit`, their capped count too."""
+    conditions = anomaly_conditions(tenant, criteria)
+    columns = [ANOMALY_JSON.label("anomaly"), *order.columns]
+    if count_limit is not None:
+        # An uncorrelated scalar subquery: Postgres runs it once, before the rows.
+        matching = select(literal(1)).where(*conditions).limit(count_limit + 1).subquery()
+        columns.append(select(func.count()).select_from(matching).scalar_subquery().label("total"))
+    q = select(*columns).select_from(anomalies).where(*conditions)
+    if after is not None:
+        q = q.where(order.after(after))
+    rows = reads.all(q.order_by(*order.sort()).limit(limit))
+    total = None
+    if count_limit is not None:
+        total = rows[0].total if rows else 0  # no row on the first page: nothing matches
+    return AnomalyRows([r.anomaly for r in rows], [order.key_of(r) for r in rows], total)
+
+
+def get(conn: Connection, tenant: str, anomaly_id: str) -> list | None:
+    """The anomaly as a JSON array (convert.anomaly_from_json), None when there is none."""
+    return conn.execute(select(ANOMALY_JSON).where(a.tenant == tenant, a.id == anomaly_id)).scalar_one_or_none()
+
+
+def export_batch(engine: Engine, tenant: str, criteria: AnomalyCriteria, after: list[Any] | None, limit: int) -> list[Row]:
+    """The next `limit` anomalies, newest first, past `after`: each batch in its own short transaction."""
+    order = ORDERS["time desc"]
+    q = select(*COLUMNS).where(*anomaly_conditions(tenant, criteria))
+    if after is not None:
+        q = q.where(order.after(after))
+    with engine.connect() as conn:
+        return conn.execute(q.order_by(*order.sort()).limit(limit)).all()

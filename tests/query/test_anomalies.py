@@ -77,6 +77,15 @@ def test_query_string_with_and_or_not_and_parentheses(svc, sample):
     assert set(listed(svc, query='"or" OR "logins"')) == {s["alice_fail"]}
 
 
+def test_an_empty_result_from_a_name_nobody_has_says_so_with_the_nearest_names(svc, sample):
+    err = rpc_error(lambda: listed(svc, query="user:alicia"))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    assert err.details() == "user 'alicia': no such user (did you mean 'alice'?)"
+    err = rpc_error(lambda: listed(svc, query="profile:failed_login"))
+    assert err.code() == grpc.StatusCode.NOT_FOUND and "did you mean 'failed_logins'" in err.details()
+    assert listed(svc, query="user:alice source:model") == []  # known names: an empty page, not an error
+
+
 @pytest.mark.parametrize("query,fragment", [
     ("user:alice OR", "the query ends where a term was expected"),
     ("(user:alice", "'(' is never closed"),

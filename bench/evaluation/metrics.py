@@ -57,6 +57,30 @@ def grade(scores: dict[UserDay, float], keys: list[UserDay], truth: Truth) -> di
     return out
 
 
+def explain(scores: dict[UserDay, float], keys: list[UserDay], truth: Truth, notes: dict[UserDay, str],
+            fpr: float = FPRS[-1], n: int = 10) -> dict:
+    """The highest-scoring clean user-days, and the attacks left below the threshold at `fpr`."""
+    s = np.array([scores.get(k, 0.0) for k in keys], dtype=float)
+    y = np.array([truth.is_attack(k) for k in keys])
+    t = threshold_at_fpr(s[~y], fpr)
+    clean = sorted((k for k in keys if not truth.is_attack(k)), key=lambda k: -scores.get(k, 0.0))[:n]
+    missed = []
+    for i, label in enumerate(truth.attacks):
+        days = truth.days_of(i)
+        best = max(days, key=lambda k: scores.get(k, 0.0))
+        if scores.get(best, 0.0) <= t:
+            missed.append({"kind": label.kind, "user": label.user, "day": best[1].isoformat(),
+                           "score": round(scores.get(best, 0.0), 2), "rank": 1 + int((s > scores.get(best, 0.0)).sum()),
+                           "label": label.description[:160], "strongest": notes.get(best, "")})
+    return {
+        "threshold": None if t == float("-inf") else round(t, 4),
+        "top_clean": [{"user": k[0], "day": k[1].isoformat(), "score": round(scores.get(k, 0.0), 2),
+                       "lookalike": sorted(truth.lookalike_days.get(k, ())), "strongest": notes.get(k, "")}
+                      for k in clean],
+        "missed": missed,
+    }
+
+
 def _at_threshold(t: float, flagged: set[UserDay], s: np.ndarray, y: np.ndarray, keys: list[UserDay],
                   truth: Truth) -> dict:
     hit = [any(k in flagged for k in truth.days_of(i)) for i in range(len(truth.attacks))]

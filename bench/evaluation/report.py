@@ -65,6 +65,15 @@ def print_run(run: dict, out: TextIO) -> None:
           f"{risk['attacked_levels']}; above the median clean user ({risk['median_clean_risk']}): "
           f"{risk['attacked_above_median_clean']}/{risk['attacked_users']}", file=out)
     print(f"risk histogram {risk['histogram']}", file=out)
+    seen = run.get("product_at_1pct")
+    if seen:
+        print(f"product's highest clean user-days (threshold at 1% FPR: {seen['threshold']}):", file=out)
+        for row in seen["top_clean"][:5]:
+            print(f"  {row['score']:6.1f} {row['user']} {row['day']} {','.join(row['lookalike'])} {row['strongest'][:90]}",
+                  file=out)
+        print(f"product's missed attacks at 1% FPR: {len(seen['missed'])}", file=out)
+        for row in seen["missed"][:12]:
+            print(f"  {row['kind']:24} {row['score']:6.1f} rank {row['rank']:<5} {row['label'][:80]}", file=out)
 
 
 def print_summary(result: dict, out: TextIO) -> None:

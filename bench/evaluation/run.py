@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.databases import scratch_database
 from bench.evaluation.features import DayFeatures
-from bench.evaluation.metrics import grade, risk_distribution
+from bench.evaluation.metrics import explain, grade, risk_distribution
 from bench.evaluation.peers import peer_scores
 from bench.evaluation.system import read_back, run_scoring, running_services, ship, wait_for_profiles
 from bench.evaluation.truth import Truth
@@ -77,5 +77,6 @@ def evaluate(server_url: str, org: Organisation, log_dir: Path, keep: bool = Fal
         "anomalies": readout.anomalies,
         "detectors": graded,
         "risk": risk_distribution(readout.risks, truth),
+        "product_at_1pct": explain(detectors["product"], keys, truth, readout.strongest),
         "seconds": seconds,
     }

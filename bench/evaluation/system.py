@@ -40,6 +40,7 @@ class Readout:
     """What the query API shows: daily user scores, anomalies, and each user's current risk."""
     day_scores: dict[UserDay, float]
     anomaly_risk: dict[UserDay, int]       # highest anomaly risk score of the user that day
+    strongest: dict[UserDay, str]          # what that anomaly says, to explain a user-day's score
     anomalies: int
     risks: dict[str, tuple[int, str]]      # user -> (risk 0-100, level)
 
@@ -108,16 +109,19 @@ def read_back(address: str, start: datetime, end: datetime) -> Readout:
         for s in _pages(stub.ListUserScores, query_pb2.ListUserScoresRequest(range=_range(start, end)), "scores"):
             day_scores[(s.user, s.day.ToDatetime(tzinfo=timezone.utc).date())] = s.anomaly_score
         anomaly_risk: dict[UserDay, int] = defaultdict(int)
+        strongest: dict[UserDay, str] = {}
         count = 0
         request = query_pb2.ListAnomaliesRequest(filter=query_pb2.AnomalyFilter(range=_range(start, end)),
                                                  order_by="time asc")
         for a in _pages(stub.ListAnomalies, request, "anomalies"):
             key = (a.user, a.time.ToDatetime(tzinfo=timezone.utc).date())
-            anomaly_risk[key] = max(anomaly_risk[key], a.risk_score)
+            if a.risk_score > anomaly_risk[key]:
+                anomaly_risk[key] = a.risk_score
+                strongest[key] = f"{a.profile_kind} {a.risk_score}: {a.description}"[:200]
             count += 1
         risks = {u.risk.user: (u.risk.risk, LEVEL_NAMES.get(u.risk.risk_level, "low"))
                  for u in _pages(stub.ListUsers, query_pb2.ListUsersRequest(), "users")}
-    return Readout(day_scores, dict(anomaly_risk), count, risks)
+    return Readout(day_scores, dict(anomaly_risk), strongest, count, risks)
 
 
 def _pages(call, request, field: str):

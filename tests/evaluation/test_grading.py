@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bench.evaluation.features import FEATURES, DayFeatures
-from bench.evaluation.metrics import grade, precision_at_k, risk_distribution, threshold_at_fpr
+from bench.evaluation.metrics import explain, grade, precision_at_k, risk_distribution, threshold_at_fpr
 from bench.evaluation.truth import Truth
 from ueba.simulator import Label
 from ueba.v1 import common_pb2 as pb
@@ -67,6 +67,16 @@ def test_a_perfect_ranking_finds_every_scenario_and_a_look_alike_hunter_finds_no
     assert perfect["at_fpr"]["0.005"]["scenario_recall"] == 1.0
     hunter = grade({keys[2]: 10.0}, keys, truth)["at_fpr"]["0.01"]
     assert hunter["scenario_recall"] == 0.0 and hunter["lookalikes_flagged"] == {"on_call_night": "1/1"}
+
+
+def test_explanation_names_the_loudest_clean_user_days_and_the_missed_attacks():
+    keys = _keys(300)
+    truth = Truth.from_labels([_label("mass_deletion", "u000", T0), _label("risky_country", "u001", T0)])
+    scores = {keys[0]: 90.0, keys[1]: 40.0, keys[5]: 80.0, keys[6]: 70.0, keys[7]: 60.0}
+    seen = explain(scores, keys, truth, {keys[5]: "failed_logins 80: 3 failures"})
+    assert [row["user"] for row in seen["top_clean"][:3]] == ["u005", "u006", "u007"]
+    assert seen["top_clean"][0]["strongest"] == "failed_logins 80: 3 failures"
+    assert [(row["kind"], row["rank"]) for row in seen["missed"]] == [("risky_country", 5)]
 
 
 def test_risk_distribution_places_attacked_users_among_the_clean():

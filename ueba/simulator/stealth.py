@@ -69,7 +69,8 @@ class StealthScenarios(ScenarioBuilder):
         records: list[Record] = []
         for name, ip in rng.sample(pool, k):
             t += int(rng.uniform(0.5, 1.5) * step)
-            records.append(self._rec(t, u, HOST_ACCESS, SUCCESS, ctx.internal_ip, "", name, ip, "", ctx.place,
+            # 4769 names the client by address; the host is what a SIEM resolves it to
+            records.append(self._rec(t, u, HOST_ACCESS, SUCCESS, ctx.internal_ip, ctx.host, name, ip, "", ctx.place,
                                      action="4769", producer="winevent"))
             if rng.random() < 0.3:
                 records.append(self._rec(t + int(rng.uniform(5, 60) * SECOND), u, HOST_ACCESS, SUCCESS,
@@ -77,7 +78,7 @@ class StealthScenarios(ScenarioBuilder):
                                          producer="winevent", ltype=3))
         for account in rng.sample(SERVICE_ACCOUNTS, k=rng.randint(1, 3)):
             t += int(rng.uniform(1, 10) * MINUTE)
-            records.append(self._rec(t, u, APP_ACCESS, SUCCESS, ctx.internal_ip, "", "", "", account, ctx.place,
+            records.append(self._rec(t, u, APP_ACCESS, SUCCESS, ctx.internal_ip, ctx.host, "", "", account, ctx.place,
                                      action="4769", producer="winevent"))
         span = (records[-1][0] - records[0][0]) / HOUR
         text = f"service tickets for {k} never-used hosts from {ctx.internal_ip} over {span:.1f} h"

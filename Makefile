@@ -38,8 +38,9 @@ test: install
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
 
+# Three seeds at 200 and 500 users; a quick subset: make eval EVAL_ARGS='--seeds 4242 --users 200'
 eval: install
-	$(PY) -m bench.detection $(EVAL_ARGS)
+	$(PY) -m bench.evaluation $(EVAL_ARGS)
 
 soak: install
 	$(PY) -m bench.soak $(SOAK_ARGS)

@@ -28,7 +28,7 @@ def test_create_list_revoke(monkeypatch, capsys, security_url, security_engine, 
     assert code_of(stack.channel("query"), RPCS_BY_NAME["GetSummary"], token=made["token"]) == grpc.StatusCode.OK
 
     assert main(["tokens", "list", "--tenant", "cli-t", "--json"]) == 0
-    listed = json.loads(capsys.readouterr().out)
+    listed = json.loads(capsys.readouterr().out)["tokens"]
     assert [t["id"] for t in listed] == [made["id"]] and "token" not in listed[0]
     assert listed[0]["last_used_at"]  # the call above was recorded
 
@@ -37,7 +37,7 @@ def test_create_list_revoke(monkeypatch, capsys, security_url, security_engine, 
     assert main(["tokens", "revoke", made["id"]]) == 1  # already revoked
     assert main(["tokens", "revoke", "not-an-id"]) == 2
     assert main(["tokens", "list", "--tenant", "cli-t", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == []
+    assert json.loads(capsys.readouterr().out)["tokens"] == []
     assert main(["tokens", "list", "--tenant", "cli-t", "--all"]) == 0
     assert "soc-dashboard" in capsys.readouterr().out
     import time

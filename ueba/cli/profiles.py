@@ -201,7 +201,11 @@ def _all_profiles(args, kind: int = 0, enabled_only: bool = False) -> list:
 def _list(args) -> int:
     kind = P.ProfileKind.Value("PROFILE_KIND_" + args.kind.upper()) if args.kind else 0
     profiles = _all_profiles(args, kind, args.enabled_only)
-    emit(args.output, output.page("profiles", profiles), [_row(p) for p in profiles], PROFILE_HEADERS, items=profiles)
+    if args.output == "table":  # the id last: a profile is named by its name as well
+        output.table([_row(p)[1:] + [p.id] for p in profiles], PROFILE_HEADERS[1:] + ["id"],
+                     optional=("id", "parameters", "dimension"))
+    else:
+        emit(args.output, output.page("profiles", profiles), [_row(p) for p in profiles], PROFILE_HEADERS, items=profiles)
     return 0
 
 

@@ -69,7 +69,8 @@ def _print_runs(args, runs) -> None:
         emit(args.output, output.page("runs", runs), [_run_row(r) for r in runs], RUN_HEADERS, items=runs)
         return
     output.table([_run_row(r)[1:10] + [r.id] for r in runs],
-                 ["status", "trigger", "start", "end", "users", "hours", "scores", "anomalies", "learning", "id"])
+                 ["status", "trigger", "start", "end", "users", "hours", "scores", "anomalies", "learning", "id"],
+                 fixed=("id",), optional=("trigger", "hours", "learning", "scores"))
     for r in runs:
         if r.error:
             say(f"run {r.id} error: {r.error}")

@@ -13,7 +13,7 @@ import sys
 
 from ueba.auth.roles import ROLES
 from ueba.auth.tokens import TokenError, create_token, list_tokens, revoke_token
-from ueba.cli.output import add_output_option, emit, fields, page, say
+from ueba.cli.output import add_output_option, emit, fields, page, say, table
 
 
 def register(sub) -> None:
@@ -82,7 +82,8 @@ def _list(args) -> int:
     rows = [[r["id"], r["tenant"], r["name"], r["role"], _iso(r["created_at"]), _iso(r["last_used_at"]),
              _iso(r["revoked_at"])] for r in records]
     if args.output == "table":
-        emit("table", None, [r[1:] + r[:1] for r in rows], ["tenant", "name", "role", "created", "last_used", "revoked", "id"])
+        table([r[1:] + r[:1] for r in rows], ["tenant", "name", "role", "created", "last_used", "revoked", "id"],
+              fixed=("id",), optional=("created", "revoked"))
     else:
         emit(args.output, page("tokens", records), rows,
              ["id", "tenant", "name", "role", "created_at", "last_used_at", "revoked_at"], items=records)

@@ -284,10 +284,11 @@ def timestamp(ts: Timestamp) -> str | None:
 
 
 def page(key: str, items: Sequence[Any], next_page_token: str = "", total_size: int | None = None) -> dict[str, Any]:
-    """The one shape of every list in JSON, one page or `--all`: {key: [...], next_page_token, total_size}."""
-    body: dict[str, Any] = {key: list(items), "next_page_token": next_page_token}
-    body["total_size"] = len(items) if total_size is None else total_size
-    return body
+    """The one shape of every list in JSON, one page or `--all`: {key: [...], next_page_token,
+    total_size}; total_size is null when the service does not count and more pages follow."""
+    if total_size is None and not next_page_token:
+        total_size = len(items)
+    return {key: list(items), "next_page_token": next_page_token, "total_size": total_size}
 
 
 def csv_cell(value: Any) -> Any:

@@ -28,7 +28,7 @@ $(STUBS) &: $(PROTOS) $(STAMP)
 	$(PY) -m ueba.protos
 
 run: install
-	$(PY) -m ueba.cli.main up
+	$(PY) -m ueba.cli.main up $(ARGS)
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 test: install

@@ -15,6 +15,7 @@ HELM_CASES = {
     "network-policies": ("networkpolicy",),
     "postgresql": ("postgresql",),
     "tls": ("tls",),
+    "exposed": ("exposed",),
 }
 KUSTOMIZE_CASES = ("base", "overlays/dev", "overlays/production")
 RENDERS = [f"helm:{case}" for case in HELM_CASES] + [f"kustomize:{path}" for path in KUSTOMIZE_CASES]

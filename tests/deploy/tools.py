@@ -38,7 +38,8 @@ def tool(name: str) -> Path:
 
 
 def run(args: list[str | Path], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120, **kwargs)
+    kwargs.setdefault("timeout", 120)
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, **kwargs)
 
 
 def values_file(name: str) -> Path:

@@ -31,7 +31,7 @@ STATUSES = {"new": common_pb2.ANOMALY_STATUS_NEW, "acknowledged": common_pb2.ANO
 SOURCES = {"rule": common_pb2.ANOMALY_SOURCE_RULE, "model": common_pb2.ANOMALY_SOURCE_MODEL}
 REVIEWS = {"ack": query_pb2.REVIEW_ACTION_ACKNOWLEDGE, "resolve": query_pb2.REVIEW_ACTION_RESOLVE,
            "false-positive": query_pb2.REVIEW_ACTION_FALSE_POSITIVE, "reopen": query_pb2.REVIEW_ACTION_REOPEN}
-QUERY_HELP = ("query string, e.g. user:u0001 risk>=high \"new country\"; the language is in docs/query-language.md "
+QUERY_HELP = ("query string, e.g. user:anna.weber risk>=high \"new country\"; the language is in docs/query-language.md "
               "(terms are ANDed; AND, OR and NOT are not operators yet)")
 
 
@@ -216,7 +216,7 @@ def cmd_review(args, stub, out):
     has_filter = any([args.query, args.user, args.risk, args.profile, args.source, args.status, args.dimension,
                       args.since, args.start, args.end])
     if not args.ids and not has_filter:
-        raise UsageError("give anomaly ids, or a filter (e.g. -q 'user:u0001 risk>=high') to review everything matching it")
+        raise UsageError("give anomaly ids, or a filter (e.g. -q 'user:anna.weber risk>=high') to review everything matching it")
     resp = stub.ReviewAnomalies(query_pb2.ReviewAnomaliesRequest(
         action=REVIEWS[args.action], ids=args.ids, filter=anomaly_filter(args) if not args.ids else None,
         comment=args.comment or ""), timeout=args.timeout)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from services.profiles import store
+from services.profiles.store import definitions
 from services.profiles.buckets import EvaluatorLeases
 from services.profiles.evaluator import ProfileEvaluator
 from services.profiles.servicer import ProfileServicer
@@ -20,7 +20,7 @@ def create_server(settings: ProfilesSettings, engine: Engine) -> tuple[ServiceSe
     """The ProfileService server with its evaluator as background work; not yet started."""
     if settings.seed_defaults:
         with engine.begin() as conn:
-            store.seed_defaults(conn, settings.tenant)
+            definitions.seed_defaults(conn, settings.tenant)
     background = []
     if settings.evaluate:
         leases = EvaluatorLeases(engine, new_owner_id("profiles"), settings)

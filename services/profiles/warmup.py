@@ -1,12 +1,4 @@
-"""Bringing a fresh detector up to the state a long-running one would have.
-
-Used by the evaluator on start, after a failure and when a profile changes, and
-by PreviewProfile before the range it previews: replay the last
-`lookback_seconds` of events (windows, last locations, suppression) and seed
-long memories (seen entities, usual volumes) from summaries. Firings raised
-while replaying are discarded: they were (or, for a preview, would have been)
-raised before.
-"""
+"""Bringing a fresh detector up to the state a long-running one would have (README: "State across restarts")."""
 
 from __future__ import annotations
 
@@ -14,7 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
-from services.profiles import store
+from services.profiles.store import events, history
 from services.profiles.kinds import ProfileDetector
 
 
@@ -25,7 +17,7 @@ def warm_detector(
     *,
     until_inclusive: bool,
     visible_in: str | None = None,
-    buckets: store.BucketSet | None = None,
+    buckets: events.BucketSet | None = None,
 ) -> int:
     """Replays history before `until` (of the users in `buckets`, when given) into the detector;
     returns the events replayed."""
@@ -35,15 +27,15 @@ def warm_detector(
     needs = type(detector).history_needs(params)
     if needs is not None:
         since = until - timedelta(days=needs.days)
-        detector.seed_users(store.user_history(conn, tenant, since, until, visible_in, buckets))
+        detector.seed_users(history.user_history(conn, tenant, since, until, visible_in, buckets))
         if needs.seen_entities:
             detector.seed_entities(
-                store.entity_history(conn, tenant, needs.seen_entities, since, until, visible_in, buckets))
+                history.entity_history(conn, tenant, needs.seen_entities, since, until, visible_in, buckets))
         if needs.daily_uploads:
             # The replay below adds the last stretch itself.
-            detector.seed_daily_uploads(store.daily_upload_history(conn, tenant, since, replay_from, visible_in, buckets))
+            detector.seed_daily_uploads(history.daily_upload_history(conn, tenant, since, replay_from, visible_in, buckets))
     replayed = 0
-    for event in store.replay_events(
+    for event in history.replay_events(
         conn, tenant, replay_from, until, event_types=detector.event_types,
         until_inclusive=until_inclusive, visible_in=visible_in, buckets=buckets,
     ):

@@ -1,22 +1,5 @@
-"""Sliding burst windows: N things within T seconds, fired once per burst.
-
-Per group (a user, a source address, ...) the entries of the last few
-intervals are kept in time order. When the entries inside some window of
-length T that contains the new entry satisfy the profile's predicate, the
-window fires: it becomes [first entry, first entry + T), every entry inside it
-is consumed, and later entries that fall inside it are absorbed without firing
-again. So one burst is one anomaly per group and window, a burst that crosses a
-clock boundary still fires, and a late (out-of-order) entry is judged against
-the entries around it in event time.
-
-Memory is bounded by the window, not by the event rate: an entry holds only
-what its detector needs for the predicate and the evidence (never the whole
-event record); consumed entries take no part in any later window and are
-dropped unless the detector asks to keep them (`keep_consumed`, for `recent`);
-a detector may fold a repeat into the group's newest entry (`extend`); and a
-group never holds more than `max_entries` (consumed entries go first, then the
-oldest: a group that busy has fired long before, for any count predicate).
-"""
+"""Sliding burst windows per group in event time: N things within T seconds, fired once per burst
+(README: "One burst, one anomaly", "Memory follows moves and windows")."""
 
 from __future__ import annotations
 

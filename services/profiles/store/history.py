@@ -1,0 +1,91 @@
+"""What warm-up reads: a tenant's events of a past stretch in time order, and summaries
+(users, seen entities, daily uploads) that seed the long memories."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterable, Iterator
+
+from sqlalchemy import Connection, func, select
+
+from services.profiles.kinds.rare_event import ENTITIES
+from services.profiles.records import EventRecord
+from services.profiles.store.events import EVENT_COLUMNS, BucketSet, snapshot_param
+from ueba.store.schema import events
+
+
+def _scoped(q, visible_in: str | None, buckets: BucketSet | None):
+    """`q` narrowed to the rows visible in a cursor's snapshot and to the users of `buckets`."""
+    if visible_in is not None:
+        q = q.where(func.pg_visible_in_snapshot(events.c.txid, snapshot_param(visible_in)))
+    if buckets is not None:
+        q = q.where(buckets.clause())
+    return q
+
+def replay_events(
+    conn: Connection,
+    tenant: str,
+    since: datetime,
+    until: datetime,
+    *,
+    event_types: Iterable[str] | None,
+    until_inclusive: bool,
+    visible_in: str | None = None,
+    buckets: BucketSet | None = None,
+    chunk: int = 5000,
+) -> Iterator[EventRecord]:
+    """Events of a tenant (of users in `buckets`, when given) in time order over [since, until] (or [since, until))."""
+    q = select(*EVENT_COLUMNS).where(
+        events.c.tenant == tenant, events.c.time >= since, events.c.time <= until if until_inclusive else events.c.time < until
+    )
+    if event_types is not None:
+        q = q.where(events.c.event_type.in_(sorted(event_types)))
+    q = _scoped(q, visible_in, buckets)
+    q = q.order_by(events.c.time, events.c.event_id)
+    result = conn.execute(q.execution_options(stream_results=True, yield_per=chunk))
+    for row in result:
+        yield EventRecord(*row)
+
+
+def user_history(
+    conn: Connection, tenant: str, since: datetime, until: datetime, visible_in: str | None, buckets: BucketSet | None = None
+) -> list[tuple]:
+    """(user, latest department, first seen) over [since, until)."""
+    q = select(
+        events.c.user_name,
+        func.max(events.c.department),
+        func.min(events.c.time),
+    ).where(events.c.tenant == tenant, events.c.time >= since, events.c.time < until)
+    q = _scoped(q, visible_in, buckets)
+    return [tuple(r) for r in conn.execute(q.group_by(events.c.user_name))]
+
+
+def entity_history(
+    conn: Connection, tenant: str, entity_types: Iterable[str], since: datetime, until: datetime, visible_in: str | None,
+    buckets: BucketSet | None = None,
+) -> list[tuple]:
+    """(user, entity type, entity, first seen, last seen) over [since, until)."""
+    out: list[tuple] = []
+    for entity_type in entity_types:
+        column = events.c[ENTITIES[entity_type][0]]
+        value = func.upper(column) if entity_type == "country" else func.lower(column)
+        q = select(events.c.user_name, value, func.min(events.c.time), func.max(events.c.time)).where(
+            events.c.tenant == tenant, events.c.time >= since, events.c.time < until, column.is_not(None), column != ""
+        )
+        q = _scoped(q, visible_in, buckets)
+        for user, entity, first, last in conn.execute(q.group_by(events.c.user_name, value)):
+            out.append((user, entity_type, entity, first, last))
+    return out
+
+
+def daily_upload_history(
+    conn: Connection, tenant: str, since: datetime, until: datetime, visible_in: str | None, buckets: BucketSet | None = None
+) -> list[tuple]:
+    """(user, day, uploaded bytes) over [since, until)."""
+    day = func.date_trunc("day", events.c.time, "UTC")
+    q = select(events.c.user_name, day, func.sum(events.c.bytes)).where(
+        events.c.tenant == tenant, events.c.time >= since, events.c.time < until, events.c.event_type == "file_upload",
+        events.c.outcome != "failure",
+    )
+    q = _scoped(q, visible_in, buckets)
+    return [tuple(r) for r in conn.execute(q.group_by(events.c.user_name, day))]

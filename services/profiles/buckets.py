@@ -9,8 +9,8 @@ from typing import Iterable, Iterator, Protocol
 
 from sqlalchemy import Engine
 
-from services.profiles.store import events, tailing
 from services.profiles.kinds import ProfileSpec
+from services.profiles.store import events, tailing
 from ueba.leases import LeaseManager, LeaseSettings
 
 BUCKET_POOL = "profiles"

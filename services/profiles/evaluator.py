@@ -12,10 +12,11 @@ from typing import Callable, Iterable
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection, Engine
 
-from services.profiles.store import definitions, events, tailing
 from services.profiles.buckets import FixedOwnership, Lane, Ownership, Share, ensure_cursors, per_user, plan_lanes
 from services.profiles.kinds import ParameterError, ProfileDetector, build_detector
 from services.profiles.records import EventRecord
+from services.profiles.store import definitions, history, tailing
+from services.profiles.store.events import BucketSet
 from services.profiles.warmup import warm_detector
 from ueba.leases import LeaseLost, buckets_of
 from ueba.store.anomalies import AnomalyRecord, write_anomalies
@@ -66,6 +67,8 @@ class ProfileEvaluator(BackgroundWorker):
         self._bucket_of: dict[tuple[str, str], int] = {}  # (tenant, user) -> bucket, for sifted lanes
         self._share: Share | None = None
         self._seeded: set[str] = set()
+        # (tenant, snapshot, users) -> where the tenant's processed events end, during one sync.
+        self._positions: dict[tuple[str, str, BucketSet | None], datetime | None] = {}
         super().__init__()
         self.processed = 0
         self.created = 0
@@ -234,6 +237,7 @@ class ProfileEvaluator(BackgroundWorker):
         new or changed enabled profile gets a fresh, warmed detector."""
         owned = frozenset(share.buckets)
         holds_global = share.global_token is not None
+        self._positions.clear()
         if self._warm - owned:
             self._drop(per_user_scope=True)
             self._warm = frozenset()
@@ -295,8 +299,14 @@ class ProfileEvaluator(BackgroundWorker):
                 mine = lane.buckets & buckets
                 if not mine:
                     continue
-                users = None if len(mine) == n else events.BucketSet(n, mine)
-            if lane.high_water is not None:
-                replayed += warm_detector(conn, detector, lane.high_water, until_inclusive=True,
+                users = None if len(mine) == n else BucketSet(n, mine)
+            # From the tenant's own position: one tenant's clock (or backfill) far behind
+            # another's must not leave its windows unbuilt.
+            key = (detector.spec.tenant, lane.snapshot, users)
+            if key not in self._positions:
+                self._positions[key] = history.tenant_position(conn, detector.spec.tenant, lane.snapshot, users)
+            position = self._positions[key]
+            if position is not None:
+                replayed += warm_detector(conn, detector, position, until_inclusive=True,
                                           visible_in=lane.snapshot, buckets=users)
         return replayed

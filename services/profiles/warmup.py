@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
-from services.profiles.store import events, history
 from services.profiles.kinds import ProfileDetector
+from services.profiles.store import events, history
 
 
 def warm_detector(

@@ -4,11 +4,19 @@
 from __future__ import annotations
 
 import bisect
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 # Far above every count threshold the built-in profiles use; a safety bound, not a tuning knob.
 MAX_ENTRIES = 2048
+# Groups one window set holds at most (the least recently fed go first); a safety bound far
+# above the users and addresses of a tenant's live hour.
+MAX_GROUPS = 200_000
+# A group fed no entry for this long in wall-clock time (and at least its window and lateness)
+# is forgotten: memory is bounded by idleness, never by other groups' event times.
+MIN_IDLE_SECONDS = 600.0
+SWEEP_EVERY = 1024
 
 
 @dataclass(slots=True)
@@ -33,7 +41,8 @@ class _Group:
     times: list[float] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
     fired: list[tuple[float, float]] = field(default_factory=list)
-    newest: float = float("-inf")
+    newest: float = float("-inf")  # the group's own newest event time: its windows' clock
+    fed: float = 0.0  # wall-clock time (at sweep resolution) it was last fed
 
 
 Predicate = Callable[[Sequence[Entry]], bool]
@@ -52,24 +61,28 @@ class BurstWindows:
         *,
         keep_consumed: bool = False,
         max_entries: int = MAX_ENTRIES,
+        max_groups: int = MAX_GROUPS,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.interval = float(interval)
         # How far behind the newest entry a late entry may still be judged.
         self.lateness = self.interval if lateness is None else float(lateness)
         self.keep_consumed = keep_consumed
         self.max_entries = max_entries
+        self.max_groups = max_groups
+        self.idle_seconds = max(MIN_IDLE_SECONDS, 2 * (self.interval + self.lateness))
+        self._clock = clock
+        self._now = clock()
         self._groups: dict[str, _Group] = {}
         self._adds = 0
-        self._newest = float("-inf")
 
     def add(self, group: str, entry: Entry, reached: Predicate | None) -> Burst | None:
         """Adds an entry; returns the burst it completes. `reached` None: the caller knows it completes none."""
         g = self._groups.get(group)
         if g is None:
             g = self._groups[group] = _Group()
+        g.fed = self._now
         ts = entry.ts
-        if ts > self._newest:
-            self._newest = ts
         if ts < g.newest - self.interval - self.lateness:
             return None  # too late to judge against a window we no longer hold
         if ts > g.newest:
@@ -110,10 +123,9 @@ class BurstWindows:
         last.ts = g.times[-1] = ts
         if ts > g.newest:
             g.newest = ts
-        if ts > self._newest:
-            self._newest = ts
+        g.fed = self._now
         self._adds += 1  # the group does not grow: only the periodic sweep is due
-        if self._adds % 1024 == 0:
+        if self._adds % SWEEP_EVERY == 0:
             self._sweep()
         return last
 
@@ -127,16 +139,6 @@ class BurstWindows:
             if start <= ts < end:
                 return True
         return False
-
-    def mark_fired(self, group: str, start: float) -> None:
-        """Records a window as fired without entries (e.g. restored from stored anomalies)."""
-        g = self._groups.setdefault(group, _Group())
-        g.fired.append((start, start + self.interval))
-        for e in g.entries:
-            if start <= e.ts < start + self.interval:
-                e.consumed = True
-        if not self.keep_consumed:
-            self._drop_consumed(g)
 
     def recent(self, group: str, since: float, until: float) -> list[Entry]:
         """Entries of a group with since < ts <= until, consumed or not (with keep_consumed)."""
@@ -198,7 +200,7 @@ class BurstWindows:
 
     def _tick(self, g: _Group) -> None:
         self._adds += 1
-        if self._adds % 1024 == 0:
+        if self._adds % SWEEP_EVERY == 0:
             self._sweep()
         else:
             self._prune(g)
@@ -213,10 +215,20 @@ class BurstWindows:
             g.fired = [w for w in g.fired if w[1] >= horizon]
 
     def _sweep(self) -> None:
-        """Forgets groups that have been quiet for longer than any window can span."""
-        horizon = self._newest - 2 * (self.interval + self.lateness)
-        for name in [n for n, g in self._groups.items() if g.newest < horizon]:
+        """Prunes every group by its own newest time; forgets the groups fed nothing for
+        `idle_seconds` of wall-clock time, and the least recently fed beyond `max_groups`.
+
+        Never by the newest time of other groups: a group three hours behind the rest (a
+        backfill beside live traffic) keeps its windows as long as it is being fed.
+        """
+        self._now = now = self._clock()
+        idle = now - self.idle_seconds
+        for name in [n for n, g in self._groups.items() if g.fed < idle]:
             del self._groups[name]
+        if len(self._groups) > self.max_groups:
+            by_feeding = sorted(self._groups, key=lambda n: self._groups[n].fed)
+            for name in by_feeding[: len(self._groups) - self.max_groups * 3 // 4]:
+                del self._groups[name]
         for g in self._groups.values():
             self._prune(g)
 

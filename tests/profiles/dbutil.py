@@ -7,9 +7,9 @@ from typing import Any, Iterable
 import psycopg
 from sqlalchemy import Engine, select
 
-from services.profiles.store import definitions
 from services.profiles.kinds import KINDS
 from services.profiles.records import EventRecord
+from services.profiles.store import definitions
 from ueba.db import libpq_url
 from ueba.store.partitions import ensure_partitions
 from ueba.store.schema import anomalies

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, text
 
-from services.profiles.store import definitions, tailing
 from services.profiles.evaluator import ProfileEvaluator
+from services.profiles.store import definitions, tailing
 from tests.profiles.dbutil import INSERT, add_profile, connect, insert_events, row, stored_anomalies
 from tests.profiles.factory import LONDON, NEW_YORK, event
 from ueba.store.partitions import ensure_partitions

@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from services.profiles.store import definitions, events, tailing
 from services.profiles.buckets import (
     GLOBAL_CONSUMER, EvaluatorLeases, FixedOwnership, Share, bucket_consumer, ensure_cursors, per_user, plan_lanes,
 )
 from services.profiles.defaults import DEFAULT_PROFILES
 from services.profiles.evaluator import ProfileEvaluator
 from services.profiles.kinds import KINDS, ProfileSpec
+from services.profiles.store import definitions, events, tailing
 from tests.profiles.dbutil import add_profile, insert_events
 from tests.profiles.factory import event
 from tests.profiles.test_evaluator import burst_events, drain, setup_profiles, summary

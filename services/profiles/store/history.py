@@ -89,3 +89,10 @@ def daily_upload_history(
     )
     q = _scoped(q, visible_in, buckets)
     return [tuple(r) for r in conn.execute(q.group_by(events.c.user_name, day))]
+
+
+def tenant_position(conn: Connection, tenant: str, visible_in: str, buckets: BucketSet | None = None) -> datetime | None:
+    """The newest event time of a tenant (of users in `buckets`) among the rows visible in a
+    cursor's snapshot: where that tenant's processed stream stands, whatever other tenants' times."""
+    q = select(func.max(events.c.time)).where(events.c.tenant == tenant)
+    return conn.execute(_scoped(q, visible_in, buckets)).scalar_one()

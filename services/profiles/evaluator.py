@@ -308,5 +308,5 @@ class ProfileEvaluator(BackgroundWorker):
             position = self._positions[key]
             if position is not None:
                 replayed += warm_detector(conn, detector, position, until_inclusive=True,
-                                          visible_in=lane.snapshot, buckets=users)
+                                          visible_in=lane.snapshot, buckets=users, fired_from_store=True)
         return replayed

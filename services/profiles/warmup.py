@@ -18,12 +18,18 @@ def warm_detector(
     until_inclusive: bool,
     visible_in: str | None = None,
     buckets: events.BucketSet | None = None,
+    fired_from_store: bool = False,
 ) -> int:
     """Replays history before `until` (of the users in `buckets`, when given) into the detector;
-    returns the events replayed."""
+    returns the events replayed. With `fired_from_store`, the windows the profile fired (its
+    stored anomalies) are restored first, so the replay rebuilds the windows the live detector had."""
     tenant = detector.spec.tenant
     params = detector.params
-    replay_from = until - timedelta(seconds=type(detector).lookback_seconds(params))
+    lookback = timedelta(seconds=type(detector).lookback_seconds(params))
+    replay_from = until - lookback
+    if fired_from_store:
+        for group, start in history.fired_windows(conn, tenant, detector.spec.id, replay_from, until, lookback, buckets):
+            detector.restore_fired(group, start.timestamp())
     needs = type(detector).history_needs(params)
     if needs is not None:
         since = until - timedelta(days=needs.days)

@@ -140,6 +140,22 @@ class BurstWindows:
                 return True
         return False
 
+    def mark_fired(self, group: str, start: float) -> None:
+        """Records a window as fired without its entries (restored from a stored anomaly): later
+        entries inside it are absorbed, as they were by the detector that fired it."""
+        g = self._groups.get(group)
+        if g is None:
+            g = self._groups[group] = _Group()
+        g.fed = self._now
+        if (start, start + self.interval) in g.fired:
+            return
+        g.fired.append((start, start + self.interval))
+        for e in g.entries:
+            if start <= e.ts < start + self.interval:
+                e.consumed = True
+        if not self.keep_consumed:
+            self._drop_consumed(g)
+
     def recent(self, group: str, since: float, until: float) -> list[Entry]:
         """Entries of a group with since < ts <= until, consumed or not (with keep_consumed)."""
         g = self._groups.get(group)

@@ -14,10 +14,13 @@ from datetime import timedelta
 import pytest
 
 from services.profiles.evaluator import ProfileEvaluator
+from services.profiles.kinds import KINDS
 from services.profiles.windows import BurstWindows, Entry
-from tests.profiles.dbutil import add_profile, insert_events, stored_anomalies
-from tests.profiles.factory import T0, detector, event
+from tests.profiles.dbutil import add_profile, connect, insert_events, stored_anomalies
+from tests.profiles.factory import detector, event
 from tests.profiles.test_evaluator import drain
+from ueba.launcher import start_service
+from ueba.store.schema import anomalies, profile_cursors
 
 BRUTE_FORCE = {"count": 5, "interval_seconds": 300, "spray_users": 0}
 LATE = timedelta(hours=3)
@@ -128,8 +131,6 @@ def tenant_stream(lag: timedelta) -> list:
 
 def behind(url: str) -> int:
     """Events some evaluator cursor has not taken yet (all of them before there are cursors)."""
-    from tests.profiles.dbutil import connect
-
     with connect(url) as conn:
         cursors = conn.execute("SELECT count(*) FROM profile_cursors WHERE tenant = '*'").fetchone()[0]
         if not cursors:
@@ -143,13 +144,19 @@ def anomaly_keys(engine) -> list[tuple]:
     return sorted((a.tenant, a.dedup_key) for a in stored_anomalies(engine))
 
 
+def uninterrupted_run(engine, batch_events: int) -> list[tuple]:
+    """The anomalies one evaluator, never stopped, raises over the stored events."""
+    with engine.begin() as conn:
+        conn.execute(anomalies.delete())
+        conn.execute(profile_cursors.delete())
+    drain(ProfileEvaluator(engine, batch_events=batch_events, seed_defaults=False), limit=10_000)
+    return anomaly_keys(engine)
+
+
 @pytest.mark.e2e
 def test_tenants_at_different_times_killed_mid_batch_raise_what_one_uninterrupted_run_raises(
     fresh_database_url, fresh_engine, tmp_path
 ):
-    from ueba.launcher import start_service
-    from ueba.store.schema import anomalies, profile_cursors
-
     url = fresh_database_url
     streams = {t: tenant_stream(lag) for t, lag in TENANT_LAG.items()}
     for tenant in streams:
@@ -183,11 +190,61 @@ def test_tenants_at_different_times_killed_mid_batch_raise_what_one_uninterrupte
     got = anomaly_keys(fresh_engine)
     assert 0 < behind_at_kill < total, "the kill did not land mid-way"
 
-    with fresh_engine.begin() as conn:
-        conn.execute(anomalies.delete())
-        conn.execute(profile_cursors.delete())
-    drain(ProfileEvaluator(fresh_engine, batch_events=60, seed_defaults=False), limit=10_000)
-    expected = anomaly_keys(fresh_engine)
+    expected = uninterrupted_run(fresh_engine, batch_events=60)
     assert len(expected) == len(TENANT_LAG) * ROUNDS * USERS
     missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
     assert (len(got), len(missing), len(extra)) == (len(expected), 0, 0), (missing[:3], extra[:3])
+
+
+# --- warm-up rebuilds the windows the live detector had ------------------------------------------
+
+def bursty_downloads(seed: int, n: int = 600) -> list:
+    """Downloads of one user with gaps from seconds to minutes: bursts that chain (one anomaly
+    per interval) and bursts that fire shortly before a restart."""
+    rng = random.Random(seed)
+    t, out = 0.0, []
+    for _ in range(n):
+        t += rng.choice([5, 20, 40, 120, 400])
+        out.append(event("ann", "file_download", t, file_count=1, bytes=10))
+    return out
+
+
+def test_restarts_after_every_batch_raise_the_anomalies_of_one_uninterrupted_run(fresh_database_url, fresh_engine):
+    add_profile(fresh_engine, "bulk_download", file_count=5, interval_seconds=300)
+    insert_events(fresh_database_url, bursty_downloads(7), per_transaction=5)
+    while ProfileEvaluator(fresh_engine, batch_events=10, seed_defaults=False).run_once():
+        pass  # a new process for every batch: each warms up from the store
+    restarted = anomaly_keys(fresh_engine)
+    uninterrupted = uninterrupted_run(fresh_engine, batch_events=10)
+    assert len(uninterrupted) > 10
+    missing, extra = set(uninterrupted) - set(restarted), set(restarted) - set(uninterrupted)
+    assert (len(restarted), len(missing), len(extra)) == (len(uninterrupted), 0, 0), (sorted(missing)[:3], sorted(extra)[:3])
+
+
+@pytest.mark.parametrize("kind,params,make", [
+    ("bulk_download", {"file_count": 5, "interval_seconds": 300},
+     lambda rng, user, t: event(user, "file_download", t, file_count=1, bytes=10)),
+    ("failed_logins", {"count": 5, "interval_seconds": 300, "spray_users": 3},
+     lambda rng, user, t: event(user, "logon", t, outcome=rng.choice(["failure"] * 6 + ["success"]),
+                                source_ip=rng.choice(["192.0.2.1", "192.0.2.2"]))),
+])
+def test_restored_fired_windows_make_a_replayed_detector_decide_like_the_live_one(kind, params, make):
+    rng = random.Random(3)
+    for _ in range(40):
+        t, stream = 0.0, []
+        for _ in range(150):
+            t += rng.choice([5, 20, 40, 120, 400])
+            stream.append(make(rng, rng.choice(["ann", "ben", "cat"]), t))
+        live = detector(kind, **params)
+        expected = sorted(f.dedup_key for f in live.process(stream))
+        for kill in range(10, 150, 15):
+            before = detector(kind, **params).process(stream[:kill])
+            position = max(e.ts for e in stream[:kill])
+            since = position - KINDS[kind].lookback_seconds(live.params)
+            warmed = detector(kind, **params)
+            for f in before:  # what warm-up reads back from the stored anomalies
+                if f.window_end.timestamp() > since:
+                    warmed.restore_fired(f.evidence["group"], f.window_start.timestamp())
+            warmed.process([e for e in stream[:kill] if since <= e.ts])
+            got = sorted([f.dedup_key for f in before] + [f.dedup_key for f in warmed.process(stream[kill:])])
+            assert got == expected, (kind, kill)

@@ -41,5 +41,6 @@ class BucketSet:
     n: int
     buckets: frozenset[int]
 
-    def clause(self):
-        return func.ueba_bucket(events.c.tenant, events.c.user_name, self.n).in_(sorted(self.buckets))
+    def clause(self, table=events):
+        """Rows of `table` (with tenant and user_name columns) whose user is in these buckets."""
+        return func.ueba_bucket(table.c.tenant, table.c.user_name, self.n).in_(sorted(self.buckets))

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Iterable, Iterator
 
 from sqlalchemy import Connection, func, select
@@ -11,7 +11,7 @@ from sqlalchemy import Connection, func, select
 from services.profiles.kinds.rare_event import ENTITIES
 from services.profiles.records import EventRecord
 from services.profiles.store.events import EVENT_COLUMNS, BucketSet, snapshot_param
-from ueba.store.schema import events
+from ueba.store.schema import anomalies, events
 
 
 def _scoped(q, visible_in: str | None, buckets: BucketSet | None):
@@ -96,3 +96,18 @@ def tenant_position(conn: Connection, tenant: str, visible_in: str, buckets: Buc
     cursor's snapshot: where that tenant's processed stream stands, whatever other tenants' times."""
     q = select(func.max(events.c.time)).where(events.c.tenant == tenant)
     return conn.execute(_scoped(q, visible_in, buckets)).scalar_one()
+
+
+def fired_windows(
+    conn: Connection, tenant: str, profile_id: str, since: datetime, until: datetime, longest: timedelta,
+    buckets: BucketSet | None = None,
+) -> list[tuple[str, datetime]]:
+    """(group, window start) of the windows a profile fired that end after `since`, whose anomaly
+    time is at most `until` and (windows being at most `longest`) after since - longest."""
+    q = select(anomalies.c.evidence["group"].astext, anomalies.c.window_start).where(
+        anomalies.c.tenant == tenant, anomalies.c.source == "rule", anomalies.c.profile_id == profile_id,
+        anomalies.c.time >= since - longest, anomalies.c.time <= until, anomalies.c.window_end > since,
+    )
+    if buckets is not None:
+        q = q.where(buckets.clause(anomalies))
+    return [(group, start) for group, start in conn.execute(q) if group]

@@ -52,6 +52,11 @@ class FailedLoginsProfile(ProfileDetector):
         self._sources = BurstWindows(self.interval, keep_consumed=True, max_entries=max(256, 4 * self.spray_users))
         self._successes = BurstWindows(self.interval)
 
+    def fired_windows(self, group: str) -> BurstWindows | None:
+        kind = group.partition(":")[0]
+        return {"user": self._users, "source": self._sources, "user-success": self._successes,
+                "source-success": self._successes}.get(kind)
+
     def observe(self, e: EventRecord) -> list[AnomalyRecord]:
         if e.outcome == "failure":
             return self._failure(e)

@@ -26,7 +26,8 @@ import psycopg
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 
-from bench.databases import DATA, postgres_server, scratch_database
+from bench import DATA
+from ueba.store.databases import postgres_server, scratch_database
 from ueba.db import create_db_engine, libpq_url
 
 ROOT = Path(__file__).resolve().parent.parent

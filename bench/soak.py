@@ -49,7 +49,7 @@ import psutil
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bench.databases import postgres_server, scratch_database
+from ueba.store.databases import postgres_server, scratch_database
 from ueba.auth.tokens import create_token
 from ueba.client.channel import ChannelConfig, open_channel
 from ueba.client.ingest import IngestClient, IngestError

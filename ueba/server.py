@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from prometheus_client import Counter, Histogram, start_http_server
 
 from ueba.auth.authenticator import AuthError, TokenAuthenticator
@@ -187,6 +187,33 @@ def _parser(method: str, deserialize: Callable[[bytes], Any] | None) -> Callable
     return parse
 
 
+class ListedHealthServicer(health.HealthServicer):
+    """The library's health servicer, which has no List, with List answered from its status map."""
+
+    def List(self, request: health_pb2.HealthListRequest, context: grpc.ServicerContext) -> health_pb2.HealthListResponse:
+        with self._lock:  # the library keeps its statuses in _server_status under this lock
+            statuses = dict(self._server_status)
+        return health_pb2.HealthListResponse(
+            statuses={name: health_pb2.HealthCheckResponse(status=status) for name, status in statuses.items()}
+        )
+
+
+# The library serves only v1alpha; v1 has the same messages on the wire, so
+# one servicer answers both names.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def add_reflection(service_names: Iterable[str], server: grpc.Server) -> None:
+    servicer = reflection.ReflectionServicer([*service_names, reflection.SERVICE_NAME])
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1}),))
+
+
 def server_options(settings: BaseSettings) -> list[tuple[str, int]]:
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
@@ -284,14 +311,13 @@ def build_server(
         options=server_options(settings),
         maximum_concurrent_rpcs=max_workers * 4,
     )
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_servicer = ListedHealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for reg in registrations:
         reg.add(reg.servicer, server)
         health_servicer.set(reg.name, health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    names = [reg.name for reg in registrations] + [health.SERVICE_NAME, reflection.SERVICE_NAME]
-    reflection.enable_server_reflection(names, server)
+    add_reflection([reg.name for reg in registrations] + [health.SERVICE_NAME], server)
     port = bind(server, settings.listen, settings)
     return ServiceServer(server, health_servicer, background), port
 

@@ -57,6 +57,7 @@ class BaseSettings:
         "UEBA_MAX_CONNECTION_AGE_SECONDS", 0, "close connections after this age so clients rebalance; 0: never"
     )
     db_pool_size: int = env_field("UEBA_DB_POOL_SIZE", 8, "database connections per process")
+    auto_migrate: bool = env_field("UEBA_AUTO_MIGRATE", False, "apply migrations at start (local runs only)")
     # --- transport security and authentication (docs/security.md) ---
     tls_cert_file: str = env_field("UEBA_TLS_CERT_FILE", "", "PEM server certificate (chain); with the key, every port speaks TLS")
     tls_key_file: str = env_field("UEBA_TLS_KEY_FILE", "", "PEM private key of the server certificate")

@@ -37,7 +37,6 @@ class IngestSettings(BaseSettings):
     )
     stream_window: int = env_field("UEBA_STREAM_WINDOW", 2, "batches one stream may have read but not acknowledged")
     otlp_listen: str = env_field("UEBA_OTLP_LISTEN", "", "extra host:port for OTLP/gRPC agents, e.g. 0.0.0.0:4317")
-    auto_migrate: bool = env_field("UEBA_AUTO_MIGRATE", False, "apply migrations at start (local runs only)")
 
     def validate(self) -> None:
         super().validate()

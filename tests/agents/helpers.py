@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.databases import drop_database, new_database
+from ueba.store.databases import drop_database, new_database
 from ueba.store.migrate import upgrade
 
 __all__ = ["drop_database", "fresh_database", "ingest_env"]

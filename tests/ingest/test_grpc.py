@@ -17,6 +17,9 @@ from ueba.client.ingest import IngestClient, IngestError
 from ueba.server import Registration, build_server
 from ueba.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc
 
+from tests.support.ports import free_port
+from tests.support.waiting import eventually
+
 from .conftest import make_event, settings
 
 START = datetime.now(timezone.utc) - timedelta(hours=2)
@@ -121,7 +124,7 @@ class BlockedPipeline:
         self.read = 0
         self.release = threading.Event()
 
-    def check_batch(self, events):
+    def check_batch(self, events, batch_id=""):
         self.read += 1
 
     def ingest(self, tenant, events, batch_id=""):
@@ -140,9 +143,7 @@ def test_a_stream_reads_no_further_than_its_window_while_writes_are_pending():
             stub = ingest_pb2_grpc.IngestServiceStub(channel)
             batches = [ingest_pb2.EventBatch(batch_id=f"w{i}", events=events(2, prefix=f"w{i}")) for i in range(6)]
             call = stub.StreamEvents(iter(batches))
-            deadline = time.monotonic() + 10
-            while pipeline.read < 2 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            eventually(lambda: pipeline.read >= 2, timeout=10)
             time.sleep(0.3)  # room for a wrong third read to show
             assert pipeline.read == 2
             pipeline.release.set()
@@ -158,11 +159,7 @@ def test_otlp_receiver_is_registered(service):
 
 
 def test_otlp_listen_adds_a_second_port_to_the_same_server(engine):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        extra = s.getsockname()[1]
+    extra = free_port()
     server, port = create_server(settings(listen="127.0.0.1:0", metrics_port=-1, otlp_listen=f"127.0.0.1:{extra}"), engine)
     server.start()
     try:

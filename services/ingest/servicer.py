@@ -20,6 +20,36 @@ log = logging.getLogger(__name__)
 _END = object()
 
 
+class StreamWindow:
+    """Batches of one stream read but not yet acknowledged, bounded in number and in bytes.
+
+    The next batch is read only while both are under their bound (the first always is), so a
+    fast agent is held back by HTTP/2 flow control rather than buffered here.
+    """
+
+    def __init__(self, max_batches: int, max_bytes: int):
+        self.max_batches = max_batches
+        self.max_bytes = max_bytes
+        self.batches = 0
+        self.bytes = 0
+        self._changed = threading.Condition()
+
+    def wait_for_room(self, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self.batches < self.max_batches and self.bytes < self.max_bytes, timeout)
+
+    def take(self, size: int) -> None:
+        with self._changed:
+            self.batches += 1
+            self.bytes += size
+
+    def give_back(self, size: int) -> None:
+        with self._changed:
+            self.batches -= 1
+            self.bytes -= size
+            self._changed.notify_all()
+
+
 class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def __init__(self, pipeline: IngestPipeline, settings: IngestSettings, executor: Executor):
         self.pipeline = pipeline
@@ -33,7 +63,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
     def StreamEvents(self, request_iterator: Iterator[ingest_pb2.EventBatch], context: grpc.ServicerContext):
         """Acks in the order batches arrived, each after its commit; the first bad batch ends the stream."""
         tenant = current_caller(self.settings.tenant).tenant
-        window = threading.Semaphore(self.settings.stream_window)
+        window = StreamWindow(self.settings.stream_window, self.settings.stream_max_bytes)
         pending: queue.Queue = queue.Queue()
         done = threading.Event()
         reader = threading.Thread(
@@ -41,11 +71,12 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         )
         reader.start()
         try:
-            while (outcome := pending.get()) is not _END:
+            while (item := pending.get()) is not _END:
+                outcome, size = item
                 if isinstance(outcome, InvalidBatch):
                     raise outcome
                 yield outcome.result()
-                window.release()
+                window.give_back(size)
         finally:
             done.set()
 
@@ -53,28 +84,29 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
         self,
         tenant: str,
         requests: Iterator[ingest_pb2.EventBatch],
-        window: threading.Semaphore,
+        window: StreamWindow,
         pending: queue.Queue,
         done: threading.Event,
     ) -> None:
-        """Reads the next batch only while the stream has a free slot in its window, so a fast agent
-        is held back by HTTP/2 flow control rather than buffered here; puts each batch's Future
-        (or the InvalidBatch that ends the stream) on `pending`."""
+        """Reads batches while the window has room; puts (the Future of each batch's ack, or the
+        InvalidBatch that ends the stream; its size) on `pending`."""
         try:
             while not done.is_set():
-                if not window.acquire(timeout=0.5):
+                if not window.wait_for_room(timeout=0.5):
                     continue
                 batch = next(requests, None)
                 if batch is None:
                     break
+                size = batch.ByteSize()
+                window.take(size)
                 # Checked here so that a bad batch fails the stream before any later batch is written.
                 try:
                     self.pipeline.check_batch(batch.events, batch.batch_id)
                 except InvalidBatch as exc:
-                    pending.put(exc)
+                    pending.put((exc, size))
                     break
                 future: Future = self.executor.submit(self.pipeline.ingest, tenant, batch.events, batch.batch_id)
-                pending.put(future)
+                pending.put((future, size))
         except Exception as exc:  # the client cancelled or the connection broke
             log.debug("stream ended while reading", exc_info=exc)
         finally:

@@ -132,17 +132,24 @@ class BlockedPipeline:
         return ingest_pb2.BatchAck(batch_id=batch_id, accepted=len(events))
 
 
-def test_a_stream_reads_no_further_than_its_window_while_writes_are_pending():
+def batches(n: int, size: int) -> list[ingest_pb2.EventBatch]:
+    return [ingest_pb2.EventBatch(batch_id=f"w{i}", events=events(size, prefix=f"w{i}")) for i in range(n)]
+
+
+@pytest.mark.parametrize("window, max_bytes", [
+    (2, 8 * 1024 * 1024),  # the window bounds the batches read ahead
+    (4, ingest_pb2.EventBatch(batch_id="w0", events=events(50, prefix="w0")).ByteSize() + 1),  # the bytes do
+])
+def test_a_stream_reads_no_further_than_its_window_while_writes_are_pending(window, max_bytes):
     pipeline = BlockedPipeline()
-    cfg = settings(listen="127.0.0.1:0", metrics_port=-1, stream_window=2)
+    cfg = settings(listen="127.0.0.1:0", metrics_port=-1, stream_window=window, stream_max_bytes=max_bytes)
     servicer = IngestServicer(pipeline, cfg, ThreadPoolExecutor(4))
     server, port = build_server(cfg, [Registration(ingest_pb2_grpc.add_IngestServiceServicer_to_server, servicer, "ueba.v1.IngestService")])
     server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = ingest_pb2_grpc.IngestServiceStub(channel)
-            batches = [ingest_pb2.EventBatch(batch_id=f"w{i}", events=events(2, prefix=f"w{i}")) for i in range(6)]
-            call = stub.StreamEvents(iter(batches))
+            call = stub.StreamEvents(iter(batches(6, 50)))
             eventually(lambda: pipeline.read >= 2, timeout=10)
             time.sleep(0.3)  # room for a wrong third read to show
             assert pipeline.read == 2

@@ -309,3 +309,37 @@ def test_sigterm_finishes_the_call_in_flight_refuses_new_ones_and_exits_0(own_db
         blocker.close()
         service.stop()
     assert scalar(own_db, "SELECT status FROM anomalies WHERE id = %s", anomaly_id) == "resolved"
+
+
+def test_sigterm_during_a_stuck_export_exits_within_the_drain_bound(own_db, service_processes):
+    from ueba.server import DRAIN_MARGIN_SECONDS
+
+    drain = 2.0
+    service = service_processes.start("query", {"DATABASE_URL": own_db, "UEBA_LISTEN": "127.0.0.1:0",
+                                                "UEBA_DRAIN_SECONDS": str(drain)})
+    blocker = psycopg.connect(libpq_url(own_db))
+    try:
+        # The export waits on this lock for as long as the test holds it: a call that never ends by itself.
+        blocker.execute("LOCK TABLE anomalies IN ACCESS EXCLUSIVE MODE")
+        channel = grpc.insecure_channel(service.address)
+        export = query_pb2_grpc.QueryServiceStub(channel).ExportAnomalies(query_pb2.ExportAnomaliesRequest(), timeout=120)
+        consumer = threading.Thread(target=_drain_quietly, args=(export,), daemon=True)
+        consumer.start()
+        eventually(lambda: scalar(own_db, LOCK_WAITERS), timeout=30, message="the export never reached the lock")
+        started = time.monotonic()
+        service.process.send_signal(signal.SIGTERM)
+        code = service.process.wait(drain + DRAIN_MARGIN_SECONDS + 10)
+        took = time.monotonic() - started
+        channel.close()
+    finally:
+        blocker.close()
+    assert code == 0
+    assert drain <= took <= drain + DRAIN_MARGIN_SECONDS + 1.5, took
+
+
+def _drain_quietly(call) -> None:
+    try:
+        for _ in call:
+            pass
+    except grpc.RpcError:
+        pass

@@ -1,10 +1,11 @@
 """Server bootstrap shared by every service.
 
-`build_server` gives a gRPC server with the standard health service,
-reflection, structured call logs, Prometheus metrics, message limits, TLS and
-bearer-token authentication (docs/security.md); `bind` adds a further port
-with the same transport security; `serve` runs one until SIGTERM or SIGINT,
-then drains in-flight calls.
+`build_server` gives a gRPC server with the standard health service (List
+included), reflection (v1 and v1alpha), structured call logs, Prometheus
+metrics, message and stream limits, TLS and bearer-token authentication
+(docs/security.md); `bind` adds a further port with the same transport
+security; `serve` runs one until SIGTERM or SIGINT, then drains in-flight
+calls within a hard bound.
 """
 
 from __future__ import annotations

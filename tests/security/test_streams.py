@@ -206,3 +206,32 @@ def test_the_guard_ends_idle_streams_and_those_whose_token_is_revoked():
     clock.now += 5
     g.sweep()
     assert idle.cancelled and revoked.cancelled and not busy.cancelled
+
+
+def test_health_watch_streams_count_against_the_anonymous_bound_and_are_released():
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from ueba.server import build_server
+    from ueba.settings import BaseSettings
+
+    cfg = BaseSettings.from_env({}, listen="127.0.0.1:0", metrics_port=-1, max_anonymous_streams=2)
+    server, port = build_server(cfg, [], max_workers=4)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            watches = [stub.Watch(health_pb2.HealthCheckRequest(), timeout=10) for _ in range(4)]
+            firsts = []
+            for watch in watches:
+                try:
+                    firsts.append(next(watch).status)
+                except grpc.RpcError as exc:
+                    firsts.append(exc.code())
+            assert firsts == [health_pb2.HealthCheckResponse.SERVING] * 2 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+            for watch in watches:
+                watch.cancel()
+            guard = next(b for b in server.background if isinstance(b, StreamGuard))
+            eventually(lambda: guard.open_count() == 0, timeout=5)
+            assert next(stub.Watch(health_pb2.HealthCheckRequest(), timeout=10)).status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        server.stop(0).wait()

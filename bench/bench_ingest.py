@@ -22,7 +22,8 @@ from pathlib import Path
 import psutil
 import psycopg
 
-from bench.databases import DATA, postgres_server, scratch_database
+from bench import DATA
+from ueba.store.databases import postgres_server, scratch_database
 from ueba.db import libpq_url
 from ueba.v1 import common_pb2
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import psycopg
 
-from bench.databases import DATA, postgres_server, scratch_database
+from bench import DATA
+from ueba.store.databases import postgres_server, scratch_database
 from ueba.db import libpq_url
 
 USERS = int(os.environ.get("BENCH_PROFILES_USERS", "200"))

@@ -45,7 +45,7 @@ from pathlib import Path
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bench.databases import create_database, database_exists, postgres_server, scratch_database
+from ueba.store.databases import create_database, database_exists, postgres_server, scratch_database
 from ueba.db import libpq_url, with_database
 from ueba.launcher import start_service
 from ueba.settings import BaseSettings

@@ -30,7 +30,8 @@ import psycopg
 
 from bench.bench_scorer import DAY, synthesise
 from bench.scale_evaluator import evaluator_replicas
-from bench.databases import DATA, postgres_server, scratch_database
+from bench import DATA
+from ueba.store.databases import postgres_server, scratch_database
 from ueba.db import libpq_url
 
 USERS = 2_000

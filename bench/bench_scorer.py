@@ -18,7 +18,8 @@ from pathlib import Path
 
 import psycopg
 
-from bench.databases import DATA, postgres_server, scratch_database
+from bench import DATA
+from ueba.store.databases import postgres_server, scratch_database
 from ueba.db import libpq_url
 
 DAY = datetime(2026, 6, 1, tzinfo=timezone.utc)  # a Monday, the scored day

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 
 from bench.bench_profiles import _events, _peak_rss_mib
-from bench.databases import scratch_database
+from ueba.store.databases import scratch_database
 from ueba.db import libpq_url
 
 USERS = int(os.environ.get("BENCH_SCALE_EVALUATOR_USERS", "200"))

@@ -7,7 +7,11 @@ On loopback, in a database of its own, with bearer-token authentication on:
 - profiles: the continuous evaluator tails the events and raises anomalies;
 - query: SOAK_QUERY_CLIENTS clients (default 4) call GetSummary, ListAnomalies,
   GetUser and GetRiskTimeline, SOAK_QUERY_RATE calls/s in all (default 20);
-- scorer: idle but running (its schedule off), so its memory is watched too.
+- scorer: idle but running (its schedule off), so its memory is watched too;
+- SOAK_IDLE_STREAMS (default 0) streams held open and idle beside the load, as
+  an attacker would hold them: StreamEvents of another tenant's agent token on
+  ingest, reflection streams without a token on query and profiles, each opened
+  again as soon as the server ends or refuses it.
 
 Reported (bench-results/soak.json): errors (target 0: failed ingest batches,
 failed query calls, services that exited), events lost (target 0: events sent
@@ -49,7 +53,7 @@ import psutil
 import psycopg
 from sqlalchemy.engine import make_url
 
-from bench.databases import postgres_server, scratch_database
+from ueba.store.databases import postgres_server, scratch_database
 from ueba.auth.tokens import create_token
 from ueba.client.channel import ChannelConfig, open_channel
 from ueba.client.ingest import IngestClient, IngestError
@@ -212,6 +216,50 @@ class QueryLoad:
             t.join(35)
 
 
+class IdleStreams:
+    """Streams that send nothing, kept open (or re-opened once a second) until finish()."""
+
+    def __init__(self, targets: list[tuple[str, str, str | None]], count: int):
+        self.targets = targets  # (address, method path, token or None), used in turn
+        self.count = count
+        self.ended: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="idle-streams", daemon=True)
+        self._channels: dict[str, grpc.Channel] = {}
+
+    def _open(self, i: int):
+        address, path, token = self.targets[i % len(self.targets)]
+        channel = self._channels.setdefault(address, grpc.insecure_channel(address))
+        metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        ended = threading.Event()
+        # Sends nothing until the call ends, then lets gRPC's sending thread go.
+        call = channel.stream_stream(path)(iter(ended.wait, True), metadata=metadata)
+        call.add_done_callback(lambda _call: ended.set())
+        return call
+
+    def _loop(self) -> None:
+        self.calls = [self._open(i) for i in range(self.count)]
+        while not self._stop.wait(1.0):
+            for i, call in enumerate(self.calls):
+                if not call.is_active():
+                    code = call.code().name
+                    self.ended[code] = self.ended.get(code, 0) + 1
+                    self.calls[i] = self._open(i)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def finish(self) -> dict:
+        self._stop.set()
+        self._thread.join(10)
+        held = sum(call.is_active() for call in getattr(self, "calls", []))
+        for call in getattr(self, "calls", []):
+            call.cancel()
+        for channel in self._channels.values():
+            channel.close()
+        return {"streams": self.count, "open_at_end": held, "ended_by_server": self.ended}
+
+
 # --- memory -----------------------------------------------------------------------------------------
 
 class MemorySampler:
@@ -306,9 +354,11 @@ def _soak(url: str, out_dir: Path) -> dict:
     every = _env("SOAK_SAMPLE_SECONDS", 5)
     upgrade(url)
     engine = create_db_engine(url, pool_size=1)
+    idle_count = int(_env("SOAK_IDLE_STREAMS", 0))
     with engine.begin() as conn:
         _, agent = create_token(conn, TENANT, "soak-agent", "agent", "soak")
         _, analyst = create_token(conn, TENANT, "soak-analyst", "analyst", "soak")
+        _, idler = create_token(conn, "soak-idle", "soak-idler", "agent", "soak")
     engine.dispose()
     log_dir = out_dir / "soak-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -318,7 +368,7 @@ def _soak(url: str, out_dir: Path) -> dict:
     load_start = os.getloadavg()
     result: dict = {"benchmark": "soak", "settings": {
         "seconds": seconds, "warmup_seconds": warmup, "events_per_second": rate, "batch": BATCH, "query_clients": clients, "query_calls_per_second": query_rate,
-        "users": users, "auth": "tokens", "database": make_url(url).database,
+        "users": users, "auth": "tokens", "database": make_url(url).database, "idle_streams": idle_count,
     }}
     try:
         for svc in ("ingest", "profiles", "scorer", "query"):
@@ -328,6 +378,12 @@ def _soak(url: str, out_dir: Path) -> dict:
         events = PacedEvents(rate, seconds, users)
         queries = QueryLoad(services["query"].address, analyst, clients, query_rate, events.users)
         queries.start()
+        reflection = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+        idle = IdleStreams([(services["ingest"].address, "/ueba.v1.IngestService/StreamEvents", idler),
+                            (services["query"].address, reflection, None),
+                            (services["profiles"].address, reflection, None)], idle_count)
+        if idle_count:
+            idle.start()
         ack_latency: list[float] = []
 
         def acked(_n: int) -> None:
@@ -343,6 +399,7 @@ def _soak(url: str, out_dir: Path) -> dict:
             ingest_error, totals = str(exc), None
         send_seconds = time.monotonic() - started
         queries.finish()
+        idle_report = idle.finish() if idle_count else None
         # Let the evaluator finish the tail before its lag is measured.
         deadline = time.monotonic() + 120
         lag = None
@@ -375,6 +432,7 @@ def _soak(url: str, out_dir: Path) -> dict:
             "query": {m: percentiles(v) for m, v in queries.latency.items()} | {"errors": queries.errors},
             "profiles": {"anomalies": anomalies, "unprocessed_events_at_end": lag},
             "services_exited": exited,
+            "idle_streams": idle_report,
             "memory": memory,
             "load_average": {"start": load_start, "end": os.getloadavg()},
         })

@@ -14,9 +14,10 @@ import psycopg
 import pytest
 from sqlalchemy import Engine
 
-from bench.databases import drop_database, new_database
+from tests.support.processes import ServiceProcesses
 from ueba.db import create_db_engine, libpq_url
 from ueba.embedded import EmbeddedPostgres
+from ueba.store.databases import drop_database, new_database
 from ueba.store.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,3 +80,11 @@ def datasets() -> Path:
     if not DATASETS.is_dir():
         pytest.skip(f"real log datasets not found at {DATASETS} (they live outside the project)")
     return DATASETS
+
+
+@pytest.fixture
+def service_processes(tmp_path):
+    """Starts service processes (`.start(name, env)`); any still running after the test is killed."""
+    processes = ServiceProcesses(tmp_path)
+    yield processes
+    processes.stop_all()

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from bench.databases import drop_database, new_database
+from ueba.store.databases import drop_database, new_database
 from ueba.db import libpq_url
 from ueba.store.migrate import SchemaTooOld, require_current_schema, upgrade
 

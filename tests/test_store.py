@@ -68,7 +68,7 @@ BEFORE_0010 = "0009_scorer_baselines"
 
 @pytest.fixture
 def url_before_0010(server_url):
-    from bench.databases import drop_database, new_database
+    from ueba.store.databases import drop_database, new_database
 
     name, url = new_database(server_url, "ueba_mig")
     upgrade(url, BEFORE_0010)

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from bench.databases import drop_database, new_database
+from ueba.store.databases import drop_database, new_database
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e

@@ -1,15 +1,17 @@
 """Server bootstrap shared by every service.
 
-`build_server` gives a gRPC server with the standard health service,
-reflection, structured call logs, Prometheus metrics, message limits, TLS and
-bearer-token authentication (docs/security.md); `bind` adds a further port
-with the same transport security; `serve` runs one until SIGTERM or SIGINT,
-then drains in-flight calls.
+`build_server` gives a gRPC server with the standard health service (List
+included), reflection (v1 and v1alpha), structured call logs, Prometheus
+metrics, message and stream limits, TLS and bearer-token authentication
+(docs/security.md); `bind` adds a further port with the same transport
+security; `serve` runs one until SIGTERM or SIGINT, then drains in-flight
+calls within a hard bound.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -20,7 +22,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from prometheus_client import Counter, Histogram, start_http_server
 
 from ueba.auth.authenticator import AuthError, TokenAuthenticator
@@ -30,6 +32,7 @@ from ueba.auth.tls import server_credentials
 from ueba.callctx import Caller, reset_caller, set_caller
 from ueba.errors import mapped_to_status
 from ueba.settings import BaseSettings, check_plaintext_allowed
+from ueba.streams import OpenStream, StreamGuard, StreamLimits, StreamRefused
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +87,14 @@ class CallInterceptor(grpc.ServerInterceptor):
     tenant's admin. With one, the bearer token decides tenant, actor and role,
     the method must allow the role (ueba/auth/roles.py), and each request, and
     each message of a client stream, spends one unit of the token's rate.
-    Health checking and reflection stay open.
+    Health checking and reflection stay open. Every streaming call, open ones
+    included, is admitted and watched by the stream guard (ueba/streams.py).
     """
 
-    def __init__(self, default_tenant: str, authenticator: TokenAuthenticator | None = None):
+    def __init__(self, default_tenant: str, authenticator: TokenAuthenticator | None = None, streams: StreamGuard | None = None):
         self.default_tenant = default_tenant
         self.authenticator = authenticator
+        self.streams = streams
 
     def _caller(self, method: str, context: grpc.ServicerContext) -> tuple[Caller, str | None]:
         if self.authenticator is None:
@@ -114,47 +119,101 @@ class CallInterceptor(grpc.ServerInterceptor):
             first = False
             yield request
 
+    def _open_stream(self, method: str, context: grpc.ServicerContext, key: str | None, anonymous: bool) -> OpenStream | None:
+        """Admits a streaming call within the stream limits (None when the server has none)."""
+        if self.streams is None:
+            return None
+        recheck = None
+        if key is not None and self.authenticator is not None:
+            authenticator, metadata = self.authenticator, context.invocation_metadata()
+            recheck = lambda: authenticator.recheck(method, metadata)  # noqa: E731
+        try:
+            stream = self.streams.open(method, context, key, anonymous, recheck)
+        except StreamRefused as exc:
+            log.info("stream refused", extra={"method": method, "peer": context.peer(), "reason": str(exc)})
+            context.abort(StreamRefused.code, str(exc))
+        context.add_callback(lambda: self.streams.close(stream))
+        return stream
+
+    def _open_method(self, handler, method: str):
+        """Health and reflection need no token, but their streams count against the limits."""
+        if not (handler.request_streaming or handler.response_streaming) or self.streams is None:
+            return handler
+        if handler.stream_stream is not None:  # reflection
+            behavior = handler.stream_stream
+
+            def reflect(requests, context):
+                stream = self._open_stream(method, context, None, anonymous=True)
+                try:
+                    yield from behavior(stream.watched(requests, self.streams.clock), context)
+                finally:
+                    self.streams.close(stream)
+
+            return grpc.stream_stream_rpc_method_handler(reflect, handler.request_deserializer, handler.response_serializer)
+        behavior = handler.unary_stream  # health Watch: answers from callbacks, holding no thread
+
+        def watch(request, context, send_response_callback=None):
+            self._open_stream(method, context, None, anonymous=True)
+            if send_response_callback is None:
+                return behavior(request, context)
+            return behavior(request, context, send_response_callback=send_response_callback)
+
+        watch.experimental_non_blocking = getattr(behavior, "experimental_non_blocking", False)
+        return grpc.unary_stream_rpc_method_handler(watch, handler.request_deserializer, handler.response_serializer)
+
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         method = handler_call_details.method
-        if handler is None or method.startswith(OPEN_PREFIXES):
+        if handler is None:
             return handler
+        if method.startswith(OPEN_PREFIXES):
+            return self._open_method(handler, method)
         parse = _parser(method, handler.request_deserializer)
+        streaming = handler.request_streaming or handler.response_streaming
 
         def prepare(request, context, client_streaming):
             """Admits the call, then parses its request (or wraps its request stream)."""
             caller, key = self._caller(method, context)
+            stream = self._open_stream(method, context, key, anonymous=False) if streaming else None
             if client_streaming:
+                if stream is not None:
+                    request = stream.watched(request, self.streams.clock)
                 request = (parse(raw, context) for raw in request)
                 if key is not None:
                     request = self._metered(request, key, context)
             else:
                 request = parse(request, context)
-            return caller, request
+            return caller, request, stream
+
+        def finish(stream: OpenStream | None) -> None:
+            if stream is not None:
+                self.streams.close(stream)
 
         def unary_response(behavior, client_streaming):
             def call(request, context):
                 with _observed(method, context):
-                    caller, request = prepare(request, context, client_streaming)
+                    caller, request, stream = prepare(request, context, client_streaming)
                     token = set_caller(caller)
                     try:
                         with mapped_to_status(context, method):
                             return behavior(request, context)
                     finally:
                         reset_caller(token)
+                        finish(stream)
 
             return call
 
         def stream_response(behavior, client_streaming):
             def call(request, context):
                 with _observed(method, context):
-                    caller, request = prepare(request, context, client_streaming)
+                    caller, request, stream = prepare(request, context, client_streaming)
                     token = set_caller(caller)
                     try:
                         with mapped_to_status(context, method):
                             yield from behavior(request, context)
                     finally:
                         reset_caller(token)
+                        finish(stream)
 
             return call
 
@@ -185,6 +244,33 @@ def _parser(method: str, deserialize: Callable[[bytes], Any] | None) -> Callable
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request of {method} is not a valid message: {exc}")
 
     return parse
+
+
+class ListedHealthServicer(health.HealthServicer):
+    """The library's health servicer, which has no List, with List answered from its status map."""
+
+    def List(self, request: health_pb2.HealthListRequest, context: grpc.ServicerContext) -> health_pb2.HealthListResponse:
+        with self._lock:  # the library keeps its statuses in _server_status under this lock
+            statuses = dict(self._server_status)
+        return health_pb2.HealthListResponse(
+            statuses={name: health_pb2.HealthCheckResponse(status=status) for name, status in statuses.items()}
+        )
+
+
+# The library serves only v1alpha; v1 has the same messages on the wire, so
+# one servicer answers both names.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
+
+
+def add_reflection(service_names: Iterable[str], server: grpc.Server) -> None:
+    servicer = reflection.ReflectionServicer([*service_names, reflection.SERVICE_NAME])
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {"ServerReflectionInfo": v1}),))
 
 
 def server_options(settings: BaseSettings) -> list[tuple[str, int]]:
@@ -278,35 +364,55 @@ def build_server(
         missing = missing_methods([reg.name for reg in registrations])
         if missing:
             raise RuntimeError(f"no roles are defined for {', '.join(missing)} (ueba/auth/roles.py)")
+    streams = StreamGuard(stream_limits(settings, max_workers))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
-        interceptors=[CallInterceptor(settings.tenant, authenticator), *interceptors],
+        interceptors=[CallInterceptor(settings.tenant, authenticator, streams), *interceptors],
         options=server_options(settings),
         maximum_concurrent_rpcs=max_workers * 4,
     )
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_servicer = ListedHealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for reg in registrations:
         reg.add(reg.servicer, server)
         health_servicer.set(reg.name, health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    names = [reg.name for reg in registrations] + [health.SERVICE_NAME, reflection.SERVICE_NAME]
-    reflection.enable_server_reflection(names, server)
+    add_reflection([reg.name for reg in registrations] + [health.SERVICE_NAME], server)
     port = bind(server, settings.listen, settings)
-    return ServiceServer(server, health_servicer, background), port
+    return ServiceServer(server, health_servicer, [streams, *background]), port
 
 
-def start_metrics(port: int) -> int | None:
+def stream_limits(settings: BaseSettings, max_workers: int) -> StreamLimits:
+    """The stream bounds of a server with `max_workers` threads: by default a quarter of them
+    (at least one) stays free for unary calls however many streams are open."""
+    per_server = settings.max_streams or max(1, max_workers - max(1, max_workers // 4))
+    return StreamLimits(
+        per_server=per_server,
+        per_caller=settings.max_streams_per_token,
+        anonymous=settings.max_anonymous_streams,
+        idle_seconds=settings.stream_idle_seconds,
+        recheck_seconds=settings.stream_recheck_seconds,
+    )
+
+
+def metrics_host(settings: BaseSettings) -> str:
+    """UEBA_METRICS_HOST, else the host the gRPC server listens on (so a loopback service keeps its metrics local)."""
+    if settings.metrics_host:
+        return settings.metrics_host
+    return settings.listen.rpartition(":")[0].strip("[]")
+
+
+def start_metrics(settings: BaseSettings) -> int | None:
     """Serves Prometheus metrics on their own port; returns it (None when disabled)."""
-    if port < 0:
+    if settings.metrics_port < 0:
         return None
-    httpd, _thread = start_http_server(port)
+    httpd, _thread = start_http_server(settings.metrics_port, addr=metrics_host(settings))
     return httpd.server_port
 
 
 def serve(name: str, settings: BaseSettings, server: ServiceServer, port: int) -> None:
     """Runs until SIGTERM/SIGINT, then reports NOT_SERVING and drains in-flight calls."""
-    metrics_port = start_metrics(settings.metrics_port)
+    metrics_port = start_metrics(settings)
     server.start()
     stopping = threading.Event()
 
@@ -320,5 +426,28 @@ def serve(name: str, settings: BaseSettings, server: ServiceServer, port: int) -
     # The line `ueba up`, the tests and the benchmarks wait for to learn the ports.
     print(f"READY {name} port={port} metrics_port={metrics_port}", flush=True)
     stopping.wait()
+    exit_after(settings.drain_seconds + DRAIN_MARGIN_SECONDS)
     server.stop(settings.drain_seconds).wait()
     log.info("stopped")
+
+
+# After the drain, gRPC has cancelled every call, but a handler blocked in the
+# database (a slow export) keeps its thread, and the interpreter waits for it
+# at exit: the bound on a stop is only kept by ending the process.
+DRAIN_MARGIN_SECONDS = 3.0
+
+
+def exit_after(seconds: float) -> threading.Timer:
+    """Ends the process `seconds` from now if it is still running then, whatever its threads are doing."""
+
+    def end() -> None:
+        busy = sorted(t.name for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon)
+        log.warning("drain bound reached; exiting with calls still running", extra={"seconds": seconds, "threads": busy})
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os._exit(0)
+
+    timer = threading.Timer(seconds, end)
+    timer.daemon = True
+    timer.start()
+    return timer

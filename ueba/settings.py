@@ -50,6 +50,7 @@ class BaseSettings:
     tenant: str = env_field("UEBA_TENANT", "default", "tenant of requests that carry no token")
     listen: str = env_field("UEBA_LISTEN", "127.0.0.1:0", "host:port of the gRPC server")
     metrics_port: int = env_field("UEBA_METRICS_PORT", 0, "Prometheus metrics port; 0 picks a free one, -1 disables")
+    metrics_host: str = env_field("UEBA_METRICS_HOST", "", "address the metrics port listens on; empty: the host of UEBA_LISTEN")
     log_level: str = env_field("UEBA_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR")
     drain_seconds: float = env_field("UEBA_DRAIN_SECONDS", 10.0, "grace for in-flight calls on SIGTERM")
     max_message_bytes: int = env_field("UEBA_MAX_MESSAGE_BYTES", 16 * 1024 * 1024, "largest gRPC message accepted")
@@ -57,6 +58,7 @@ class BaseSettings:
         "UEBA_MAX_CONNECTION_AGE_SECONDS", 0, "close connections after this age so clients rebalance; 0: never"
     )
     db_pool_size: int = env_field("UEBA_DB_POOL_SIZE", 8, "database connections per process")
+    auto_migrate: bool = env_field("UEBA_AUTO_MIGRATE", False, "apply migrations at start (local runs only)")
     # --- transport security and authentication (docs/security.md) ---
     tls_cert_file: str = env_field("UEBA_TLS_CERT_FILE", "", "PEM server certificate (chain); with the key, every port speaks TLS")
     tls_key_file: str = env_field("UEBA_TLS_KEY_FILE", "", "PEM private key of the server certificate")
@@ -77,6 +79,18 @@ class BaseSettings:
         "UEBA_RATE_LIMIT_PER_SECOND", 200.0, "requests (and streamed messages) per second per token; 0: no limit"
     )
     rate_limit_burst: int = env_field("UEBA_RATE_LIMIT_BURST", 400, "requests a token may make at once above the rate")
+    # --- streams (docs/security.md): each open stream holds a worker thread ---
+    max_streams: int = env_field("UEBA_MAX_STREAMS", 0, "streaming calls open at once per process; 0: three quarters of the worker threads")
+    max_streams_per_token: int = env_field("UEBA_MAX_STREAMS_PER_TOKEN", 8, "streaming calls open at once per token")
+    max_anonymous_streams: int = env_field(
+        "UEBA_MAX_ANONYMOUS_STREAMS", 4, "streaming calls open at once without a token (reflection, health Watch)"
+    )
+    stream_idle_seconds: float = env_field(
+        "UEBA_STREAM_IDLE_SECONDS", 30.0, "a stream waiting longer for its client's next message is ended (UNAVAILABLE); 0: never"
+    )
+    stream_recheck_seconds: float = env_field(
+        "UEBA_STREAM_RECHECK_SECONDS", 5.0, "how often the token of an open stream is checked again (revocation ends it)"
+    )
     # --- meanings every service must share (set them alike on every service) ---
     user_name_mode: str = env_field(
         "UEBA_USER_NAME_MODE",
@@ -162,6 +176,19 @@ class BaseSettings:
             raise SettingsError(f"UEBA_RATE_LIMIT_PER_SECOND={self.rate_limit_per_second}: must not be negative")
         if self.rate_limit_burst < 1:
             raise SettingsError(f"UEBA_RATE_LIMIT_BURST={self.rate_limit_burst}: at least 1")
+        self._validate_streams()
+
+    def _validate_streams(self) -> None:
+        if self.max_streams < 0:
+            raise SettingsError(f"UEBA_MAX_STREAMS={self.max_streams}: must not be negative")
+        for var, value in (("UEBA_MAX_STREAMS_PER_TOKEN", self.max_streams_per_token),
+                           ("UEBA_MAX_ANONYMOUS_STREAMS", self.max_anonymous_streams)):
+            if value < 1:
+                raise SettingsError(f"{var}={value}: at least 1")
+        if self.stream_idle_seconds < 0:
+            raise SettingsError(f"UEBA_STREAM_IDLE_SECONDS={self.stream_idle_seconds}: must not be negative")
+        if not 0.1 <= self.stream_recheck_seconds <= 300:
+            raise SettingsError(f"UEBA_STREAM_RECHECK_SECONDS={self.stream_recheck_seconds}: expected 0.1 to 300")
 
 
 def _check_pem(var: str, path: str) -> None:

@@ -13,7 +13,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from bench.databases import DATA, postgres_server
+from bench import DATA
+from ueba.store.databases import postgres_server
 from bench.evaluation.report import print_run, print_summary, summary
 from bench.evaluation.run import Organisation, evaluate
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bench.databases import scratch_database
+from ueba.store.databases import scratch_database
 from bench.evaluation.features import DayFeatures
 from bench.evaluation.metrics import explain, grade, risk_distribution
 from bench.evaluation.peers import peer_scores

@@ -33,8 +33,6 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.common.v1 import common_pb2 as otel_common
 from opentelemetry.proto.logs.v1 import logs_pb2
 
-from services.ingest.pipeline import InvalidBatch
-from services.ingest.servicer import STORE_UNAVAILABLE
 from ueba.callctx import current_caller
 from ueba.parsers.base import Event, ParseError, ParseOptions, stable_id
 from ueba.parsers.cef import CefParser
@@ -206,13 +204,7 @@ class OtlpLogsServicer(logs_service_pb2_grpc.LogsServiceServicer):
 
         for start in range(0, len(events), self.batch_size):
             chunk = events[start : start + self.batch_size]
-            try:
-                ack = self.pipeline.ingest(tenant, chunk)
-            except InvalidBatch as exc:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            except STORE_UNAVAILABLE:
-                log.exception("store unavailable")
-                context.abort(grpc.StatusCode.UNAVAILABLE, "event store unavailable; resend the export later")
+            ack = self.pipeline.ingest(tenant, chunk, f"export records {origin[start]}-{origin[start + len(chunk) - 1]}")
             for rejection in ack.rejections:
                 n = origin[start + rejection.index]
                 reasons.setdefault(n, f"{rejection.field}: {rejection.reason}")

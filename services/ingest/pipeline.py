@@ -8,24 +8,29 @@ bound wait, which is the back-pressure agents feel.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Sequence
 
+import psycopg
 from sqlalchemy import Engine
 
 from services.ingest import metrics
 from services.ingest.normalise import AddressBook, GeoDatabase
-from ueba.names import user_name_normaliser
-from services.ingest.prepare import EventPreparer, Limits
+from services.ingest.prepare import EventPreparer, Limits, PreparedBatch
 from services.ingest.settings import IngestSettings
 from services.ingest.store import EventStore
+from ueba.errors import STORE_UNAVAILABLE, InvalidArgument, Unavailable
+from ueba.names import user_name_normaliser
 from ueba.store.partitions import PartitionCache
 from ueba.v1 import common_pb2, ingest_pb2
 
+log = logging.getLogger(__name__)
 
-class InvalidBatch(ValueError):
-    """The batch as a whole is unacceptable (empty, too large); callers answer INVALID_ARGUMENT."""
+
+class InvalidBatch(InvalidArgument):
+    """The batch as a whole is unacceptable (empty, too large, refused by the store)."""
 
 
 def limits_from(settings: IngestSettings) -> Limits:
@@ -54,22 +59,24 @@ class IngestPipeline:
         self.store = EventStore(engine, partition_cache)
         self._slots = threading.BoundedSemaphore(settings.max_inflight_batches)
 
-    def check_batch(self, events: Sequence[common_pb2.Event]) -> None:
+    def check_batch(self, events: Sequence[common_pb2.Event], batch_id: str = "") -> None:
         if not events:
-            raise InvalidBatch("events: the batch is empty")
+            raise InvalidBatch(f"batch {batch_id!r}: events: the batch is empty")
         if len(events) > self.settings.max_batch_size:
             raise InvalidBatch(
-                f"events: {len(events)} events in one batch, at most {self.settings.max_batch_size} (UEBA_MAX_BATCH_SIZE)"
+                f"batch {batch_id!r}: events: {len(events)} events in one batch, "
+                f"at most {self.settings.max_batch_size} (UEBA_MAX_BATCH_SIZE)"
             )
 
     def ingest(self, tenant: str, events: Sequence[common_pb2.Event], batch_id: str = "") -> ingest_pb2.BatchAck:
-        self.check_batch(events)
+        """The batch's acknowledgement, after its commit; InvalidBatch or Unavailable (resend later) when not stored."""
+        self.check_batch(events, batch_id)
         with self._slots:
             metrics.INFLIGHT.inc()
             started = time.perf_counter()
             try:
                 prepared = self.preparer.prepare(tenant, events)
-                accepted = self.store.write(tenant, prepared)
+                accepted = self._write(tenant, prepared, batch_id)
             finally:
                 metrics.INFLIGHT.dec()
             metrics.COMMIT_SECONDS.observe(time.perf_counter() - started)
@@ -86,6 +93,19 @@ class IngestPipeline:
             rejected=rejected,
             rejections=prepared.rejections,
         )
+
+    def _write(self, tenant: str, prepared: PreparedBatch, batch_id: str) -> int:
+        try:
+            return self.store.write(tenant, prepared)
+        except psycopg.DataError as exc:
+            # Postgres refused data that passed validation: resending cannot
+            # help, so the agent must hear of it rather than retry forever.
+            log.exception("batch refused by the store")
+            reason = exc.diag.message_primary or str(exc)
+            raise InvalidBatch(f"batch {batch_id!r}: refused by the event store: {reason}") from exc
+        except STORE_UNAVAILABLE as exc:
+            log.warning("event store unavailable", exc_info=exc)
+            raise Unavailable("event store unavailable; resend unacknowledged batches later") from exc
 
     def close(self) -> None:
         self.preparer.addresses.close()

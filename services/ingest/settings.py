@@ -36,8 +36,10 @@ class IngestSettings(BaseSettings):
         "UEBA_INGEST_MAX_INFLIGHT_BATCHES", 4, "batches being written at once in this process"
     )
     stream_window: int = env_field("UEBA_STREAM_WINDOW", 2, "batches one stream may have read but not acknowledged")
+    stream_max_bytes: int = env_field(
+        "UEBA_STREAM_MAX_BYTES", 8 * 1024 * 1024, "bytes of batches one stream may have read but not acknowledged (one batch always)"
+    )
     otlp_listen: str = env_field("UEBA_OTLP_LISTEN", "", "extra host:port for OTLP/gRPC agents, e.g. 0.0.0.0:4317")
-    auto_migrate: bool = env_field("UEBA_AUTO_MIGRATE", False, "apply migrations at start (local runs only)")
 
     def validate(self) -> None:
         super().validate()
@@ -51,6 +53,7 @@ class IngestSettings(BaseSettings):
             ("UEBA_MAX_BATCH_SIZE", self.max_batch_size, 1),
             ("UEBA_INGEST_MAX_INFLIGHT_BATCHES", self.max_inflight_batches, 1),
             ("UEBA_STREAM_WINDOW", self.stream_window, 1),
+            ("UEBA_STREAM_MAX_BYTES", self.stream_max_bytes, 1),
         ):
             if value < low:
                 raise SettingsError(f"{var}={value}: at least {low}")

@@ -6,8 +6,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from bench.databases import drop_database, new_database
 from ueba.launcher import start_service
+from ueba.store.databases import drop_database, new_database
 from ueba.store.migrate import upgrade
 
 __all__ = ["drop_database", "fresh_database", "ingest_and_profiles", "ingest_env"]

@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.databases import drop_database, new_database
+from ueba.store.databases import drop_database, new_database
 from ueba.db import libpq_url
 
 from .dockerfile_stages import image_command, image_env

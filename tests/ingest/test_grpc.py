@@ -17,6 +17,9 @@ from ueba.client.ingest import IngestClient, IngestError
 from ueba.server import Registration, build_server
 from ueba.v1 import common_pb2, ingest_pb2, ingest_pb2_grpc
 
+from tests.support.ports import free_port
+from tests.support.waiting import eventually
+
 from .conftest import make_event, settings
 
 START = datetime.now(timezone.utc) - timedelta(hours=2)
@@ -121,7 +124,7 @@ class BlockedPipeline:
         self.read = 0
         self.release = threading.Event()
 
-    def check_batch(self, events):
+    def check_batch(self, events, batch_id=""):
         self.read += 1
 
     def ingest(self, tenant, events, batch_id=""):
@@ -129,20 +132,25 @@ class BlockedPipeline:
         return ingest_pb2.BatchAck(batch_id=batch_id, accepted=len(events))
 
 
-def test_a_stream_reads_no_further_than_its_window_while_writes_are_pending():
+def batches(n: int, size: int) -> list[ingest_pb2.EventBatch]:
+    return [ingest_pb2.EventBatch(batch_id=f"w{i}", events=events(size, prefix=f"w{i}")) for i in range(n)]
+
+
+@pytest.mark.parametrize("window, max_bytes", [
+    (2, 8 * 1024 * 1024),  # the window bounds the batches read ahead
+    (4, ingest_pb2.EventBatch(batch_id="w0", events=events(50, prefix="w0")).ByteSize() + 1),  # the bytes do
+])
+def test_a_stream_reads_no_further_than_its_window_while_writes_are_pending(window, max_bytes):
     pipeline = BlockedPipeline()
-    cfg = settings(listen="127.0.0.1:0", metrics_port=-1, stream_window=2)
+    cfg = settings(listen="127.0.0.1:0", metrics_port=-1, stream_window=window, stream_max_bytes=max_bytes)
     servicer = IngestServicer(pipeline, cfg, ThreadPoolExecutor(4))
     server, port = build_server(cfg, [Registration(ingest_pb2_grpc.add_IngestServiceServicer_to_server, servicer, "ueba.v1.IngestService")])
     server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = ingest_pb2_grpc.IngestServiceStub(channel)
-            batches = [ingest_pb2.EventBatch(batch_id=f"w{i}", events=events(2, prefix=f"w{i}")) for i in range(6)]
-            call = stub.StreamEvents(iter(batches))
-            deadline = time.monotonic() + 10
-            while pipeline.read < 2 and time.monotonic() < deadline:
-                time.sleep(0.01)
+            call = stub.StreamEvents(iter(batches(6, 50)))
+            eventually(lambda: pipeline.read >= 2, timeout=10)
             time.sleep(0.3)  # room for a wrong third read to show
             assert pipeline.read == 2
             pipeline.release.set()
@@ -158,11 +166,7 @@ def test_otlp_receiver_is_registered(service):
 
 
 def test_otlp_listen_adds_a_second_port_to_the_same_server(engine):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        extra = s.getsockname()[1]
+    extra = free_port()
     server, port = create_server(settings(listen="127.0.0.1:0", metrics_port=-1, otlp_listen=f"127.0.0.1:{extra}"), engine)
     server.start()
     try:

@@ -113,7 +113,7 @@ def test_concurrent_writers_of_the_same_events_store_them_once(pipeline, pg, ten
 @pytest.fixture(scope="module")
 def partition_db(server_url):
     """A database of this module's own: these tests create and drop partitions."""
-    from bench.databases import drop_database, new_database
+    from ueba.store.databases import drop_database, new_database
     from ueba.store.migrate import upgrade
 
     name, url = new_database(server_url, "ueba_ingest_parts")

@@ -9,7 +9,7 @@ from ueba.db import create_db_engine
 def own_database_url(server_url):
     """A migrated database for one test module: these tests create event partitions, which the
     session database's schema check would otherwise meet."""
-    from bench.databases import drop_database, new_database
+    from ueba.store.databases import drop_database, new_database
     from ueba.store.migrate import upgrade
 
     name, url = new_database(server_url, "ueba_tp")

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
-from bench.databases import drop_database, new_database
+from ueba.store.databases import drop_database, new_database
 from ueba.client.ingest import IngestClient
 from ueba.db import create_db_engine
 from ueba.launcher import start_service

@@ -18,7 +18,7 @@ import pytest
 
 from services.profiles.buckets import FixedOwnership
 from services.profiles.evaluator import ProfileEvaluator
-from bench.databases import drop_database, new_database
+from ueba.store.databases import drop_database, new_database
 from tests.profiles.test_evaluator import drain
 from tests.profiles.test_simulated import EXPECTED_KIND
 from tests.scale.cluster import LeaseCluster

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from services.scorer.runs import ScheduledBuckets
-from bench.databases import drop_database, new_database
+from ueba.store.databases import drop_database, new_database
 from tests.scorer.conftest import SCORED_DAY, constructed_activity, make_scorer
 from ueba.db import libpq_url
 from ueba.leases import LeaseManager

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.databases import drop_database, new_database
+from ueba.store.databases import drop_database, new_database
 from tests.scale.cluster import LeaseCluster
 from tests.scorer.helpers import Activity
 from ueba.launcher import ServiceProcess, start_service

@@ -12,7 +12,7 @@ import pytest
 from services.scorer.runs import RunResult, Scorer
 from services.scorer.settings import ScorerSettings
 from services.scorer.sink import AnomalySink
-from bench.databases import drop_database, new_database
+from ueba.store.databases import drop_database, new_database
 from tests.scorer.helpers import START, Activity
 from ueba.db import create_db_engine, libpq_url
 from ueba.store.migrate import upgrade

@@ -26,7 +26,7 @@ def _range(start, end) -> common_pb2.TimeRange:
 
 @pytest.fixture(scope="module")
 def served(server_url):
-    from bench.databases import drop_database, new_database
+    from ueba.store.databases import drop_database, new_database
     from ueba.store.migrate import upgrade
 
     name, url = new_database(server_url, "ueba_scorer_srv")

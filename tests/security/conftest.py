@@ -10,7 +10,7 @@ import grpc
 import pytest
 from sqlalchemy import Engine
 
-from bench.databases import drop_database, new_database
+from ueba.store.databases import drop_database, new_database
 from ueba.auth.tokens import create_token
 from ueba.db import create_db_engine
 from ueba.store.migrate import upgrade

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.support.ports import free_port
 
 BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgresql/16/bin"), Path("/usr/lib/postgresql/17/bin")]
 
@@ -26,12 +27,6 @@ def pg_bin() -> Path | None:
     from pgserver._commands import POSTGRES_BIN_PATH
 
     return POSTGRES_BIN_PATH if (POSTGRES_BIN_PATH / "pg_ctl").exists() else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # Postgres refuses to run as root; as root the server runs as this user (the one pgserver also uses).

@@ -21,12 +21,14 @@ import psycopg
 import pytest
 from sqlalchemy import delete
 
-from bench.databases import drop_database, new_database
+from ueba.store.databases import drop_database, new_database
 from ueba.client.ingest import IngestClient
 from ueba.db import create_db_engine, libpq_url, with_database
 from ueba.launcher import start_service
 from ueba.store.migrate import upgrade
 from ueba.v1 import common_pb2, query_pb2, query_pb2_grpc, scorer_pb2, scorer_pb2_grpc
+
+from tests.support.waiting import eventually, settled
 
 from .conftest import mint
 from .pgctl import PrivatePostgres, pg_bin, server_user
@@ -162,23 +164,16 @@ def test_profiles_killed_mid_evaluation_gives_no_duplicates_and_no_gaps(own_db, 
         # SIGKILL once the evaluator has committed part of the events: its open transaction
         # is lost, nothing else. Progress is read from its cursor, not from anomalies (a fast
         # evaluator can raise the last anomaly before the first one is seen).
-        deadline = time.monotonic() + 60
-        while not 0 < len(events) - events_behind(own_db) < len(events) // 2:
-            assert time.monotonic() < deadline, "the evaluator made no progress within a minute"
-            time.sleep(0.01)
+        eventually(lambda: 0 < len(events) - events_behind(own_db) < len(events) // 2, timeout=60, interval=0.01,
+                   message="the evaluator made no progress within a minute")
         first.kill()
     finally:
         first.kill()
     behind_at_kill = events_behind(own_db)
     second = start_service("profiles", env, log_path=log)
     try:
-        last, quiet_since, deadline = -1, time.monotonic(), time.monotonic() + 120
-        while events_behind(own_db) or time.monotonic() - quiet_since < 3.0:
-            assert time.monotonic() < deadline, "the restarted evaluator did not settle"
-            n = len(rule_anomalies(own_db))
-            if n != last:
-                last, quiet_since = n, time.monotonic()
-            time.sleep(0.2)
+        eventually(lambda: events_behind(own_db) == 0, timeout=120, message="the restarted evaluator did not catch up")
+        settled(lambda: len(rule_anomalies(own_db)), quiet=3.0, timeout=60)
     finally:
         assert second.stop() == 0
     got = rule_anomalies(own_db)
@@ -234,10 +229,8 @@ def test_scorer_killed_mid_run_leaves_no_partial_scores(own_db, tmp_path):
     caller = threading.Thread(target=run)
     caller.start()
     try:
-        deadline = time.monotonic() + 60
-        while not scalar(own_db, "SELECT count(*) FROM scoring_runs WHERE status = 'running'"):
-            assert time.monotonic() < deadline, "the run never started"
-            time.sleep(0.02)
+        eventually(lambda: scalar(own_db, "SELECT count(*) FROM scoring_runs WHERE status = 'running'"), timeout=60,
+                   message="the run never started")
         time.sleep(0.3)  # well inside the run
         first.kill()
     finally:
@@ -270,6 +263,8 @@ def test_scorer_killed_mid_run_leaves_no_partial_scores(own_db, tmp_path):
 
 # --- SIGTERM drains in-flight calls ---------------------------------------------------------------------------
 
+LOCK_WAITERS = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ueba-query' AND wait_event_type = 'Lock'"
+
 def test_sigterm_finishes_the_call_in_flight_refuses_new_ones_and_exits_0(own_db, tmp_path):
     with psycopg.connect(libpq_url(own_db), autocommit=True) as conn:
         anomaly_id = conn.execute(
@@ -296,10 +291,7 @@ def test_sigterm_finishes_the_call_in_flight_refuses_new_ones_and_exits_0(own_db
 
         slow = threading.Thread(target=review)
         slow.start()
-        deadline = time.monotonic() + 30
-        while not scalar(own_db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ueba-query' AND wait_event_type = 'Lock'"):
-            assert time.monotonic() < deadline, "the review never reached the lock"
-            time.sleep(0.05)
+        eventually(lambda: scalar(own_db, LOCK_WAITERS), timeout=30, message="the review never reached the lock")
         service.process.send_signal(signal.SIGTERM)
         time.sleep(0.5)
         # New calls are refused, on the open channel and on a new one, while the review waits.
@@ -317,3 +309,37 @@ def test_sigterm_finishes_the_call_in_flight_refuses_new_ones_and_exits_0(own_db
         blocker.close()
         service.stop()
     assert scalar(own_db, "SELECT status FROM anomalies WHERE id = %s", anomaly_id) == "resolved"
+
+
+def test_sigterm_during_a_stuck_export_exits_within_the_drain_bound(own_db, service_processes):
+    from ueba.server import DRAIN_MARGIN_SECONDS
+
+    drain = 2.0
+    service = service_processes.start("query", {"DATABASE_URL": own_db, "UEBA_LISTEN": "127.0.0.1:0",
+                                                "UEBA_DRAIN_SECONDS": str(drain)})
+    blocker = psycopg.connect(libpq_url(own_db))
+    try:
+        # The export waits on this lock for as long as the test holds it: a call that never ends by itself.
+        blocker.execute("LOCK TABLE anomalies IN ACCESS EXCLUSIVE MODE")
+        channel = grpc.insecure_channel(service.address)
+        export = query_pb2_grpc.QueryServiceStub(channel).ExportAnomalies(query_pb2.ExportAnomaliesRequest(), timeout=120)
+        consumer = threading.Thread(target=_drain_quietly, args=(export,), daemon=True)
+        consumer.start()
+        eventually(lambda: scalar(own_db, LOCK_WAITERS), timeout=30, message="the export never reached the lock")
+        started = time.monotonic()
+        service.process.send_signal(signal.SIGTERM)
+        code = service.process.wait(drain + DRAIN_MARGIN_SECONDS + 10)
+        took = time.monotonic() - started
+        channel.close()
+    finally:
+        blocker.close()
+    assert code == 0
+    assert drain <= took <= drain + DRAIN_MARGIN_SECONDS + 1.5, took
+
+
+def _drain_quietly(call) -> None:
+    try:
+        for _ in call:
+            pass
+    except grpc.RpcError:
+        pass

@@ -110,6 +110,24 @@ class TokenAuthenticator:
 
     def caller(self, method: str, metadata: Iterable[tuple[str, str | bytes]]) -> tuple[Caller, str]:
         """The caller of `method` and its rate-limit key; raises AuthError when refused."""
+        record = self._admitted(method, metadata)
+        self.admit(record.id)
+        return Caller(tenant=record.tenant, actor=record.name, role=record.role), record.id
+
+    def recheck(self, method: str, metadata: Iterable[tuple[str, str | bytes]]) -> tuple[grpc.StatusCode, str] | None:
+        """None while the token of an open call still admits it, else the status to end the call with.
+
+        An unreachable token store keeps the call: its writes fail on their own if the store is down.
+        """
+        try:
+            self._admitted(method, metadata)
+        except AuthError as exc:
+            if exc.code == grpc.StatusCode.UNAVAILABLE:
+                return None
+            return exc.code, exc.message
+        return None
+
+    def _admitted(self, method: str, metadata: Iterable[tuple[str, str | bytes]]) -> TokenRecord:
         secret = bearer_token(metadata)
         if secret is None:
             raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "missing bearer token: send metadata 'authorization: Bearer <token>'")
@@ -120,8 +138,7 @@ class TokenAuthenticator:
             raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "invalid or revoked token")
         if record.role not in allowed_roles(method):
             raise AuthError(grpc.StatusCode.PERMISSION_DENIED, f"role {record.role!r} may not call {method}")
-        self.admit(record.id)
-        return Caller(tenant=record.tenant, actor=record.name, role=record.role), record.id
+        return record
 
     def admit(self, key: str) -> None:
         """Spends one request of the caller's rate; raises RESOURCE_EXHAUSTED when there is none."""

@@ -1,4 +1,4 @@
-"""The Postgres server a benchmark runs against and the scratch databases it makes there."""
+"""The Postgres server tests and benchmarks run against, and the scratch databases they make there."""
 
 from __future__ import annotations
 
@@ -13,12 +13,10 @@ import psycopg
 
 from ueba.db import libpq_url, with_database
 
-DATA = Path(__file__).resolve().parent.parent / ".data"
-
 
 @contextmanager
 def postgres_server(data_dir: str | Path) -> Iterator[str]:
-    """DATABASE_URL when set; else an embedded server kept in `data_dir` (e.g. DATA / "bench"), stopped on exit."""
+    """DATABASE_URL when set; else an embedded server kept in `data_dir`, stopped on exit."""
     url = os.environ.get("DATABASE_URL")
     if url:
         yield url

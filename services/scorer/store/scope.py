@@ -6,9 +6,9 @@ from sqlalchemy import func
 
 from services.scorer.context import UserScope
 
-# Text SQL over table alias `t` with scope_params(): the scope's users only.
-SCOPE_SQL = """(:all_users OR t.user_name = ANY(CAST(:users AS text[])))
-  AND (:all_buckets OR ueba_bucket(t.tenant, t.user_name, :n) = ANY(CAST(:buckets AS int[])))"""
+# psycopg SQL over table alias `t` with scope_params(): the scope's users only.
+SCOPE_SQL = """(%(all_users)s OR t.user_name = ANY(%(users)s::text[]))
+  AND (%(all_buckets)s OR ueba_bucket(t.tenant, t.user_name, %(n)s) = ANY(%(buckets)s::int[]))"""
 
 
 def scope_clauses(scope: UserScope, table) -> list:

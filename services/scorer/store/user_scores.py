@@ -47,15 +47,18 @@ def hourly_scores(conn: Connection, tenant: str, d0: datetime, d1: datetime, sco
                   ignored: frozenset[str], models: list[str]) -> HourlyScores:
     """Every stored event score of the days from `d0` to `d1` of the scope's users, but the ignored."""
     # One pass, no joins: after a run's COPY the planner has no statistics for
-    # the new rows, and a join misjudged as one row each becomes quadratic.
-    rows = conn.execute(
-        text(f"""SELECT t.user_name, CAST(extract(epoch FROM t.hour) AS bigint) / 3600, t.model, t.score, t.learning
-                 FROM event_scores t
-                 WHERE t.tenant = :tenant AND t.hour >= :d0 AND t.hour < :d1 AND t.model = ANY(CAST(:models AS text[]))
-                   AND {SCOPE_SQL}
-                   AND NOT t.user_name = ANY(CAST(:ignored AS text[]))"""),
-        {"tenant": tenant, "d0": d0, "d1": d1, "models": models, "ignored": sorted(ignored), **scope_params(scope)},
-    ).all()
+    # the new rows, and a join misjudged as one row each becomes quadratic. On the
+    # driver's cursor: SQLAlchemy's rows cost four times the query at 200,000 of them.
+    with conn.connection.driver_connection.cursor(binary=True) as cur:
+        cur.execute(
+            f"""SELECT t.user_name, CAST(extract(epoch FROM t.hour) AS bigint) / 3600, t.model, t.score, t.learning
+                FROM event_scores t
+                WHERE t.tenant = %(tenant)s AND t.hour >= %(d0)s AND t.hour < %(d1)s
+                  AND t.model = ANY(%(models)s::text[]) AND {SCOPE_SQL}
+                  AND NOT t.user_name = ANY(%(ignored)s::text[])""",
+            {"tenant": tenant, "d0": d0, "d1": d1, "models": models, "ignored": sorted(ignored), **scope_params(scope)},
+        )
+        rows = cur.fetchall()
     users, hours, names, scores, learning = zip(*rows) if rows else ((), (), (), (), ())
     return HourlyScores(list(users), np.array(hours, dtype=np.int64), list(names),
                         np.array(scores, dtype=np.float64), np.array(learning, dtype=bool))

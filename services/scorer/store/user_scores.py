@@ -66,7 +66,10 @@ def hourly_scores(conn: Connection, tenant: str, d0: datetime, d1: datetime, sco
 
 def insert_user_days(conn: Connection, tenant: str, run_id: str, days: UserDays) -> list:
     """Stores the user-days (scores rounded to 2 decimals, as numeric), each with the top three
-    features of its strongest hourly score; returns (user, day, score, scored_hours, learning, top_features)."""
+    features of its strongest hourly score; returns (user, day, score, scored_hours, learning, top_features).
+
+    In user and day order, as the rows of the GROUP BY that computed them in SQL came: readers
+    without an ORDER BY (bench.detection ranks tied scores in table order) see the same order."""
     return conn.execute(
         text("""INSERT INTO user_scores (tenant, user_name, day, score, scored_hours, learning, top_features, run_id)
                 SELECT :tenant, v.user_name, v.day, round(CAST(v.score AS numeric), 2), v.hours, v.learning,
@@ -82,6 +85,7 @@ def insert_user_days(conn: Connection, tenant: str, run_id: str, days: UserDays)
                             CAST(:hours AS int[]), CAST(:learning AS bool[]), CAST(:best_hours AS timestamptz[]),
                             CAST(:best_models AS text[]))
                      AS v(user_name, day, score, hours, learning, hour, model)
+                ORDER BY v.user_name, v.day
                 RETURNING user_name, day, score, scored_hours, learning, top_features"""),
         {"tenant": tenant, "run_id": run_id, "users": days.users, "days": days.days, "scores": days.score,
          "hours": days.scored_hours, "learning": days.learning, "best_hours": days.hour, "best_models": days.model},

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from services.scorer.runs import ScheduledBuckets, Scorer, default_window, mark_interrupted
+from services.scorer.runs import ScheduledBuckets, Scorer, mark_interrupted
+from services.scorer.store import buckets as bucket_store
+from services.scorer.store import tenant as tenant_store
+from services.scorer.window import default_window
 from ueba.leases import LeaseManager
-from ueba.store.schema import scorer_buckets, users
 from ueba.worker import PeriodicWorker
 
 log = logging.getLogger(__name__)
@@ -103,16 +105,13 @@ class ScheduledScoring(PeriodicWorker):
 
     def tenants(self) -> list[str]:
         with self.engine.connect() as conn:
-            found = set(conn.execute(select(users.c.tenant).distinct()).scalars())
+            found = tenant_store.tenants(conn)
         return sorted(found | {self.default_tenant})
 
     def due(self, tenant: str, fire: datetime, held: dict[int, int]) -> dict[int, int]:
         """The held buckets not yet scored for `fire`."""
         with self.engine.connect() as conn:
-            done = set(conn.execute(
-                select(scorer_buckets.c.bucket)
-                .where(scorer_buckets.c.tenant == tenant, scorer_buckets.c.scheduled_at >= fire)
-            ).scalars())
+            done = bucket_store.scored_since(conn, tenant, fire)
         return {b: t for b, t in held.items() if b not in done}
 
     def run_due(self, now: datetime) -> list:

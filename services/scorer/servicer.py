@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta, timezone
 
-import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from services.scorer.models import MODELS
-from services.scorer.runs import RunResult, Scorer, canonical_user, default_window, floor_hour
+from services.scorer.runs import RunResult, Scorer
 from services.scorer.settings import ScorerSettings
-from services.scorer.store import BadPageToken, RunRow, ScorerStore, is_uuid, page_size
+from services.scorer.store import RunRow, ScorerStore
+from services.scorer.store.reads import MAX_PAGE
+from services.scorer.window import requested_window
 from ueba.callctx import current_caller
+from ueba.errors import InvalidArgument, NotFound, check_text
+from ueba.names import canonical_user
+from ueba.paging import page_size
+from ueba.timestamps import time_range, to_proto
 from ueba.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
 _STATUS = {
@@ -20,14 +24,6 @@ _STATUS = {
     "failed": scorer_pb2.RUN_STATUS_FAILED,
 }
 _TRIGGER = {"schedule": scorer_pb2.RUN_TRIGGER_SCHEDULE, "on_demand": scorer_pb2.RUN_TRIGGER_ON_DEMAND}
-
-
-def _ts(t: datetime | None) -> Timestamp | None:
-    if t is None:
-        return None
-    ts = Timestamp()
-    ts.FromDatetime(t.astimezone(timezone.utc))
-    return ts
 
 
 def run_message(run: RunRow | RunResult) -> scorer_pb2.ScoringRun:
@@ -39,11 +35,11 @@ def run_message(run: RunRow | RunResult) -> scorer_pb2.ScoringRun:
         status, trigger, start, end = run.status, run.trigger, run.range_start, run.range_end
         started, finished = run.started_at, run.finished_at
         figures, error = run.figures or {}, run.error or ""
-    msg = scorer_pb2.ScoringRun(
+    return scorer_pb2.ScoringRun(
         id=str(run.id),
         status=_STATUS.get(status, scorer_pb2.RUN_STATUS_UNSPECIFIED),
         trigger=_TRIGGER.get(trigger, scorer_pb2.RUN_TRIGGER_UNSPECIFIED),
-        range=common_pb2.TimeRange(start=_ts(start), end=_ts(end)),
+        range=common_pb2.TimeRange(start=to_proto(start), end=to_proto(end)),
         users_scored=int(figures.get("users_scored", 0)),
         hours_scored=int(figures.get("hours_scored", 0)),
         event_scores=int(figures.get("event_scores", 0)),
@@ -51,12 +47,17 @@ def run_message(run: RunRow | RunResult) -> scorer_pb2.ScoringRun:
         anomalies=int(figures.get("anomalies", 0)),
         learning_users=int(figures.get("learning_users", 0)),
         error=error,
+        started_at=to_proto(started),
+        finished_at=to_proto(finished),
     )
-    if started is not None:
-        msg.started_at.CopyFrom(_ts(started))
-    if finished is not None:
-        msg.finished_at.CopyFrom(_ts(finished))
-    return msg
+
+
+def _run_id(value: str) -> str:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument("id: not a scoring run id (a UUID)") from None
+    return value
 
 
 class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
@@ -68,56 +69,48 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
     def _tenant(self) -> str:
         return current_caller(self.settings.tenant).tenant
 
-    def RunScoring(self, request, context):
-        now = datetime.now(timezone.utc)
-        start, end = default_window(now)
-        has_start, has_end = request.range.HasField("start"), request.range.HasField("end")
-        if has_end:
-            end = floor_hour(request.range.end.ToDatetime(tzinfo=timezone.utc))
-            start = end - timedelta(hours=24)
-        if has_start:
-            start = floor_hour(request.range.start.ToDatetime(tzinfo=timezone.utc))
-            if not has_end:
-                end = max(floor_hour(now), start + timedelta(hours=1))
+    def _window(self, request) -> tuple[datetime, datetime]:
+        start, end = requested_window(*time_range(request, "range"), datetime.now(timezone.utc))
         if end <= start:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "range: end must be at least one hour after start (hours are whole UTC hours)")
+            raise InvalidArgument("range: end must be at least one hour after start (hours are whole UTC hours)")
         if end - start > timedelta(days=self.settings.max_range_days):
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"range: at most {self.settings.max_range_days} days per run (UEBA_SCORING_MAX_RANGE_DAYS)",
-            )
+            raise InvalidArgument(
+                f"range: at most {self.settings.max_range_days} days per run (UEBA_SCORING_MAX_RANGE_DAYS)")
+        return start, end
+
+    def _users(self, names) -> list[str]:
         users = []
-        for i, name in enumerate(request.users):
-            canonical = canonical_user(name)
-            if not canonical or len(name) > 256:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"users[{i}]: empty or longer than 256 characters")
+        for i, name in enumerate(names):
+            canonical = canonical_user(check_text(f"users[{i}]", name), self.settings.user_name_mode)
+            if not canonical:
+                raise InvalidArgument(f"users[{i}]: empty")
             users.append(canonical)
-        result = self.scorer.run(self._tenant(), start, end, users or None, trigger="on_demand")
-        row = self.store.get_run(self._tenant(), result.id)
+        return users
+
+    def RunScoring(self, request, context):
+        start, end = self._window(request)
+        users = self._users(request.users)
+        tenant = self._tenant()
+        result = self.scorer.run(tenant, start, end, users or None, trigger="on_demand")
+        row = self.store.get_run(tenant, result.id)
         return run_message(row if row is not None else result)
 
     def GetScoringRun(self, request, context):
-        if not is_uuid(request.id):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "id: not a scoring run id (a UUID)")
-        row = self.store.get_run(self._tenant(), request.id)
+        row = self.store.get_run(self._tenant(), _run_id(request.id))
         if row is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"scoring run {request.id} not found")
+            raise NotFound(f"scoring run {request.id} not found")
         return run_message(row)
 
     def ListScoringRuns(self, request, context):
-        try:
-            rows, token = self.store.list_runs(self._tenant(), page_size(request.page_size), request.page_token)
-        except (BadPageToken, ValueError) as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        rows, token = self.store.list_runs(self._tenant(), page_size(request.page_size, MAX_PAGE), request.page_token)
         return scorer_pb2.ListScoringRunsResponse(runs=[run_message(r) for r in rows], next_page_token=token)
 
     def ListPeerGroups(self, request, context):
-        try:
-            rows, token = self.store.list_peer_groups(self._tenant(), page_size(request.page_size), request.page_token)
-        except (BadPageToken, ValueError) as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        rows, token = self.store.list_peer_groups(self._tenant(), page_size(request.page_size, MAX_PAGE),
+                                                  request.page_token)
         groups = [
-            scorer_pb2.PeerGroup(id=r.id, name=r.name, method=r.method, members=list(r.members), member_count=len(r.members))
+            scorer_pb2.PeerGroup(id=r.id, name=r.name, method=r.method, members=list(r.members),
+                                 member_count=len(r.members))
             for r in rows
         ]
         return scorer_pb2.ListPeerGroupsResponse(groups=groups, next_page_token=token)

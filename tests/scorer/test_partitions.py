@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.scorer.maintenance import partition_upkeep
-from services.scorer.runs import whole_days_past_retention
+from services.scorer.window import whole_days_past_retention
 from services.scorer.server import create_server
 from services.scorer.settings import ScorerSettings
 from tests.scorer.conftest import make_scorer

@@ -1,6 +1,7 @@
-"""Scorer logic without a database: tails, the score scale, shrinkage, schedule and settings."""
+"""Scorer logic without a database: tails, the score scale, shrinkage, user-day scores, windows,
+schedule and settings."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -8,9 +9,11 @@ import pytest
 from services.scorer import scoring
 from services.scorer.baseline import BASELINE_ARRAYS, COLUMN, COLUMNS, DayData, group_sums
 from services.scorer.models import CORROBORATING, IMPACTED_HOST, MODELS, ORIGIN_HOST, PEER_GROUP
-from services.scorer.runs import canonical_user, default_window
 from services.scorer.schedule import Schedule, next_fire
 from services.scorer.settings import ScorerSettings, parse_every, parse_schedule
+from services.scorer.store.user_scores import HourlyScores
+from services.scorer.user_scores import user_days
+from services.scorer.window import default_window, requested_window
 from ueba.settings import SettingsError
 
 DAY = datetime(2026, 3, 30, tzinfo=timezone.utc)
@@ -170,11 +173,60 @@ def test_last_fire_is_the_same_on_every_replica():
     assert s.weights()["login_time"] == 0.2 and s.weights()["authentication"] == 1.0
 
 
-def test_canonical_users_and_default_window():
-    assert canonical_user("CORP\\Alice") == "alice"
-    assert canonical_user("alice@corp.com") == "alice"
-    start, end = default_window(datetime(2026, 3, 1, 6, 30, tzinfo=timezone.utc))
-    assert (start, end) == (datetime(2026, 2, 28, 6, tzinfo=timezone.utc), datetime(2026, 3, 1, 6, tzinfo=timezone.utc))
+def test_default_and_requested_windows_are_whole_hours():
+    now = datetime(2026, 3, 1, 6, 30, tzinfo=timezone.utc)
+    at = lambda d, h, m=0: datetime(2026, 3, d, h, m, tzinfo=timezone.utc)  # noqa: E731
+    assert default_window(now) == (datetime(2026, 2, 28, 6, tzinfo=timezone.utc), at(1, 6))
+    assert requested_window(None, None, now) == default_window(now)
+    # An end alone: the 24 hours before it; a start alone: up to now, at least an hour.
+    assert requested_window(None, at(1, 3, 45), now) == (datetime(2026, 2, 28, 3, tzinfo=timezone.utc), at(1, 3))
+    assert requested_window(at(1, 2, 10), None, now) == (at(1, 2), at(1, 6))
+    assert requested_window(at(1, 6, 10), None, now) == (at(1, 6), at(1, 7))
+    assert requested_window(at(1, 2, 10), at(1, 2, 50), now) == (at(1, 2), at(1, 2))
+
+
+def _plain_conditioned_mean(scaled: list[float], threshold: float) -> float:
+    # Postgres avg(): a running sum in row order, divided by the count.
+    kept = [v for v in scaled if v >= threshold]
+    if not kept:
+        return max(scaled)
+    total = 0.0
+    for v in kept:
+        total += v
+    return total / len(kept)
+
+
+def test_conditioned_mean_equals_a_direct_computation():
+    rng = np.random.default_rng(7)
+    weights = np.array([1.0, 0.6, 0.2, 0.9])
+    group = rng.integers(0, 300, 5000)
+    scaled = weights[rng.integers(0, 4, group.size)] * rng.integers(1, 101, group.size)
+    got = scoring.conditioned_mean(group, scaled, 60.0)
+    for g in range(300):
+        assert got[g] == _plain_conditioned_mean(scaled[group == g].tolist(), 60.0)
+    # Nothing over the threshold: the highest, which stays under it.
+    assert scoring.conditioned_mean(np.array([0, 0, 1]), np.array([12.0, 59.5, 80.0]), 60.0).tolist() == [59.5, 80.0]
+    assert scoring.conditioned_mean(np.zeros(0, dtype=np.int64), np.zeros(0), 60.0).size == 0
+
+
+def test_user_days_group_by_utc_day_and_name_the_strongest_score():
+    day = 20_000 * 24  # whole hours since the epoch at a UTC midnight
+    hourly = HourlyScores(
+        users=["a", "a", "a", "a", "b", "a"],
+        hour=np.array([day + 3, day + 3, day + 5, day + 23, day + 1, day + 24]),
+        model=["origin_host", "authentication", "login_time", "authentication", "login_time", "authentication"],
+        score=np.array([80.0, 80.0, 95.0, 20.0, 40.0, 75.0]),
+        learning=np.array([False, False, False, False, True, False]),
+    )
+    weights = {"authentication": 1.0, "origin_host": 1.0, "login_time": 0.2}
+    days = user_days(hourly, weights, 60.0)
+    first = datetime.fromtimestamp(day * 3600, timezone.utc)
+    assert days.users == ["a", "b", "a"]
+    assert days.days == [first.date(), first.date(), (first + timedelta(days=1)).date()]
+    assert days.score == [80.0, 8.0, 75.0]  # login_time's 95 scales to 19: under the threshold
+    assert days.scored_hours == [3, 1, 1] and days.learning == [False, True, False]
+    # A tie at 80 in one hour goes to the model name first in order.
+    assert days.hour[0] == first + timedelta(hours=3) and days.model == ["authentication", "login_time", "authentication"]
 
 
 def _model_scores(model, p: np.ndarray, rows: np.ndarray) -> scoring.ModelScores:

@@ -74,6 +74,18 @@ def test_peer_groups_and_models(served):
     sales = next(g for g in groups if g.id == "department:sales")
     assert sales.method == "department" and sales.member_count == 6
     assert any(g.method == "clustering" for g in groups)
+    # A page at a time, in id order; a page token belongs to its own method.
+    pages, token = [], ""
+    while True:
+        page = stub.ListPeerGroups(scorer_pb2.ListPeerGroupsRequest(page_size=1, page_token=token))
+        pages += [g.id for g in page.groups]
+        token = page.next_page_token
+        if not token:
+            break
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ListScoringRuns(scorer_pb2.ListScoringRunsRequest(page_token=token))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "page_token" in err.value.details()
+    assert pages == sorted(g.id for g in groups) and len(pages) > 1
     models = stub.ListModels(scorer_pb2.ListModelsRequest()).models
     names = [m.name for m in models]
     assert names == ["authentication", "impacted_host", "login_time", "origin_host", "origin_location",

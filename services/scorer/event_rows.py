@@ -1,0 +1,55 @@
+"""A day's event scores as COPY rows for `event_scores` and as anomaly.log lines."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from services.scorer.baseline import DayData
+from services.scorer.context import RunContext
+from services.scorer.scoring import ModelScores
+
+
+def _numbers(values: np.ndarray, fmt: str) -> list[str]:
+    """JSON numbers for a column (no NaN or infinity ever reaches a score)."""
+    return [fmt % v for v in np.nan_to_num(values, posinf=1e300, neginf=-1e300).tolist()]
+
+
+def _feature_cells(ms: ModelScores) -> list[list[str]]:
+    """[feature][row] each score's feature entries as JSON objects."""
+    # Formatting column by column with %-formats is several times faster than per value.
+    if ms.names is None:
+        heads = [[f'{{"name":"{f.name}","expected":'] * ms.rows.size for f in ms.model.features]
+    else:
+        heads = [[f'{{"name":"{n}","expected":' for n in ms.names[:, i]] for i in range(ms.names.shape[1])]
+    return [
+        [h + e + ',"observed":' + o + ',"share":' + sh + "}" for h, e, o, sh in zip(
+            hs, _numbers(ms.expected[:, i], "%.6g"), _numbers(ms.observed[:, i], "%.6g"),
+            _numbers(ms.share[:, i], "%.4g"))]
+        for i, hs in enumerate(heads)
+    ]
+
+
+def event_score_rows(ctx: RunContext, data: DayData, results: list[ModelScores], learning: np.ndarray) -> list[tuple]:
+    """COPY rows (tenant, user, hour, model, score, features, learning, run id); their lines go to ctx.lines."""
+    out: list[tuple] = []
+    tenant, run_id = ctx.tenant, ctx.run_id
+    tenant_json, run_json = json.dumps(tenant), json.dumps(str(run_id))
+    user_json = [json.dumps(u) for u in data.users]
+    learning_json = ["true" if v else "false" for v in learning]
+    for ms in results:
+        cells = _feature_cells(ms)
+        model_json = json.dumps(ms.model.name)
+        scores = ms.score.tolist()
+        users = data.w_user[ms.rows].tolist()
+        for k, (r, u) in enumerate(zip(ms.rows.tolist(), users)):
+            hour = data.w_time[r]
+            feats = "[" + ",".join(col[k] for col in cells) + "]"
+            out.append((tenant, data.users[u], hour, ms.model.name, scores[k], feats, bool(learning[u]), run_id))
+            ctx.lines.append(
+                f'{{"type":"event_score","tenant":{tenant_json},"user":{user_json[u]},'
+                f'"hour":"{hour.isoformat()}","model":{model_json},"score":{scores[k]},'
+                f'"learning":{learning_json[u]},"features":{feats},"run_id":{run_json}}}'
+            )
+    return out

@@ -1,0 +1,62 @@
+"""A run's model anomalies: user-days at the anomaly threshold (past learning), described and upserted."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+
+from sqlalchemy import Connection
+
+from services.scorer.context import RunContext
+from services.scorer.models import BY_NAME
+from services.scorer.store import event_scores, evidence, user_scores
+from services.scorer.window import DAY, day_start
+from services.scorer.wording import model_words, word_day
+from ueba.store.anomalies import AnomalyRecord, withdraw_unreviewed, write_anomalies
+
+
+def dedup_key(user: str, day: date) -> str:
+    return f"model:{user}:{day.isoformat()}"
+
+
+def write_model_anomalies(ctx: RunContext, conn: Connection, days: tuple[datetime, datetime]) -> int:
+    """Upserts the anomalies of the scope's user-days from days[0] to days[1]; the number written."""
+    threshold = ctx.settings.anomaly_threshold
+    day_rows = user_scores.scores_of_days(conn, ctx.tenant, *days, ctx.scope)
+    high = [(u, d, s) for u, d, s, learning in day_rows if s >= threshold and not learning]
+    # Re-runs that no longer reach the threshold withdraw their unreviewed anomaly.
+    withdraw_unreviewed(conn, ctx.tenant, "model",
+                        [dedup_key(u, d) for u, d, s, learning in day_rows if s < threshold or learning])
+    records = [describe(ctx, conn, user, day, float(score)) for user, day, score in high]
+    write_anomalies(conn, records, refresh_unreviewed=True)
+    for record, (user, day, _score) in zip(records, high):
+        ctx.lines.append(json.dumps({"type": "model_anomaly", "tenant": ctx.tenant, "user": user,
+                                     "day": day.isoformat(), "score": record.risk_score, "model": record.profile_id,
+                                     "description": record.description}, separators=(",", ":")))
+    return len(records)
+
+
+def describe(ctx: RunContext, conn: Connection, user: str, day: date, score: float) -> AnomalyRecord:
+    """The anomaly of one user-day: its strongest hourly score names the model, hour and events."""
+    start = day_start(day)
+    rows = event_scores.scores_of_day(conn, ctx.tenant, user, start)
+    ranked = sorted(rows, key=lambda r: (-ctx.weights.get(r.model, 1.0) * r.score, r.hour, r.model))
+    top = ranked[0]
+    wording = word_day(ranked, ctx.weights, ctx.settings.mean_threshold,
+                       lambda entity_type, hour: evidence.first_seen_in(conn, ctx.tenant, user, entity_type, hour))
+    model = BY_NAME[top.model]
+    proof = {
+        "event_ids": evidence.event_ids(conn, ctx.tenant, user, top.hour),
+        "day_score": score,
+        "top_model": top.model,
+        "top_hour": top.hour.isoformat(),
+        "model_scores": {m: max(r.score for r in rows if r.model == m) for m in sorted({r.model for r in rows})},
+        "features": wording.features,
+    }
+    return AnomalyRecord(
+        tenant=ctx.tenant, user=user, source="model", profile_id=top.model,
+        profile_name=f"{model_words(model.name)} model", profile_kind=top.model,
+        risk_score=int(min(100, max(1, round(score)))), description=wording.description, dimension=model.dimension,
+        time=top.hour, window_start=start, window_end=start + DAY,
+        evidence=json.loads(json.dumps(proof, default=str)), dedup_key=dedup_key(user, day),
+    )

@@ -1,0 +1,39 @@
+"""Hourly model scores (`event_scores`): a run's window replaced, and one user-day read back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, select
+
+from services.scorer.context import UserScope
+from services.scorer.store.scope import scope_clauses
+from services.scorer.window import DAY
+from ueba.store.schema import event_scores
+
+
+def delete_window(conn: Connection, tenant: str, start: datetime, end: datetime, scope: UserScope) -> None:
+    conn.execute(delete(event_scores).where(
+        event_scores.c.tenant == tenant, event_scores.c.hour >= start, event_scores.c.hour < end,
+        *scope_clauses(scope, event_scores)))
+
+
+def copy_event_scores(conn: Connection, rows: list[tuple]) -> None:
+    """(tenant, user_name, hour, model, score, features JSON, learning, run_id) rows, by COPY."""
+    if not rows:
+        return
+    with conn.connection.driver_connection.cursor() as cur:
+        with cur.copy(
+            "COPY event_scores (tenant, user_name, hour, model, score, features, learning, run_id) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+def scores_of_day(conn: Connection, tenant: str, user: str, day_start: datetime) -> list:
+    """Rows (hour, model, score, features) of one user's UTC day."""
+    return conn.execute(
+        select(event_scores.c.hour, event_scores.c.model, event_scores.c.score, event_scores.c.features)
+        .where(event_scores.c.tenant == tenant, event_scores.c.user_name == user,
+               event_scores.c.hour >= day_start, event_scores.c.hour < day_start + DAY)
+    ).all()

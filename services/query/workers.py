@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from services.query.settings import QuerySettings
 from ueba.bootstrap import resolve_database_url
 from ueba.launcher import ServiceProcess, start_service
+from ueba.server import metrics_host
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ def reserve_port(host: str) -> tuple[socket.socket, int]:
     return sock, sock.getsockname()[1]
 
 
-def _serve_metrics(port: int, folder: str) -> int:
+def _serve_metrics(host: str, port: int, folder: str) -> int:
     from prometheus_client import CollectorRegistry, multiprocess, start_http_server
 
     registry = CollectorRegistry()
@@ -78,7 +79,7 @@ def supervise(settings: QuerySettings) -> int:
     if settings.metrics_port >= 0:
         metrics_dir = tempfile.mkdtemp(prefix="ueba-query-metrics-")
         env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        metrics_port = _serve_metrics(settings.metrics_port, metrics_dir)
+        metrics_port = _serve_metrics(metrics_host(settings), settings.metrics_port, metrics_dir)
 
     stopping = threading.Event()
 

@@ -18,30 +18,14 @@ from services.profiles.servicer import ProfileServicer
 from services.profiles.settings import ProfilesSettings
 from ueba import paging
 from ueba.db import create_db_engine
-from ueba.errors import status_of
 from ueba.v1 import common_pb2, profiles_pb2
+from tests.support.grpc_unit import MappedServicer
 
 P = profiles_pb2
 SERVICE = P.DESCRIPTOR.services_by_name["ProfileService"]
 NOWHERE = "postgresql://nobody@127.0.0.1:9/nothing"
 
 
-class _Mapped:
-    """The servicer's methods as the interceptor runs them: domain errors become statuses."""
-
-    def __init__(self, servicer):
-        self._servicer = servicer
-
-    def __getattr__(self, name):
-        method = getattr(self._servicer, name)
-
-        def call(request, context):
-            try:
-                return method(request, context)
-            except Exception as exc:  # grpc_testing's context has no code(), which mapped_to_status reads
-                context.abort(*status_of(exc, name))
-
-        return call
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +33,7 @@ def server():
     settings = ProfilesSettings.from_env({}, database_url=NOWHERE, evaluate=False, seed_defaults=False, metrics_port=-1)
     engine = create_db_engine(NOWHERE, pool_size=1)
     yield grpc_testing.server_from_dictionary(
-        {SERVICE: _Mapped(ProfileServicer(settings, engine))}, grpc_testing.strict_real_time()
+        {SERVICE: MappedServicer(ProfileServicer(settings, engine))}, grpc_testing.strict_real_time()
     )
     engine.dispose()
 

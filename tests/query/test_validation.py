@@ -8,7 +8,6 @@ interceptor applies in a real server.
 from __future__ import annotations
 
 import base64
-import inspect
 import json
 from datetime import datetime, timezone
 
@@ -21,36 +20,14 @@ from services.query.servicer import QueryServicer
 from services.query.settings import QuerySettings
 from services.query.store.replica import ReadRouting
 from ueba import paging
-from ueba.errors import status_of
 from ueba.v1 import common_pb2, query_pb2
+from tests.support.grpc_unit import MappedServicer
 
 SERVICE = query_pb2.DESCRIPTOR.services_by_name["QueryService"]
 YEAR_9999 = Timestamp(seconds=int(datetime(9999, 1, 1, tzinfo=timezone.utc).timestamp()))
 LEAKS = ("SELECT", "FROM ", "WHERE", "Traceback", "sqlalchemy", "psycopg")
 
 
-class MappedServicer:
-    """The servicer's methods, each ending in the status ueba.errors.status_of gives its exception."""
-
-    def __init__(self, servicer):
-        self.servicer = servicer
-
-    def __getattr__(self, name):
-        method = getattr(self.servicer, name)
-        if inspect.isgeneratorfunction(method):
-            def stream(request, context):
-                try:
-                    yield from method(request, context)
-                except Exception as exc:
-                    context.abort(*status_of(exc, name))
-            return stream
-
-        def unary(request, context):
-            try:
-                return method(request, context)
-            except Exception as exc:
-                context.abort(*status_of(exc, name))
-        return unary
 
 
 @pytest.fixture

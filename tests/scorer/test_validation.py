@@ -23,9 +23,9 @@ from services.scorer.sink import AnomalySink
 from services.scorer.store import ScorerStore
 from tests.scorer.conftest import SCORED_DAY
 from tests.scorer.helpers import Activity
+from tests.support.grpc_unit import MappedServicer
 from ueba import paging
 from ueba.db import create_db_engine
-from ueba.errors import status_of
 from ueba.v1 import common_pb2, scorer_pb2
 
 SERVICE = scorer_pb2.DESCRIPTOR.services_by_name["ScorerService"]
@@ -33,21 +33,6 @@ YEAR_9999 = Timestamp(seconds=int(datetime(9999, 1, 1, tzinfo=timezone.utc).time
 LEAKS = ("SELECT", "FROM ", "WHERE", "Traceback", "sqlalchemy", "psycopg")
 
 
-class MappedServicer:
-    """The servicer's methods, each ending in the status ueba.errors.status_of gives its exception."""
-
-    def __init__(self, servicer):
-        self.servicer = servicer
-
-    def __getattr__(self, name):
-        method = getattr(self.servicer, name)
-
-        def unary(request, context):
-            try:
-                return method(request, context)
-            except Exception as exc:
-                context.abort(*status_of(exc, name))
-        return unary
 
 
 def _server(url: str, **env: str):

@@ -18,19 +18,6 @@ from .rpcs import Rpc, all_rpcs, call
 RPCS = all_rpcs()
 SERVER_FAULTS = (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL)
 
-# (rpc name, case) that still answer UNKNOWN or INTERNAL because the service's servicer does not
-# use ueba/timestamps (range-checked conversion) yet; its owner is fixing it.
-QUERY_NOT_YET = "query: its servicer converts this Timestamp or value without ueba/timestamps' range checks yet"
-SCORER_NOT_YET = "scorer: RunScoring converts its range without ueba/timestamps' range checks yet"
-NOT_YET: dict[tuple[str, str], str] = {
-    **{("RunScoring", case): SCORER_NOT_YET for case in ("beyond_year_9999", "nanos_minus_5", "huge_values")},
-    **{(name, case): QUERY_NOT_YET
-       for name in ("GetSummary", "ListAnomalies", "ListUserScores", "GetRiskTimeline", "ExportAnomalies")
-       for case in ("beyond_year_9999", "nanos_minus_5", "huge_values")
-       if (name, case) != ("ListAnomalies", "huge_values")},
-}
-TIMESTAMPS_NOT_YET = {"query": QUERY_NOT_YET, "scorer": SCORER_NOT_YET}
-PAGING_NOT_YET = {"scorer": "scorer: its list methods do not use ueba/paging yet, so a forged token is not refused"}
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +43,7 @@ def _params():
         for case in CASES:
             if not applies(rpc, case):
                 continue
-            reason = NOT_YET.get((rpc.name, case))
-            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-            yield pytest.param(rpc, case, marks=marks, id=f"{rpc.name}-{case}")
+            yield pytest.param(rpc, case, id=f"{rpc.name}-{case}")
 
 
 @pytest.mark.parametrize("rpc, case", list(_params()))
@@ -76,20 +61,16 @@ def test_the_leak_pattern_sees_what_it_must():
 
 TIMED = [r for r in RPCS if applies(r, "year_9999") and not r.client_streaming]
 PAGED = [r for r in RPCS if applies(r, "forged_token_0")]
-# Derandomized: the same examples every run, so a case marked as not yet fixed fails every run.
+# Derandomized: the same examples every run.
 PROPERTY = settings(max_examples=40, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-def by_service(rpcs: list[Rpc], not_yet: dict[str, str]) -> list:
-    out = []
-    for service in sorted({r.service for r in rpcs}):
-        reason = not_yet.get(service)
-        out.append(pytest.param(service, marks=[pytest.mark.xfail(strict=True, reason=reason)] if reason else [], id=service))
-    return out
+def by_service(rpcs: list[Rpc]) -> list[str]:
+    return sorted({r.service for r in rpcs})
 
 
-@pytest.mark.parametrize("service", by_service(TIMED, TIMESTAMPS_NOT_YET))
+@pytest.mark.parametrize("service", by_service(TIMED))
 def test_any_timestamp_gets_an_answer_or_invalid_argument(stack, admin, service):
     @PROPERTY
     @given(rpc=st.sampled_from([r for r in TIMED if r.service == service]),
@@ -110,7 +91,7 @@ forged_tokens = (st.text(max_size=300) | st.binary(max_size=200).map(lambda b: b
                  | json_bodies.map(lambda body: base64.urlsafe_b64encode(json.dumps(body).encode()).decode()))
 
 
-@pytest.mark.parametrize("service", by_service(PAGED, PAGING_NOT_YET))
+@pytest.mark.parametrize("service", by_service(PAGED))
 def test_any_forged_page_token_is_invalid_argument(stack, admin, service):
     rpcs = [r for r in PAGED if r.service == service]
 

@@ -34,8 +34,11 @@ def data(store):
 def test_summary_in_every_format(svc, data, capsys):
     code, out, _ = run(capsys, "summary", "--address", svc.address)
     assert code == 0 and "Riskiest users:" in out and "alice" in out and "critical" in out
+    assert "Users by current risk: critical 1, high 0, medium 1, low 0" in out  # people, not anomalies
     code, out, _ = run(capsys, "summary", "--address", svc.address, "--output", "json")
     body = json.loads(out)
+    assert [(c["key"], c["count"]) for c in body["users_by_risk_level"]] == [
+        ("critical", 1), ("high", 0), ("medium", 1), ("low", 0)]
     assert body["total_anomalies"] == 2 and body["riskiest_users"][0]["user"] == "alice"
     assert body["reviewed_anomalies"] == 0 and body["riskiest_users"][0]["risk_level"] == "critical"
     code, out, _ = run(capsys, "summary", "--address", svc.address, "-o", "csv")

@@ -156,6 +156,8 @@ def write_summary(s: query_pb2.Summary, out: TextIO) -> None:
     say(f"Anomalies {when(s.range.start)} to {when(s.range.end)}: {s.total_anomalies:,} "
         f"({s.new_anomalies:,} new, {s.reviewed_anomalies:,} reviewed, {s.total_points:,} risk points); "
         f"{s.users_seen:,} users seen, {s.events:,} events", out)
+    at_risk = ", ".join(f"{c.key} {c.count:,}" for c in s.users_by_risk_level)
+    say(f"Users by current risk: {at_risk}", out)
     for title, counts in (("risk level", s.by_risk_level), ("profile", s.by_profile), ("dimension", s.by_dimension)):
         say(f"\nBy {title}:", out)
         output.table([[c.key, c.count] for c in counts], [title, "anomalies"], out)
@@ -170,7 +172,8 @@ def cmd_summary(args, stub, out):
     if args.output == "table":
         write_summary(s, out)
         return
-    rows = [["risk_level", c.key, c.count] for c in s.by_risk_level] + [["profile", c.key, c.count] for c in s.by_profile]
+    rows = [["users_by_risk_level", c.key, c.count] for c in s.users_by_risk_level]
+    rows += [["risk_level", c.key, c.count] for c in s.by_risk_level] + [["profile", c.key, c.count] for c in s.by_profile]
     rows += [["dimension", c.key, c.count] for c in s.by_dimension] + [["status", c.key, c.count] for c in s.by_status]
     rows += [["user_risk", u.user, u.risk] for u in s.riskiest_users]
     emit(args.output, s, rows, ["section", "key", "value"], out)

@@ -17,8 +17,6 @@ from datetime import datetime
 from typing import Callable
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.preprocessing import StandardScaler
 
 from services.scorer.baseline import COLUMN, COLUMNS, GroupSums, group_sums
 
@@ -76,6 +74,11 @@ def assign(users: list[str], profile: np.ndarray, departments: dict[str, str | N
         if k == 1:
             labels = np.zeros(rest.size, dtype=np.int64)
         else:
+            # scikit-learn is imported here, not at start: it is most of the scorer's start-up time,
+            # and only departments too small to be a peer group need it.
+            from sklearn.cluster import KMeans
+            from sklearn.preprocessing import StandardScaler
+
             scaled = StandardScaler().fit_transform(profile[rest])
             labels = KMeans(n_clusters=k, n_init=3, random_state=0).fit_predict(scaled)
         for label in range(int(labels.max()) + 1):

@@ -9,6 +9,7 @@ from ueba.settings import BaseSettings, SettingsError, env_field
 
 @dataclass(frozen=True)
 class ConsoleSettings(BaseSettings):
+    listen: str = env_field("UEBA_LISTEN", "127.0.0.1:8080", "host:port of the console's HTTP server")
     query_address: str = env_field("UEBA_CONSOLE_QUERY_ADDRESS", "127.0.0.1:50054", "host:port of the query service")
     profiles_address: str = env_field("UEBA_CONSOLE_PROFILES_ADDRESS", "127.0.0.1:50052", "host:port of the profiles service")
     scorer_address: str = env_field("UEBA_CONSOLE_SCORER_ADDRESS", "127.0.0.1:50053", "host:port of the scorer service")

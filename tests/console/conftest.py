@@ -1,7 +1,7 @@
 """The console against real services: a small simulated organisation loaded once per session.
 
 Four service processes and the console, the way `ueba up` runs them, on a
-database of this session's own; the organisation is small (12 users, 9 days)
+database of this session's own; the organisation is small (20 users, 10 days)
 so that loading, the profiles and a scoring run take well under a minute.
 """
 
@@ -74,9 +74,9 @@ def organisation(server_url, output_dir) -> Running:
     upgrade(url)
     running = start_system(url, ("ingest", *BACKENDS), output_dir / "logs")
     try:
-        load_simulation(running.services["ingest"].address, users=12, days=9, seed=3)
+        load_simulation(running.services["ingest"].address, users=20, days=10, seed=3)
         wait_for_profiles(url)
-        run_scoring(running.services["scorer"].address, days=9)
+        run_scoring(running.services["scorer"].address, days=10)
         yield running
     finally:
         running.stop()

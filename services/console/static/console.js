@@ -237,8 +237,8 @@ async function bulkReview(action, label) {
   try {
     const body = { action: "REVIEW_ACTION_" + action, ...(target.ids ? { ids: target.ids } : { filter: target.filter }) };
     const result = await call("query", "ReviewAnomalies", body);
-    busy(`${result.updated || 0} updated`);
     await loadAnomalyPage();
+    busy(`${result.updated || 0} updated`);
   } catch (err) { showError(err); }
 }
 
@@ -397,6 +397,7 @@ function cellDetail({ card, hour }) {
       h("tbody", {}, (card.features || []).map((f) => h("tr", { "data-feature": f.name, "data-expected": num(f.expected), "data-observed": num(f.observed) },
         h("td", {}, f.name), h("td", { class: "num" }, fmtValue(f.expected)), h("td", { class: "num" }, fmtValue(f.observed)),
         h("td", { class: "num" }, `${Math.round(100 * num(f.share))}%`))))));
+  document.getElementById("cell-detail").scrollIntoView({ block: "nearest" });
 }
 
 async function userAnomalies(user) {

@@ -24,6 +24,6 @@ def test_fuzzed_requests_get_no_server_error_and_only_documented_problems(organi
                "--seed", "18", "--workers", "2", "--checks", CHECKS, "--exclude-operation-id", "scorer.RunScoring",
                "--no-shrink", "--request-timeout", "30", "--report", "junit",
                "--report-junit-path", str(output_dir / "schemathesis.xml")]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=output_dir)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     assert "passed" in run.stdout

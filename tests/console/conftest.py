@@ -71,15 +71,17 @@ def organisation(server_url, output_dir) -> Running:
     from ueba.cli.up import load_simulation, run_scoring, wait_for_profiles
 
     name, url = new_database(server_url, "ueba_console")
-    upgrade(url)
-    running = start_system(url, ("ingest", *BACKENDS), output_dir / "logs")
+    running = None
     try:
+        upgrade(url)
+        running = start_system(url, ("ingest", *BACKENDS), output_dir / "logs")
         load_simulation(running.services["ingest"].address, users=20, days=10, seed=3)
         wait_for_profiles(url)
         run_scoring(running.services["scorer"].address, days=10)
         yield running
     finally:
-        running.stop()
+        if running is not None:
+            running.stop()
         drop_database(server_url, name)
 
 

@@ -27,13 +27,15 @@ AUTH = {"UEBA_AUTH": "tokens", "UEBA_AUTH_CACHE_SECONDS": "0.2", "UEBA_RATE_LIMI
 @pytest.fixture(scope="module")
 def secured(server_url, output_dir):
     name, url = new_database(server_url, "ueba_console_auth")
-    upgrade(url)
     engine = create_db_engine(url, pool_size=2)
-    running = start_system(url, BACKENDS, output_dir / "logs-auth", env=AUTH)
+    running = None
     try:
+        upgrade(url)
+        running = start_system(url, BACKENDS, output_dir / "logs-auth", env=AUTH)
         yield running, engine
     finally:
-        running.stop()
+        if running is not None:
+            running.stop()
         engine.dispose()
         drop_database(server_url, name)
 

@@ -13,11 +13,13 @@ STUBS := $(patsubst protos/%.proto,%_pb2.py,$(PROTOS))
 
 install: $(STAMP) $(STUBS)
 
-$(STAMP): pyproject.toml deploy/tools/requirements.txt deploy/tools/install.py
+$(STAMP): pyproject.toml deploy/tools/requirements.txt deploy/tools/install.py services/console/assets.py services/console/install_browser.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) deploy/tools/install.py
+	$(PY) -m services.console.assets
+	sh services/console/install_browser.sh
 	@touch $@
 
 # Stubs are generated, never edited or committed; tests/test_protos.py fails on stale ones.

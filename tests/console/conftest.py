@@ -1,0 +1,90 @@
+"""The console against real services: a small simulated organisation loaded once per session.
+
+Four service processes and the console, the way `ueba up` runs them, on a
+database of this session's own; the organisation is small (20 users, 10 days)
+so that loading, the profiles and a scoring run take well under a minute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ueba.store.databases import drop_database, new_database
+from services.console.launch import console_url, start_console
+from tests.conftest import ROOT
+from ueba.launcher import ServiceProcess, start_service
+from ueba.store.migrate import upgrade
+
+OUTPUT = ROOT / ".data" / "test-output" / "console"
+BACKENDS = ("query", "profiles", "scorer")
+
+
+@dataclass
+class Running:
+    database_url: str
+    services: dict[str, ServiceProcess]
+    console: ServiceProcess
+
+    @property
+    def url(self) -> str:
+        return console_url(self.console)
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+    def stop(self) -> None:
+        for proc in [self.console, *self.services.values()]:
+            proc.stop()
+
+
+def start_system(database_url: str, names: tuple[str, ...], log_dir: Path, env: dict[str, str] | None = None) -> Running:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    common = {"DATABASE_URL": database_url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1", **(env or {})}
+    services: dict[str, ServiceProcess] = {}
+    try:
+        for name in names:
+            services[name] = start_service(name, common, log_path=log_dir / f"{name}.log")
+        console = start_console({n: s.address for n, s in services.items()}, "127.0.0.1:0",
+                                log_dir / "console.log", env=env)
+    except BaseException:
+        for proc in services.values():
+            proc.stop()
+        raise
+    return Running(database_url, services, console)
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    return OUTPUT
+
+
+@pytest.fixture(scope="session")
+def organisation(server_url, output_dir) -> Running:
+    """The four services and the console, with a simulated organisation loaded and scored."""
+    from ueba.cli.up import load_simulation, run_scoring, wait_for_profiles
+
+    name, url = new_database(server_url, "ueba_console")
+    running = None
+    try:
+        upgrade(url)
+        running = start_system(url, ("ingest", *BACKENDS), output_dir / "logs")
+        load_simulation(running.services["ingest"].address, users=20, days=10, seed=3)
+        wait_for_profiles(url)
+        run_scoring(running.services["scorer"].address, days=10)
+        yield running
+    finally:
+        if running is not None:
+            running.stop()
+        drop_database(server_url, name)
+
+
+@pytest.fixture
+def api(organisation) -> httpx.Client:
+    with organisation.client() as client:
+        yield client

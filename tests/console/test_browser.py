@@ -1,0 +1,148 @@
+"""The console in a real headless Chromium over the loaded organisation, screenshots of each page.
+
+One walk through, in the order an analyst goes: the summary, the riskiest user,
+a heat-map cell (its values checked against GetUserTimeline), an acknowledgement
+that lowers the user's risk, the anomalies list with the query field and a CSV
+export, the profiles with a preview. Screenshots go to .data/test-output/console/.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+
+import pytest
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from .browser import HEIGHT, WIDTH, Page, chromium
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+LAYOUT_SHIFT = """
+window.__shift = 0;
+new PerformanceObserver((list) => { for (const e of list.getEntries()) if (!e.hadRecentInput) window.__shift += e.value; })
+  .observe({type: "layout-shift", buffered: true});
+"""
+
+
+@pytest.fixture
+def page(organisation, output_dir, tmp_path):
+    driver = chromium(tmp_path)
+    try:
+        yield Page(driver, organisation.url, output_dir)
+    finally:
+        driver.quit()
+
+
+def test_an_analyst_walks_from_the_summary_to_a_user_and_reviews(page, api, tmp_path):
+    summary = api.post("/api/v1/query/GetSummary", json={"top_users": 10}).json()
+    riskiest = summary["riskiest_users"][0]
+
+    page.open("/summary", "summary")
+    assert page.driver.execute_script("return [innerWidth, innerHeight]") == [WIDTH, HEIGHT]
+    assert page.find("#kpi-anomalies").text == f"{int(summary['total_anomalies']):,}"
+    assert page.find("#risk-timeline canvas")  # the chart drew
+    page.driver.execute_script(LAYOUT_SHIFT)
+    time.sleep(0.5)
+    assert page.driver.execute_script("return window.__shift") < 0.1
+    page.screenshot("summary")
+
+    link = page.find("#riskiest tbody tr:first-child a")
+    assert link.text == riskiest["user"]
+    before = page.ready_mark()
+    link.click()
+    page.wait_ready("users", before)
+    assert page.find("#user-name").text == riskiest["user"]
+    assert not page.errors_shown()
+    page.screenshot("user")
+
+    check_heat_map_cell(page, api, riskiest["user"])
+    acknowledge_lowers_risk(page, api, riskiest["user"])
+
+
+def check_heat_map_cell(page: Page, api, user: str) -> None:
+    day = page.find("#day").get_attribute("value")
+    cells = page.find_all("#heatmap button.cell.above") or page.find_all("#heatmap button.cell")
+    assert cells, "the heat map has no cells"
+    cell = cells[0]
+    model, hour = cell.get_attribute("data-model"), int(cell.get_attribute("data-hour"))
+    cell.send_keys(Keys.ENTER)  # a cell is a button: the keyboard opens it as a click does
+    page.wait_for("#features tbody tr")
+    shown = {row.get_attribute("data-feature"): (float(row.get_attribute("data-expected")), float(row.get_attribute("data-observed")))
+             for row in page.find_all("#features tbody tr")}
+    timeline = api.post("/api/v1/query/GetUserTimeline", json={"user": user, "day": f"{day}T00:00:00Z"}).json()
+    card = next(c for h in timeline["hours"] if int(h["hour"][11:13]) == hour for c in h["cards"] if c["model"] == model)
+    expected = {f["name"]: (f.get("expected", 0.0), f.get("observed", 0.0)) for f in card["features"]}
+    assert shown and sorted(shown) == sorted(expected)
+    for name, values in shown.items():
+        assert values == pytest.approx(expected[name]), name
+    page.screenshot("user-heatmap-cell")
+
+
+def acknowledge_lowers_risk(page: Page, api, user: str) -> None:
+    risk_before = int(page.find("#user-risk").text)
+    page.find("#user-anomalies button.ack").click()
+    page.wait_text("#review-result")
+    risk_after = int(page.find("#user-risk").text)
+    assert risk_after < risk_before
+    served = api.post("/api/v1/query/GetUser", json={"user": user}).json()["risk"]
+    assert served.get("risk", 0) == risk_after
+    page.screenshot("user-acknowledged")
+
+
+def test_anomalies_query_suggestions_bulk_review_and_csv(page, api, tmp_path):
+    page.open("/anomalies", "anomalies")
+    query = page.find("#query")
+    query.send_keys("pro")
+    option = page.wait_for("#query-suggestions li")
+    assert option.text == "profile:"
+    query.send_keys(Keys.ENTER)
+    assert query.get_attribute("value") == "profile:"
+    values = lambda: [li.text for li in page.find_all("#query-suggestions:not([hidden]) li")]
+    WebDriverWait(page.driver, 20).until(lambda _d: values() and values()[0] != "profile:")
+    profiles = {p["name"] for p in api.post("/api/v1/profiles/ListProfiles", json={"page_size": 200}).json()["profiles"]}
+    assert all(v.startswith("profile:") for v in values()) and {v.split(":", 1)[1].strip('"') for v in values()} & profiles
+    query.send_keys(Keys.ESCAPE)
+    query.clear()
+
+    boxes = page.find_all("#anomaly-table tbody input[type=checkbox]")
+    assert len(boxes) >= 2
+    boxes[0].click()
+    boxes[1].click()
+    assert page.find("#selection").text == "2 selected"
+    page.find("button[data-action=ACKNOWLEDGE]").click()
+    assert page.find("#confirm-text").text == "Acknowledge: 2 anomalies?"  # the count, before anything changes
+    page.screenshot("anomalies-confirm")
+    page.find("#confirm-ok").click()
+    WebDriverWait(page.driver, 30).until(lambda _d: page.find("#status").text == "2 updated")
+
+    listed = api.post("/api/v1/query/ListAnomalies", json={"filter": {"statuses": ["ANOMALY_STATUS_NEW"]}, "page_size": 1000}).json()
+    page.find("#export-csv").click()
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "anomalies.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with open(tmp_path / "anomalies.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["id"] for r in rows} == {a["id"] for a in listed["anomalies"]}
+    page.screenshot("anomalies")
+
+
+def test_profiles_are_tuned_with_a_preview_before_saving(page, api):
+    page.open("/profiles", "profiles")
+    rows = page.find_all("#profiles tbody tr")
+    assert len(rows) == len(api.post("/api/v1/profiles/ListProfiles", json={"page_size": 200}).json()["profiles"])
+    rows[0].find_element("css selector", "button").click()
+    page.find("#preview").click()
+    text = page.wait_text("#preview-count")
+    assert text.startswith("Would have raised ")
+    assert not page.errors_shown()
+    page.screenshot("profiles-preview")
+
+
+def test_the_pages_and_their_scripts_are_served_by_the_console(api):
+    page = api.get("/")
+    assert page.status_code == 200 and "<title>UEBA console</title>" in page.text
+    for asset in ("/static/console.js", "/static/console.css", "/static/vendor/uPlot.iife.min.js"):
+        assert api.get(asset).status_code == 200, asset
+    assert "http://" not in page.text and "https://" not in page.text  # nothing from elsewhere

@@ -120,11 +120,25 @@ def start_all(database_url: str, host: str, log_dir: Path, port_base: int = DEFA
         }
         return start_service(name, env, log_path=_rotate(log_dir / f"{name}.log"))
 
+    def console() -> ServiceProcess:
+        from services.console.launch import DEFAULT_PORT, start_console
+
+        backends = {name: futures[name].result().address for name in ("query", "profiles", "scorer")}
+        port = DEFAULT_PORT if port_base == DEFAULT_PORT_BASE else port_base + 30
+        return start_console(backends, f"{host}:{port if _free(host, port) else 0}", _rotate(log_dir / "console.log"))
+
     _rotate(log_dir / "anomaly.log")
-    pool = ThreadPoolExecutor(len(SERVICES))
+    pool = ThreadPoolExecutor(len(SERVICES) + 1)
     futures = {name: pool.submit(start, i, name) for i, name in enumerate(SERVICES)}
+    # The console calls query, profiles and scorer, so it starts once they have: it is
+    # announced when ready, like a scorer that joins late.
+    futures["console"] = pool.submit(console)
     pool.shutdown(wait=False)
     return futures
+
+
+def _where(name: str, svc: ServiceProcess) -> str:
+    return f"http://{svc.address}/  (web pages and HTTP/JSON API)" if name == "console" else svc.address
 
 
 def _started(futures: dict[str, Future], names) -> dict[str, ServiceProcess]:
@@ -316,7 +330,7 @@ def run(args) -> int:
         _say("")
         _say("UEBA is running. Connect with the `ueba` command (e.g. `.venv/bin/ueba summary`) or any gRPC client:")
         for name, svc in services.items():
-            _say(f"  {name:9s} {svc.address}")
+            _say(f"  {name:9s} {_where(name, svc)}")
         _say(f"  postgres  {database_url}")
         if args.exit_after_load:
             return 0
@@ -328,7 +342,7 @@ def run(args) -> int:
                         _say(f"{name} did not start: {future.exception()}")
                         return 1
                     services[name] = future.result()
-                    _say(f"  {name:9s} {services[name].address} (ready now)")
+                    _say(f"  {name:9s} {_where(name, services[name])} (ready now)")
             for name, svc in services.items():
                 if svc.process.poll() is not None:
                     _say(f"{name} exited with {svc.process.returncode}; see {svc.log_path}")

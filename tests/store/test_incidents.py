@@ -139,3 +139,18 @@ def test_two_writers_at_once_never_open_two_incidents_for_one_activity(engine, t
         assert not errors
     rows = incident_rows(engine, tenant)
     assert len(rows) == 8 and all(r.anomaly_count == 2 for r in rows)
+
+
+def test_risk_counts_an_incident_once_at_its_strongest_open_finding(engine, tenant):
+    from ueba.risk import open_entity_scores, open_scores
+
+    link = {"type": "ip", "entity": "203.0.113.9"}
+    write(engine, [
+        finding(tenant, at=T0, score=50),
+        finding(tenant, at=T0, score=25, user="root", entity_type="user", entity="", source_entity=link),
+        finding(tenant, at=T0 + timedelta(minutes=2), score=80, user="root", entity_type="user", entity="", source_entity=link),
+        finding(tenant, at=T0 + timedelta(hours=9), score=40, user="root", entity_type="user", entity="", kind="rare_event"),
+    ])
+    with engine.connect() as conn:
+        assert sorted(open_scores(conn, tenant, T0 + timedelta(days=1), 30, users=["root"])["root"]) == [40, 80]
+        assert open_entity_scores(conn, tenant, T0 + timedelta(days=1), 30, "ip") == {"203.0.113.9": [50]}

@@ -8,8 +8,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from services.query.anomalies import parse_id
-from services.query.filters import criteria, is_empty
+from services.query.filters import criteria, is_empty, parse_id
 from services.query.store import review as store
 from ueba.errors import InvalidArgument, NotFound, check_text
 from ueba.risk import OPEN_STATUS, open_scores, user_risk

@@ -140,3 +140,28 @@ def test_incident_requests_are_checked(svc, attack):
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and err.details().startswith(field), (field, err.details())
     missing = rpc_error(svc.stub.GetIncident, query_pb2.GetIncidentRequest(id=str(uuid.uuid4())))
     assert missing.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_the_entities_and_incidents_commands(svc, attack, capsys):
+    import json
+
+    from ueba.cli.main import main
+
+    def run(*argv):
+        code = main([*argv, "--address", svc.address])
+        return code, capsys.readouterr().out
+
+    code, out = run("entities", "list", "--type", "ip")
+    assert code == 0 and ADDRESS in out and "root" not in out
+    code, out = run("entities", "get", ADDRESS)
+    assert code == 0 and f"ip:{ADDRESS}: risk 60" in out and "linked: root" in out
+    code, out = run("entities", "timeline", "host:scanner.example.net", "--bucket", "1d", "-o", "csv")
+    assert code == 0 and out.splitlines()[0] == "start,anomalies,risk_points,accounts,surge"
+    code, out = run("incidents", "list", "--entity", "user:root", "-o", "json")
+    (incident,) = json.loads(out)["incidents"]
+    assert incident["entity"] == {"type": "ENTITY_TYPE_IP", "name": ADDRESS} and incident["event_count"] == "41"
+    code, out = run("incidents", "get", incident["id"])
+    assert code == 0 and '"accounts"' in out and out.count("Failed logins") >= 3
+    code, out = run("incidents", "ack", incident["id"], "--comment", "blocked")
+    assert code == 0 and "1 incidents and 3 anomalies updated" in out
+    assert main(["entities", "get", "ip:", "--address", svc.address]) == 2

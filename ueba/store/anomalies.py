@@ -4,7 +4,7 @@ and of the incidents they group into (the rule: docs/architecture.md, "Incidents
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -46,6 +46,9 @@ class AnomalyRecord:
     dedup_key: str
     entity_type: str = USER
     entity: str = ""  # '' with entity_type 'user': the user
+    # A finding that grows while its activity goes on (a brute force re-raised with its count so
+    # far): it replaces the unreviewed row of its key and grows its incident.
+    refresh: bool = False
 
     @property
     def subject(self) -> tuple[str, str]:
@@ -55,6 +58,7 @@ class AnomalyRecord:
 def _row(record: AnomalyRecord, incident_id: str) -> dict[str, Any]:
     row = asdict(record)
     row["user_name"] = row.pop("user")
+    del row["refresh"]
     row["entity_type"], row["entity"] = record.subject
     row["incident_id"] = incident_id
     # clock_timestamp: created_at is when the row is written, not when the batch began.
@@ -96,7 +100,9 @@ def write_anomalies(conn: Connection, records: Iterable[AnomalyRecord], refresh_
         incidents.lock(conn, record.tenant, *_owner(record))
         found = incidents.find(conn, record)
         incident_id = found.id if found is not None else str(uuid.uuid4())
-        stored = _insert(conn, record, incident_id, refresh_unreviewed)
+        if found is not None and "source_entity" in record.evidence:
+            record = replace(record, evidence={**record.evidence, "source_incident": found.id})
+        stored = _insert(conn, record, incident_id, refresh_unreviewed or record.refresh)
         if stored is None:
             continue
         written += 1

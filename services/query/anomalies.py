@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from sqlalchemy import Engine
 from services.query import filters
 from services.query.filters import parse_id
 from services.query.store import anomalies as store
+from services.query.store import names as names_store
 from services.query.store.reads import Reads
 from ueba import paging
 from ueba.errors import NotFound
@@ -46,11 +48,32 @@ def list_page(
         total = min(found.total, count_limit)
     else:
         total, capped = cursor.total or 0, cursor.capped
+    if cursor is None and found.total == 0:
+        check_names_exist(reads, tenant, criteria)
     rows, next_token = found.rows, ""
     if len(rows) > size:
         rows = rows[:size]
         next_token = paging.encode(fp, paging.PageToken(found.keys[size - 1], now, total, capped))
     return AnomalyPage(rows, next_token, total, capped)
+
+
+def check_names_exist(reads: Reads, tenant: str, criteria: filters.AnomalyCriteria) -> None:
+    """NotFound, with the nearest names, when an empty result is explained by a user or profile that does not exist."""
+    parsed = criteria.query
+    users = list(dict.fromkeys([*criteria.users, *(parsed.values("user") if parsed else [])]))
+    for name in names_store.unknown_users(reads, tenant, users)[:1]:
+        raise NotFound(f"user {name!r}: no such user{_did_you_mean(name, names_store.users_like(reads, tenant, name))}")
+    wanted = list(dict.fromkeys([*criteria.profiles, *(parsed.values("profile") if parsed else [])]))
+    if wanted:
+        known = names_store.profile_names(reads, tenant)
+        for name in wanted:
+            if name not in known:
+                raise NotFound(f"profile {name!r}: no such profile{_did_you_mean(name, known)}")
+
+
+def _did_you_mean(name: str, candidates) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def get(conn, tenant: str, anomaly_id: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Union
 from datetime import datetime, timedelta, timezone
 
 from services.query.entity_names import entity_name
@@ -47,12 +48,52 @@ class Clause:
 
 
 @dataclass(frozen=True)
+class Not:
+    operand: "Node"
+
+
+@dataclass(frozen=True)
+class All:
+    """Every operand must hold (AND, or terms side by side)."""
+
+    operands: tuple["Node", ...]
+
+
+@dataclass(frozen=True)
+class Any:
+    """One operand must hold (OR)."""
+
+    operands: tuple["Node", ...]
+
+
+Node = Union[Text, Clause, Not, All, Any]
+
+
+@dataclass(frozen=True)
 class ParsedQuery:
+    """The query's terms; `expr` is their boolean tree when the query used AND, OR, NOT or parentheses.
+
+    Without operators (`expr` None) terms side by side must all hold, except
+    that positive terms on one field are alternatives (`user:a user:b`).
+    """
+
     texts: tuple[Text, ...]
     clauses: tuple[Clause, ...]
+    expr: Node | None = None
 
     def values(self, field: str) -> list:
-        return [c.value for c in self.clauses if c.field == field and not c.negated]
+        """Values of the positive terms on `field` (outside any NOT)."""
+        if self.expr is None:
+            return [c.value for c in self.clauses if c.field == field and not c.negated]
+        return [c.value for c in _positive_clauses(self.expr) if c.field == field]
+
+
+def _positive_clauses(node: Node) -> list[Clause]:
+    if isinstance(node, Clause):
+        return [] if node.negated else [node]
+    if isinstance(node, (All, Any)):
+        return [c for operand in node.operands for c in _positive_clauses(operand)]
+    return []
 
 
 def _error(message: str) -> InvalidArgument:
@@ -78,15 +119,22 @@ def _read_quoted(query: str, start: int) -> tuple[str, int]:
 
 def _read_word(query: str, start: int) -> tuple[str, int]:
     i = start
-    while i < len(query) and not query[i].isspace():
+    while i < len(query) and not query[i].isspace() and query[i] not in "()":
         if query[i] == '"':
             raise _error(f"unexpected quote at position {i} in {query[start:i + 1]!r}; quote the whole value")
         i += 1
     return query[start:i], i
 
 
+OPERATORS = ("AND", "OR", "NOT")
+
+
 def tokenize(query: str) -> list[tuple[str, str | None, str | None, str, bool]]:
-    """(token text, field or None, operator or None, value, value was quoted) per term."""
+    """(token text, field or None, operator or None, value, value was quoted) per term.
+
+    A parenthesis is a token of its own with field None and operator "(" or ")";
+    an unquoted AND, OR or NOT (any case) has field None and operator "AND", "OR" or "NOT".
+    """
     terms = []
     i = 0
     while i < len(query):
@@ -94,6 +142,10 @@ def tokenize(query: str) -> list[tuple[str, str | None, str | None, str, bool]]:
             i += 1
             continue
         start = i
+        if query[i] in "()":
+            i += 1
+            terms.append((query[start], None, query[start], "", False))
+            continue
         if query[i] == '"':
             value, i = _read_quoted(query, i)
             terms.append((query[start:i], None, None, value, True))
@@ -107,12 +159,13 @@ def tokenize(query: str) -> list[tuple[str, str | None, str | None, str, bool]]:
                 else:
                     value, i = _read_word(query, i)
                     quoted = False
-                if i < len(query) and not query[i].isspace():
+                if i < len(query) and not query[i].isspace() and query[i] != ")":
                     raise _error(f"expected a space after {query[start:i]!r} at position {i}")
                 terms.append((query[start:i], m.group(1) + m.group(2).lower(), m.group(3), value, quoted))
             else:
                 value, i = _read_word(query, i)
-                terms.append((value, None, None, value, False))
+                operator = value.upper() if value.upper() in OPERATORS else None
+                terms.append((value, None, operator, value, False))
         if len(terms) > MAX_TERMS:
             raise _error(f"more than {MAX_TERMS} terms")
     return terms
@@ -205,21 +258,81 @@ def parse(query: str, now: datetime | None = None, user_mode: str = DEFAULT_MODE
     if "\x00" in query:
         raise _error("contains a NUL character")
     now = now or datetime.now(timezone.utc)
-    texts: list[Text] = []
-    clauses: list[Clause] = []
-    for token, field, op, value, _quoted in tokenize(query):
-        if field is None:
-            if value.strip():
-                texts.append(Text(value))
-            continue
-        negated = field.startswith("-")
-        name = field.lstrip("-")
-        if name not in FIELDS:
-            raise _error(
-                f"unknown field {name!r} in {token!r} (fields: {', '.join(FIELDS)}; "
-                "quote text that contains ':' or '=')"
-            )
-        if negated and name in ("after", "before", "risk", "score"):
-            raise _error(f"{name} cannot be negated in {token!r}")
-        clauses.append(_clause(name, op, value, negated, token, now, user_mode))
-    return ParsedQuery(tuple(texts), tuple(clauses))
+    tokens = tokenize(query)
+    leaves: list[Node | str] = [_leaf(token, field, op, value, now, user_mode) for token, field, op, value, _quoted in tokens]
+    texts = tuple(x for x in leaves if isinstance(x, Text))
+    clauses = tuple(x for x in leaves if isinstance(x, Clause))
+    if not any(isinstance(x, str) for x in leaves):
+        return ParsedQuery(texts, clauses)
+    return ParsedQuery(texts, clauses, _Expression(leaves).parse())
+
+
+def _leaf(token: str, field: str | None, op: str | None, value: str, now: datetime, user_mode: str) -> Node | str:
+    """A Text or Clause, or the operator or parenthesis the token is."""
+    if field is None:
+        return op if op is not None else Text(value)
+    negated = field.startswith("-")
+    name = field.lstrip("-")
+    if name not in FIELDS:
+        raise _error(
+            f"unknown field {name!r} in {token!r} (fields: {', '.join(FIELDS)}; "
+            "quote text that contains ':' or '=')"
+        )
+    if negated and name in ("after", "before", "risk", "score"):
+        raise _error(f"{name} cannot be negated in {token!r}")
+    return _clause(name, op, value, negated, token, now, user_mode)
+
+
+class _Expression:
+    """Recursive descent over leaves: OR binds loosest, then AND (or terms side by side), then NOT."""
+
+    def __init__(self, leaves: list[Node | str]):
+        self.leaves = leaves
+        self.i = 0
+
+    def parse(self) -> Node:
+        node = self._or()
+        if self.i < len(self.leaves):
+            raise _error("unbalanced parenthesis: ')' has no '(' before it")
+        return node
+
+    def _peek(self) -> Node | str | None:
+        return self.leaves[self.i] if self.i < len(self.leaves) else None
+
+    def _or(self) -> Node:
+        operands = [self._and()]
+        while self._peek() == "OR":
+            self.i += 1
+            operands.append(self._and())
+        return operands[0] if len(operands) == 1 else Any(tuple(operands))
+
+    def _and(self) -> Node:
+        operands = [self._not()]
+        while self._peek() not in (None, "OR", ")"):
+            if self._peek() == "AND":
+                self.i += 1
+            operands.append(self._not())
+        return operands[0] if len(operands) == 1 else All(tuple(operands))
+
+    def _not(self) -> Node:
+        if self._peek() == "NOT":
+            self.i += 1
+            return Not(self._not())
+        return self._primary()
+
+    def _primary(self) -> Node:
+        leaf = self._peek()
+        if leaf is None:
+            raise _error("the query ends where a term was expected (after AND, OR, NOT or '(')")
+        self.i += 1
+        if leaf == "(":
+            node = self._or()
+            if self._peek() != ")":
+                raise _error("unbalanced parenthesis: '(' is never closed")
+            self.i += 1
+            return node
+        if leaf == ")":
+            raise _error("')' where a term was expected (empty parentheses, or an operator before ')')")
+        if isinstance(leaf, str):
+            raise _error(f"{leaf!r} where a term was expected; quote it (\"{leaf.lower()}\") to search the word")
+        return leaf

@@ -95,6 +95,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
             new_anomalies=by["status"].get("new", 0),
             reviewed_anomalies=total - by["status"].get("new", 0),
             total_points=sum(data.totals.points["status"].values()),
+            users_by_risk_level=counts(ordered_counts(data.users_by_level, LEVELS_HIGH_FIRST)),
             riskiest_users=[user_risk_message(r.user_name, r.points, r.risk, r.open_anomalies) for r in data.riskiest],
             users_seen=data.users_seen,
             events=data.events,

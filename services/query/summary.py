@@ -77,6 +77,7 @@ class RiskyUser:
 class SummaryData:
     totals: Totals
     riskiest: list[RiskyUser]
+    users_by_level: Counter
     users_seen: int
     events: int
 
@@ -143,7 +144,7 @@ def summary(
     for score, profile, dimension, status, source, count, points, sign in row.edges or ():
         totals.add_raw(score, profile, dimension, status, source, count, points, sign)
     riskiest = [RiskyUser(*r) for r in row.riskiest or ()]
-    return SummaryData(totals, riskiest, int(row.users_seen), int(row.events))
+    return SummaryData(totals, riskiest, Counter(row.users_by_level or {}), int(row.users_seen), int(row.events))
 
 
 def ordered_counts(counter: Counter, keys: tuple[str, ...] | None = None) -> list[tuple[str, int]]:

@@ -66,6 +66,37 @@ def test_query_string(svc, sample):
     assert set(listed(svc, query="after:1d")) == {s["alice_fail"], s["alice_dl"], s["bob_model"]}
 
 
+def test_query_string_with_and_or_not_and_parentheses(svc, sample):
+    s = sample
+    assert listed(svc, query="risk>=high AND user:alice") == [s["alice_fail"]]
+    assert listed(svc, query="risk>=high and user:alice") == [s["alice_fail"]]
+    assert set(listed(svc, query="user:carol OR source:model")) == {s["bob_model"], s["carol_low"]}
+    assert set(listed(svc, query="NOT user:alice")) == set(listed(svc, query="-user:alice"))
+    assert set(listed(svc, query='(user:alice OR user:bob) AND NOT "new country"')) == {s["alice_dl"]}
+    assert listed(svc, query="user:alice AND user:bob") == []  # explicit AND: both must hold
+    assert set(listed(svc, query='"or" OR "logins"')) == {s["alice_fail"]}
+
+
+def test_an_empty_result_from_a_name_nobody_has_says_so_with_the_nearest_names(svc, sample):
+    err = rpc_error(lambda: listed(svc, query="user:alicia"))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    assert err.details() == "user 'alicia': no such user (did you mean 'alice'?)"
+    err = rpc_error(lambda: listed(svc, query="profile:failed_login"))
+    assert err.code() == grpc.StatusCode.NOT_FOUND and "did you mean 'failed_logins'" in err.details()
+    assert listed(svc, query="user:alice source:model") == []  # known names: an empty page, not an error
+
+
+@pytest.mark.parametrize("query,fragment", [
+    ("user:alice OR", "the query ends where a term was expected"),
+    ("(user:alice", "'(' is never closed"),
+    ("user:alice)", "')' has no '('"),
+    ("AND user:alice", "'AND' where a term was expected; quote it"),
+])
+def test_misplaced_operators_are_invalid_argument_naming_the_problem(svc, query, fragment):
+    err = rpc_error(lambda: listed(svc, query=query))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and fragment in err.details()
+
+
 def test_wildcards_in_text_are_literal(svc, sample):
     assert listed(svc, query='"100%_done"') == [sample["carol_low"]]
     assert listed(svc, query='"100%x"') == []

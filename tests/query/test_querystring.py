@@ -141,3 +141,16 @@ def test_user_terms_take_the_stored_form_of_the_mode():
     assert parse(typed, NOW).values("user") == ["alice", "bob"]
     assert parse(typed, NOW, "qualified").values("user") == ["alice@corp", "bob@corp.com"]
     assert parse(typed, NOW, "exact").values("user") == ["CORP\\Alice", "bob@corp.com"]
+
+
+def test_operators_build_a_tree_with_or_loosest_and_not_tightest():
+    from services.query.querystring import All, Any, Not
+
+    q = parse("user:a OR NOT source:rule risk>=high", NOW)
+    assert isinstance(q.expr, Any)
+    left, right = q.expr.operands
+    assert isinstance(left, Clause) and left.value == "a"
+    assert isinstance(right, All) and isinstance(right.operands[0], Not)
+    assert parse("user:a user:b", NOW).expr is None  # no operator: the old meaning stands
+    assert parse('"AND" or_else', NOW).expr is None  # quoted or part of a word: text
+    assert q.values("user") == ["a"] and parse("NOT user:a", NOW).values("user") == []

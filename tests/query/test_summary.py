@@ -119,6 +119,10 @@ def test_riskiest_users_and_their_risk(svc, store, engine):
     for u in s.riskiest_users:
         points, risk, level = user_risk(scores[u.user])
         assert (u.total_points, u.risk, u.open_anomalies) == (points, risk, len(scores[u.user]))
+    levels = Counter(user_risk(v)[2] for v in scores.values())
+    assert [(c.key, c.count) for c in s.users_by_risk_level] == [
+        (level, levels[level]) for level in ("critical", "high", "medium", "low")]
+    assert sum(c.count for c in s.users_by_risk_level) == 4  # users, not their 7 open anomalies
     # A new anomaly shows at once: the read refreshes the users the trigger marked.
     store.anomaly("cat", 100)
     store.anomaly("cat", 100)  # risk 100 like amy's, more points

@@ -72,8 +72,23 @@ def _clause_condition(clause: querystring.Clause) -> ColumnElement[bool]:
     raise AssertionError(clause.field)
 
 
+def _expression(node: querystring.Node) -> ColumnElement[bool]:
+    if isinstance(node, querystring.Text):
+        return text_contains(a.description, node.text)
+    if isinstance(node, querystring.Clause):
+        cond = _clause_condition(node)
+        return not_(cond) if node.negated else cond
+    if isinstance(node, querystring.Not):
+        return not_(_expression(node.operand))
+    if isinstance(node, querystring.All):
+        return and_(*(_expression(x) for x in node.operands))
+    return or_(*(_expression(x) for x in node.operands))
+
+
 def query_conditions(parsed: querystring.ParsedQuery) -> list[ColumnElement[bool]]:
-    """Positive terms on one field are alternatives; everything else must hold."""
+    """The boolean tree when there is one; else positive terms on one field are alternatives and everything else must hold."""
+    if parsed.expr is not None:
+        return [_expression(parsed.expr)]
     conditions: list[ColumnElement[bool]] = [text_contains(a.description, t.text) for t in parsed.texts]
     alternatives: dict[str, list[ColumnElement[bool]]] = defaultdict(list)
     for clause in parsed.clauses:

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Row, text
 
 from services.query.store.reads import Reads
+from ueba.risk import LEVELS, level_floor
 
 Interval = tuple[datetime, datetime]
 
@@ -22,6 +23,12 @@ class SummarySlots:
     hours: tuple[Interval, Interval]  # whole hours, from the hour rollup
     days: Interval  # whole days, from the day rollup
     event_hours: Interval  # the hours whose events are counted
+
+
+def _level_of(column: str) -> str:
+    """SQL naming the risk level of `column`, from ueba.risk's bands."""
+    bands = " ".join(f"WHEN {column} >= {level_floor(level)} THEN '{level}'" for level in reversed(LEVELS[1:]))
+    return f"CASE {bands} ELSE '{LEVELS[0]}' END"
 
 
 def _summary_sql(include_ignored: bool) -> str:
@@ -68,6 +75,9 @@ def _summary_sql(include_ignored: bool) -> str:
             SELECT user_name, points, risk, open_anomalies FROM user_risk r
             WHERE tenant = :tenant{not_ignored("r")}
             ORDER BY risk DESC, points DESC, user_name LIMIT :top) t) AS riskiest,
+        (SELECT json_object_agg(level, n) FROM (
+            SELECT {_level_of("risk")} AS level, count(*) AS n FROM user_risk r
+            WHERE tenant = :tenant AND risk > 0{not_ignored("r")} GROUP BY 1) l) AS users_by_level,
         (SELECT count(*) FROM users u
          WHERE tenant = :tenant AND first_seen < :end AND last_seen >= :start{not_ignored("u")}) AS users_seen,
         (SELECT coalesce(sum(events), 0) FROM event_counts

@@ -213,6 +213,8 @@ class FailedLoginsProfile(ProfileDetector):
             description = (f"successful logon for {e.user} after {len(failures)} failed logons within "
                            f"{human_duration(self.interval)}" + (f" from {origin}" if origin else ""))
         extra: dict[str, Any] = {"success_event_id": e.event_id, "sources": [origin] if origin else []}
+        if attacking:
+            extra["count"] = act.count + 1  # the attack's every failure, and the success
         if charged is not None:
             extra["source_entity"] = {"type": charged[0], "entity": charged[1]}
         start = (act.start if attacking else self._first_ts(failures, e))

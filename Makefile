@@ -28,7 +28,7 @@ $(STUBS) &: $(PROTOS) $(STAMP)
 	$(PY) -m ueba.protos
 
 run: install
-	$(PY) -m ueba.cli.main up
+	$(PY) -m ueba.cli.main up $(ARGS)
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 test: install
@@ -38,8 +38,9 @@ test: install
 bench: install
 	$(PY) -m bench $(BENCH_ARGS)
 
+# Three seeds at 200 and 500 users; a quick subset: make eval EVAL_ARGS='--seeds 4242 --users 200'
 eval: install
-	$(PY) -m bench.detection $(EVAL_ARGS)
+	$(PY) -m bench.evaluation $(EVAL_ARGS)
 
 soak: install
 	$(PY) -m bench.soak $(SOAK_ARGS)

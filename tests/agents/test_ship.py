@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import time
 from pathlib import Path
@@ -10,14 +12,15 @@ import psycopg
 import pytest
 
 from ueba.cli.main import main
-from ueba.cli.ship import ShipState, format_summary, ship_files, state_path
+from ueba.cli.ship import ShipState, exit_code, fingerprint, format_summary, ship_files
 from ueba.client.ingest import SendTotals
 from ueba.db import libpq_url
+from ueba.launcher import start_service
 from ueba.parsers import ParseOptions
-from ueba.parsers.files import read_file
+from ueba.parsers.files import read_file, sources
 from ueba.v1 import ingest_pb2
 
-from .helpers import ingest_and_profiles
+from .helpers import drop_database, fresh_database, ingest_and_profiles, ingest_env
 
 LINES = [f"Feb 10 06:{m:02d}:{s:02d} bastion sshd[{m}{s}]: Failed password for u{m} from 10.0.{m}.{s} port 22 ssh2" for m in range(10) for s in range(0, 60, 6)]
 
@@ -41,6 +44,12 @@ class RecordingClient:
             totals.rejected = 1
             totals.rejections.append(ingest_pb2.Rejection(index=self.reject_index, field="time", reason="too old"))
         return totals
+
+    @staticmethod
+    def rejected_of(path: Path) -> list[list]:
+        """The events a reject_index=3 client rejects in a file of LINES: the 4th of each chunk of 40."""
+        events = read_file(path, options=ParseOptions(year=2026)).events
+        return [[events[i + 3]] for i in range(0, len(events), 40)]
 
 
 @pytest.fixture
@@ -67,7 +76,8 @@ def test_interrupted_run_resumes_after_the_last_acknowledged_chunk(log_file, tmp
     state_dir = tmp_path / "state"
     first = ship_files([log_file], RecordingClient(interrupt_after_calls=1), batch_size=5, state_dir=state_dir, options=ParseOptions(year=2026))
     assert first.interrupted and first.files[0].sent == 40
-    saved = json.loads(state_path(log_file, state_dir).read_text())["sources"][str(log_file)]
+    [state_file] = state_dir.glob("*.json")
+    saved = json.loads(state_file.read_text())
     assert saved["line"] == 40 and saved["offset"] == sum(len(line) + 1 for line in LINES[:40])
 
     client = RecordingClient()
@@ -84,16 +94,53 @@ def test_interrupted_run_resumes_after_the_last_acknowledged_chunk(log_file, tmp
     assert ship_files([log_file], RecordingClient(), batch_size=5, state_dir=state_dir).files[0].sent == 1
 
 
-def test_state_beside_the_file_or_in_the_user_state_dir_when_read_only(tmp_path, monkeypatch):
-    path = tmp_path / "a.log"
-    path.write_text("x\n")
-    assert state_path(path, None) == tmp_path / "a.log.ueba-ship.json"
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr("os.access", lambda p, mode: False)
-    assert state_path(path, None).parent == tmp_path / "xdg" / "ueba" / "ship"
-    state = ShipState(tmp_path / "broken.json")
-    (tmp_path / "broken.json").write_text("{not json")
-    assert ShipState(tmp_path / "broken.json").sources == {} and state.sources == {}
+def test_state_follows_the_content_and_the_destination(log_file, tmp_path):
+    state_dir = tmp_path / "state"
+    ship = lambda path, destination: ship_files([path], RecordingClient(), batch_size=5, state_dir=state_dir,  # noqa: E731
+                                                destination=destination, options=ParseOptions(year=2026)).files[0].sent
+    assert ship(log_file, "ingest-a:50051") == 100
+    copy = tmp_path / "elsewhere" / "renamed.log"
+    copy.parent.mkdir()
+    copy.write_bytes(log_file.read_bytes())
+    assert ship(copy, "ingest-a:50051") == 0  # the same content, under another name: already shipped
+    assert ship(log_file, "ingest-b:50051") == 100  # another server has none of it
+    with log_file.open("a") as f:
+        f.write(LINES[0].replace("06:00:00", "07:00:00") + "\n")
+    assert ship(log_file, "ingest-a:50051") == 1  # grown: only the new line
+    (state_dir / "x.json").write_text("{not json")
+    broken = ShipState(state_dir, "ingest-a:50051", "x")
+    assert broken.saved == {} and broken.rejected == {}
+
+
+def test_rejected_lines_are_kept_reported_and_resent_on_request(log_file, tmp_path):
+    state_dir = tmp_path / "state"
+    kwargs = dict(batch_size=5, state_dir=state_dir, destination="d", options=ParseOptions(year=2026))
+    first = ship_files([log_file], RecordingClient(reject_index=3), **kwargs)
+    assert first.files[0].pending_rejected == 3 and exit_code(first) == 3
+    assert "3 rejected lines not stored" in format_summary(first)
+    again = ship_files([log_file], RecordingClient(), **kwargs)
+    assert again.files[0].sent == 0 and again.files[0].pending_rejected == 3 and exit_code(again) == 3
+    client = RecordingClient()
+    fixed = ship_files([log_file], client, resend_rejected=True, **kwargs)
+    [f] = fixed.files
+    assert f.resent_lines == 3 and f.pending_rejected == 0 and exit_code(fixed) == 0
+    assert [e.event_id for call in client.calls for e in call] == [
+        e.event_id for c in RecordingClient.rejected_of(log_file) for e in c]
+
+
+def test_gzip_files_ship_like_plain_ones_and_resume(log_file, tmp_path):
+    gz = tmp_path / "auth.log.1.gz"
+    gz.write_bytes(gzip.compress(log_file.read_bytes()))
+    state_dir = tmp_path / "state"
+    first = ship_files([gz], RecordingClient(interrupt_after_calls=1), batch_size=5, state_dir=state_dir,
+                       options=ParseOptions(year=2026))
+    assert first.interrupted and first.files[0].sent == 40
+    client = RecordingClient()
+    second = ship_files([gz], client, batch_size=5, state_dir=state_dir, options=ParseOptions(year=2026))
+    assert second.files[0].resumed_from_line == 40 and second.files[0].sent == 60
+    plain = [e.event_id for e in read_file(log_file, options=ParseOptions(year=2026)).events]
+    assert [e.event_id for call in client.calls for e in call] == plain[40:]
+    assert fingerprint(sources(gz)[0]) == fingerprint(sources(log_file)[0])  # the content, not its packing
 
 
 def test_cli_rejects_bad_arguments(tmp_path, capsys):
@@ -104,6 +151,16 @@ def test_cli_rejects_bad_arguments(tmp_path, capsys):
     assert "unknown time zone" in capsys.readouterr().err
     assert main(["ship", "--dry-run", "--year", "2026", str(path)]) == 0
     assert "read 1, parsed 1" in capsys.readouterr().out
+
+
+def test_standard_input_is_read_with_a_dash(tmp_path, capsys, monkeypatch):
+    raw = ("\n".join(LINES[:3]) + "\nnot syslog\n").encode()
+    for data in (raw, gzip.compress(raw)):
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+        assert main(["ship", "-", "--dry-run", "--year", "2026", "--state-dir", str(tmp_path), "-o", "json"]) == 0
+        body = json.loads(capsys.readouterr().out)
+        assert body["files"][0]["file"] == "-" and body["total"]["events"] == 3 and body["total"]["unparseable"] == 1
+    assert not list((tmp_path / "spool").iterdir())  # the spool file is gone
 
 
 # -- against a running ingest ------------------------------------------------------
@@ -301,3 +358,35 @@ def test_linux_failures_naming_no_account_raise_nothing_on_an_account(datasets, 
             assert all(nameless == 0 for nameless, _ in named.values()), named
             # The services did run over the named accounts: rule and model findings, features, sightings.
             assert all(rows > 0 for table, (_, rows) in named.items() if table != "user_risk"), named
+
+
+@pytest.mark.e2e
+def test_rejected_lines_reach_a_server_that_takes_them(server_url, tmp_path, capsys, monkeypatch):
+    """Too old for one ingest (UEBA_MAX_PAST_DAYS=30): exit 3 and the lines kept; another ingest
+    takes the same file (from standard input, gzipped) whole; resending to the first still fails."""
+    log = tmp_path / "old.log.gz"
+    log.write_bytes(gzip.compress(("\n".join(LINES[:20]) + "\n").encode()))
+    expected = {e.event_id for e in read_file(log, options=ParseOptions(year=2020)).events}
+    name, url = fresh_database(server_url)
+    strict = lenient = None
+    try:
+        strict = start_service("ingest", ingest_env(url, UEBA_MAX_PAST_DAYS="30"), log_path=tmp_path / "strict.log")
+        lenient = start_service("ingest", ingest_env(url), log_path=tmp_path / "lenient.log")
+        args = ["ship", "--year", "2020", "--state-dir", str(tmp_path / "state"), "--no-progress"]
+        assert main([*args, "--address", strict.address, str(log)]) == 3
+        out = capsys.readouterr().out
+        assert "rejected 20" in out and "20 rejected lines not stored" in out and "--resend-rejected" in out
+        assert main([*args, "--address", strict.address, str(log)]) == 3  # still not stored, still said
+        assert "sent 0" in capsys.readouterr().out
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(log.read_bytes())))
+        assert main([*args, "--address", lenient.address, "-"]) == 0
+        assert "sent 20, accepted 20, duplicates 0, rejected 0" in capsys.readouterr().out
+        assert main([*args, "--address", strict.address, "--resend-rejected", str(log)]) == 3
+        assert "20 rejected lines of earlier runs sent again" in capsys.readouterr().out
+        with psycopg.connect(libpq_url(url), autocommit=True) as pg:
+            assert _stored(pg, expected) == 20
+    finally:
+        for service in (strict, lenient):
+            if service is not None:
+                service.stop()
+        drop_database(server_url, name)

@@ -3,12 +3,15 @@
 The command and environment come from the Dockerfile (ENTRYPOINT/CMD and the
 inherited ENV of the service's target) and the migration Job from the chart's
 render; only the addresses change (free local ports) and DATABASE_URL is added.
-pgserver is hidden from the processes, as the images leave it out.
+What the images leave out (pgserver, grpcio-tools, setuptools, pip) is hidden
+from the processes. The first admin token is made with the README's one-liner and
+the `helm test` Pod's commands run against the query image.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,7 +29,7 @@ from bench.databases import drop_database, new_database
 from ueba.db import libpq_url
 
 from .dockerfile_stages import image_command, image_env
-from .tools import SERVICES, by_kind, helm_template, objects
+from .tools import DEPLOY, SERVICES, by_kind, helm_template, objects
 
 SERVICE_NAMES = {
     "ingest": "ueba.v1.IngestService",
@@ -52,12 +55,17 @@ def local_argv(argv: list[str]) -> list[str]:
     return [str(path), *argv[1:]]
 
 
+# Installed here for development and builds, removed from the images.
+NOT_IN_IMAGES = ("pgserver", "grpc_tools", "setuptools", "pkg_resources", "pip")
+
+
 @pytest.fixture(scope="module")
-def without_pgserver(tmp_path_factory) -> str:
-    """A PYTHONPATH entry under which `import pgserver` fails, as in the images."""
+def image_site(tmp_path_factory) -> str:
+    """A PYTHONPATH entry under which importing what the images leave out fails, as in the images."""
     folder = tmp_path_factory.mktemp("image-site")
-    (folder / "pgserver").mkdir()
-    (folder / "pgserver" / "__init__.py").write_text('raise ImportError("pgserver is not in the container images")\n')
+    for package in NOT_IN_IMAGES:
+        (folder / package).mkdir()
+        (folder / package / "__init__.py").write_text(f'raise ImportError("{package} is not in the container images")\n')
     return str(folder)
 
 
@@ -73,7 +81,7 @@ def container_env(base: dict[str, str], tmp: Path, pythonpath: str) -> dict[str,
 
 
 @pytest.fixture(scope="module")
-def migrated_by_job(server_url, without_pgserver, tmp_path_factory):
+def migrated_by_job(server_url, image_site, tmp_path_factory):
     """An empty database migrated by running the chart's migration Job command."""
     name, url = new_database(server_url, "ueba_deploy")
     (job,) = by_kind(objects(helm_template()), "Job")
@@ -83,7 +91,7 @@ def migrated_by_job(server_url, without_pgserver, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("migrate")
     result = subprocess.run(
         local_argv(container["command"] + container.get("args", [])),
-        env=container_env(env, tmp, without_pgserver),
+        env=container_env(env, tmp, image_site),
         cwd=tmp,
         capture_output=True,
         text=True,
@@ -116,7 +124,7 @@ def wait_serving(address: str, service: str, process: subprocess.Popen, log: Pat
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", SERVICES)
-def test_image_command_becomes_healthy(name, migrated_by_job, without_pgserver, tmp_path):
+def test_image_command_becomes_healthy(name, migrated_by_job, image_site, tmp_path):
     env = image_env(name)
     assert env["UEBA_LISTEN"].startswith("0.0.0.0:"), "containers listen on every interface"
     grpc_port, metrics_port = free_port(), free_port()
@@ -131,7 +139,7 @@ def test_image_command_becomes_healthy(name, migrated_by_job, without_pgserver, 
     with open(log, "wb") as stderr:
         process = subprocess.Popen(
             local_argv(image_command(name)),
-            env=container_env(env, tmp_path, without_pgserver),
+            env=container_env(env, tmp_path, image_site),
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,  # the scorer's anomaly.log sink writes here
             stderr=stderr,
@@ -148,5 +156,75 @@ def test_image_command_becomes_healthy(name, migrated_by_job, without_pgserver, 
         assert process.wait(timeout=60) == 0, log.read_text()[-3000:]
     finally:
         if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def chart_env(container: dict) -> dict[str, str]:
+    """A rendered container's plain env values (Secret references are the test's to fill)."""
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+def readme_token_pipeline() -> str:
+    """The README's first-token one-liner as it runs inside the query pod: the command after
+    `kubectl exec ... --` and the filters, without the kubectl parts."""
+    readme = (DEPLOY / "k8s" / "README.md").read_text()
+    section = readme[readme.index("## First admin token"):]
+    block = section[section.index("```sh\n") + 6:section.index("\n```", section.index("```sh\n"))]
+    stages = [part.strip() for part in block.replace("\\\n", " ").split(" | ")]
+    assert stages[0].startswith("kubectl -n ueba exec deploy/ueba-query") and stages[-1].startswith("kubectl -n ueba create secret")
+    return " | ".join([stages[0].split(" -- ", 1)[1], *stages[1:-1]])
+
+
+@pytest.mark.e2e
+def test_first_token_and_helm_test_pod_work_against_the_query_image(migrated_by_job, image_site, tmp_path):
+    docs = objects(helm_template())
+    query = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "ueba-query")["spec"]["template"]["spec"]
+    env = {**image_env("query"), **chart_env(query["containers"][0]), "DATABASE_URL": migrated_by_job}
+    grpc_port = free_port()
+    env.update({"UEBA_LISTEN": f"127.0.0.1:{grpc_port}", "UEBA_METRICS_PORT": "-1"})
+    run_env = container_env(env, tmp_path, image_site)
+
+    def run_in_image(argv: list[str], extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(local_argv(argv), env={**run_env, **(extra or {})}, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+
+    (init,) = query["initContainers"]
+    waited = run_in_image(init["command"])
+    assert waited.returncode == 0 and waited.stdout.startswith("schema ready at"), waited.stderr
+
+    made = subprocess.run(["sh", "-c", readme_token_pipeline()], env=run_env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    token = made.stdout
+    assert made.returncode == 0 and re.fullmatch(r"\S{20,}", token), made.stdout + made.stderr
+
+    log = tmp_path / "query.log"
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(local_argv(image_command("query")), env=run_env, cwd=tmp_path,
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        wait_serving(f"127.0.0.1:{grpc_port}", "", process, log)
+        (pod,) = by_kind(docs, "Pod")
+        (health,) = pod["spec"]["initContainers"]
+        (summary,) = pod["spec"]["containers"]
+        address = f"127.0.0.1:{grpc_port}"
+        health_argv = [*health["command"][:3], address]
+        summary_argv = [*summary["command"][:3], address]
+        pod_env = chart_env(health)
+
+        missing = run_in_image(health_argv, pod_env)
+        assert missing.returncode != 0 and "no admin token in Secret ueba-admin-token" in missing.stderr
+        with_token = {**pod_env, "UEBA_TOKEN": token}
+        checked = run_in_image(health_argv, with_token)
+        assert checked.returncode == 0 and f"{address} SERVING" in checked.stdout, checked.stderr
+        answered = run_in_image(summary_argv, with_token)
+        assert answered.returncode == 0, answered.stderr
+        refused = run_in_image(summary_argv, {**pod_env, "UEBA_TOKEN": "not-a-token"})
+        assert refused.returncode != 0 and "UNAUTHENTICATED" in refused.stderr.upper()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

@@ -13,7 +13,7 @@ from .tools import CHART, DEPLOY, KUSTOMIZE, helm_template, keyed, kustomize_bui
 
 # Each kustomization and the chart values it must equal.
 PAIRS = {
-    "base": (),
+    "base": ("minimal",),
     "overlays/dev": ("dev",),
     "overlays/production": ("production",),
 }
@@ -26,6 +26,7 @@ def compose(folder: Path, components: list[str]) -> str:
         yaml.safe_dump({
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
+            "namespace": "ueba",
             "resources": [os.path.relpath(KUSTOMIZE / "base", folder)],
             "components": [os.path.relpath(KUSTOMIZE / "components" / c, folder) for c in components],
         })
@@ -87,7 +88,7 @@ def test_workloads_match_in_what_operators_see(path):
 
 
 def test_yaml_lint():
-    files = [CHART / "values.yaml", CHART / "Chart.yaml", CHART / "ci", KUSTOMIZE]
+    files = [CHART / "values.yaml", CHART / "Chart.yaml", CHART / "ci", KUSTOMIZE, DEPLOY / "k8s" / "scanner-findings.yaml"]
     result = run([tool("yamllint"), "--strict", "-f", "parsable", "-c", DEPLOY / "k8s" / ".yamllint", *files])
     assert result.returncode == 0, result.stdout + result.stderr
 

@@ -14,6 +14,8 @@ from .conftest import HELM_CASES, render
 from .tools import KUBE_VERSIONS, SERVICES, by_kind, containers, pod_templates, selects
 
 UEBA_COMPONENTS = set(SERVICES)
+# Prometheus Operator, cert-manager and Gateway API kinds: not in the Kubernetes schemas.
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule", "Certificate", "GRPCRoute"}
 
 
 def component(obj: dict) -> str:
@@ -30,8 +32,8 @@ def test_objects_pass_strict_kubernetes_schemas(rendered):
     name, docs = rendered
     for version in KUBE_VERSIONS:
         for doc in docs:
-            if doc["kind"] == "ServiceMonitor":
-                continue  # a CRD: checked in test_service_monitor_scrapes_metrics_ports
+            if doc["kind"] in CUSTOM_KINDS:
+                continue  # custom resources: their own tests check them
             try:
                 kubernetes_validate.validate(doc, version, strict=True)
             except kubernetes_validate.ValidationError as exc:
@@ -68,9 +70,9 @@ def test_every_image_is_pinned(rendered):
 
 def test_long_running_containers_have_probes(rendered):
     name, docs = rendered
-    tls = name == "helm:tls"
+    tls = name in ("helm:tls", "helm:exposed")
     for workload, spec, c in containers(docs):
-        if workload["kind"] == "Job":
+        if workload["kind"] in ("Job", "Pod") or c in spec.get("initContainers", []):
             continue
         where = f"{name}: {workload['metadata']['name']}"
         assert "readinessProbe" in c and "livenessProbe" in c, where
@@ -111,7 +113,7 @@ def test_secrets_come_from_secret_references(rendered):
             ref = env.get("valueFrom", {}).get("secretKeyRef")
             # Secrets the release does not make are the operator's: named in the docs and NOTES.
             if ref and ref["name"] not in names:
-                assert ref["name"] in ("ueba-database", "ueba-tls"), f"{name}: {ref}"
+                assert ref["name"] in ("ueba-database", "ueba-tls", "ueba-admin-token"), f"{name}: {ref}"
 
 
 def test_grace_period_exceeds_prestop_and_drain(rendered):
@@ -135,7 +137,7 @@ def test_selectors_match_the_pods(rendered):
     name, docs = rendered
     pods = [(w, t["metadata"]["labels"]) for w, t in pod_templates(docs)]
     for w, labels in pods:
-        if w["kind"] != "Job":
+        if w["kind"] not in ("Job", "Pod"):
             assert selects(w["spec"]["selector"], labels), f"{name}: {w['metadata']['name']} does not select its pods"
     for svc in by_kind(docs, "Service"):
         matched = [(w, labels) for w, labels in pods if selects(svc["spec"]["selector"], labels)]
@@ -168,7 +170,7 @@ def test_services_name_their_ports(rendered):
 
 
 def test_autoscalers_and_disruption_budgets():
-    docs = render("helm:defaults")
+    docs = render("helm:minimal")
     assert sorted(component(h) for h in by_kind(docs, "HorizontalPodAutoscaler")) == ["ingest", "query"]
     assert sorted(component(p) for p in by_kind(docs, "PodDisruptionBudget")) == sorted(SERVICES)
     for pdb in by_kind(docs, "PodDisruptionBudget"):
@@ -191,18 +193,26 @@ def test_service_monitor_scrapes_metrics_ports():
             assert "prometheus.io/scrape" not in d["spec"]["template"]["metadata"].get("annotations", {})
 
 
+TEST_POD = {"app.kubernetes.io/name": "ueba", "app.kubernetes.io/instance": "ueba", "app.kubernetes.io/component": "test"}
+
+
 @pytest.mark.parametrize("render_name", ["helm:production", "helm:network-policies", "helm:postgresql", "kustomize:overlays/production"])
 def test_network_policies_allow_exactly_the_needed_flows(render_name):
     docs = render(render_name)
     policies = {p["metadata"]["name"]: p for p in by_kind(docs, "NetworkPolicy")}
     deny = policies.pop("ueba-default-deny")
     assert deny["spec"]["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in deny["spec"] and "egress" not in deny["spec"]
+    test_policy = policies.pop("ueba-test", None)
+    assert (test_policy is not None) == render_name.startswith("helm:"), "the helm test Pod's policy comes with the chart only"
     bundled = "ueba-postgresql" in policies
+    production = render_name.endswith("production")
+    # Without configured peers a port is open to nobody but the `helm test` Pod (API) or no one (metrics).
+    metrics = [{9090}] if production else []
     expected_ingress = {
-        "ueba-ingest": [{50051, 4317}, {9090}],
-        "ueba-profiles": [{50051}, {9090}],
-        "ueba-scorer": [{50051}, {9090}],
-        "ueba-query": [{50051}, {9090}],
+        "ueba-ingest": [{50051, 4317}, *metrics],
+        "ueba-profiles": [{50051}, *metrics],
+        "ueba-scorer": [{50051}, *metrics],
+        "ueba-query": [{50051}, *metrics],
         "ueba-migrations": [],
     }
     if bundled:
@@ -220,6 +230,12 @@ def test_network_policies_allow_exactly_the_needed_flows(render_name):
             allowed = next(e for e in peer["podSelector"]["matchExpressions"] if e["key"] == "app.kubernetes.io/component")
             assert sorted(allowed["values"]) == sorted([*SERVICES, "migrations"])
             continue
+        for rule in spec.get("ingress", []):
+            assert rule.get("from"), f"{pname}: a port open to everyone"
+        if pname != "ueba-migrations":
+            peers = spec["ingress"][0]["from"]
+            assert {"podSelector": {"matchLabels": TEST_POD}} in peers, pname
+            assert len(peers) > 1 if production else len(peers) == 1, pname
         assert [sorted({(p["protocol"], p["port"]) for p in rule["ports"]}) for rule in egress] == [
             [("TCP", 5432)],
             [("TCP", 53), ("UDP", 53)],
@@ -227,19 +243,23 @@ def test_network_policies_allow_exactly_the_needed_flows(render_name):
         db_peers = egress[0].get("to")
         if bundled:
             assert db_peers and db_peers[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "postgresql"
-        if render_name.endswith("production"):
+        else:
             assert db_peers == [{"ipBlock": {"cidr": "10.20.0.0/24"}}], pname
-            for rule in spec.get("ingress", []):
-                assert rule.get("from"), f"{pname}: production leaves a port open to everyone"
+    if test_policy:
+        egress = test_policy["spec"]["egress"]
+        assert [sorted({p["port"] for p in rule["ports"]}) for rule in egress] == [[50051], [53]]
+        assert selects(test_policy["spec"]["podSelector"], TEST_POD)
+        (pod,) = by_kind(docs, "Pod")
+        assert selects(test_policy["spec"]["podSelector"], pod["metadata"]["labels"])
 
 
 def test_network_policies_are_off_by_default():
-    assert not by_kind(render("helm:defaults"), "NetworkPolicy")
+    assert not by_kind(render("helm:minimal"), "NetworkPolicy")
     assert not by_kind(render("kustomize:base"), "NetworkPolicy")
 
 
 def test_bundled_postgres_is_off_by_default():
-    for name in ("helm:defaults", "helm:production"):
+    for name in ("helm:minimal", "helm:production"):
         assert not by_kind(render(name), "StatefulSet")
     (pg,) = by_kind(render("helm:postgresql"), "StatefulSet")
     assert pg["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "8Gi"

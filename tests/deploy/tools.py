@@ -38,7 +38,8 @@ def tool(name: str) -> Path:
 
 
 def run(args: list[str | Path], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=120, **kwargs)
+    kwargs.setdefault("timeout", 120)
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, **kwargs)
 
 
 def values_file(name: str) -> Path:
@@ -46,8 +47,8 @@ def values_file(name: str) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def helm_template(values: tuple[str, ...] = (), sets: tuple[str, ...] = (), namespace: str = "ueba") -> str:
-    """The chart rendered by real helm with ci/<name>-values.yaml files and --set pairs."""
+def helm_template(values: tuple[str, ...] = ("minimal",), sets: tuple[str, ...] = (), namespace: str = "ueba") -> str:
+    """The chart rendered by real helm with ci/<name>-values.yaml files (ci/minimal-values.yaml by default) and --set pairs."""
     args: list[str | Path] = [tool("helm"), "template", RELEASE, CHART, "--namespace", namespace]
     for name in values:
         args += ["-f", values_file(name)]
@@ -58,7 +59,7 @@ def helm_template(values: tuple[str, ...] = (), sets: tuple[str, ...] = (), name
     return result.stdout
 
 
-def helm_fails(values: tuple[str, ...] = (), sets: tuple[str, ...] = ()) -> str:
+def helm_fails(values: tuple[str, ...] = ("minimal",), sets: tuple[str, ...] = ()) -> str:
     """helm template's error message for values the chart must refuse."""
     args: list[str | Path] = [tool("helm"), "template", RELEASE, CHART]
     for name in values:
@@ -86,8 +87,9 @@ def by_kind(docs: list[dict], kind: str) -> list[dict]:
 
 
 def pod_templates(docs: list[dict]) -> list[tuple[dict, dict]]:
-    """(workload, pod template) for every Deployment, StatefulSet and Job."""
-    return [(d, d["spec"]["template"]) for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job")]
+    """(workload, pod template) for every Deployment, StatefulSet and Job, and every bare Pod (as its own template)."""
+    found = [(d, d["spec"]["template"]) for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job")]
+    return found + [(d, d) for d in docs if d["kind"] == "Pod"]
 
 
 def containers(docs: list[dict]) -> list[tuple[dict, dict, dict]]:
@@ -160,5 +162,10 @@ def normalise(doc: dict) -> dict:
     return doc
 
 
+def is_helm_test(doc: dict) -> bool:
+    return doc["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+
+
 def keyed(docs: list[dict]) -> dict[tuple[str, str], dict]:
-    return {(d["kind"], d["metadata"]["name"]): d for d in (normalise(d) for d in docs)}
+    """Objects by (kind, name), normalised; `helm test` objects have no kustomize counterpart."""
+    return {(d["kind"], d["metadata"]["name"]): d for d in (normalise(d) for d in docs if not is_helm_test(d))}

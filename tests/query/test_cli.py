@@ -36,7 +36,8 @@ def test_summary_in_every_format(svc, data, capsys):
     assert code == 0 and "Riskiest users:" in out and "alice" in out and "critical" in out
     code, out, _ = run(capsys, "summary", "--address", svc.address, "--output", "json")
     body = json.loads(out)
-    assert body["total_anomalies"] == "2" and body["riskiest_users"][0]["user"] == "alice"
+    assert body["total_anomalies"] == 2 and body["riskiest_users"][0]["user"] == "alice"
+    assert body["reviewed_anomalies"] == 0 and body["riskiest_users"][0]["risk_level"] == "critical"
     code, out, _ = run(capsys, "summary", "--address", svc.address, "-o", "csv")
     rows = list(csv.reader(io.StringIO(out)))
     assert rows[0] == ["section", "key", "value"] and ["user_risk", "alice", "92"] in rows
@@ -48,8 +49,13 @@ def test_anomalies_commands(svc, data, capsys):
     assert code == 0 and alice_id in out and bob_id not in out and "1 shown of 1" in out
     code, out, _ = run(capsys, "anomalies", "list", "--address", svc.address, "--user", "bob", "-o", "json")
     assert [a["id"] for a in json.loads(out)["anomalies"]] == [bob_id]
+    paged = json.loads(out)
+    code, out, _ = run(capsys, "anomalies", "list", "--address", svc.address, "--user", "bob", "-o", "json", "--all")
+    assert json.loads(out) == paged and paged["total_size"] == 1 and paged["next_page_token"] == ""
+    code, out, _ = run(capsys, "anomalies", "list", "--address", svc.address, "-o", "ndjson")
+    assert sorted(json.loads(line)["user"] for line in out.splitlines()) == ["alice", "bob"]
     code, out, _ = run(capsys, "anomalies", "get", alice_id, "--address", svc.address)
-    assert code == 0 and "12 failed logins" in out and "event_ids" in out
+    assert code == 0 and "12 failed logins" in out and "evidence.event_ids" in out
     code, out, _ = run(capsys, "anomalies", "ack", "--address", svc.address, "-q", "user:alice", "--comment", "ok")
     assert code == 0 and "1 anomalies updated" in out and "alice" in out
     code, out, _ = run(capsys, "anomalies", "export", "--address", svc.address)
@@ -69,15 +75,16 @@ def test_users_and_timelines(svc, data, capsys):
     code, out, _ = run(capsys, "users", "get", "alice", "--address", svc.address)
     assert code == 0 and "alice: risk 92 (critical)" in out
     code, out, _ = run(capsys, "users", "scores", "--address", svc.address, "-o", "json")
-    assert json.loads(out)[0]["anomaly_score"] == 55.0
+    assert json.loads(out)["scores"][0]["anomaly_score"] == 55.0
     code, out, _ = run(capsys, "users", "timeline", "alice", "--day", day.date().isoformat(), "--address", svc.address)
-    assert code == 0 and "04:00" in out and "failures 9 vs 1" in out and "*" in out
+    assert code == 0 and "04:00" in out and "failures 9, usually 1" in out and "*" in out
+    assert "authentication  " in out and "█" in out  # the heat map's row for the model
     code, out, _ = run(capsys, "risk-timeline", "--since", "1d", "--address", svc.address, "-o", "csv")
     assert code == 0 and sum(int(r["anomalies"]) for r in csv.DictReader(io.StringIO(out))) == 2
     code, out, _ = run(capsys, "ignore", "add", "bob", "--reason", "test account", "--address", svc.address)
     assert code == 0 and "test account" in out
     code, out, _ = run(capsys, "ignore", "list", "--address", svc.address, "-o", "json")
-    assert [u["user"] for u in json.loads(out)] == ["bob"]
+    assert [u["user"] for u in json.loads(out)["users"]] == ["bob"]
     code, out, _ = run(capsys, "ignore", "remove", "bob", "--address", svc.address)
     assert code == 0 and "removed" in out
     code, _out, err = run(capsys, "users", "get", "nobody", "--address", svc.address)
@@ -107,3 +114,81 @@ def test_unreachable_service_is_one_line_and_non_zero():
     assert f"cannot reach the query service at {address}" in proc.stderr
     out = io.StringIO()
     assert not print_summary(address, out) and "cannot reach" in out.getvalue()
+
+
+HOSTILE = {
+    "=hyperlink(\"http://evil.example/x\",\"open me\")": "\x1b]8;;http://evil.example\x07click\x1b]8;;\x07 then \x1b[2J\x1b[31mred",
+    "+cmd|' /c calc'!a0": "=1+2 and a very long description that goes on and on about failed logons from a far country",
+    "-2+3": "@sum(1) \u202etxt.exe 東京からのログオン失敗 with wide characters",
+}
+
+
+@pytest.fixture
+def hostile(store):
+    ids = []
+    for i, (user, description) in enumerate(HOSTILE.items()):
+        store.user(user, "Finance\x1b[0m")
+        ids.append(store.anomaly(user, 40 + 20 * i, description=description,
+                                 evidence={"note": "\x1b[41mevidence\x1b[0m", "host": "h" * 120}))
+        store.user_score(user, (NOW - timedelta(days=2)).date(), 30.0 + i)
+    day = NOW.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    first = next(iter(HOSTILE))
+    store.event_score(first, day + timedelta(hours=3), "authentication", 91,
+                      [{"name": "failures\x1b[1m", "expected": 2, "observed": 41, "share": 1}])
+    return ids, first, day
+
+
+def table_commands(address, ids, user, day):
+    common = ["--address", address]
+    return [
+        ["summary", *common],
+        ["anomalies", "list", *common],
+        ["anomalies", "list", "--all", *common],
+        ["anomalies", "get", ids[0], *common],
+        ["users", "list", *common],
+        ["users", "get", user, *common],
+        ["users", "scores", *common],
+        ["users", "timeline", user, "--day", day.date().isoformat(), *common],
+        ["risk-timeline", "--since", "1d", *common],
+        ["ignore", "add", user, "--reason", "\x1b[5mblink", *common],
+        ["ignore", "list", *common],
+        ["ignore", "remove", user, *common],
+    ]
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_every_table_fits_the_terminal_and_prints_no_control_characters(svc, hostile, capsys, monkeypatch, columns):
+    from ueba.cli.output import display_width
+
+    ids, user, day = hostile
+    monkeypatch.setenv("COLUMNS", str(columns))
+    for argv in table_commands(svc.address, ids, user, day):
+        code, out, err = run(capsys, *argv)
+        assert code == 0, (argv, err)
+        too_long = [line for line in out.splitlines() if display_width(line) > columns]
+        assert not too_long, (argv, too_long)
+        assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out, argv
+    code, out, _ = run(capsys, "anomalies", "get", ids[0], "--address", svc.address)
+    assert "\\x1b]8;;http://evil.example\\x07click" in out  # shown as text, not obeyed
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(svc, hostile, capsys):
+    outs = []
+    for argv in (["anomalies", "list"], ["users", "list"], ["users", "get", hostile[1]]):
+        code, out, _ = run(capsys, *argv, "--address", svc.address, "-o", "csv")
+        outs.append(out)
+        assert code == 0
+        cells = [cell for row in csv.reader(io.StringIO(out)) for cell in row]
+        assert cells, argv
+        dangerous = [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+        assert not dangerous, (argv, dangerous)
+        assert not any("\x1b" in c for c in cells), argv
+    assert "'=hyperlink(" in outs[0] and "'=1+2" in outs[0] and "'+cmd|" in outs[1] and "'-2+3" in outs[1]
+
+
+def test_json_keeps_values_as_sent_but_typed(svc, hostile, capsys):
+    code, out, _ = run(capsys, "anomalies", "list", "--address", svc.address, "-o", "json")
+    body = json.loads(out)
+    assert set(a["user"] for a in body["anomalies"]) == set(HOSTILE)  # JSON escapes, so the values stay exact
+    assert {a["description"] for a in body["anomalies"]} == set(HOSTILE.values())
+    assert all(isinstance(a["risk_score"], int) and a["risk_level"] in ("medium", "high", "critical") for a in body["anomalies"])

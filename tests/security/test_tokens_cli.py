@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import grpc
+import pytest
 from sqlalchemy import select
 
 from ueba.auth.tokens import token_hash
@@ -28,7 +29,7 @@ def test_create_list_revoke(monkeypatch, capsys, security_url, security_engine, 
     assert code_of(stack.channel("query"), RPCS_BY_NAME["GetSummary"], token=made["token"]) == grpc.StatusCode.OK
 
     assert main(["tokens", "list", "--tenant", "cli-t", "--json"]) == 0
-    listed = json.loads(capsys.readouterr().out)
+    listed = json.loads(capsys.readouterr().out)["tokens"]
     assert [t["id"] for t in listed] == [made["id"]] and "token" not in listed[0]
     assert listed[0]["last_used_at"]  # the call above was recorded
 
@@ -37,7 +38,7 @@ def test_create_list_revoke(monkeypatch, capsys, security_url, security_engine, 
     assert main(["tokens", "revoke", made["id"]]) == 1  # already revoked
     assert main(["tokens", "revoke", "not-an-id"]) == 2
     assert main(["tokens", "list", "--tenant", "cli-t", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == []
+    assert json.loads(capsys.readouterr().out)["tokens"] == []
     assert main(["tokens", "list", "--tenant", "cli-t", "--all"]) == 0
     assert "soc-dashboard" in capsys.readouterr().out
     import time
@@ -50,3 +51,15 @@ def test_bad_arguments_are_refused(monkeypatch, capsys, security_url):
     monkeypatch.setenv("DATABASE_URL", security_url)
     assert main(["tokens", "create", "--tenant", "x" * 65, "--role", "admin", "--name", "n"]) == 2
     assert "tenant" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_token_tables_fit_the_terminal(monkeypatch, capsys, security_url, columns):
+    monkeypatch.setenv("DATABASE_URL", security_url)
+    monkeypatch.setenv("COLUMNS", str(columns))
+    assert main(["tokens", "create", "--tenant", "wide-t", "--role", "analyst", "--name", "a rather long name " * 4,
+                 "-o", "json"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert main(["tokens", "list", "--tenant", "wide-t", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert made["id"] in out and all(len(line) <= columns for line in out.splitlines()), out  # the id is never cut

@@ -13,12 +13,12 @@ from ueba.cli.main import main
 from ueba.simulator import Label, SimulationConfig, read_labels, simulate, write_labels
 from ueba.v1 import common_pb2 as pb
 
-ARGS = ["simulate", "--users", "12", "--days", "9", "--seed", "4", "--start", "2026-10-01"]
+ARGS = ["simulate", "--users", "12", "--days", "9", "--seed", "4", "--start", "2026-10-01", "-o", "json"]
 
 
 def test_writes_json_lines_that_round_trip_into_events(tmp_path, capsys):
     out = tmp_path / "run" / "events.jsonl"
-    assert main(ARGS + ["--output", str(out)]) == 0
+    assert main(ARGS + ["--events", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
     lines = out.read_text().splitlines()
     assert summary["events"] == len(lines) > 0
@@ -32,7 +32,7 @@ def test_writes_json_lines_that_round_trip_into_events(tmp_path, capsys):
 
 def test_labels_are_written_beside_the_events(tmp_path, capsys):
     out = tmp_path / "events.jsonl"
-    assert main(ARGS + ["--output", str(out)]) == 0
+    assert main(ARGS + ["--events", str(out)]) == 0
     labels = read_labels(tmp_path / "events.jsonl.labels.json")
     assert labels and json.loads(capsys.readouterr().out)["labels"] == len(labels)
     assert {label.kind for label in labels} >= {"brute_force", "mass_deletion"}
@@ -40,21 +40,21 @@ def test_labels_are_written_beside_the_events(tmp_path, capsys):
 
 def test_no_scenarios_and_an_explicit_labels_path(tmp_path, capsys):
     out, labels = tmp_path / "clean.jsonl", tmp_path / "truth.json"
-    assert main(ARGS + ["--no-scenarios", "--output", str(out), "--labels", str(labels)]) == 0
+    assert main(ARGS + ["--no-scenarios", "--events", str(out), "--labels", str(labels)]) == 0
     assert json.loads(labels.read_text()) == []
     assert json.loads(capsys.readouterr().out)["labels"] == 0
 
 
 def test_needs_somewhere_to_put_the_events(capsys):
     assert main(ARGS) == 2
-    assert "--output" in capsys.readouterr().err
+    assert "--events" in capsys.readouterr().err
 
 
 def test_bad_arguments_are_refused(capsys):
     with pytest.raises(SystemExit):
-        main(["simulate", "--users", "0", "--output", "x"])
+        main(["simulate", "--users", "0", "--events", "x"])
     with pytest.raises(SystemExit):
-        main(["simulate", "--start", "yesterday", "--output", "x"])
+        main(["simulate", "--start", "yesterday", "--events", "x"])
 
 
 def test_labels_round_trip_through_json(tmp_path):
@@ -75,7 +75,7 @@ def test_streams_into_a_running_ingest_service(fresh_database_url, tmp_path, cap
     }, log_path=tmp_path / "ingest.log")
     try:
         args = ["simulate", "--users", "6", "--days", "2", "--seed", "9", "--ingest", service.address,
-                "--batch-size", "250", "--output", str(tmp_path / "e.jsonl")]
+                "--batch-size", "250", "--events", str(tmp_path / "e.jsonl"), "-o", "json"]
         assert main(args) == 0
         first = json.loads(capsys.readouterr().out)["ingest"]
         lines = (tmp_path / "e.jsonl").read_text().splitlines()

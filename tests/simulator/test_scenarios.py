@@ -1,4 +1,5 @@
-"""Injected scenarios: every kind is labelled, and the evidence is really in the events."""
+"""Injected scenarios, attacks and benign look-alikes: every kind is labelled, and the evidence is
+really in the events."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ueba.simulator import LABEL_KINDS, RISKY_COUNTRIES, SimulationConfig, simulate
+from ueba.simulator import BENIGN_KINDS, LABEL_KINDS, RISKY_COUNTRIES, SimulationConfig, simulate
 from ueba.simulator.world import haversine_km
 from ueba.v1 import common_pb2 as pb
 
@@ -169,6 +170,89 @@ def test_risky_country_is_a_successful_logon_from_a_listed_country(attacked):
         logons = [e for e in _window(events, label) if e.type == pb.EVENT_TYPE_LOGON
                   and e.outcome == pb.OUTCOME_SUCCESS and e.geo.country_code in RISKY_COUNTRIES]
         assert logons and label.source == logons[0].source_ip
+
+
+def test_look_alikes_are_labelled_benign_and_go_to_users_no_attack_touched(attacked):
+    sim, _ = attacked
+    attacked_users = {label.user for label in sim.labels if not label.benign}
+    lookalikes = [label for label in sim.labels if label.benign]
+    assert {label.kind for label in lookalikes} == set(BENIGN_KINDS)
+    assert not {label.user for label in lookalikes} & attacked_users
+
+
+def test_slow_spray_tries_each_account_once_over_hours_with_few_failures_an_hour(attacked):
+    sim, events = attacked
+    by_source = collections.defaultdict(set)
+    for label in _labels(sim, "slow_password_spray"):
+        by_source[label.source].add(label.user)
+    for source, users in by_source.items():
+        failures = [e for e in events if e.source_ip == source and e.outcome == pb.OUTCOME_FAILURE]
+        assert collections.Counter(e.user for e in failures) == {u: 1 for u in users}
+        assert len(users) >= 10 and _t(failures[-1]) - _t(failures[0]) >= timedelta(hours=1)
+        per_hour = collections.Counter(_t(e).replace(minute=0, second=0, microsecond=0) for e in failures)
+        assert max(per_hour.values()) <= 8
+
+
+def test_ticket_lateral_movement_asks_service_tickets_for_hosts_never_used(attacked):
+    sim, events = attacked
+    for label in _labels(sim, "ticket_lateral_movement"):
+        before = {e.destination_host.lower() for e in events if e.user == label.user and _t(e) < label.start}
+        tickets = [e for e in _window(events, label) if e.action == "4769" and e.type == pb.EVENT_TYPE_HOST_ACCESS]
+        assert len({e.destination_host for e in tickets} - before) >= 8
+        assert label.end - label.start >= timedelta(hours=1)
+
+
+def test_share_enumeration_lists_many_shares_in_minutes_many_refused(attacked):
+    sim, events = attacked
+    for label in _labels(sim, "share_enumeration"):
+        listed = [e for e in _window(events, label) if e.action in ("5140", "5145")]
+        assert len({e.destination_host for e in listed}) >= 15 and len({e.object for e in listed}) >= 30
+        assert any(e.outcome == pb.OUTCOME_FAILURE for e in listed)
+        assert label.end - label.start <= timedelta(minutes=30)
+
+
+def test_return_from_leave_follows_ten_quiet_days(attacked):
+    sim, events = attacked
+    for label in _labels(sim, "return_from_leave"):
+        away = timedelta(days=label.details["days_away"] - 1)
+        quiet = [e for e in events if e.user == label.user and label.start - away <= _t(e) < label.start - timedelta(days=1)]
+        assert not quiet and label.details["days_away"] >= 10
+        window = _window(events, label)
+        assert any(e.type == pb.EVENT_TYPE_PASSWORD_CHANGE for e in window)
+        assert any(e.outcome == pb.OUTCOME_FAILURE for e in window)
+
+
+def test_vpn_traveller_is_seen_in_two_places_far_apart_within_minutes(attacked):
+    sim, events = attacked
+    for label in _labels(sim, "vpn_traveller"):
+        window = [e for e in _window(events, label) if e.type == pb.EVENT_TYPE_APP_ACCESS]
+        jumps = [(a, b) for a, b in zip(window, window[1:])
+                 if haversine_km(a.geo.latitude, a.geo.longitude, b.geo.latitude, b.geo.longitude) >= 300
+                 and _t(b) - _t(a) <= timedelta(minutes=30)]
+        assert len(jumps) >= 2, label
+
+
+def test_on_call_night_is_at_night_on_the_users_own_servers(attacked):
+    sim, events = attacked
+    users = {u.name: u for u in sim.users}
+    for label in _labels(sim, "on_call_night"):
+        user = users[label.user]
+        window = _window(events, label)
+        assert 0 <= _t(window[0]).astimezone(ZoneInfo(user.timezone)).hour < 5
+        hosts = {e.destination_host for e in window if e.type == pb.EVENT_TYPE_HOST_ACCESS}
+        assert hosts and hosts <= set(user.usual_servers)
+
+
+def test_new_laptop_is_the_users_host_from_that_day_on(attacked):
+    sim, events = attacked
+    for label in _labels(sim, "new_laptop"):
+        host = label.details["host"]
+        assert not [e for e in events if e.user == label.user and e.source_host == host and _t(e) < label.start]
+        later = {e.source_host for e in events if e.user == label.user and _t(e) > label.end
+                 and e.producer == "winevent" and e.source_host}
+        assert later == {host}
+        downloads = [e for e in _window(events, label) if e.type == pb.EVENT_TYPE_FILE_DOWNLOAD]
+        assert len(downloads) >= 150
 
 
 @pytest.mark.parametrize("users,days", [(1, 1), (2, 9), (5, 3)])

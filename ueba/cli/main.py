@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
 import ueba.cli
+from ueba.cli.exits import EXIT_INTERRUPTED, EXIT_OK, HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ueba", description="User and entity behaviour analytics")
+    parser = argparse.ArgumentParser(prog="ueba", description="User and entity behaviour analytics",
+                                     epilog=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(ueba.cli.__path__), key=lambda m: m.name):
         if info.name == "main":
@@ -25,9 +28,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`ueba profiles list | head -2`): what it wanted it has. Point
+        # stdout at /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):  # not a real file (tests capture stdout)
+            pass
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """`ueba profiles ...`: rule profiles from the command line (list, get, create, update,
-enable, disable, delete, preview, risk), as tables or with --output json."""
+enable, disable, delete, preview, risk), printed through ueba.cli.output. A profile is named
+by its id or by its name (`ueba profiles get "Failed logins"`)."""
 
 from __future__ import annotations
 
+import argparse
+import functools
 import json
-import os
 import sys
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -13,6 +16,10 @@ import grpc
 from google.protobuf import struct_pb2
 from google.protobuf.json_format import MessageToDict
 
+from ueba.cli import output
+from ueba.cli.common import UsageError, add_range_options, explain, range_of, service_options
+from ueba.cli.exits import EXIT_USAGE
+from ueba.cli.output import emit, enum_word, fields, say, when
 from ueba.client.channel import add_channel_options, channel_config, open_channel
 from ueba.v1 import common_pb2, profiles_pb2, profiles_pb2_grpc
 
@@ -21,23 +28,24 @@ KINDS = [n.removeprefix("PROFILE_KIND_").lower() for n in P.ProfileKind.keys() i
 
 
 def register(sub) -> None:
-    p = sub.add_parser("profiles", help="rule profiles: list, show, create, change, enable, disable, delete, preview")
-    p.add_argument("--address", default=os.environ.get("UEBA_PROFILES_ADDRESS", "127.0.0.1:50052"), help="profiles host:port")
-    p.add_argument("--token", default=os.environ.get("UEBA_TOKEN"), help="bearer token (admin role)")
-    p.add_argument("--output", choices=("table", "json"), default="table", help="table (default) or json")
+    p = sub.add_parser("profiles", help="rule profiles: list, get, create, update, enable, disable, delete, preview, risk")
+    service_options(p, "profiles", "UEBA_PROFILES_ADDRESS", "127.0.0.1:50052")
     add_channel_options(p, token=False)
+    leaf = argparse.ArgumentParser(add_help=False)
+    service_options(leaf, "profiles", "UEBA_PROFILES_ADDRESS", "127.0.0.1:50052", inherited=True)
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    action = functools.partial(actions.add_parser, parents=[leaf])  # the common options after the action too
 
-    ls = actions.add_parser("list", help="every profile")
+    ls = action("list", help="every profile")
     ls.add_argument("--kind", choices=KINDS)
     ls.add_argument("--enabled-only", action="store_true")
     ls.set_defaults(func=_list)
 
-    get = actions.add_parser("get", help="one profile with its parameters")
-    get.add_argument("id")
+    get = action("get", help="one profile with its parameters")
+    get.add_argument("id", help="profile id or name")
     get.set_defaults(func=_get)
 
-    create = actions.add_parser("create", help="a new profile")
+    create = action("create", help="a new profile")
     create.add_argument("--name", required=True)
     create.add_argument("--kind", required=True, choices=KINDS)
     create.add_argument("--risk-score", type=int, required=True, help="1-100")
@@ -45,7 +53,7 @@ def register(sub) -> None:
     create.add_argument("--disabled", action="store_true", help="create it switched off")
     create.set_defaults(func=_create)
 
-    update = actions.add_parser("update", help="change the given fields of a profile")
+    update = action("update", help="change the given fields of a profile")
     update.add_argument("id")
     update.add_argument("--name")
     update.add_argument("--risk-score", type=int)
@@ -53,26 +61,25 @@ def register(sub) -> None:
     update.set_defaults(func=_update)
 
     for name, enabled in (("enable", True), ("disable", False)):
-        cmd = actions.add_parser(name, help=f"{name} a profile")
+        cmd = action(name, help=f"{name} a profile")
         cmd.add_argument("id")
         cmd.set_defaults(func=_set_enabled, enabled=enabled)
 
-    delete = actions.add_parser("delete", help="delete a profile")
+    delete = action("delete", help="delete a profile")
     delete.add_argument("id")
     delete.set_defaults(func=_delete)
 
-    preview = actions.add_parser("preview", help="what a definition would have raised over a past range (writes nothing)")
+    preview = action("preview", help="what a definition would have raised over a past range (writes nothing)")
     preview.add_argument("id", nargs="?", help="start from a stored profile (options override its fields)")
     preview.add_argument("--name", default="")
     preview.add_argument("--kind", choices=KINDS)
     preview.add_argument("--risk-score", type=int)
     _definition_options(preview)
-    preview.add_argument("--start", help="ISO time (default: 7 days ago)")
-    preview.add_argument("--end", help="ISO time, exclusive (default: now)")
+    add_range_options(preview)  # default: the last 7 days
     preview.add_argument("--max", type=int, default=50, help="most anomalies to show")
     preview.set_defaults(func=_preview)
 
-    risk = actions.add_parser("risk", help="a user's open rule and model risk")
+    risk = action("risk", help="a user's open rule and model risk")
     risk.add_argument("user")
     risk.set_defaults(func=_risk)
 
@@ -99,12 +106,30 @@ def _call(args, method: str, request):
     try:
         return getattr(stub, method)(request, metadata=metadata, timeout=300)
     except grpc.RpcError as exc:
-        print(f"profiles: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        raise SystemExit(1)
+        message, code = explain(exc, "profiles", args.address, "UEBA_PROFILES_ADDRESS")
+        print(message, file=sys.stderr)
+        raise SystemExit(code)
+
+
+def _profile_id(args, named: str) -> str:
+    """The id of the profile `named` (an id, or a name or kind when exactly one profile has it)."""
+    try:
+        return str(uuid.UUID(named))
+    except ValueError:
+        pass
+    profiles = _all_profiles(args)
+    matches = [p for p in profiles if p.name.casefold() == named.casefold()]
+    matches = matches or [p for p in profiles if _kind_name(p.kind) == named.casefold()]
+    if len(matches) == 1:
+        return matches[0].id
+    choices = ", ".join(sorted(repr(p.name) for p in (matches or profiles)))
+    why = "several profiles match" if matches else "no profile has that id, name or kind"
+    print(output.printable(f"ueba: profile {named!r}: {why} (profiles: {choices})"), file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
 
 
 def _kind_name(value: int) -> str:
-    return P.ProfileKind.Name(value).removeprefix("PROFILE_KIND_").lower()
+    return enum_word(P.ProfileKind.DESCRIPTOR, value)
 
 
 def _parameters(args, base: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -136,75 +161,56 @@ def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
     return s
 
 
-def _time(value: str, option: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise SystemExit(f"{option}: not an ISO time: {value!r}")
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+PROFILE_HEADERS = ["id", "name", "kind", "enabled", "risk_score", "dimension", "parameters"]
 
 
-def _json(message_or_list) -> None:
-    if isinstance(message_or_list, list):
-        print(json.dumps([MessageToDict(m) for m in message_or_list], indent=2))
-    else:
-        print(json.dumps(MessageToDict(message_or_list), indent=2))
-
-
-def _table(profiles) -> None:
-    print(f"{'id':36}  {'name':28}  {'kind':18}  {'on':3}  {'risk':4}  {'dimension':14}  parameters")
-    for p in profiles:
-        params = json.dumps(MessageToDict(p.parameters), separators=(",", ":"))
-        if len(params) > 70:
-            params = params[:67] + "..."
-        print(f"{p.id:36}  {p.name[:28]:28}  {_kind_name(p.kind):18}  {'yes' if p.enabled else 'no':3}  "
-              f"{p.risk_score:4}  {p.dimension:14}  {params}")
+def _row(p) -> list[Any]:
+    return [p.id, p.name, _kind_name(p.kind), "yes" if p.enabled else "no", p.risk_score, p.dimension,
+            json.dumps(output.to_data(p.parameters), separators=(",", ":"))]
 
 
 def _detail(p) -> None:
-    print(f"id:           {p.id}")
-    print(f"name:         {p.name}")
-    print(f"kind:         {_kind_name(p.kind)}")
-    print(f"enabled:      {'yes' if p.enabled else 'no'}")
-    print(f"risk score:   {p.risk_score}")
-    print(f"dimension:    {p.dimension}")
-    print(f"applications: {', '.join(p.applications) or 'all'}")
-    print(f"description:  {p.description}")
-    print(f"updated:      {p.updated_at.ToDatetime():%Y-%m-%d %H:%M:%S} UTC")
+    fields([("id", p.id), ("name", p.name), ("kind", _kind_name(p.kind)), ("enabled", "yes" if p.enabled else "no"),
+            ("risk score", p.risk_score), ("dimension", p.dimension), ("applications", ", ".join(p.applications) or "all"),
+            ("description", p.description), ("updated", when(p.updated_at))])
     print("parameters:")
-    for name, value in sorted(MessageToDict(p.parameters).items()):
-        print(f"  {name}: {json.dumps(value)}")
+    fields([(f"  {name}", json.dumps(value)) for name, value in sorted(output.to_data(p.parameters).items())])
 
 
 def _show(args, profile) -> int:
-    if args.output == "json":
-        _json(profile)
-    else:
+    if args.output == "table":
         _detail(profile)
+    else:
+        emit(args.output, profile, [_row(profile)], PROFILE_HEADERS)
     return 0
 
 
 # --- commands ----------------------------------------------------------------------------
 
-def _list(args) -> int:
+def _all_profiles(args, kind: int = 0, enabled_only: bool = False) -> list:
     profiles, token = [], ""
-    kind = P.ProfileKind.Value("PROFILE_KIND_" + args.kind.upper()) if args.kind else 0
     while True:
         page = _call(args, "ListProfiles", P.ListProfilesRequest(page_size=500, page_token=token, kind=kind,
-                                                                 enabled_only=args.enabled_only))
+                                                                 enabled_only=enabled_only))
         profiles += list(page.profiles)
         token = page.next_page_token
         if not token:
-            break
-    if args.output == "json":
-        _json(profiles)
+            return profiles
+
+
+def _list(args) -> int:
+    kind = P.ProfileKind.Value("PROFILE_KIND_" + args.kind.upper()) if args.kind else 0
+    profiles = _all_profiles(args, kind, args.enabled_only)
+    if args.output == "table":  # the id last: a profile is named by its name as well
+        output.table([_row(p)[1:] + [p.id] for p in profiles], PROFILE_HEADERS[1:] + ["id"],
+                     optional=("id", "parameters", "dimension"))
     else:
-        _table(profiles)
+        emit(args.output, output.page("profiles", profiles), [_row(p) for p in profiles], PROFILE_HEADERS, items=profiles)
     return 0
 
 
 def _get(args) -> int:
-    return _show(args, _call(args, "GetProfile", P.GetProfileRequest(id=args.id)))
+    return _show(args, _call(args, "GetProfile", P.GetProfileRequest(id=_profile_id(args, args.id))))
 
 
 def _create(args) -> int:
@@ -217,6 +223,7 @@ def _create(args) -> int:
 
 
 def _update(args) -> int:
+    args.id = _profile_id(args, args.id)
     current = _call(args, "GetProfile", P.GetProfileRequest(id=args.id))
     profile, mask = P.Profile(id=args.id), []
     for option, field in (("name", "name"), ("risk_score", "risk_score"), ("description", "description"),
@@ -238,21 +245,23 @@ def _update(args) -> int:
 
 
 def _set_enabled(args) -> int:
-    return _show(args, _call(args, "SetProfileEnabled", P.SetProfileEnabledRequest(id=args.id, enabled=args.enabled)))
+    request = P.SetProfileEnabledRequest(id=_profile_id(args, args.id), enabled=args.enabled)
+    return _show(args, _call(args, "SetProfileEnabled", request))
 
 
 def _delete(args) -> int:
+    args.id = _profile_id(args, args.id)
     _call(args, "DeleteProfile", P.DeleteProfileRequest(id=args.id))
-    if args.output == "json":
-        print(json.dumps({"deleted": args.id}))
+    if args.output == "table":
+        say(f"deleted {args.id}")
     else:
-        print(f"deleted {args.id}")
+        emit(args.output, {"deleted": args.id}, [[args.id]], ["deleted"])
     return 0
 
 
 def _preview(args) -> int:
     if args.id:
-        profile = _call(args, "GetProfile", P.GetProfileRequest(id=args.id))
+        profile = _call(args, "GetProfile", P.GetProfileRequest(id=_profile_id(args, args.id)))
     elif args.kind is None or args.risk_score is None:
         raise SystemExit("preview: give a profile id, or --kind and --risk-score")
     else:
@@ -272,27 +281,32 @@ def _preview(args) -> int:
     if params is not None:
         profile.parameters.Clear()
         profile.parameters.update(params)
-    end = _time(args.end, "--end") if args.end else datetime.now(timezone.utc)
-    start = _time(args.start, "--start") if args.start else end - timedelta(days=7)
+    try:
+        start, end = range_of(args)
+    except UsageError as exc:
+        raise SystemExit(f"preview: {exc}")
+    end = end or datetime.now(timezone.utc)
+    start = start or end - timedelta(days=7)
     rng = common_pb2.TimeRange()
     rng.start.FromDatetime(start)
     rng.end.FromDatetime(end)
     result = _call(args, "PreviewProfile", P.PreviewProfileRequest(profile=profile, range=rng, max_anomalies=args.max))
-    if args.output == "json":
-        _json(result)
+    rows = [[when(a.time), a.user, a.risk_score, a.description] for a in result.anomalies]
+    if args.output != "table":
+        emit(args.output, result, rows, ["time", "user", "risk_score", "description"], items=list(result.anomalies))
         return 0
-    print(f"{result.events_examined} events examined, {result.total_anomalies} anomalies "
-          f"({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC)")
-    for a in result.anomalies:
-        print(f"{a.time.ToDatetime():%Y-%m-%d %H:%M:%S}  {a.user:20}  {a.risk_score:3}  {a.description}")
+    say(f"{result.events_examined} events examined, {result.total_anomalies} anomalies "
+        f"({start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC)")
+    output.table(rows, ["time", "user", "risk", "description"])
     return 0
 
 
 def _risk(args) -> int:
     risk = _call(args, "GetUserRisk", P.GetUserRiskRequest(user=args.user))
-    if args.output == "json":
-        _json(risk)
+    level = enum_word(common_pb2.RiskLevel.DESCRIPTOR, risk.risk_level)
+    if args.output == "table":
+        say(f"{risk.user}: risk {risk.risk} ({level}), {risk.total_points} points from {risk.open_anomalies} open anomalies")
     else:
-        level = common_pb2.RiskLevel.Name(risk.risk_level).removeprefix("RISK_LEVEL_").lower()
-        print(f"{risk.user}: risk {risk.risk} ({level}), {risk.total_points} points from {risk.open_anomalies} open anomalies")
+        emit(args.output, risk, [[risk.user, risk.risk, level, risk.total_points, risk.open_anomalies]],
+             ["user", "risk", "risk_level", "total_points", "open_anomalies"])
     return 0

@@ -1,15 +1,14 @@
 """`ueba summary | anomalies | users | risk-timeline | ignore`: the query service for people.
 
 Every command talks gRPC to the query service at --address (default
-$UEBA_QUERY_ADDRESS or 127.0.0.1:50054) and prints a table, or JSON or CSV with
---output. A service that cannot be reached is one line on stderr and exit 2.
+$UEBA_QUERY_ADDRESS or 127.0.0.1:50054) and prints through ueba.cli.output
+(--output table|json|csv|ndjson). Exit codes are those of `ueba --help`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, TextIO
@@ -17,7 +16,10 @@ from typing import Any, Callable, TextIO
 import grpc
 
 from ueba.cli import output
-from ueba.cli.output import day, emit, when
+from ueba.cli.common import UsageError, add_range_options, duration, explain, moment, range_of
+from ueba.cli.exits import EXIT_USAGE
+from ueba.cli.output import day, emit, enum_word, page, say, when
+from ueba.cli.pictures import heat_row, sparkline
 from ueba.client.channel import ChannelConfig, add_channel_options, channel_config, open_channel
 from ueba.v1 import common_pb2, query_pb2, query_pb2_grpc
 
@@ -29,49 +31,24 @@ STATUSES = {"new": common_pb2.ANOMALY_STATUS_NEW, "acknowledged": common_pb2.ANO
 SOURCES = {"rule": common_pb2.ANOMALY_SOURCE_RULE, "model": common_pb2.ANOMALY_SOURCE_MODEL}
 REVIEWS = {"ack": query_pb2.REVIEW_ACTION_ACKNOWLEDGE, "resolve": query_pb2.REVIEW_ACTION_RESOLVE,
            "false-positive": query_pb2.REVIEW_ACTION_FALSE_POSITIVE, "reopen": query_pb2.REVIEW_ACTION_REOPEN}
-_AGE = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-class UsageError(Exception):
-    pass
+QUERY_HELP = ("query string, e.g. user:anna.weber risk>=high \"new country\"; the language is in docs/query-language.md "
+              "(terms are ANDed; AND, OR and NOT are not operators yet)")
 
 
 def level_name(value: int) -> str:
-    return common_pb2.RiskLevel.Name(value).removeprefix("RISK_LEVEL_").lower()
+    return enum_word(common_pb2.RiskLevel.DESCRIPTOR, value)
 
 
 def status_name(value: int) -> str:
-    return common_pb2.AnomalyStatus.Name(value).removeprefix("ANOMALY_STATUS_").lower()
+    return enum_word(common_pb2.AnomalyStatus.DESCRIPTOR, value)
 
 
 def source_name(value: int) -> str:
-    return common_pb2.AnomalySource.Name(value).removeprefix("ANOMALY_SOURCE_").lower()
-
-
-def duration(text: str) -> timedelta:
-    m = _AGE.match(text.strip().lower())
-    if not m:
-        raise UsageError(f"{text!r} is not a duration like 30m, 24h, 7d")
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
-
-
-def moment(text: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"{text!r} is not an ISO date or time (2026-10-01 or 2026-10-01T12:00Z)") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return enum_word(common_pb2.AnomalySource.DESCRIPTOR, value)
 
 
 def time_range(args) -> common_pb2.TimeRange | None:
-    start = end = None
-    if getattr(args, "since", None):
-        start = datetime.now(timezone.utc) - duration(args.since)
-    if getattr(args, "start", None):
-        start = moment(args.start)
-    if getattr(args, "end", None):
-        end = moment(args.end)
+    start, end = range_of(args)
     if start is None and end is None:
         return None
     rng = common_pb2.TimeRange()
@@ -90,12 +67,7 @@ def _stub(args) -> tuple[grpc.Channel, query_pb2_grpc.QueryServiceStub]:
 
 
 def _explain(exc: grpc.RpcError, address: str) -> tuple[str, int]:
-    code = exc.code() if hasattr(exc, "code") else None
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return (f"ueba: cannot reach the query service at {address} ({code.name.lower()}); "
-                "is it running? set --address or UEBA_QUERY_ADDRESS"), 2
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    return f"ueba: {code.name if code else 'error'}: {details}", 1
+    return explain(exc, "query", address, "UEBA_QUERY_ADDRESS")
 
 
 def _command(fn: Callable[[Any, query_pb2_grpc.QueryServiceStub, TextIO], None]) -> Callable[[Any], int]:
@@ -110,9 +82,7 @@ def _command(fn: Callable[[Any, query_pb2_grpc.QueryServiceStub, TextIO], None])
             return code
         except UsageError as exc:
             print(f"ueba: {exc}", file=sys.stderr)
-            return 2
-        except BrokenPipeError:  # `ueba ... | head`
-            return 0
+            return EXIT_USAGE
         finally:
             channel.close()
 
@@ -133,7 +103,11 @@ def anomaly_filter(args) -> query_pb2.AnomalyFilter:
     )
 
 
-ANOMALY_HEADERS = ["id", "time", "user", "risk", "level", "status", "source", "profile", "dimension", "description"]
+# Column names are the JSON field names, so a CSV header and a JSON key never disagree.
+ANOMALY_HEADERS = ["id", "time", "user", "risk_score", "risk_level", "status", "source", "profile_name", "dimension",
+                   "description"]
+ANOMALY_TABLE = ["time", "user", "risk", "level", "status", "profile", "description", "id"]
+ANOMALY_TABLE_FIT = {"fixed": ("time", "id"), "optional": ("status", "profile", "level")}
 
 
 def anomaly_row(a: common_pb2.Anomaly) -> list[Any]:
@@ -141,16 +115,51 @@ def anomaly_row(a: common_pb2.Anomaly) -> list[Any]:
             source_name(a.source), a.profile_name, a.dimension, a.description]
 
 
+def anomaly_table_row(a: common_pb2.Anomaly) -> list[Any]:
+    return [when(a.time)[5:16], a.user, a.risk_score, level_name(a.risk_level), status_name(a.status),
+            a.profile_name, a.description, a.id]
+
+
+def emit_anomalies(fmt: str, data: Any, anomalies, out: TextIO) -> None:
+    """Anomalies in a table (short columns, the id last), or every field for scripts."""
+    if fmt == "table":
+        output.table([anomaly_table_row(a) for a in anomalies], ANOMALY_TABLE, out, **ANOMALY_TABLE_FIT)
+    else:
+        emit(fmt, data, [anomaly_row(a) for a in anomalies], ANOMALY_HEADERS, out, items=list(anomalies))
+
+
+def _pages(call: Callable, request, key: str, follow: bool, timeout: float) -> tuple[list, str, int | None]:
+    """Items of one page, or of every page with `follow`; the next page token; the server's total, if it tells."""
+    items: list = []
+    while True:
+        resp = call(request, timeout=timeout)
+        items.extend(getattr(resp, key))
+        token = resp.next_page_token
+        if not follow or not token:
+            total = resp.total_size if hasattr(resp, "total_size") else None
+            return items, token, total
+        request.page_token = token
+
+
+def _more(shown: int, total: int | None, token: str, out: TextIO, capped: bool = False) -> None:
+    if token or (total is not None and total > shown):
+        of = f" of {total:,}{'+' if capped else ''}" if total is not None else ""
+        say(f"{shown:,} shown{of}; --all for every one, or the next page with --page-token "
+            "(next_page_token of -o json)", out)
+    elif total is not None:
+        say(f"{shown:,} shown of {total:,}", out)
+
+
 # --- summary ------------------------------------------------------------------------
 
 def write_summary(s: query_pb2.Summary, out: TextIO) -> None:
-    print(f"Anomalies {when(s.range.start)} to {when(s.range.end)}: {s.total_anomalies:,} "
-          f"({s.new_anomalies:,} new, {s.reviewed_anomalies:,} reviewed, {s.total_points:,} risk points); "
-          f"{s.users_seen:,} users seen, {s.events:,} events", file=out)
+    say(f"Anomalies {when(s.range.start)} to {when(s.range.end)}: {s.total_anomalies:,} "
+        f"({s.new_anomalies:,} new, {s.reviewed_anomalies:,} reviewed, {s.total_points:,} risk points); "
+        f"{s.users_seen:,} users seen, {s.events:,} events", out)
     for title, counts in (("risk level", s.by_risk_level), ("profile", s.by_profile), ("dimension", s.by_dimension)):
-        print(f"\nBy {title}:", file=out)
+        say(f"\nBy {title}:", out)
         output.table([[c.key, c.count] for c in counts], [title, "anomalies"], out)
-    print("\nRiskiest users:", file=out)
+    say("\nRiskiest users:", out)
     output.table([[u.user, u.risk, level_name(u.risk_level), u.total_points, u.open_anomalies] for u in s.riskiest_users],
                  ["user", "risk", "level", "points", "open"], out)
 
@@ -182,19 +191,12 @@ def print_summary(address: str, out: TextIO = sys.stdout, timeout: float = 30.0)
 # --- anomalies ---------------------------------------------------------------------------
 
 def cmd_anomalies_list(args, stub, out):
-    token, found, total = args.page_token or "", [], 0
-    while True:
-        resp = stub.ListAnomalies(query_pb2.ListAnomaliesRequest(
-            filter=anomaly_filter(args), page_size=args.limit, page_token=token, order_by=args.order), timeout=args.timeout)
-        found.extend(resp.anomalies)
-        total = total or resp.total_size
-        token = resp.next_page_token
-        if not args.all or not token:
-            break
-    emit(args.output, resp if not args.all else found, [anomaly_row(a) for a in found], ANOMALY_HEADERS, out)
+    req = query_pb2.ListAnomaliesRequest(filter=anomaly_filter(args), page_size=args.limit,
+                                         page_token=args.page_token or "", order_by=args.order)
+    found, token, total = _pages(stub.ListAnomalies, req, "anomalies", args.all, args.timeout)
+    emit_anomalies(args.output, page("anomalies", found, token, total), found, out)
     if args.output == "table":
-        more = f"; next page: --page-token {token}" if token else ""
-        print(f"{len(found)} shown of {total}{'+' if resp.total_size_capped else ''}{more}", file=out)
+        _more(len(found), total, token, out)
 
 
 def cmd_anomalies_get(args, stub, out):
@@ -202,31 +204,36 @@ def cmd_anomalies_get(args, stub, out):
     if args.output != "table":
         emit(args.output, a, [anomaly_row(a)], ANOMALY_HEADERS, out)
         return
-    fields = list(zip(ANOMALY_HEADERS, anomaly_row(a)))
-    fields += [("window", f"{when(a.window_start)} to {when(a.window_end)}"), ("reviewed by", a.reviewed_by),
-               ("reviewed at", when(a.reviewed_at, a, "reviewed_at")), ("comment", a.review_comment)]
-    width = max(len(k) for k, _ in fields)
-    for k, v in fields:
-        print(f"{k.ljust(width)}  {v}", file=out)
-    print("evidence:", file=out)
-    output.message_json(a.evidence, out)
+    pairs = list(zip(ANOMALY_HEADERS, anomaly_row(a)))
+    pairs += [("window", f"{when(a.window_start)} to {when(a.window_end)}"), ("reviewed_by", a.reviewed_by),
+              ("reviewed_at", when(a.reviewed_at, a, "reviewed_at")), ("comment", a.review_comment)]
+    pairs += [(f"evidence.{k}", v if isinstance(v, str) else output.json.dumps(v, ensure_ascii=False))
+              for k, v in output.to_data(a.evidence).items()]
+    output.fields(pairs, out)
 
 
 def cmd_review(args, stub, out):
     has_filter = any([args.query, args.user, args.risk, args.profile, args.source, args.status, args.dimension,
                       args.since, args.start, args.end])
     if not args.ids and not has_filter:
-        raise UsageError("give anomaly ids, or a filter (e.g. -q 'user:alice risk>=high') to review everything matching it")
+        raise UsageError("give anomaly ids, or a filter (e.g. -q 'user:anna.weber risk>=high') to review everything matching it")
     resp = stub.ReviewAnomalies(query_pb2.ReviewAnomaliesRequest(
         action=REVIEWS[args.action], ids=args.ids, filter=anomaly_filter(args) if not args.ids else None,
         comment=args.comment or ""), timeout=args.timeout)
     rows = [[c.user, c.points_before, c.points_after, c.risk_before, c.risk_after] for c in resp.risk_changes]
-    emit(args.output, resp, rows, ["user", "points_before", "points_after", "risk_before", "risk_after"], out)
+    emit(args.output, resp, rows, ["user", "points_before", "points_after", "risk_before", "risk_after"], out,
+         items=list(resp.risk_changes))
     if args.output == "table":
-        print(f"{resp.updated} anomalies updated", file=out)
+        say(f"{resp.updated} anomalies updated", out)
 
 
 def cmd_export(args, stub, out):
+    """The server's CSV (formula cells already neutralised there), or every anomaly as JSON/NDJSON."""
+    if args.output in ("json", "ndjson"):
+        req = query_pb2.ListAnomaliesRequest(filter=anomaly_filter(args), page_size=500, order_by="time asc")
+        found, _token, total = _pages(stub.ListAnomalies, req, "anomalies", True, args.timeout)
+        emit(args.output, page("anomalies", found, "", total), [], [], out, items=found)
+        return
     target = open(args.file, "wb") if args.file else out.buffer if hasattr(out, "buffer") else None
     try:
         for chunk in stub.ExportAnomalies(query_pb2.ExportAnomaliesRequest(filter=anomaly_filter(args)), timeout=args.timeout):
@@ -243,55 +250,82 @@ def cmd_export(args, stub, out):
 
 # --- users --------------------------------------------------------------------------------
 
+def _daily_scores(stub, users: list[str], days: int, timeout: float) -> dict[str, list[float]]:
+    """Each user's anomaly score per day over the last `days` days (0 for a day without one)."""
+    if not users:
+        return {}
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = today - timedelta(days=days)
+    rng = common_pb2.TimeRange()
+    rng.start.FromDatetime(first)
+    req = query_pb2.ListUserScoresRequest(range=rng, users=users, page_size=1000, include_ignored=True)
+    try:
+        scores, _token, _total = _pages(stub.ListUserScores, req, "scores", True, timeout)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:  # a stored name the filter refuses: no history shown
+            raise
+        scores = []
+    series = {u: [0.0] * days for u in users}
+    for s in scores:
+        i = (s.day.ToDatetime(tzinfo=timezone.utc) - first).days
+        if s.user in series and 0 <= i < days:
+            series[s.user][i] = s.anomaly_score
+    return series
+
+
 def cmd_users_list(args, stub, out):
     req = query_pb2.ListUsersRequest(page_size=args.limit, page_token=args.page_token or "",
                                      min_risk_level=LEVELS.get(args.min_risk or "", 0), department=args.department or "",
                                      peer_group=args.peer_group or "", user_prefix=args.prefix or "",
                                      include_ignored=args.include_ignored)
-    users = []
-    while True:
-        resp = stub.ListUsers(req, timeout=args.timeout)
-        users.extend(resp.users)
-        if not args.all or not resp.next_page_token:
-            break
-        req.page_token = resp.next_page_token
+    users, token, _total = _pages(stub.ListUsers, req, "users", args.all, args.timeout)
+    if args.output == "table":
+        history = _daily_scores(stub, [u.risk.user for u in users], 14, args.timeout)
+        rows = [[u.risk.user, u.risk.risk, level_name(u.risk.risk_level), u.risk.open_anomalies, u.department,
+                 "learning" if u.learning else "", sparkline(history.get(u.risk.user, []))] for u in users]
+        output.table(rows, ["user", "risk", "level", "open", "department", "baseline", "last 14 days"], out)
+        _more(len(users), None, token, out)
+        return
     rows = [[u.risk.user, u.risk.risk, level_name(u.risk.risk_level), u.risk.total_points, u.risk.open_anomalies,
              u.department, u.peer_group, u.learning, when(u.last_seen), u.last_anomaly_score] for u in users]
-    emit(args.output, resp if not args.all else users, rows,
-         ["user", "risk", "level", "points", "open", "department", "peer_group", "learning", "last_seen", "last_score"], out)
-    if args.output == "table" and resp.next_page_token:
-        print(f"next page: --page-token {resp.next_page_token}", file=out)
+    emit(args.output, page("users", users, token), rows,
+         ["user", "risk", "risk_level", "total_points", "open_anomalies", "department", "peer_group", "learning",
+          "last_seen", "last_anomaly_score"], out, items=users)
 
 
 def cmd_users_get(args, stub, out):
     u = stub.GetUser(query_pb2.GetUserRequest(user=args.user, recent_limit=args.recent), timeout=args.timeout)
     if args.output != "table":
-        emit(args.output, u, [anomaly_row(a) for a in u.recent_anomalies], ANOMALY_HEADERS, out)
+        emit(args.output, u, [anomaly_row(a) for a in u.recent_anomalies], ANOMALY_HEADERS, out,
+             items=list(u.recent_anomalies))
         return
     r = u.risk
-    print(f"{r.user}: risk {r.risk} ({level_name(r.risk_level)}), {r.total_points} points from {r.open_anomalies} open anomalies", file=out)
-    print(f"department {u.department or '-'}, peer group {u.peer_group or '-'}, first seen {when(u.first_seen, u, 'first_seen') or '-'}, "
-          f"last seen {when(u.last_seen, u, 'last_seen') or '-'}", file=out)
-    print(f"baseline {u.baseline_days} days{' (still learning)' if u.learning else ''}, last anomaly score {u.last_anomaly_score:.1f}"
-          f"{', IGNORED' if u.ignored else ''}", file=out)
-    print("\nOpen anomalies by profile:", file=out)
+    say(f"{r.user}: risk {r.risk} ({level_name(r.risk_level)}), {r.total_points} points from {r.open_anomalies} open anomalies", out)
+    say(f"department {u.department or '-'}, peer group {u.peer_group or '-'}, first seen {when(u.first_seen, u, 'first_seen') or '-'}, "
+        f"last seen {when(u.last_seen, u, 'last_seen') or '-'}", out)
+    say(f"baseline {u.baseline_days} days{' (still learning)' if u.learning else ''}, last anomaly score {u.last_anomaly_score:.1f}"
+        f"{', IGNORED' if u.ignored else ''}", out)
+    series = _daily_scores(stub, [r.user], 30, args.timeout)[r.user]
+    say(f"daily anomaly score, last 30 days: {sparkline(series)}  (highest {max(series):.1f})", out)
+    say("\nOpen anomalies by profile:", out)
     output.table([[c.key, c.count] for c in u.open_by_profile], ["profile", "open"], out)
-    print("\nRecent anomalies:", file=out)
-    output.table([anomaly_row(a) for a in u.recent_anomalies], ANOMALY_HEADERS, out)
+    say("\nRecent anomalies:", out)
+    emit_anomalies("table", None, u.recent_anomalies, out)
 
 
 def cmd_users_scores(args, stub, out):
     req = query_pb2.ListUserScoresRequest(range=time_range(args), users=args.users, min_score=args.min_score,
                                           page_size=args.limit, include_ignored=args.include_ignored)
-    scores = []
-    while True:
-        resp = stub.ListUserScores(req, timeout=args.timeout)
-        scores.extend(resp.scores)
-        if not resp.next_page_token:
-            break
-        req.page_token = resp.next_page_token
+    scores, _token, _total = _pages(stub.ListUserScores, req, "scores", True, args.timeout)
     rows = [[s.user, day(s.day), s.anomaly_score, s.learning, s.scored_hours] for s in scores]
-    emit(args.output, scores, rows, ["user", "day", "score", "learning", "scored_hours"], out)
+    emit(args.output, page("scores", scores), rows, ["user", "day", "anomaly_score", "learning", "scored_hours"], out,
+         items=scores)
+
+
+def card_words(card: query_pb2.ModelCard, n: int = 2) -> str:
+    """The features that explain a card most, in words: 'failures 9, usually 1'."""
+    top = sorted(card.features, key=lambda f: -f.share)[:n]
+    return "; ".join(f"{f.name.replace('_', ' ')} {f.observed:g}, usually {f.expected:g}" for f in top)
 
 
 def cmd_users_timeline(args, stub, out):
@@ -304,45 +338,69 @@ def cmd_users_timeline(args, stub, out):
             if c is None:
                 rows.append([when(h.hour)[11:16], h.events, "", "", "", ""])
                 continue
-            top = ", ".join(f"{f.name} {f.observed:g} vs {f.expected:g}" for f in sorted(c.features, key=lambda f: -f.share)[:2])
-            rows.append([when(h.hour)[11:16], h.events, c.model, c.event_score, "*" if c.above_threshold else "", top])
-    if args.output == "table":
-        print(f"{tl.user} on {day(tl.day)}: anomaly score {tl.anomaly_score:.1f}; * marks cards at or above {tl.display_threshold:.1f}", file=out)
-    emit(args.output, tl, rows, ["hour", "events", "model", "score", "flag", "top_features"], out)
+            rows.append([when(h.hour)[11:16], h.events, c.model, c.event_score, "*" if c.above_threshold else "",
+                         card_words(c)])
+    if args.output != "table":
+        emit(args.output, tl, rows, ["hour", "events", "model", "event_score", "above_threshold", "top_features"], out,
+             items=list(tl.hours))
+        return
+    say(f"{tl.user} on {day(tl.day)}: anomaly score {tl.anomaly_score:.1f}; * marks cards at or above "
+        f"{tl.display_threshold:.1f}", out)
+    write_heat_map(tl, out)
+    top = sorted(((c, h) for h in tl.hours for c in h.cards if c.above_threshold), key=lambda ch: -ch[0].event_score)
+    say("\nTop cards:", out)
+    output.table([[when(h.hour)[11:16], c.model, c.event_score, card_words(c, 3)] for c, h in top[:5]],
+                 ["hour", "model", "score", "what was unusual"], out)
+    say("\nHour by hour (hours with activity):", out)
+    output.table([r for r in rows if r[1] or r[2]], ["hour", "events", "model", "score", "flag", "what was unusual"], out)
+
+
+def write_heat_map(tl: query_pb2.UserTimeline, out: TextIO) -> None:
+    """Models down, the day's 24 hours across, each cell shaded by that hour's event score."""
+    scores: dict[str, list[float]] = {}
+    for h in tl.hours:
+        hour = h.hour.ToDatetime(tzinfo=timezone.utc).hour
+        for c in h.cards:
+            scores.setdefault(c.model, [0.0] * 24)[hour] = max(scores.get(c.model, [0.0] * 24)[hour], c.event_score)
+    if not scores:
+        return
+    width = max(len(m) for m in scores)
+    say("", out)
+    print(f"{'':{width}}  0     6     12    18   23", file=out)
+    for model in sorted(scores):
+        print(f"{model:{width}}  {heat_row(scores[model], tl.display_threshold, out)}", file=out)
 
 
 def cmd_risk_timeline(args, stub, out):
     tl = stub.GetRiskTimeline(query_pb2.GetRiskTimelineRequest(
         range=time_range(args), bucket_seconds=int(duration(args.bucket).total_seconds())), timeout=args.timeout)
     rows = [[when(b.start), b.anomalies, b.risk_points, b.users, "SURGE" if b.surge else ""] for b in tl.buckets]
-    emit(args.output, tl, rows, ["start", "anomalies", "risk_points", "users", "surge"], out)
+    emit(args.output, tl, rows, ["start", "anomalies", "risk_points", "users", "surge"], out, items=list(tl.buckets))
 
 
 # --- ignore list -------------------------------------------------------------------------------
 
+IGNORED_HEADERS = ["user", "reason", "added_by", "added_at"]
+
+
 def cmd_ignore_add(args, stub, out):
     u = stub.AddIgnoredUser(query_pb2.AddIgnoredUserRequest(user=args.user, reason=args.reason or ""), timeout=args.timeout)
-    emit(args.output, u, [[u.user, u.reason, u.added_by, when(u.added_at)]], ["user", "reason", "added_by", "added_at"], out)
+    emit(args.output, u, [[u.user, u.reason, u.added_by, when(u.added_at)]], IGNORED_HEADERS, out)
 
 
 def cmd_ignore_remove(args, stub, out):
-    resp = stub.RemoveIgnoredUser(query_pb2.RemoveIgnoredUserRequest(user=args.user), timeout=args.timeout)
-    if args.output == "json":
-        output.message_json(resp, out)
+    stub.RemoveIgnoredUser(query_pb2.RemoveIgnoredUserRequest(user=args.user), timeout=args.timeout)
+    if args.output == "table":
+        say(f"{args.user} removed from the ignore list", out)
     else:
-        print(f"{args.user} removed from the ignore list", file=out)
+        emit(args.output, {"removed": args.user}, [[args.user]], ["removed"], out)
 
 
 def cmd_ignore_list(args, stub, out):
-    req, users = query_pb2.ListIgnoredUsersRequest(page_size=500), []
-    while True:
-        resp = stub.ListIgnoredUsers(req, timeout=args.timeout)
-        users.extend(resp.users)
-        if not resp.next_page_token:
-            break
-        req.page_token = resp.next_page_token
-    emit(args.output, users, [[u.user, u.reason, u.added_by, when(u.added_at)] for u in users],
-         ["user", "reason", "added_by", "added_at"], out)
+    users, _token, _total = _pages(stub.ListIgnoredUsers, query_pb2.ListIgnoredUsersRequest(page_size=500), "users",
+                                   True, args.timeout)
+    emit(args.output, page("users", users), [[u.user, u.reason, u.added_by, when(u.added_at)] for u in users],
+         IGNORED_HEADERS, out, items=users)
 
 
 # --- argument parsing ------------------------------------------------------------------------------
@@ -351,21 +409,19 @@ def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--address", default=os.environ.get("UEBA_QUERY_ADDRESS", DEFAULT_ADDRESS),
                    help="query service host:port (default $UEBA_QUERY_ADDRESS or %(default)s)")
-    p.add_argument("--output", "-o", choices=output.FORMATS, default="table")
+    output.add_output_option(p)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an answer")
     add_channel_options(p)
     return p
 
 
 def _range_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--since", help="only the last 30m, 24h, 7d, ...")
-    p.add_argument("--from", dest="start", help="start, ISO date or time")
-    p.add_argument("--to", dest="end", help="end (exclusive), ISO date or time")
+    add_range_options(p)
 
 
 def _filter_options(p: argparse.ArgumentParser) -> None:
     _range_options(p)
-    p.add_argument("-q", "--query", nargs="+", help="query string, e.g. user:alice risk>=high \"new country\"")
+    p.add_argument("-q", "--query", nargs="+", help=QUERY_HELP)
     p.add_argument("--user", action="append")
     p.add_argument("--risk", action="append", choices=LEVELS)
     p.add_argument("--profile", action="append", help="profile id, name or kind, or model name")

@@ -13,6 +13,7 @@ from typing import IO, Iterable, Iterator
 
 from google.protobuf.json_format import MessageToDict
 
+from ueba.cli.output import add_output_option, emit, fields
 from ueba.client.channel import add_channel_options, channel_config
 from ueba.simulator import LABEL_KINDS, SimulationConfig, simulate, write_labels
 from ueba.v1.common_pb2 import Event
@@ -32,10 +33,11 @@ def register(sub) -> None:
     p.add_argument("--no-scenarios", action="store_true", help="a clean organisation: no injected scenarios")
     p.add_argument("--scenarios-per-kind", type=_non_negative, default=None,
                    help="scenarios of each kind (default: about one per 100 user-months, at least one)")
-    p.add_argument("--output", help="JSON-lines file for the events ('-' for standard output)")
-    p.add_argument("--labels", help="JSON file for the labels (default: <output>.labels.json)")
+    p.add_argument("--events", metavar="FILE", help="JSON-lines file for the events ('-' for standard output)")
+    p.add_argument("--labels", help="JSON file for the labels (default: <events>.labels.json)")
     p.add_argument("--ingest", metavar="HOST:PORT", help="stream the events into the ingest service at this address")
     p.add_argument("--batch-size", type=_positive, default=1000, help="events per ingest batch (default 1000)")
+    add_output_option(p)  # of the closing summary
     add_channel_options(p)
     p.set_defaults(func=run)
 
@@ -89,13 +91,13 @@ class _Counter:
 
 
 def run(args) -> int:
-    if not args.output and not args.ingest:
-        print("ueba simulate: give --output FILE and/or --ingest HOST:PORT", file=sys.stderr)
+    if not args.events and not args.ingest:
+        print("ueba simulate: give --events FILE and/or --ingest HOST:PORT", file=sys.stderr)
         return 2
     config = SimulationConfig(users=args.users, days=args.days, seed=args.seed, start=args.start,
                               scenarios=not args.no_scenarios, scenarios_per_kind=args.scenarios_per_kind)
     sim = simulate(config)
-    labels_path = args.labels or (f"{args.output}.labels.json" if args.output and args.output != "-" else None)
+    labels_path = args.labels or (f"{args.events}.labels.json" if args.events and args.events != "-" else None)
     if labels_path:
         Path(labels_path).parent.mkdir(parents=True, exist_ok=True)
         write_labels(labels_path, sim.labels)
@@ -106,12 +108,12 @@ def run(args) -> int:
 
     with ExitStack() as stack:
         events: Iterable[Event] = sim.events()
-        if args.output:
-            if args.output == "-":
+        if args.events:
+            if args.events == "-":
                 out = sys.stdout
             else:
-                Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-                out = stack.enter_context(open(args.output, "w", encoding="utf-8"))
+                Path(args.events).parent.mkdir(parents=True, exist_ok=True)
+                out = stack.enter_context(open(args.events, "w", encoding="utf-8"))
             events = _tee_to_file(events, out)
         # The bar shows acknowledged events when ingesting, generated ones otherwise.
         bar = stack.enter_context(tqdm(unit=" events", file=sys.stderr, mininterval=0.5, disable=None,
@@ -138,8 +140,8 @@ def run(args) -> int:
     by_kind = {kind: sum(1 for label in sim.labels if label.kind == kind) for kind in LABEL_KINDS}
     summary = {"events": produced, "users": len(sim.users), "days": config.days, "seed": config.seed,
                "labels": len(sim.labels), "labels_by_kind": {k: v for k, v in by_kind.items() if v}}
-    if args.output and args.output != "-":
-        summary["output"] = args.output
+    if args.events and args.events != "-":
+        summary["events_file"] = args.events
     if labels_path:
         summary["labels_file"] = labels_path
     if totals is not None:
@@ -147,7 +149,11 @@ def run(args) -> int:
             "sent": totals.sent, "accepted": totals.accepted, "duplicates": totals.duplicates,
             "rejected": totals.rejected,
         }
-    print(json.dumps(summary, indent=2), file=sys.stderr if args.output == "-" else sys.stdout)
+    out = sys.stderr if args.events == "-" else sys.stdout
+    if args.output == "table":
+        fields([(k, json.dumps(v) if isinstance(v, dict) else v) for k, v in summary.items()], out)
+    else:
+        emit(args.output, summary, [list(summary.values())], list(summary), out)
     if totals is not None and totals.rejected:
         for rejection in totals.rejections[:10]:
             print(f"rejected event {rejection.index}: {rejection.field}: {rejection.reason}", file=sys.stderr)

@@ -9,12 +9,11 @@ database Secret (docs/security.md).
 from __future__ import annotations
 
 import getpass
-import json
 import sys
 
 from ueba.auth.roles import ROLES
 from ueba.auth.tokens import TokenError, create_token, list_tokens, revoke_token
-from ueba.cli.output import table
+from ueba.cli.output import add_output_option, emit, fields, page, say, table
 
 
 def register(sub) -> None:
@@ -24,15 +23,16 @@ def register(sub) -> None:
     create.add_argument("--tenant", required=True)
     create.add_argument("--role", required=True, choices=ROLES)
     create.add_argument("--name", required=True, help="who or what uses it (shown as the actor in the audit log)")
-    create.add_argument("--json", action="store_true")
+    add_output_option(create)
     create.set_defaults(func=_create)
     ls = actions.add_parser("list", help="tokens, without their secrets")
     ls.add_argument("--tenant")
     ls.add_argument("--all", action="store_true", help="include revoked tokens")
-    ls.add_argument("--json", action="store_true")
+    add_output_option(ls)
     ls.set_defaults(func=_list)
     revoke = actions.add_parser("revoke", help="revoke a token by id (effective within UEBA_AUTH_CACHE_SECONDS)")
     revoke.add_argument("id")
+    add_output_option(revoke)
     revoke.set_defaults(func=_revoke)
 
 
@@ -61,12 +61,12 @@ def _create(args) -> int:
         return 2
     finally:
         engine.dispose()
-    if args.json:
-        print(json.dumps({"id": record.id, "tenant": record.tenant, "name": record.name, "role": record.role, "token": secret}))
-    else:
-        print(f"id:     {record.id}\ntenant: {record.tenant}\nrole:   {record.role}\nname:   {record.name}")
-        print(f"token:  {secret}")
+    made = {"id": record.id, "tenant": record.tenant, "name": record.name, "role": record.role, "token": secret}
+    if args.output == "table":
+        fields(list(made.items()))
         print("The token is shown only now; store it in a secret manager.", file=sys.stderr)
+    else:
+        emit(args.output, made, [list(made.values())], list(made))
     return 0
 
 
@@ -77,18 +77,16 @@ def _list(args) -> int:
             records = list_tokens(conn, args.tenant, include_revoked=args.all)
     finally:
         engine.dispose()
-    if args.json:
-        print(json.dumps([
-            {"id": r.id, "tenant": r.tenant, "name": r.name, "role": r.role, "created_by": r.created_by,
-             "created_at": _iso(r.created_at), "last_used_at": _iso(r.last_used_at), "revoked_at": _iso(r.revoked_at)}
-            for r in records
-        ]))
-        return 0
-    table(
-        [[r.id, r.tenant, r.name, r.role, _iso(r.created_at), _iso(r.last_used_at), _iso(r.revoked_at)] for r in records],
-        ["id", "tenant", "name", "role", "created", "last used", "revoked"],
-        sys.stdout,
-    )
+    records = [{"id": r.id, "tenant": r.tenant, "name": r.name, "role": r.role, "created_by": r.created_by,
+                "created_at": r.created_at, "last_used_at": r.last_used_at, "revoked_at": r.revoked_at} for r in records]
+    rows = [[r["id"], r["tenant"], r["name"], r["role"], _iso(r["created_at"]), _iso(r["last_used_at"]),
+             _iso(r["revoked_at"])] for r in records]
+    if args.output == "table":
+        table([r[1:] + r[:1] for r in rows], ["tenant", "name", "role", "created", "last_used", "revoked", "id"],
+              fixed=("id",), optional=("created", "revoked"))
+    else:
+        emit(args.output, page("tokens", records), rows,
+             ["id", "tenant", "name", "role", "created_at", "last_used_at", "revoked_at"], items=records)
     return 0
 
 
@@ -105,9 +103,12 @@ def _revoke(args) -> int:
     if record is None:
         print(f"tokens: no live token with id {args.id}", file=sys.stderr)
         return 1
-    print(f"revoked {record.id} ({record.tenant}/{record.name}, {record.role})")
+    if args.output == "table":
+        say(f"revoked {record.id} ({record.tenant}/{record.name}, {record.role})")
+    else:
+        emit(args.output, {"revoked": record.id}, [[record.id]], ["revoked"])
     return 0
 
 
 def _iso(value) -> str:
-    return value.isoformat(timespec="seconds") if value is not None else ""
+    return value.isoformat(timespec="minutes") if value is not None else ""

@@ -2,15 +2,17 @@
 
 Offsets let the shipper resume after an interruption where the last
 acknowledged record ended. A zip archive is read member by member (the OTRF
-datasets are zips of JSON lines); a CSV record may span lines when a quoted
+datasets are zips of JSON lines), a gzip file (most rotated logs) as its content; a CSV record may span lines when a quoted
 cell holds newlines, so records are cut where the quotes balance.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +29,28 @@ DETECT_LINES = 20
 class Source:
     """One readable stream: a plain file or one member of a zip."""
 
-    key: str  # stable name for the resume state: 'path' or 'path!member'
-    size: int
+    key: str  # the name people see: 'path' or 'path!member'
+    size: int  # bytes of content; of a gzip file, what its trailer says (exact below 4 GiB)
     open: Callable[[], IO[bytes]]
+    exact_size: bool = True
+
+
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == b"\x1f\x8b"
+
+
+def _gzip_size(path: Path) -> int:
+    """The uncompressed size in the gzip trailer (modulo 4 GiB, of the last member only)."""
+    with open(path, "rb") as f:
+        f.seek(-4, io.SEEK_END)
+        return struct.unpack("<I", f.read(4))[0]
 
 
 def sources(path: str | Path) -> list[Source]:
     p = Path(path)
+    if is_gzip(p):
+        return [Source(str(p), _gzip_size(p), lambda: gzip.open(p, "rb"), exact_size=False)]
     if zipfile.is_zipfile(p):
         out = []
         with zipfile.ZipFile(p) as archive:

@@ -6,12 +6,12 @@
     sim.labels                           # list[Label]: what was injected, who, when
 """
 
-from ueba.simulator.labels import LABEL_KINDS, Label, read_labels, write_labels
+from ueba.simulator.labels import ATTACK_KINDS, BENIGN_KINDS, LABEL_KINDS, Label, read_labels, write_labels
 from ueba.simulator.org import SimUser
 from ueba.simulator.simulation import Simulation, SimulationConfig, simulate
 from ueba.simulator.world import EXFIL_APPS, RISKY_COUNTRIES
 
 __all__ = [
-    "EXFIL_APPS", "LABEL_KINDS", "RISKY_COUNTRIES", "Label", "SimUser", "Simulation", "SimulationConfig",
+    "ATTACK_KINDS", "BENIGN_KINDS", "EXFIL_APPS", "LABEL_KINDS", "RISKY_COUNTRIES", "Label", "SimUser", "Simulation", "SimulationConfig",
     "read_labels", "simulate", "write_labels",
 ]

@@ -1,4 +1,7 @@
-"""Ground truth: one Label per injected scenario (per targeted account for password sprays)."""
+"""Ground truth: one Label per injected scenario (per targeted account for password sprays).
+
+Attack kinds are what a detector should find; benign kinds are look-alikes (a return from leave, a
+new laptop, ...) labelled so that an evaluation counts their user-days as clean but hard."""
 
 from __future__ import annotations
 
@@ -8,10 +11,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable
 
-LABEL_KINDS: tuple[str, ...] = (
+# New kinds are appended: a kind's position seeds its random stream, so older kinds stay as they were.
+ATTACK_KINDS: tuple[str, ...] = (
     "brute_force", "password_spray", "impossible_travel", "offhours_new_host", "lateral_movement",
     "bulk_download", "mass_deletion", "upload_new_app", "shared_credentials", "risky_country",
+    "slow_password_spray", "ticket_lateral_movement", "share_enumeration",
 )
+BENIGN_KINDS: tuple[str, ...] = ("return_from_leave", "vpn_traveller", "on_call_night", "new_laptop")
+LABEL_KINDS: tuple[str, ...] = ATTACK_KINDS + BENIGN_KINDS
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,10 @@ class Label:
     description: str
     source: str = ""  # attacker's address where there is one
     details: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def benign(self) -> bool:
+        return self.kind in BENIGN_KINDS
 
     def to_dict(self) -> dict[str, Any]:
         return {

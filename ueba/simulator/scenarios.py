@@ -7,16 +7,13 @@ the day's context says where the victim really is, and the scenario's events are
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Callable
 
 from ueba.simulator.context import HOUR, MINUTE, SECOND, ContextBook, DayContext
-from ueba.simulator.labels import LABEL_KINDS, Label
-from ueba.simulator.org import SCENARIO, Organisation, random_host_name, stream
+from ueba.simulator.labels import Label
+from ueba.simulator.org import Organisation, random_host_name
 from ueba.simulator.records import (
     APP_ACCESS,
     FAILURE,
@@ -370,56 +367,3 @@ class ScenarioBuilder:
         text = f"{n} files, {gb:.1f} GB uploaded to {app}, an application nobody in the organisation used before"
         return Injected(records, [self._label("upload_new_app", u, records, text, files=n, bytes=sum(sizes),
                                               application=app)])
-
-
-def plan_scenarios(org: Organisation, book: ContextBook, seed: int, counts: dict[str, int], first_day: int,
-                   days: int, window: tuple[int, int]) -> Injected:
-    """Draws victims and days for every scenario and builds them. Bulk downloads come first because
-    their victims leave the organisation a few days later, which every later choice must see."""
-    builder = ScenarioBuilder(org, book)
-    per_user: dict[str, Callable[..., Injected | None]] = {
-        "bulk_download": builder.bulk_download, "brute_force": builder.brute_force,
-        "impossible_travel": builder.impossible_travel, "offhours_new_host": builder.offhours_new_host,
-        "lateral_movement": builder.lateral_movement, "mass_deletion": builder.mass_deletion,
-        "upload_new_app": builder.upload_new_app, "shared_credentials": builder.shared_credentials,
-        "risky_country": builder.risky_country,
-    }
-    order = ["bulk_download"] + [k for k in LABEL_KINDS if k != "bulk_download"]
-    users = list(range(len(org.users)))
-    pick = stream(seed, SCENARIO, 0)
-    victims = users[:]
-    pick.shuffle(victims)
-    cursor = itertools.cycle(victims)
-    first_day = min(first_day, max(0, days - 1))
-    out = Injected([], [])
-    leavers: set[int] = set()
-
-    for kind in order:
-        for instance in range(counts.get(kind, 0)):
-            rng = stream(seed, SCENARIO, LABEL_KINDS.index(kind) + 1, instance)
-            for _attempt in range(60):
-                day = rng.randint(first_day, days - 1)
-                if kind == "password_spray":
-                    injected = builder.password_spray(rng, day, users)
-                else:
-                    u = next(cursor)
-                    if u in leavers:
-                        continue
-                    injected = per_user[kind](rng, u, day, book.context(u, day))
-                if injected is None or not all(window[0] <= r[0] < window[1] for r in injected.records):
-                    continue
-                if kind == "bulk_download" and day + 2 < days:
-                    # gone a few days later; the account stays (and can still be attacked)
-                    leaves = day + rng.randint(2, min(5, days - day - 1))
-                    org.plans[u].departure_day = leaves
-                    leavers.add(u)
-                    label = injected.labels[0]
-                    injected.labels[0] = dataclasses.replace(
-                        label, description=f"{label.description}; leaves the organisation on {book.date_of(leaves)}",
-                        details={**label.details, "departure": book.date_of(leaves).isoformat()})
-                out.records.extend(injected.records)
-                out.labels.extend(injected.labels)
-                break
-    out.records.sort(key=lambda r: r[0])  # stable: equal times keep their build order
-    out.labels.sort(key=lambda label: (label.start, label.kind, label.user))
-    return out

@@ -15,7 +15,8 @@ from ueba.simulator.context import HOUR, ContextBook
 from ueba.simulator.labels import LABEL_KINDS, Label
 from ueba.simulator.org import Organisation, SimUser, build_organisation
 from ueba.simulator.records import Record, to_event
-from ueba.simulator.scenarios import EPOCH, Injected, plan_scenarios
+from ueba.simulator.planner import plan_scenarios
+from ueba.simulator.scenarios import EPOCH, Injected
 from ueba.simulator.world import DEPARTMENTS, Department
 from ueba.v1.common_pb2 import Event
 

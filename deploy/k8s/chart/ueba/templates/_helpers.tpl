@@ -120,15 +120,17 @@ UEBA_DRAIN_SECONDS: {{ .root.Values.config.drainSeconds | toString | quote }}
     - podSelector:
         matchLabels:
           {{- include "ueba.selectorLabels" (dict "root" . "name" "postgresql") | nindent 10 }}
-  {{- else if $np.databaseTo }}
+  {{- else }}
   to:
     {{- toYaml $np.databaseTo | nindent 4 }}
   {{- end }}
 - ports:
+    {{- range $np.dnsPorts }}
     - protocol: UDP
-      port: 53
+      port: {{ . }}
     - protocol: TCP
-      port: 53
+      port: {{ . }}
+    {{- end }}
   {{- with $np.dnsTo }}
   to:
     {{- toYaml . | nindent 4 }}
@@ -136,4 +138,90 @@ UEBA_DRAIN_SECONDS: {{ .root.Values.config.drainSeconds | toString | quote }}
 {{- with $np.extraEgress }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/* Postgres connections the release can hold at once: every service at its
+     replica or autoscaler maximum plus the rollout's surge pod, each process
+     with its pool and overflow (2 x UEBA_DB_POOL_SIZE) and, with tokens, the
+     authenticator's (2 x 2); plus the migration Job's one. */}}
+{{- define "ueba.connectionBudget" -}}
+{{- $total := 1 }}
+{{- range $name := splitList " " (include "ueba.services" $) }}
+{{- $svc := index $.Values $name }}
+{{- if $svc.enabled }}
+{{- $pods := int $svc.replicas }}
+{{- if and (hasKey $svc "autoscaling") $svc.autoscaling.enabled }}
+{{- $pods = int $svc.autoscaling.maxReplicas }}
+{{- end }}
+{{- $pool := int (index $svc.settings "UEBA_DB_POOL_SIZE" | default "8") }}
+{{- $processes := 1 }}
+{{- if eq $name "query" }}
+{{- $processes = int (index $svc.settings "UEBA_QUERY_WORKERS" | default "1") }}
+{{- end }}
+{{- $auth := ternary 4 0 (eq $.Values.config.auth "tokens") }}
+{{- $total = add $total (mul (add $pods 1) $processes (add (mul 2 $pool) $auth)) }}
+{{- end }}
+{{- end }}
+{{- $total }}
+{{- end }}
+
+{{/* The pod-level labels of one component: its own, then the operator's podLabels. */}}
+{{- define "ueba.podLabels" -}}
+{{ include "ueba.labels" . }}
+{{- with .svc.podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Scheduling of one service's pods: its affinity as given, else the
+     chart's anti-affinity; spread constraints get the component's selector
+     when they name none, so they fit any release name. */}}
+{{- define "ueba.scheduling" -}}
+{{- $selector := dict "matchLabels" (include "ueba.selectorLabels" . | fromYaml) }}
+{{- if .svc.affinity }}
+affinity:
+  {{- toYaml .svc.affinity | nindent 2 }}
+{{- else if eq .root.Values.podAntiAffinity "soft" }}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            {{- toYaml $selector | nindent 12 }}
+{{- else if eq .root.Values.podAntiAffinity "hard" }}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+      - topologyKey: kubernetes.io/hostname
+        labelSelector:
+          {{- toYaml $selector | nindent 10 }}
+{{- end }}
+{{- with .svc.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- range . }}
+  - {{- toYaml (merge (dict) . (dict "labelSelector" $selector)) | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* DATABASE_URL from the database Secret. */}}
+{{- define "ueba.databaseEnv" -}}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "ueba.databaseSecretName" . }}
+      key: {{ .Values.database.secretKey }}
+{{- end }}
+
+{{/* What the chart puts in Secrets from values: its hash rolls the pods when
+     one changes (Secrets made outside the chart are restarted by hand). */}}
+{{- define "ueba.secretValues" -}}
+{{ .Values.database.url }}|{{ .Values.postgresql.auth.password }}|{{ .Values.tls.cert }}|{{ .Values.tls.key }}|{{ .Values.tls.ca }}
+{{- end }}
+
+{{/* The admin token Secret that `helm test` reads (made as the NOTES show). */}}
+{{- define "ueba.adminTokenSecretName" -}}
+{{- .Values.tests.tokenSecret | default (printf "%s-admin-token" (include "ueba.fullname" .)) }}
 {{- end }}

@@ -1,0 +1,1 @@
+"""The detection evaluation behind `make eval`."""

@@ -159,7 +159,7 @@ def test_the_entities_and_incidents_commands(svc, attack, capsys):
     assert code == 0 and out.splitlines()[0] == "start,anomalies,risk_points,accounts,surge"
     code, out = run("incidents", "list", "--entity", "user:root", "-o", "json")
     (incident,) = json.loads(out)["incidents"]
-    assert incident["entity"] == {"type": "ENTITY_TYPE_IP", "name": ADDRESS} and incident["event_count"] == "41"
+    assert incident["entity"] == {"type": "ip", "name": ADDRESS} and incident["event_count"] == 41
     code, out = run("incidents", "get", incident["id"])
     assert code == 0 and '"accounts"' in out and out.count("Failed logins") >= 3
     code, out = run("incidents", "ack", incident["id"], "--comment", "blocked")

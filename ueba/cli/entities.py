@@ -9,10 +9,11 @@ from __future__ import annotations
 import ipaddress
 
 from ueba.cli import output
-from ueba.cli.output import emit, when
+from ueba.cli.common import UsageError, duration
+from ueba.cli.output import emit, page, when
 from ueba.cli.query import (
-    ANOMALY_HEADERS, LEVELS, REVIEWS, STATUSES, UsageError, _common, _leaf, _range_options, anomaly_row, duration,
-    level_name, status_name, time_range,
+    ANOMALY_HEADERS, LEVELS, REVIEWS, STATUSES, _common, _leaf, _more, _pages, _range_options, anomaly_row, level_name,
+    status_name, time_range,
 )
 from ueba.v1 import common_pb2, query_pb2
 
@@ -49,32 +50,18 @@ def incident_row(i: query_pb2.Incident) -> list:
             i.anomaly_count, when(i.first_seen), when(i.last_seen), i.title]
 
 
-def _pages(call, req, field: str, args):
-    """(the last response, the items of every page read): one page, or all with --all."""
-    found = []
-    while True:
-        resp = call(req, timeout=args.timeout)
-        found.extend(getattr(resp, field))
-        if not args.all or not resp.next_page_token:
-            return resp, found
-        req.page_token = resp.next_page_token
-
-
-def _listed(args, resp, found, rows, headers, out) -> None:
-    emit(args.output, resp if not args.all else found, rows, headers, out)
-    if args.output == "table" and resp.next_page_token:
-        print(f"next page: --page-token {resp.next_page_token}", file=out)
-
-
 # --- entities -----------------------------------------------------------------------------
 
 def cmd_entities_list(args, stub, out):
     req = query_pb2.ListEntitiesRequest(type=TYPES.get(args.type or "", 0), min_risk_level=LEVELS.get(args.min_risk or "", 0),
                                         page_size=args.limit, page_token=args.page_token or "")
-    resp, found = _pages(stub.ListEntities, req, "entities", args)
+    found, token, _total = _pages(stub.ListEntities, req, "entities", args.all, args.timeout)
     rows = [[type_name(e.entity.type), e.entity.name, e.risk, level_name(e.risk_level), e.total_points, e.open_anomalies]
             for e in found]
-    _listed(args, resp, found, rows, ["type", "entity", "risk", "level", "points", "open"], out)
+    emit(args.output, page("entities", found, token), rows, ["type", "entity", "risk", "level", "points", "open"], out,
+         items=found)
+    if args.output == "table":
+        _more(len(found), None, token, out)
 
 
 def cmd_entities_get(args, stub, out):
@@ -108,8 +95,10 @@ def cmd_incidents_list(args, stub, out):
         entity=entity(args.entity) if args.entity else None, statuses=[STATUSES[s] for s in args.status or []],
         min_risk_level=LEVELS.get(args.min_risk or "", 0), range=time_range(args), page_size=args.limit,
         page_token=args.page_token or "", order_by=args.order)
-    resp, found = _pages(stub.ListIncidents, req, "incidents", args)
-    _listed(args, resp, found, [incident_row(i) for i in found], INCIDENT_HEADERS, out)
+    found, token, _total = _pages(stub.ListIncidents, req, "incidents", args.all, args.timeout)
+    emit(args.output, page("incidents", found, token), [incident_row(i) for i in found], INCIDENT_HEADERS, out, items=found)
+    if args.output == "table":
+        _more(len(found), None, token, out)
 
 
 def cmd_incidents_get(args, stub, out):

@@ -1,21 +1,4 @@
-"""How evaluator replicas share the work: hash buckets of users leased through Postgres.
-
-Two lease pools (ueba/leases.py):
-
-- 'profiles', UEBA_BUCKETS buckets: the per-user detectors (`per_user`: state, decision and
-  anomaly all belong to one user) for the users of the replica's buckets
-  (`ueba_bucket(tenant, user, N)`). One cursor per bucket, consumer 'evaluator/b<k>'.
-- 'profiles-global', one bucket: the detectors whose decision depends on other users (password
-  spray by source address, custom thresholds grouped by source, rare event's share of the
-  organisation, exfiltration's novelty among peers) see every event in the one replica holding it.
-  Its cursor keeps the name a single evaluator always had, 'evaluator'.
-
-A poll reads, in one REPEATABLE READ transaction, one delta per *lane*: the owned buckets with the
-same cursor snapshot share a lane (a delta filtered by bucket); buckets that moved together keep
-moving together, so once caught up every lane of a replica converges on one snapshot. When a
-replica holds every bucket and the global one at the same cursor (a single replica, the default),
-that is a single unfiltered lane with every detector: exactly the evaluator before buckets.
-"""
+"""How evaluator replicas share the users: hash-bucket leases and the lanes of a poll (README: "Replicas")."""
 
 from __future__ import annotations
 
@@ -24,18 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Iterator, Protocol
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from services.profiles import store
 from services.profiles.kinds import ProfileSpec
+from services.profiles.store import events, tailing
 from ueba.leases import LeaseManager, LeaseSettings
 
 BUCKET_POOL = "profiles"
 GLOBAL_POOL = "profiles-global"
 GLOBAL_CONSUMER = "evaluator"
 DEFAULT_BUCKETS = LeaseSettings.__dataclass_fields__["buckets"].default
-# Serialises the one-time creation of the bucket cursors among replicas.
-CURSOR_INIT_LOCK = 0x0E0E_0003
 
 # Kinds whose detectors keep state per user only, whatever their parameters.
 _PER_USER_KINDS = frozenset({
@@ -97,9 +78,9 @@ class Lane:
         return bool(self.buckets)
 
     @property
-    def users(self) -> store.BucketSet | None:
+    def users(self) -> events.BucketSet | None:
         """The rows to read: every row for a global lane or every bucket, else the buckets' users."""
-        return None if self.global_ or len(self.buckets) == self.n else store.BucketSet(self.n, self.buckets)
+        return None if self.global_ or len(self.buckets) == self.n else events.BucketSet(self.n, self.buckets)
 
     @property
     def sifted(self) -> bool:
@@ -107,7 +88,7 @@ class Lane:
         return self.global_ and 0 < len(self.buckets) < self.n
 
 
-def plan_lanes(share: Share, cursors: dict[str, store.Cursor]) -> list[Lane]:
+def plan_lanes(share: Share, cursors: dict[str, tailing.Cursor]) -> list[Lane]:
     """Groups the share's buckets by cursor snapshot; the global cursor joins the group at its
     snapshot, so its holder reads those rows once. Every consumer of the share must have a cursor."""
     groups: dict[str, list[int]] = {}
@@ -143,8 +124,8 @@ def ensure_cursors(engine: Engine, n: int, start_from: str) -> None:
     """
     wanted = [bucket_consumer(b) for b in range(n)]
     with engine.begin() as conn:
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CURSOR_INIT_LOCK})
-        found = store.read_cursors(conn, wanted + [GLOBAL_CONSUMER])
+        tailing.lock_cursor_creation(conn)
+        found = tailing.read_cursors(conn, wanted + [GLOBAL_CONSUMER])
         if all(c in found for c in wanted) and GLOBAL_CONSUMER in found:
             return
         if any(c in found for c in wanted):
@@ -154,9 +135,9 @@ def ensure_cursors(engine: Engine, n: int, start_from: str) -> None:
                 "UEBA_BUCKETS changed? Stop every profiles replica, delete the 'evaluator/b*' cursors and the "
                 "'profiles' lease pool, and start again (the 'evaluator' cursor is taken for all buckets)"
             )
-        start = found.get(GLOBAL_CONSUMER) or store.Cursor(
-            store.EMPTY_SNAPSHOT if start_from == "beginning" else store.current_snapshot(conn), None)
-        store.write_cursor(conn, wanted + [GLOBAL_CONSUMER], start)
+        start = found.get(GLOBAL_CONSUMER) or tailing.Cursor(
+            tailing.EMPTY_SNAPSHOT if start_from == "beginning" else tailing.current_snapshot(conn), None)
+        tailing.write_cursor(conn, wanted + [GLOBAL_CONSUMER], start)
 
 
 class Ownership(Protocol):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2
 
 from services.profiles.kinds import KINDS
 from ueba.risk import risk_level
 from ueba.store.anomalies import AnomalyRecord
+from ueba.timestamps import to_proto
 from ueba.v1 import common_pb2, profiles_pb2
 
 KIND_PREFIX = "PROFILE_KIND_"
@@ -26,18 +26,6 @@ def kind_name(value: int) -> str:
 
 def kind_value(name: str) -> int:
     return profiles_pb2.ProfileKind.Value(KIND_PREFIX + name.upper())
-
-
-def timestamp(dt: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if dt is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(dt.astimezone(timezone.utc))
-    return ts
-
-
-def to_datetime(ts: timestamp_pb2.Timestamp) -> datetime:
-    return ts.ToDatetime(tzinfo=timezone.utc)
 
 
 def struct(value: dict[str, Any]) -> struct_pb2.Struct:
@@ -60,8 +48,8 @@ def profile_message(row: Any) -> profiles_pb2.Profile:
         description=row.description,
         applications=list(row.applications or ()),
         parameters=struct(row.parameters or {}),
-        created_at=timestamp(row.created_at),
-        updated_at=timestamp(row.updated_at),
+        created_at=to_proto(row.created_at),
+        updated_at=to_proto(row.updated_at),
         dimension=row.dimension or KINDS[row.kind].default_dimension,
     )
 
@@ -86,9 +74,9 @@ def anomaly_message(f: AnomalyRecord) -> common_pb2.Anomaly:
         risk_level=LEVELS[risk_level(f.risk_score)],
         description=f.description,
         dimension=f.dimension,
-        time=timestamp(f.time),
-        window_start=timestamp(f.window_start),
-        window_end=timestamp(f.window_end),
+        time=to_proto(f.time),
+        window_start=to_proto(f.window_start),
+        window_end=to_proto(f.window_end),
         status=common_pb2.ANOMALY_STATUS_NEW,
         evidence=struct(f.evidence),
         entity=common_pb2.EntityRef(type=ENTITY_TYPES[f.entity_type], name=f.subject[1]),

@@ -1,27 +1,5 @@
-"""The continuous evaluator: tails newly committed events and raises anomalies.
-
-Commit order without skipping: every event row carries the id of the
-transaction that wrote it (events.txid). The cursor is a pg_snapshot of what
-has been processed; a poll, in one REPEATABLE READ transaction, reads the rows
-visible now whose transaction was not visible in the cursor, feeds them to the
-detectors, inserts the anomalies and stores the new cursor, and commits all of
-it at once. A writer that commits late, after others with later ids, is still
-"not visible in the cursor" at the next poll, so no row is skipped; and since
-the anomalies and the cursor commit together, a crash repeats a whole batch or
-none of it (anomalies.dedup_key absorbs any repeat).
-
-Large backlogs are taken in pages of whole transactions: the cursor after a
-page is the snapshot in which exactly the processed rows are visible
-(store.next_snapshot).
-
-Detector state lives in memory and is rebuilt from the events table (the
-cursor's visible rows) on start, after any failure, for a new or changed
-profile and for users of a newly leased bucket (warmup.warm_detector).
-
-Replicas share the users through hash-bucket leases, one cursor per bucket,
-and commit each poll under the leases' fence (services/profiles/buckets.py);
-an evaluator without leases owns every bucket.
-"""
+"""The continuous evaluator: tails newly committed events through the detectors and raises anomalies
+(README: "Commit order without skipping", "State across restarts")."""
 
 from __future__ import annotations
 
@@ -34,13 +12,14 @@ from typing import Callable, Iterable
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Connection, Engine
 
-from services.profiles import store
 from services.profiles.buckets import FixedOwnership, Lane, Ownership, Share, ensure_cursors, per_user, plan_lanes
 from services.profiles.kinds import ParameterError, ProfileDetector, build_detector
 from services.profiles.records import EventRecord
+from services.profiles.store import definitions, history, tailing
+from services.profiles.store.events import BucketSet
 from services.profiles.warmup import warm_detector
 from ueba.leases import LeaseLost, buckets_of
-from ueba.store.anomalies import AnomalyRecord
+from ueba.store.anomalies import AnomalyRecord, write_anomalies
 from ueba.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
@@ -88,6 +67,8 @@ class ProfileEvaluator(BackgroundWorker):
         self._bucket_of: dict[tuple[str, str], int] = {}  # (tenant, user) -> bucket, for sifted lanes
         self._share: Share | None = None
         self._seeded: set[str] = set()
+        # (tenant, snapshot, users) -> where the tenant's processed events end, during one sync.
+        self._positions: dict[tuple[str, str, BucketSet | None], datetime | None] = {}
         super().__init__()
         self.processed = 0
         self.created = 0
@@ -162,12 +143,12 @@ class ProfileEvaluator(BackgroundWorker):
     def _batch(self, conn: Connection, share: Share) -> tuple[int, bool]:
         """Read the deltas -> evaluate -> insert anomalies -> write the cursors, in the caller's
         transaction; returns (events taken, whether more were already waiting)."""
-        now = store.current_snapshot(conn)
-        cursors = store.read_cursors(conn, share.consumers())
+        now = tailing.current_snapshot(conn)
+        cursors = tailing.read_cursors(conn, share.consumers())
         if len(cursors) < len(share.consumers()):
             raise RuntimeError("profile cursors missing; they are created again")  # reset() re-ensures them
         lanes = plan_lanes(share, cursors)
-        pages = [(lane, *store.delta_page(conn, lane.snapshot, self.batch_events, lane.users)) for lane in lanes]
+        pages = [(lane, *tailing.delta_page(conn, lane.snapshot, self.batch_events, lane.users)) for lane in lanes]
         if self.seed_defaults:
             tenants = {e.tenant for _, batch, _ in pages for e in batch}
             if tenants:
@@ -183,13 +164,13 @@ class ProfileEvaluator(BackgroundWorker):
                 firings = self.evaluate(batch, [
                     d for pid, d in self._detectors.items() if (lane.per_user if self._per_user[pid] else lane.global_)
                 ])
-            created += store.insert_anomalies(conn, firings)
+            created += write_anomalies(conn, firings)
             high_water = lane.high_water
             if batch:
                 newest = max(e.time for e in batch)
                 high_water = newest if high_water is None or newest > high_water else high_water
-            next_cursor = store.Cursor(store.next_snapshot(lane.snapshot, now, upto), high_water)
-            store.write_cursor(conn, lane.consumers, next_cursor)
+            next_cursor = tailing.Cursor(tailing.next_snapshot(lane.snapshot, now, upto), high_water)
+            tailing.write_cursor(conn, lane.consumers, next_cursor)
             taken += len(batch)
             backlog = backlog or upto is not None
             for f in firings:
@@ -244,9 +225,9 @@ class ProfileEvaluator(BackgroundWorker):
         missing = tenants - self._seeded
         if not missing:
             return
-        self._seeded |= store.seeded_tenants(conn)
+        self._seeded |= definitions.seeded_tenants(conn)
         for tenant in missing - self._seeded:
-            created = store.seed_defaults(conn, tenant)
+            created = definitions.seed_defaults(conn, tenant)
             log.info("seeded built-in profiles", extra={"tenant": tenant, "profiles_created": created})
             self._seeded.add(tenant)
 
@@ -257,13 +238,14 @@ class ProfileEvaluator(BackgroundWorker):
         new or changed enabled profile gets a fresh, warmed detector."""
         owned = frozenset(share.buckets)
         holds_global = share.global_token is not None
+        self._positions.clear()
         if self._warm - owned:
             self._drop(per_user_scope=True)
             self._warm = frozenset()
         if self._warm_global and not holds_global:
             self._drop(per_user_scope=False)
             self._warm_global = False
-        versions = store.enabled_profile_versions(conn)
+        versions = definitions.enabled_profile_versions(conn)
         for pid in [p for p in self._detectors if versions.get(p) != self._versions.get(p)]:
             del self._detectors[pid], self._per_user[pid]
         gained = owned - self._warm
@@ -275,7 +257,7 @@ class ProfileEvaluator(BackgroundWorker):
         self._warm_global = holds_global
         self._versions = versions
         changed = [pid for pid in versions if pid not in self._detectors and self._wanted(pid, versions[pid], share)]
-        for spec in store.load_profiles(conn, changed):
+        for spec in definitions.load_profiles(conn, changed):
             scope = per_user(spec)
             self._seen[spec.id] = (versions[spec.id], scope)
             if not (owned if scope else holds_global):
@@ -318,8 +300,14 @@ class ProfileEvaluator(BackgroundWorker):
                 mine = lane.buckets & buckets
                 if not mine:
                     continue
-                users = None if len(mine) == n else store.BucketSet(n, mine)
-            if lane.high_water is not None:
-                replayed += warm_detector(conn, detector, lane.high_water, until_inclusive=True,
-                                          visible_in=lane.snapshot, buckets=users)
+                users = None if len(mine) == n else BucketSet(n, mine)
+            # From the tenant's own position: one tenant's clock (or backfill) far behind
+            # another's must not leave its windows unbuilt.
+            key = (detector.spec.tenant, lane.snapshot, users)
+            if key not in self._positions:
+                self._positions[key] = history.tenant_position(conn, detector.spec.tenant, lane.snapshot, users)
+            position = self._positions[key]
+            if position is not None:
+                replayed += warm_detector(conn, detector, position, until_inclusive=True,
+                                          visible_in=lane.snapshot, buckets=users, fired_from_store=True)
         return replayed

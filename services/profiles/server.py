@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from services.profiles import store
 from services.profiles.buckets import EvaluatorLeases
 from services.profiles.evaluator import ProfileEvaluator
 from services.profiles.servicer import ProfileServicer
 from services.profiles.settings import ProfilesSettings
+from services.profiles.store import definitions
 from ueba.leases import new_owner_id
 from ueba.server import Registration, ServiceServer, build_server
 from ueba.v1 import profiles_pb2, profiles_pb2_grpc
@@ -20,7 +20,7 @@ def create_server(settings: ProfilesSettings, engine: Engine) -> tuple[ServiceSe
     """The ProfileService server with its evaluator as background work; not yet started."""
     if settings.seed_defaults:
         with engine.begin() as conn:
-            store.seed_defaults(conn, settings.tenant)
+            definitions.seed_defaults(conn, settings.tenant)
     background = []
     if settings.evaluate:
         leases = EvaluatorLeases(engine, new_owner_id("profiles"), settings)

@@ -1,12 +1,4 @@
-"""Bringing a fresh detector up to the state a long-running one would have.
-
-Used by the evaluator on start, after a failure and when a profile changes, and
-by PreviewProfile before the range it previews: replay the last
-`lookback_seconds` of events (windows, last locations, suppression) and seed
-long memories (seen entities, usual volumes) from summaries. Firings raised
-while replaying are discarded: they were (or, for a preview, would have been)
-raised before.
-"""
+"""Bringing a fresh detector up to the state a long-running one would have (README: "State across restarts")."""
 
 from __future__ import annotations
 
@@ -14,8 +6,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
-from services.profiles import store
 from services.profiles.kinds import ProfileDetector
+from services.profiles.store import events, history
 
 
 def warm_detector(
@@ -25,25 +17,31 @@ def warm_detector(
     *,
     until_inclusive: bool,
     visible_in: str | None = None,
-    buckets: store.BucketSet | None = None,
+    buckets: events.BucketSet | None = None,
+    fired_from_store: bool = False,
 ) -> int:
     """Replays history before `until` (of the users in `buckets`, when given) into the detector;
-    returns the events replayed."""
+    returns the events replayed. With `fired_from_store`, the windows the profile fired (its
+    stored anomalies) are restored first, so the replay rebuilds the windows the live detector had."""
     tenant = detector.spec.tenant
     params = detector.params
-    replay_from = until - timedelta(seconds=type(detector).lookback_seconds(params))
+    lookback = timedelta(seconds=type(detector).lookback_seconds(params))
+    replay_from = until - lookback
+    if fired_from_store:
+        for group, start in history.fired_windows(conn, tenant, detector.spec.id, replay_from, until, lookback, buckets):
+            detector.restore_fired(group, start.timestamp())
     needs = type(detector).history_needs(params)
     if needs is not None:
         since = until - timedelta(days=needs.days)
-        detector.seed_users(store.user_history(conn, tenant, since, until, visible_in, buckets))
+        detector.seed_users(history.user_history(conn, tenant, since, until, visible_in, buckets))
         if needs.seen_entities:
             detector.seed_entities(
-                store.entity_history(conn, tenant, needs.seen_entities, since, until, visible_in, buckets))
+                history.entity_history(conn, tenant, needs.seen_entities, since, until, visible_in, buckets))
         if needs.daily_uploads:
             # The replay below adds the last stretch itself.
-            detector.seed_daily_uploads(store.daily_upload_history(conn, tenant, since, replay_from, visible_in, buckets))
+            detector.seed_daily_uploads(history.daily_upload_history(conn, tenant, since, replay_from, visible_in, buckets))
     replayed = 0
-    for event in store.replay_events(
+    for event in history.replay_events(
         conn, tenant, replay_from, until, event_types=detector.event_types,
         until_inclusive=until_inclusive, visible_in=visible_in, buckets=buckets,
     ):

@@ -1,31 +1,22 @@
-"""Sliding burst windows: N things within T seconds, fired once per burst.
-
-Per group (a user, a source address, ...) the entries of the last few
-intervals are kept in time order. When the entries inside some window of
-length T that contains the new entry satisfy the profile's predicate, the
-window fires: it becomes [first entry, first entry + T), every entry inside it
-is consumed, and later entries that fall inside it are absorbed without firing
-again. So one burst is one anomaly per group and window, a burst that crosses a
-clock boundary still fires, and a late (out-of-order) entry is judged against
-the entries around it in event time.
-
-Memory is bounded by the window, not by the event rate: an entry holds only
-what its detector needs for the predicate and the evidence (never the whole
-event record); consumed entries take no part in any later window and are
-dropped unless the detector asks to keep them (`keep_consumed`, for `recent`);
-a detector may fold a repeat into the group's newest entry (`extend`); and a
-group never holds more than `max_entries` (consumed entries go first, then the
-oldest: a group that busy has fired long before, for any count predicate).
-"""
+"""Sliding burst windows per group in event time: N things within T seconds, fired once per burst
+(README: "One burst, one anomaly", "Memory follows moves and windows")."""
 
 from __future__ import annotations
 
 import bisect
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 # Far above every count threshold the built-in profiles use; a safety bound, not a tuning knob.
 MAX_ENTRIES = 2048
+# Groups one window set holds at most (the least recently fed go first); a safety bound far
+# above the users and addresses of a tenant's live hour.
+MAX_GROUPS = 200_000
+# A group fed no entry for this long in wall-clock time (and at least its window and lateness)
+# is forgotten: memory is bounded by idleness, never by other groups' event times.
+MIN_IDLE_SECONDS = 600.0
+SWEEP_EVERY = 1024
 
 
 @dataclass(slots=True)
@@ -50,7 +41,8 @@ class _Group:
     times: list[float] = field(default_factory=list)
     entries: list[Entry] = field(default_factory=list)
     fired: list[tuple[float, float]] = field(default_factory=list)
-    newest: float = float("-inf")
+    newest: float = float("-inf")  # the group's own newest event time: its windows' clock
+    fed: float = 0.0  # wall-clock time (at sweep resolution) it was last fed
 
 
 Predicate = Callable[[Sequence[Entry]], bool]
@@ -69,24 +61,28 @@ class BurstWindows:
         *,
         keep_consumed: bool = False,
         max_entries: int = MAX_ENTRIES,
+        max_groups: int = MAX_GROUPS,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.interval = float(interval)
         # How far behind the newest entry a late entry may still be judged.
         self.lateness = self.interval if lateness is None else float(lateness)
         self.keep_consumed = keep_consumed
         self.max_entries = max_entries
+        self.max_groups = max_groups
+        self.idle_seconds = max(MIN_IDLE_SECONDS, 2 * (self.interval + self.lateness))
+        self._clock = clock
+        self._now = clock()
         self._groups: dict[str, _Group] = {}
         self._adds = 0
-        self._newest = float("-inf")
 
     def add(self, group: str, entry: Entry, reached: Predicate | None) -> Burst | None:
         """Adds an entry; returns the burst it completes. `reached` None: the caller knows it completes none."""
         g = self._groups.get(group)
         if g is None:
             g = self._groups[group] = _Group()
+        g.fed = self._now
         ts = entry.ts
-        if ts > self._newest:
-            self._newest = ts
         if ts < g.newest - self.interval - self.lateness:
             return None  # too late to judge against a window we no longer hold
         if ts > g.newest:
@@ -127,10 +123,9 @@ class BurstWindows:
         last.ts = g.times[-1] = ts
         if ts > g.newest:
             g.newest = ts
-        if ts > self._newest:
-            self._newest = ts
+        g.fed = self._now
         self._adds += 1  # the group does not grow: only the periodic sweep is due
-        if self._adds % 1024 == 0:
+        if self._adds % SWEEP_EVERY == 0:
             self._sweep()
         return last
 
@@ -146,8 +141,14 @@ class BurstWindows:
         return False
 
     def mark_fired(self, group: str, start: float) -> None:
-        """Records a window as fired without entries (e.g. restored from stored anomalies)."""
-        g = self._groups.setdefault(group, _Group())
+        """Records a window as fired without its entries (restored from a stored anomaly): later
+        entries inside it are absorbed, as they were by the detector that fired it."""
+        g = self._groups.get(group)
+        if g is None:
+            g = self._groups[group] = _Group()
+        g.fed = self._now
+        if (start, start + self.interval) in g.fired:
+            return
         g.fired.append((start, start + self.interval))
         for e in g.entries:
             if start <= e.ts < start + self.interval:
@@ -215,7 +216,7 @@ class BurstWindows:
 
     def _tick(self, g: _Group) -> None:
         self._adds += 1
-        if self._adds % 1024 == 0:
+        if self._adds % SWEEP_EVERY == 0:
             self._sweep()
         else:
             self._prune(g)
@@ -230,10 +231,20 @@ class BurstWindows:
             g.fired = [w for w in g.fired if w[1] >= horizon]
 
     def _sweep(self) -> None:
-        """Forgets groups that have been quiet for longer than any window can span."""
-        horizon = self._newest - 2 * (self.interval + self.lateness)
-        for name in [n for n, g in self._groups.items() if g.newest < horizon]:
+        """Prunes every group by its own newest time; forgets the groups fed nothing for
+        `idle_seconds` of wall-clock time, and the least recently fed beyond `max_groups`.
+
+        Never by the newest time of other groups: a group three hours behind the rest (a
+        backfill beside live traffic) keeps its windows as long as it is being fed.
+        """
+        self._now = now = self._clock()
+        idle = now - self.idle_seconds
+        for name in [n for n, g in self._groups.items() if g.fed < idle]:
             del self._groups[name]
+        if len(self._groups) > self.max_groups:
+            by_feeding = sorted(self._groups, key=lambda n: self._groups[n].fed)
+            for name in by_feeding[: len(self._groups) - self.max_groups * 3 // 4]:
+                del self._groups[name]
         for g in self._groups.values():
             self._prune(g)
 

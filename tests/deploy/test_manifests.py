@@ -113,7 +113,7 @@ def test_secrets_come_from_secret_references(rendered):
             ref = env.get("valueFrom", {}).get("secretKeyRef")
             # Secrets the release does not make are the operator's: named in the docs and NOTES.
             if ref and ref["name"] not in names:
-                assert ref["name"] in ("ueba-database", "ueba-tls", "ueba-admin-token"), f"{name}: {ref}"
+                assert ref["name"] in ("ueba-database", "ueba-database-replica", "ueba-tls", "ueba-admin-token"), f"{name}: {ref}"
 
 
 def test_grace_period_exceeds_prestop_and_drain(rendered):

@@ -7,9 +7,9 @@ from typing import Any, Iterable
 import psycopg
 from sqlalchemy import Engine, select
 
-from services.profiles import store
 from services.profiles.kinds import KINDS
 from services.profiles.records import EventRecord
+from services.profiles.store import definitions
 from ueba.db import libpq_url
 from ueba.store.partitions import ensure_partitions
 from ueba.store.schema import anomalies
@@ -47,7 +47,7 @@ def insert_events(url: str, events: Iterable[EventRecord], tenant: str = "defaul
 def add_profile(engine: Engine, kind: str, name: str | None = None, tenant: str = "default", risk_score: int = 50,
                 enabled: bool = True, applications: tuple[str, ...] = (), **parameters: Any) -> str:
     with engine.begin() as conn:
-        r = store.insert_profile(conn, tenant, {
+        r = definitions.insert_profile(conn, tenant, {
             "name": name or kind, "kind": kind, "enabled": enabled, "risk_score": risk_score, "description": "",
             "applications": list(applications), "parameters": KINDS[kind].check_parameters(parameters), "dimension": "",
         })

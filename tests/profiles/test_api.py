@@ -36,8 +36,13 @@ def engine(own_engine):
 
 @pytest.fixture
 def api(own_database_url, tenant):
-    settings = ProfilesSettings.from_env({}, database_url=own_database_url, tenant=tenant, evaluate=False, metrics_port=-1)
-    engine = create_db_engine(own_database_url, pool_size=2)
+    yield from serve(own_database_url, tenant)
+
+
+def serve(url: str, tenant: str, **settings_overrides):
+    settings = ProfilesSettings.from_env({}, database_url=url, tenant=tenant, evaluate=False, metrics_port=-1,
+                                         **settings_overrides)
+    engine = create_db_engine(url, pool_size=2)
     server, port = create_server(settings, engine)
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -187,19 +192,39 @@ def test_preview_runs_a_definition_over_the_past_and_writes_nothing(api, engine,
     assert err.details().startswith("parameters.count")
 
 
-def test_user_risk_counts_open_anomalies_in_the_window(api, engine, tenant):
+def store_anomalies(engine, tenant: str, user: str, rows: list[tuple[int, str, int]]) -> None:
+    """Anomalies of `user` as (risk score, status, days ago)."""
     now = datetime.now(timezone.utc)
-    rows = [(90, "new", 1), (40, "new", 2), (30, "resolved", 3), (70, "new", 45)]
     with engine.begin() as conn:
         for i, (score, status, days_ago) in enumerate(rows):
             conn.execute(insert(anomalies).values(
-                tenant=tenant, user_name="rae", source="rule", profile_id="p", profile_name="p", profile_kind="failed_logins",
+                tenant=tenant, user_name=user, source="rule", profile_id="p", profile_name="p", profile_kind="failed_logins",
                 risk_score=score, description="d", dimension="authentication", time=now - timedelta(days=days_ago),
                 window_start=now - timedelta(days=days_ago), window_end=now - timedelta(days=days_ago),
-                status=status, dedup_key=f"k{i}"))
+                status=status, dedup_key=f"{user}-k{i}"))
+
+
+def test_user_risk_counts_open_anomalies_in_the_window(api, engine, tenant):
+    store_anomalies(engine, tenant, "rae", [(90, "new", 1), (40, "new", 2), (30, "resolved", 3), (70, "new", 45)])
     risk = api.GetUserRisk(P.GetUserRiskRequest(user="CORP\\Rae"))
     assert risk.user == "rae" and risk.total_points == 130 and risk.open_anomalies == 2
     assert risk.risk == bounded_risk([90, 40]) and risk.risk_level == common_pb2.RISK_LEVEL_CRITICAL
     nobody = api.GetUserRisk(P.GetUserRiskRequest(user="nobody@corp.com"))
     assert nobody.total_points == 0 and nobody.risk_level == common_pb2.RISK_LEVEL_LOW
     assert error_of(api.GetUserRisk, P.GetUserRiskRequest()).code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("mode,stored,typed", [
+    ("strip_domain", "alice", "alice@corp"),
+    ("strip_domain", "alice", "CORP\\Alice"),
+    ("qualified", "alice@corp", "alice@corp"),
+    ("qualified", "alice@corp", "CORP\\Alice"),
+])
+def test_user_risk_finds_the_user_as_ingest_stored_it_in_either_name_mode(own_database_url, engine, tenant, mode, stored, typed):
+    # `stored` is what ingest writes in `mode`; in qualified mode the domain stays, so
+    # stripping it (as every service but ingest once did) would find nobody.
+    store_anomalies(engine, tenant, stored, [(60, "new", 1)])
+    store_anomalies(engine, tenant, "alice@partner", [(90, "new", 1)])
+    for api in serve(own_database_url, tenant, user_name_mode=mode):
+        risk = api.GetUserRisk(P.GetUserRiskRequest(user=typed))
+    assert (risk.user, risk.open_anomalies, risk.total_points) == (stored, 1, 60)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, text
 
-from services.profiles import store
 from services.profiles.evaluator import ProfileEvaluator
-from services.profiles.store import next_snapshot
+from services.profiles.store import definitions, tailing
 from tests.profiles.dbutil import INSERT, add_profile, connect, insert_events, row, stored_anomalies
 from tests.profiles.factory import LONDON, NEW_YORK, event
 from ueba.store.partitions import ensure_partitions
@@ -25,11 +24,11 @@ def drain(evaluator: ProfileEvaluator, limit: int = 1000) -> int:
 
 
 def test_next_snapshot_keeps_running_transactions_invisible():
-    assert next_snapshot("10:20:12", "15:30:15,25", None) == "15:30:15,25"
+    assert tailing.next_snapshot("10:20:12", "15:30:15,25", None) == "15:30:15,25"
     # Up to 21: 15 still running, 25 beyond the page.
-    assert next_snapshot("10:20:12", "15:30:15,25", 21) == "15:22:15"
-    assert next_snapshot("10:20:", "20:30:", 24) == "25:25:"
-    assert next_snapshot("10:20:", "20:30:", 29) == "20:30:"
+    assert tailing.next_snapshot("10:20:12", "15:30:15,25", 21) == "15:22:15"
+    assert tailing.next_snapshot("10:20:", "20:30:", 24) == "25:25:"
+    assert tailing.next_snapshot("10:20:", "20:30:", 29) == "20:30:"
 
 
 def test_out_of_order_commits_are_not_skipped(fresh_database_url, fresh_engine):
@@ -109,15 +108,15 @@ def test_restart_mid_way_gives_no_duplicates_and_no_gaps(fresh_database_url, fre
 
     crashing = ProfileEvaluator(fresh_engine, seed_defaults=False, batch_events=40)
     crashing.run_once()
-    real_write = store.write_cursor
+    real_write = tailing.write_cursor
 
     def crash(*args, **kwargs):
         raise RuntimeError("power cut before commit")
 
-    monkeypatch.setattr(store, "write_cursor", crash)
+    monkeypatch.setattr(tailing, "write_cursor", crash)
     with pytest.raises(RuntimeError):
         crashing.run_once()
-    monkeypatch.setattr(store, "write_cursor", real_write)
+    monkeypatch.setattr(tailing, "write_cursor", real_write)
 
     second = ProfileEvaluator(fresh_engine, seed_defaults=False, batch_events=40)
     drain(second)
@@ -133,10 +132,10 @@ def test_evaluator_seeds_new_tenants_and_follows_profile_changes(fresh_database_
     found = stored_anomalies(fresh_engine, "acme")
     assert [a.profile_kind for a in found] == ["risky_countries"]
     with fresh_engine.begin() as conn:
-        assert store.seed_defaults(conn, "acme") == 0  # idempotent
-        risky = [r for r in store.list_profiles(conn, "acme", kind="risky_countries", enabled_only=False,
+        assert definitions.seed_defaults(conn, "acme") == 0  # idempotent
+        risky = [r for r in definitions.list_profiles(conn, "acme", kind="risky_countries", enabled_only=False,
                                                  after_name=None, limit=10)][0]
-        store.update_profile(conn, "acme", str(risky.id), {"enabled": False})
+        definitions.update_profile(conn, "acme", str(risky.id), {"enabled": False})
     insert_events(fresh_database_url, [event("lee", "logon", 10, country="KP")], tenant="acme")
     drain(evaluator)
     assert len(stored_anomalies(fresh_engine, "acme")) == 1  # disabled: nothing new

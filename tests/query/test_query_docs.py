@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from services.query.errors import InvalidArgument
+from ueba.errors import InvalidArgument
 from services.query.querystring import parse
 from tests.conftest import ROOT
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from services.profiles import store
 from services.profiles.buckets import (
     GLOBAL_CONSUMER, EvaluatorLeases, FixedOwnership, Share, bucket_consumer, ensure_cursors, per_user, plan_lanes,
 )
 from services.profiles.defaults import DEFAULT_PROFILES
 from services.profiles.evaluator import ProfileEvaluator
 from services.profiles.kinds import KINDS, ProfileSpec
+from services.profiles.store import definitions, events, tailing
 from tests.profiles.dbutil import add_profile, insert_events
 from tests.profiles.factory import event
 from tests.profiles.test_evaluator import burst_events, drain, setup_profiles, summary
@@ -48,8 +48,8 @@ def test_which_profiles_run_on_a_share_of_the_users():
 
 
 def test_lanes_group_buckets_by_cursor_and_merge_a_sole_owner():
-    def cursors(snapshots: dict[str, str]) -> dict[str, store.Cursor]:
-        return {c: store.Cursor(s, None) for c, s in snapshots.items()}
+    def cursors(snapshots: dict[str, str]) -> dict[str, tailing.Cursor]:
+        return {c: tailing.Cursor(s, None) for c, s in snapshots.items()}
 
     same = {bucket_consumer(b): "5:5:" for b in range(N)} | {GLOBAL_CONSUMER: "5:5:"}
     sole = plan_lanes(FixedOwnership(N).share(), cursors(same))
@@ -62,7 +62,7 @@ def test_lanes_group_buckets_by_cursor_and_merge_a_sole_owner():
     lanes = plan_lanes(Share(N, {b: 1 for b in range(N)}, 7), cursors(mixed))
     assert [(lane.snapshot, sorted(lane.buckets), lane.global_, lane.sifted) for lane in lanes] == [
         ("5:5:", [0, 1, 2], True, True), ("3:3:", [3, 4, 5], False, False)]
-    assert lanes[0].users is None and lanes[1].users == store.BucketSet(N, frozenset({3, 4, 5}))
+    assert lanes[0].users is None and lanes[1].users == events.BucketSet(N, frozenset({3, 4, 5}))
 
     # The global cursor apart: a lane of its own, with no per-user detectors.
     apart = plan_lanes(Share(N, {0: 1, 1: 1}, 7), cursors(same | {GLOBAL_CONSUMER: "4:4:"}))
@@ -152,10 +152,10 @@ def test_upgrade_takes_the_single_cursor_for_every_bucket(fresh_database_url, en
     before = summary(engine)
     with engine.begin() as conn:  # the store as the single evaluator left it
         conn.execute(text("DELETE FROM profile_cursors WHERE consumer <> 'evaluator'"))
-        legacy = store.read_cursor(conn, GLOBAL_CONSUMER)
+        legacy = tailing.read_cursor(conn, GLOBAL_CONSUMER)
     ensure_cursors(engine, N, "beginning")
     with engine.connect() as conn:
-        cursors = store.read_cursors(conn, [bucket_consumer(b) for b in range(N)] + [GLOBAL_CONSUMER])
+        cursors = tailing.read_cursors(conn, [bucket_consumer(b) for b in range(N)] + [GLOBAL_CONSUMER])
     assert len(cursors) == N + 1 and all(c == legacy for c in cursors.values())
     upgraded = ProfileEvaluator(engine, seed_defaults=False, ownership=FixedOwnership(N, {0, 1, 2}, True))
     assert drain(upgraded) == 0
@@ -174,7 +174,7 @@ def test_a_replica_whose_buckets_were_taken_writes_nothing(fresh_database_url, e
     assert drain(evaluator) == 40
     insert_events(fresh_database_url, burst_events()[40:])
     with engine.begin() as conn:
-        before = store.read_cursors(conn, [GLOBAL_CONSUMER] + [bucket_consumer(b) for b in range(N)])
+        before = tailing.read_cursors(conn, [GLOBAL_CONSUMER] + [bucket_consumer(b) for b in range(N)])
         anomalies = summary(engine)
         # "paused" missed its heartbeats: its leases expired and "other" takes what it can.
         conn.execute(text("UPDATE work_leases SET expires_at = now() - interval '1 second'"))
@@ -184,7 +184,7 @@ def test_a_replica_whose_buckets_were_taken_writes_nothing(fresh_database_url, e
     with pytest.raises(LeaseLost):
         evaluator.run_once()  # its last heartbeat is recent: it still believes it owns them all
     with engine.connect() as conn:
-        assert store.read_cursors(conn, list(before)) == before
+        assert tailing.read_cursors(conn, list(before)) == before
     assert summary(engine) == anomalies
     # Its next heartbeat shows the new share; "other" evaluates what it took.
     paused.users.beat()
@@ -195,7 +195,7 @@ def test_a_replica_whose_buckets_were_taken_writes_nothing(fresh_database_url, e
     drain(evaluator)
     drain(taker)
     with engine.connect() as conn:
-        assert len({c.snapshot for c in store.read_cursors(conn, list(before)).values()}) == 1
+        assert len({c.snapshot for c in tailing.read_cursors(conn, list(before)).values()}) == 1
 
 
 def test_the_global_holder_reads_once_and_evaluates_only_its_users_per_user(fresh_database_url, engine):
@@ -225,13 +225,13 @@ def test_profiles_outside_the_share_or_broken_are_not_loaded_every_poll(fresh_da
     add_profile(engine, "failed_logins", name="spray", count=100, interval_seconds=600, spray_users=8)
     evaluator = ProfileEvaluator(engine, seed_defaults=False, ownership=FixedOwnership(N, {0, 1}, False))
     loaded = []
-    real = store.load_profiles
+    real = definitions.load_profiles
 
     def load(conn, ids):
         loaded.append(sorted(ids))
         return real(conn, ids)
 
-    monkeypatch.setattr(store, "load_profiles", load)
+    monkeypatch.setattr(definitions, "load_profiles", load)
     for i in range(5):
         insert_events(fresh_database_url, [event(f"u{i}", "logon", i)])
         evaluator.run_once()

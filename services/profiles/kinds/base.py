@@ -103,6 +103,19 @@ class ProfileDetector(ABC):
     def observe(self, e: EventRecord) -> list[AnomalyRecord]:
         """Takes one accepted event; returns the anomalies it completes."""
 
+    def restore_fired(self, group: str, start: float) -> None:
+        """Marks a burst window this profile fired (read back from its stored anomaly) before a
+        warm-up replay, so that the replay absorbs that window's events as the live detector
+        did and rebuilds the same windows after it, not windows anchored elsewhere."""
+        windows = self.fired_windows(group)
+        if windows is not None:
+            windows.mark_fired(group, start)
+
+    def fired_windows(self, group: str) -> BurstWindows | None:
+        """The burst windows whose anomalies name `group` and start where the window starts;
+        None for kinds whose anomalies are not burst windows (proximity, rare event)."""
+        return None
+
     def retained(self) -> int:
         """How many entries (window entries, fired windows, trail points, remembered entities)
         the detector holds: bounded by the window and by distinct places and entities, never by

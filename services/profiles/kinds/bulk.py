@@ -34,6 +34,9 @@ class BulkActivityProfile(ProfileDetector):
         self.interval = float(self.params["interval_seconds"])
         self._windows = BurstWindows(self.interval)
 
+    def fired_windows(self, group: str) -> BurstWindows:
+        return self._windows
+
     def _reached(self, window: Sequence[Entry]) -> bool:
         if self.files and sum(x.weight for x in window) >= self.files:
             return True

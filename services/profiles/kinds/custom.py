@@ -64,6 +64,9 @@ class CustomThresholdProfile(ProfileDetector):
         if "event_type" in self.match:
             self.event_types = self.match["event_type"]
 
+    def fired_windows(self, group: str) -> BurstWindows:
+        return self._windows
+
     def accepts(self, e: EventRecord) -> bool:
         if not super().accepts(e):
             return False

@@ -48,6 +48,9 @@ class DataExfiltrationProfile(ProfileDetector):
         self._count = 0
         self._newest = float("-inf")
 
+    def fired_windows(self, group: str) -> BurstWindows:
+        return self._windows
+
     @classmethod
     def lookback_seconds(cls, params: dict[str, Any]) -> float:
         return float(params["interval_seconds"])

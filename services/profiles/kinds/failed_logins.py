@@ -86,6 +86,11 @@ class FailedLoginsProfile(ProfileDetector):
         self._activities: dict[str, SourceActivity] = {}
         self._newest = float("-inf")
 
+    def fired_windows(self, group: str) -> BurstWindows | None:
+        kind = group.partition(":")[0]
+        return {"user": self._users, "source": self._sources, "user-success": self._successes,
+                "source-success": self._successes}.get(kind)
+
     def observe(self, e: EventRecord) -> list[AnomalyRecord]:
         if e.outcome == "failure":
             return self._failure(e)

@@ -62,6 +62,9 @@ class RiskyCountriesProfile(ProfileDetector):
         self.interval = float(self.params["interval_seconds"])
         self._windows = BurstWindows(self.interval)
 
+    def fired_windows(self, group: str) -> BurstWindows:
+        return self._windows
+
     def accepts(self, e: EventRecord) -> bool:
         return bool(e.country) and super().accepts(e)
 
@@ -234,6 +237,9 @@ class SharedCredentialsProfile(ProfileDetector):
         self.max_addresses = p["max_addresses"]
         self.trusted = TrustedNetworks(p["trusted_networks"])
         self._windows = BurstWindows(self.interval)
+
+    def fired_windows(self, group: str) -> BurstWindows:
+        return self._windows
 
     def accepts(self, e: EventRecord) -> bool:
         return (

@@ -12,11 +12,13 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ueba.errors import InvalidArgument
+
 COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
-class ParameterError(ValueError):
-    """A bad profile definition; `field` is the dotted name of the culprit."""
+class ParameterError(InvalidArgument, ValueError):
+    """A bad profile definition; `field` is the dotted name of the culprit (INVALID_ARGUMENT when a caller sent it)."""
 
     def __init__(self, field: str, message: str):
         super().__init__(f"{field}: {message}")

@@ -212,7 +212,7 @@ class ProfileEvaluator(BackgroundWorker):
             if route is None:
                 route = routes[key] = [
                     (d.accepts, d.observe) for d in detectors_of.get(e.tenant, ())
-                    if (d.event_types is None or e.event_type in d.event_types) and (e.user or getattr(d, "takes_nameless", False))
+                    if (d.event_types is None or e.event_type in d.event_types) and (e.user or d.takes_nameless)
                 ]
             for accepts, observe in route:
                 if accepts(e):

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from services.profiles.kinds.base import ProfileDetector, human_duration
 from services.profiles.kinds.params import Param, boolean, non_negative_int, positive_int, score
-from services.profiles.records import EventRecord
+from services.profiles.records import EventRecord, utc
 from services.profiles.windows import BurstWindows, Entry, at_once
 from ueba.store.anomalies import AnomalyRecord
 
@@ -43,6 +43,7 @@ class SourceActivity:
     nameless: int = 0
     event_ids: list[str] = field(default_factory=list)  # the first MAX_EVIDENCE_EVENTS
     fired: bool = False
+    restored: bool = False  # read back from a stored finding: the next failure continues it
 
 
 def source_of(e: EventRecord) -> tuple[str, str] | None:
@@ -59,8 +60,7 @@ class FailedLoginsProfile(ProfileDetector):
     default_dimension = "authentication"
     event_types = frozenset({"logon"})
     title = "Failed logins"
-    # Failures naming no account are attempts from their source (the evaluator routes them here).
-    takes_nameless = True
+    takes_nameless = True  # a failure naming no account is an attempt from its source
     parameters = (
         Param("count", positive_int, 10, "failed logons of one account from one source, or from one source in all, within the interval that raise an anomaly"),
         Param("interval_seconds", positive_int, 600, "length of the sliding window"),
@@ -88,8 +88,19 @@ class FailedLoginsProfile(ProfileDetector):
 
     def fired_windows(self, group: str) -> BurstWindows | None:
         kind = group.partition(":")[0]
-        return {"user": self._users, "source": self._sources, "user-success": self._successes,
-                "source-success": self._successes}.get(kind)
+        return {"user": self._users, "success": self._successes}.get(kind)
+
+    def restore_fired(self, group: str, start: float) -> None:
+        """A source's stored finding restores its activity: the replay's failures continue it (and
+        its dedup key), as they continued it live. Its count restarts from the replayed look-back;
+        the incident keeps the larger count."""
+        kind, _, name = group.partition(":")
+        if kind != "source":
+            super().restore_fired(group, start)
+            return
+        when = utc(start)
+        self._sources.mark_fired(group, start)
+        self._activities[name] = SourceActivity(start=start, first=when, last_ts=start, last=when, fired=True, restored=True)
 
     def observe(self, e: EventRecord) -> list[AnomalyRecord]:
         if e.outcome == "failure":
@@ -140,6 +151,9 @@ class FailedLoginsProfile(ProfileDetector):
 
     def _activity(self, e: EventRecord, name: str) -> SourceActivity:
         act = self._activities.get(name)
+        if act is not None and act.restored:
+            act.restored = False
+            act.last_ts = max(act.last_ts, e.ts)
         if act is None or e.ts - act.last_ts > self.interval:
             act = self._activities[name] = SourceActivity(start=e.ts, first=e.time, last_ts=e.ts, last=e.time)
             if len(self._activities) % 256 == 0:
@@ -166,7 +180,10 @@ class FailedLoginsProfile(ProfileDetector):
         )
         if not reached and not act.fired:
             return []
-        act.fired = True
+        if not act.fired:
+            # The finding is keyed by the window that first reached a threshold: a warm-up replay
+            # (which restores that window) keys it alike, wherever the run of failures began.
+            act.start, act.fired = reached.start, True
         return [self._source_record(entity_type, name, act)]
 
     def _source_record(self, entity_type: str, name: str, act: SourceActivity) -> AnomalyRecord:

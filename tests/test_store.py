@@ -126,3 +126,36 @@ def test_migration_0010_moves_event_scores_into_day_partitions_and_back(url_befo
 
     upgrade(url)  # and forward again
     assert event_scores_state(url)["rows"] == heap["rows"]
+
+
+# --- migration 0012: entities and incidents ---
+
+BEFORE_0012 = "0011_scorer_baseline_buckets"
+
+
+def test_migration_0012_charges_stored_anomalies_to_their_accounts_and_back(server_url):
+    from bench.databases import drop_database, new_database
+
+    name, url = new_database(server_url, "ueba_mig")
+    try:
+        upgrade(url, BEFORE_0012)
+        upgrade(url, "0007_query_speed")
+        insert = """INSERT INTO anomalies (tenant, user_name, source, profile_id, profile_name, profile_kind, risk_score,
+                    description, dimension, time, window_start, window_end, dedup_key)
+                    VALUES ('t', %s, 'rule', 'p', 'p', 'failed_logins', 50, 'd', 'authentication',
+                            now(), now(), now(), %s)"""
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            conn.execute(insert, ("alice", "k1"))
+        upgrade(url)
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            conn.execute(insert, ("bob", "k2"))  # a writer of the previous release names no entity
+            rows = conn.execute("SELECT user_name, entity_type, entity, incident_id FROM anomalies ORDER BY 1").fetchall()
+            assert rows == [("alice", "user", "alice", None), ("bob", "user", "bob", None)]
+            assert conn.execute("SELECT user_name FROM user_risk_dirty WHERE tenant = 't' ORDER BY 1").fetchall()[-1] == ("bob",)
+        downgrade(url, BEFORE_0012)
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM anomalies").fetchone() == (2,)
+            assert conn.execute("SELECT to_regclass('incidents')").fetchone() == (None,)
+        upgrade(url)
+    finally:
+        drop_database(server_url, name)

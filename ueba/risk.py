@@ -10,7 +10,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Iterable
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from ueba.store.schema import anomalies
 
@@ -67,18 +67,31 @@ def bounded_risk(scores: Iterable[int]) -> int:
 def open_scores(
     conn: Connection, tenant: str, now: datetime, window_days: int = 30, users: list[str] | None = None
 ) -> dict[str, list[int]]:
-    """Open anomaly scores per user within the risk window."""
-    q = select(anomalies.c.user_name, anomalies.c.risk_score).where(
-        anomalies.c.tenant == tenant,
-        anomalies.c.status == OPEN_STATUS,
-        anomalies.c.time > now - timedelta(days=window_days),
+    """Open scores per account within the risk window: one per incident (its strongest open finding)."""
+    return open_entity_scores(conn, tenant, now, window_days, "user", users)
+
+
+def open_entity_scores(
+    conn: Connection, tenant: str, now: datetime, window_days: int, entity_type: str, entities: list[str] | None = None
+) -> dict[str, list[int]]:
+    """Open scores per entity of a type within the risk window.
+
+    An incident counts once, at its strongest open finding; a finding outside any
+    incident counts alone.
+    """
+    a = anomalies.c
+    q = (
+        select(a.entity, func.max(a.risk_score))
+        .where(a.tenant == tenant, a.entity_type == entity_type, a.status == OPEN_STATUS,
+               a.time > now - timedelta(days=window_days))
+        .group_by(a.entity, func.coalesce(a.incident_id, a.id))
     )
-    if users is not None:
-        q = q.where(anomalies.c.user_name.in_(users))
-    by_user: dict[str, list[int]] = defaultdict(list)
-    for user, score in conn.execute(q):
-        by_user[user].append(score)
-    return by_user
+    if entities is not None:
+        q = q.where(a.entity.in_(entities))
+    by_entity: dict[str, list[int]] = defaultdict(list)
+    for entity, score in conn.execute(q):
+        by_entity[entity].append(score)
+    return by_entity
 
 
 def user_risk(scores: list[int]) -> tuple[int, int, str]:

@@ -60,6 +60,7 @@ LEVELS = {
     "high": common_pb2.RISK_LEVEL_HIGH,
     "critical": common_pb2.RISK_LEVEL_CRITICAL,
 }
+ENTITY_TYPES = {"user": common_pb2.ENTITY_TYPE_USER, "ip": common_pb2.ENTITY_TYPE_IP, "host": common_pb2.ENTITY_TYPE_HOST}
 
 
 def anomaly_message(f: AnomalyRecord) -> common_pb2.Anomaly:
@@ -78,4 +79,5 @@ def anomaly_message(f: AnomalyRecord) -> common_pb2.Anomaly:
         window_end=to_proto(f.window_end),
         status=common_pb2.ANOMALY_STATUS_NEW,
         evidence=struct(f.evidence),
+        entity=common_pb2.EntityRef(type=ENTITY_TYPES[f.entity_type], name=f.subject[1]),
     )

@@ -200,20 +200,19 @@ class ProfileEvaluator(BackgroundWorker):
     def evaluate(self, batch: list[EventRecord], detectors: Iterable[ProfileDetector] | None = None) -> list[AnomalyRecord]:
         # Per tenant and event type, the detectors that can want it (by their event types, which
         # parameters and filters narrow): most events meet three or four of the ten.
-        routes: dict[tuple[str, str], list[tuple[Callable, Callable]]] = {}
+        routes: dict[tuple[str, str, bool], list[tuple[Callable, Callable]]] = {}
         detectors_of: dict[str, list[ProfileDetector]] = defaultdict(list)
         for d in self._detectors.values() if detectors is None else detectors:
             detectors_of[d.spec.tenant].append(d)
         firings: list[AnomalyRecord] = []
         for e in batch:
-            if not e.user:
-                continue  # a failure naming no account is about its source: no account's detector takes it
-            key = (e.tenant, e.event_type)
+            # A failure naming no account is about its source: only detectors that charge sources take it.
+            key = (e.tenant, e.event_type, bool(e.user))
             route = routes.get(key)
             if route is None:
                 route = routes[key] = [
                     (d.accepts, d.observe) for d in detectors_of.get(e.tenant, ())
-                    if d.event_types is None or e.event_type in d.event_types
+                    if (d.event_types is None or e.event_type in d.event_types) and (e.user or d.takes_nameless)
                 ]
             for accepts, observe in route:
                 if accepts(e):

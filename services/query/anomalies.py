@@ -6,7 +6,6 @@ import csv
 import difflib
 import io
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterator
@@ -14,11 +13,12 @@ from typing import Any, Iterator
 from sqlalchemy import Engine
 
 from services.query import filters
+from services.query.filters import parse_id
 from services.query.store import anomalies as store
 from services.query.store import names as names_store
 from services.query.store.reads import Reads
 from ueba import paging
-from ueba.errors import InvalidArgument, NotFound
+from ueba.errors import NotFound
 from ueba.risk import risk_level
 
 
@@ -76,13 +76,6 @@ def _did_you_mean(name: str, candidates) -> str:
     return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 
-def parse_id(field: str, value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise InvalidArgument(f"{field}: {value[:64]!r} is not an anomaly id (a UUID)") from None
-
-
 def get(conn, tenant: str, anomaly_id: str):
     row = store.get(conn, tenant, parse_id("id", anomaly_id))
     if row is None:
@@ -93,7 +86,7 @@ def get(conn, tenant: str, anomaly_id: str):
 EXPORT_FIELDS = [
     "id", "time", "user", "source", "profile_id", "profile_name", "profile_kind", "risk_score", "risk_level",
     "status", "dimension", "description", "window_start", "window_end", "created_at", "reviewed_by",
-    "reviewed_at", "review_comment", "evidence",
+    "reviewed_at", "review_comment", "evidence", "entity_type", "entity", "incident_id",
 ]
 CHUNK_BYTES = 64 * 1024
 EXPORT_BATCH = 2000
@@ -118,6 +111,7 @@ def _export_row(row) -> list[Any]:
         m["risk_score"], risk_level(m["risk_score"]), m["status"], m["dimension"], m["description"],
         m["window_start"], m["window_end"], m["created_at"], m["reviewed_by"], m["reviewed_at"],
         m["review_comment"], json.dumps(m["evidence"], separators=(",", ":"), sort_keys=True),
+        m["entity_type"], m["entity"], m["incident_id"],
     ]
     return [_cell(v) for v in values]
 

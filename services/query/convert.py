@@ -7,7 +7,8 @@ from typing import Mapping
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.query.vocab import LEVEL_ENUM, SOURCE_ENUM, STATUS_ENUM
+from services.query.timelines import surge_threshold
+from services.query.vocab import ENTITY_ENUM, LEVEL_ENUM, SOURCE_ENUM, STATUS_ENUM
 from ueba.risk import risk_level
 from ueba.timestamps import to_proto
 from ueba.v1 import common_pb2, query_pb2
@@ -27,6 +28,10 @@ def user_risk_message(user: str, points: int, risk: int, open_anomalies: int) ->
     )
 
 
+def entity_ref(entity_type: str, name: str) -> common_pb2.EntityRef:
+    return common_pb2.EntityRef(type=ENTITY_ENUM.get(entity_type, common_pb2.ENTITY_TYPE_UNSPECIFIED), name=name)
+
+
 def counts(pairs: Mapping[str, int] | list[tuple[str, int]]) -> list[query_pb2.Count]:
     items = pairs.items() if isinstance(pairs, Mapping) else pairs
     return [query_pb2.Count(key=k, count=v) for k, v in items]
@@ -44,7 +49,8 @@ def timestamp_us(us: int | None) -> Timestamp | None:
 def anomaly_from_json(values: list) -> common_pb2.Anomaly:
     """An anomaly from its JSON array (fields in store.json_rows.ANOMALY_FIELDS order)."""
     (id_, user, source, profile_id, profile_name, profile_kind, score, description, dimension,
-     time_us, window_start, window_end, status, evidence, created_at, reviewed_by, reviewed_at, comment) = values
+     time_us, window_start, window_end, status, evidence, created_at, reviewed_by, reviewed_at, comment,
+     entity_type, entity, incident_id) = values
     message = common_pb2.Anomaly(
         id=id_,
         user=user,
@@ -64,6 +70,8 @@ def anomaly_from_json(values: list) -> common_pb2.Anomaly:
         reviewed_by=reviewed_by or "",
         reviewed_at=timestamp_us(reviewed_at),
         review_comment=comment or "",
+        entity=entity_ref(entity_type, entity),
+        incident_id=incident_id or "",
     )
     if evidence:
         message.evidence.update(evidence)
@@ -76,6 +84,40 @@ def ignored_user(row) -> query_pb2.IgnoredUser:
     return query_pb2.IgnoredUser(user=row.user_name, reason=row.reason, added_by=row.added_by, added_at=to_proto(row.added_at))
 
 
+def entity_risk_message(entity_type: str, name: str, points: int, risk: int, open_anomalies: int) -> query_pb2.EntityRisk:
+    return query_pb2.EntityRisk(
+        entity=entity_ref(entity_type, name),
+        total_points=points,
+        risk=risk,
+        risk_level=LEVEL_ENUM[risk_level(risk)],
+        open_anomalies=open_anomalies,
+    )
+
+
+def incident(row) -> query_pb2.Incident:
+    message = query_pb2.Incident(
+        id=row.id,
+        entity=entity_ref(row.entity_type, row.entity),
+        kind=row.kind,
+        dimension=row.dimension,
+        title=row.title,
+        first_seen=to_proto(row.first_seen),
+        last_seen=to_proto(row.last_seen),
+        event_count=row.event_count,
+        risk_score=row.risk_score,
+        risk_level=LEVEL_ENUM[risk_level(row.risk_score)],
+        anomaly_count=row.anomaly_count,
+        status=STATUS_ENUM.get(row.status, common_pb2.ANOMALY_STATUS_UNSPECIFIED),
+        reviewed_by=row.reviewed_by or "",
+        reviewed_at=to_proto(row.reviewed_at),
+        review_comment=row.review_comment or "",
+        created_at=to_proto(row.created_at),
+        updated_at=to_proto(row.updated_at),
+    )
+    message.evidence.update(row.evidence or {})
+    return message
+
+
 def risk_change(change) -> query_pb2.RiskChange:
     return query_pb2.RiskChange(
         user=change.user,
@@ -83,4 +125,17 @@ def risk_change(change) -> query_pb2.RiskChange:
         points_after=change.points_after,
         risk_before=change.risk_before,
         risk_after=change.risk_after,
+    )
+
+
+def risk_timeline(buckets, seconds: int) -> query_pb2.RiskTimeline:
+    """Buckets [(start, anomalies, points, accounts)] with their surges."""
+    threshold = surge_threshold([float(p) for _b, _n, p, _u in buckets])
+    return query_pb2.RiskTimeline(
+        buckets=[
+            query_pb2.RiskBucket(start=to_proto(b), anomalies=n, risk_points=p, surge=p > threshold, users=u)
+            for b, n, p, u in buckets
+        ],
+        surge_threshold=threshold,
+        bucket_seconds=seconds,
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from services.query import querystring
+from services.query.entity_names import entity_ref
 from services.query.querystring import ParsedQuery
 from services.query.vocab import DIMENSIONS, ENUM_LEVEL, ENUM_SOURCE, ENUM_STATUS, level_band
 from ueba.errors import InvalidArgument, check_text
@@ -29,6 +31,8 @@ class AnomalyCriteria:
     source: str | None = None
     statuses: tuple[str, ...] = ()
     users: tuple[str, ...] = ()
+    entities: tuple[tuple[str, str], ...] = ()  # (type, name)
+    incident_ids: tuple[str, ...] = ()
     dimensions: tuple[str, ...] = ()
     query: ParsedQuery | None = None
     hide_ignored: bool = True
@@ -90,19 +94,34 @@ def criteria(f, now: datetime, user_mode: str) -> AnomalyCriteria:
     statuses = _statuses(f.statuses)
     users = tuple(canonical_user(u, user_mode) for u in _values("filter.users", f.users))
     dimensions = _dimensions(f.dimensions)
+    if len(f.entities) > MAX_LIST_VALUES:
+        raise InvalidArgument(f"filter.entities: more than {MAX_LIST_VALUES} values")
+    entities = tuple(entity_ref(e, user_mode, f"filter.entities[{i}]") for i, e in enumerate(f.entities))
+    incident_ids = tuple(
+        parse_id(f"filter.incident_ids[{i}]", v, "an incident") for i, v in enumerate(_values("filter.incident_ids", f.incident_ids))
+    )
     parsed = querystring.parse(f.query, now, user_mode) if f.query.strip() else None
     # Naming a user asks for that user, ignored or not.
-    named_users = bool(users) or bool(parsed and parsed.values("user"))
+    named_users = bool(users) or any(t == "user" for t, _ in entities) or bool(parsed and parsed.values("user"))
     return AnomalyCriteria(
-        start, end, bands, profiles, source, statuses, users, dimensions, parsed,
+        start, end, bands, profiles, source, statuses, users, entities, incident_ids, dimensions, parsed,
         hide_ignored=not f.include_ignored and not named_users,
     )
+
+
+def parse_id(field: str, value: str, what: str = "an anomaly") -> str:
+    """The canonical text of a UUID a caller gave in `field`."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise InvalidArgument(f"{field}: {value[:64]!r} is not {what} id (a UUID)") from None
 
 
 def is_empty(f) -> bool:
     """True when a filter selects everything (ReviewAnomalies refuses that by mistake)."""
     return not (
-        f.HasField("range") or f.risk_levels or f.profiles or f.source or f.statuses or f.users or f.dimensions or f.query.strip()
+        f.HasField("range") or f.risk_levels or f.profiles or f.source or f.statuses or f.users or f.dimensions
+        or f.entities or f.incident_ids or f.query.strip()
     )
 
 

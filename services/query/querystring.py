@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Union
 from datetime import datetime, timedelta, timezone
 
+from services.query.entity_names import entity_name
 from services.query.vocab import DIMENSIONS, MODELS, STATUS_WORDS, level_band
 from ueba.errors import InvalidArgument
 from ueba.names import DEFAULT_MODE, canonical_user
@@ -15,7 +16,8 @@ from ueba.timestamps import EARLIEST, LATEST, check_time
 
 MAX_QUERY_LENGTH = 1000
 MAX_TERMS = 50
-FIELDS = ("user", "profile", "model", "source", "status", "dimension", "risk", "score", "id", "after", "before")
+FIELDS = ("user", "ip", "host", "entity", "incident", "profile", "model", "source", "status", "dimension", "risk", "score",
+          "id", "after", "before")
 COMPARISONS = (">=", "<=", ">", "<")
 _FIELD_TERM = re.compile(r"(-?)([A-Za-z_]+)(>=|<=|:|=|>|<)")
 _AGE = re.compile(r"^(\d{1,6})([mhdw])$")
@@ -33,7 +35,8 @@ class Text:
 class Clause:
     """One `field op value` term, its value already checked and normalised.
 
-    value by field: user/profile/model/dimension/id -> str; source -> 'rule'|'model';
+    value by field: user/profile/model/dimension/id/incident -> str; ip/host -> (type, name);
+    entity -> the names it may be stored as; source -> 'rule'|'model';
     status -> tuple of statuses or None (any); risk -> (lowest, highest) score;
     after/before -> datetime.
     """
@@ -214,6 +217,10 @@ def _clause(field: str, op: str, raw: str, negated: bool, token: str, now: datet
     value: object
     if field == "user":
         value = canonical_user(raw, user_mode)
+    elif field in ("ip", "host"):
+        value = (field, entity_name(field, raw, user_mode, f"filter.query: {token!r}"))
+    elif field == "entity":
+        value = tuple(sorted({raw, canonical_user(raw, user_mode), raw.lower()}))
     elif field == "profile":
         value = raw
     elif field == "model":
@@ -234,11 +241,11 @@ def _clause(field: str, op: str, raw: str, negated: bool, token: str, now: datet
         value = word
     elif field == "risk":
         value = _risk_bounds(op, raw, token)
-    elif field == "id":
+    elif field in ("id", "incident"):
         try:
             value = str(uuid.UUID(raw))
         except ValueError:
-            raise _error(f"invalid anomaly id {raw!r} in {token!r}") from None
+            raise _error(f"invalid {'anomaly' if field == 'id' else 'incident'} id {raw!r} in {token!r}") from None
     else:  # after, before
         value = _time_value(raw, token, now)
     return Clause(field, value, negated, token)

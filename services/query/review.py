@@ -1,16 +1,14 @@
-"""ReviewAnomalies: acknowledge, resolve, mark false positive or reopen, and each user's risk before and after."""
+"""Reviews: acknowledge, resolve, mark false positive or reopen anomalies (and their incidents), and each user's risk before and after."""
 
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Connection
 
-from services.query.anomalies import parse_id
-from services.query.filters import criteria, is_empty
+from services.query.filters import criteria, is_empty, parse_id
 from services.query.store import review as store
 from ueba.errors import InvalidArgument, NotFound, check_text
 from ueba.risk import OPEN_STATUS, open_scores, user_risk
@@ -41,32 +39,47 @@ class RiskChange:
     risk_after: int
 
 
-def _without(scores: list[int], removed: list[int]) -> list[int]:
-    left = list(scores)
-    for s in removed:
-        if s in left:  # a concurrent change may have closed it again
-            left.remove(s)
-    return left
-
-
 def review(
     conn: Connection, tenant: str, req, actor: str, now: datetime, window_days: int, user_mode: str
 ) -> tuple[int, list[RiskChange]]:
     """Reviews the anomalies `req` names, in the caller's transaction; (anomalies changed, risk changes)."""
-    if req.action not in TARGET_STATUS:
-        raise InvalidArgument("action: give acknowledge, resolve, false positive or reopen")
+    action = check_action(req.action)
     comment = check_text("comment", req.comment, MAX_COMMENT)
-    target = TARGET_STATUS[req.action]
-    selection = _selection(conn, tenant, req, now, user_mode)
+    changed, changes = apply(conn, tenant, _selection(conn, tenant, req, now, user_mode), action, comment, actor, now,
+                             window_days)
+    return len(changed), changes
+
+
+def check_action(action: int) -> int:
+    if action not in TARGET_STATUS:
+        raise InvalidArgument("action: give acknowledge, resolve, false positive or reopen")
+    return action
+
+
+def apply(
+    conn: Connection, tenant: str, selection, action: int, comment: str, actor: str, now: datetime, window_days: int
+) -> tuple[list, list[RiskChange]]:
+    """Moves the selected anomalies to the action's status, their incidents with them, and audits it.
+
+    Returns the changed rows and each account's risk before and after. An incident
+    is open while one of its findings is: closing its last open finding gives it
+    this review's status, reopening one reopens it.
+    """
+    target = TARGET_STATUS[action]
     reviewed = {"reviewed_by": actor, "reviewed_at": now, "review_comment": comment or None}
     if target == OPEN_STATUS:
         reviewed = {"reviewed_by": None, "reviewed_at": None, "review_comment": None}
+    users = store.affected_users(conn, tenant, selection, target)
+    before = open_scores(conn, tenant, now, window_days, users=users)
     changed = store.set_status(conn, tenant, selection, target, reviewed)
     if not changed:
-        return 0, []
+        return [], []
+    store.sync_incidents(conn, tenant, {r.incident_id for r in changed if r.incident_id}, target, reviewed, now)
     details = {"to": target, "comment": comment, "review": str(uuid.uuid4())}
-    store.record(conn, tenant, now, actor, f"anomaly.{ACTION_NAME[req.action]}", changed, details)
-    return len(changed), _risk_changes(conn, tenant, changed, target, now, window_days)
+    store.record(conn, tenant, now, actor, f"anomaly.{ACTION_NAME[action]}", changed, details)
+    users = sorted(set(users) | {r.user_name for r in changed if r.user_name})
+    after = open_scores(conn, tenant, now, window_days, users=users)
+    return changed, _risk_changes(users, before, after)
 
 
 def _selection(conn: Connection, tenant: str, req, now: datetime, user_mode: str):
@@ -85,22 +98,12 @@ def _selection(conn: Connection, tenant: str, req, now: datetime, user_mode: str
     return criteria(req.filter, now, user_mode)
 
 
-def _risk_changes(conn: Connection, tenant: str, changed, target: str, now: datetime, window_days: int) -> list[RiskChange]:
-    """Each user's risk now (over the open anomalies stored) and before (plus those closed, or minus those reopened)."""
-    horizon = now - timedelta(days=window_days)
-    switched: dict[str, list[int]] = defaultdict(list)
-    for row in changed:
-        if row.time > horizon and (row.old_status == OPEN_STATUS) != (target == OPEN_STATUS):
-            switched[row.user_name].append(row.risk_score)
-    users = sorted({row.user_name for row in changed})
-    after = open_scores(conn, tenant, now, window_days, users=users)
+def _risk_changes(users: list[str], before: dict[str, list[int]], after: dict[str, list[int]]) -> list[RiskChange]:
+    """Each account's risk before and after the review (an incident counts once, at its strongest open finding)."""
     changes = []
     for user in users:
-        now_scores = after.get(user, [])
-        moved = switched.get(user, [])
-        before_scores = _without(now_scores, moved) if target == OPEN_STATUS else now_scores + moved
-        p_before, r_before, _ = user_risk(before_scores)
-        p_after, r_after, _ = user_risk(now_scores)
+        p_before, r_before, _ = user_risk(before.get(user, []))
+        p_after, r_after, _ = user_risk(after.get(user, []))
         changes.append(RiskChange(user, p_before, p_after, r_before, r_after))
     changes.sort(key=lambda c: (c.points_after - c.points_before, c.user))
     return changes

@@ -7,31 +7,30 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import Connection, Engine
 
 from services.query.store import risk_state as store
-from ueba.risk import open_scores, user_risk
+from ueba.risk import open_entity_scores, user_risk
 from ueba.worker import PeriodicWorker
 
 def refresh(conn: Connection, tenant: str, now: datetime, window_days: int) -> int:
-    """Recomputes user_risk for the tenant's dirty and aged-out users (inside the caller's transaction)."""
+    """Recomputes user_risk and entity_risk for the tenant's dirty and aged-out entities (in the caller's transaction)."""
     horizon = now - timedelta(days=window_days)
-    names = store.claim_users(conn, tenant, horizon)
-    if not names:
-        return 0
-    scores = open_scores(conn, tenant, now, window_days, users=names)
-    oldest = store.oldest_open(conn, tenant, names, horizon)
-    rows = []
-    for name in names:
-        if scores.get(name):
-            points, risk, _level = user_risk(scores[name])
-            rows.append({
-                "tenant": tenant, "user_name": name, "points": points, "risk": risk,
-                "open_anomalies": len(scores[name]), "oldest_open": oldest.get(name), "updated_at": now,
-            })
-    store.write_user_risk(conn, tenant, rows, gone=[n for n in names if not scores.get(n)])
-    return len(names)
+    claimed = store.claim(conn, tenant, horizon)
+    for entity_type, names in claimed.items():
+        scores = open_entity_scores(conn, tenant, now, window_days, entity_type, names)
+        oldest = store.oldest_open(conn, tenant, entity_type, names, horizon)
+        rows = []
+        for name in names:
+            if scores.get(name):
+                points, risk, _level = user_risk(scores[name])
+                rows.append({
+                    "name": name, "points": points, "risk": risk, "open_anomalies": len(scores[name]),
+                    "oldest_open": oldest.get(name), "updated_at": now,
+                })
+        store.write_risk(conn, tenant, entity_type, rows, gone=[n for n in names if not scores.get(n)])
+    return sum(len(names) for names in claimed.values())
 
 
 def ensure_fresh(engine: Engine, tenant: str, now: datetime, window_days: int) -> bool:
-    """Brings the tenant's user_risk up to date before a read that relies on it; True when it wrote."""
+    """Brings the tenant's user_risk and entity_risk up to date before a read that relies on it; True when it wrote."""
     with engine.connect() as conn:
         if not store.needs_refresh(conn, tenant, now - timedelta(days=window_days)):
             return False

@@ -9,9 +9,10 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Engine
 
-from services.query import anomalies, review, risk_state, summary as summaries, timelines, users
+from services.query import anomalies, entities, incidents, review, risk_state, summary as summaries, timelines, users
 from services.query.convert import (
-    anomaly_from_json, counts, ignored_user, range_message, risk_change, timestamp_us, user_risk_message,
+    anomaly_from_json, counts, entity_risk_message, ignored_user, incident, range_message, risk_change, risk_timeline,
+    timestamp_us, user_risk_message,
 )
 from services.query.filters import criteria
 from services.query.settings import QuerySettings
@@ -241,26 +242,11 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         )
 
     def GetRiskTimeline(self, request, context):
-        tenant, now = self._tenant(), _utcnow()
-        start, end = time_range(request)
-        end = end or now
-        start = start or end - timedelta(days=7)
-        if start >= end:
-            raise InvalidArgument("range: start must be before end")
-        if request.bucket_seconds < 0:
-            raise InvalidArgument("bucket_seconds: must not be negative")
-        seconds = request.bucket_seconds or 3600
+        tenant = self._tenant()
+        start, end, seconds = timelines.buckets_of(*time_range(request), request.bucket_seconds, _utcnow())
         with self.routing.engine(tenant).connect() as conn:
             buckets = timelines.risk_buckets(conn, tenant, start, end, seconds)
-        threshold = timelines.surge_threshold([float(p) for _b, _n, p, _u in buckets])
-        return query_pb2.RiskTimeline(
-            buckets=[
-                query_pb2.RiskBucket(start=to_proto(b), anomalies=n, risk_points=p, surge=p > threshold, users=u)
-                for b, n, p, u in buckets
-            ],
-            surge_threshold=threshold,
-            bucket_seconds=seconds,
-        )
+        return risk_timeline(buckets, seconds)
 
     # --- ignore list ---------------------------------------------------------------------------
 
@@ -287,3 +273,65 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         with self.routing.engine(tenant).connect() as conn:
             rows, token = users.list_ignored(conn, tenant, request.page_token, size)
         return query_pb2.ListIgnoredUsersResponse(users=[ignored_user(r) for r in rows], next_page_token=token)
+
+    # --- entities -------------------------------------------------------------------------------
+
+    def ListEntities(self, request, context):
+        tenant, now = self._tenant(), _utcnow()
+        size = self._page_size(request.page_size)
+        self._fresh(tenant, now)
+        with self.routing.engine(tenant).connect() as conn:
+            rows, token = entities.list_entities(conn, tenant, request, size)
+        return query_pb2.ListEntitiesResponse(
+            entities=[entity_risk_message(r.entity_type, r.entity, int(r.points), int(r.risk), int(r.open_anomalies)) for r in rows],
+            next_page_token=token,
+        )
+
+    def GetEntity(self, request, context):
+        tenant, now = self._tenant(), _utcnow()
+        if not 0 <= request.recent_limit <= MAX_RECENT:
+            raise InvalidArgument(f"recent_limit: expected 0 to {MAX_RECENT}")
+        with self.routing.engine(tenant).connect() as conn:
+            view = entities.get_entity(
+                conn, tenant, request.entity, now, self.settings.risk_window_days, request.recent_limit or DEFAULT_RECENT,
+                self.user_mode,
+            )
+        return query_pb2.EntityDetail(
+            risk=entity_risk_message(view.entity_type, view.name, view.points, view.risk, view.open_anomalies),
+            first_seen=to_proto(view.first_seen),
+            last_seen=to_proto(view.last_seen),
+            linked=view.linked,
+            open_incidents=[incident(r) for r in view.open_incidents],
+            recent_anomalies=[anomaly_from_json(r) for r in view.recent],
+        )
+
+    def GetEntityTimeline(self, request, context):
+        tenant = self._tenant()
+        with self.routing.engine(tenant).connect() as conn:
+            buckets, seconds = entities.entity_timeline(conn, tenant, request, _utcnow(), self.user_mode)
+        return risk_timeline(buckets, seconds)
+
+    # --- incidents ------------------------------------------------------------------------------
+
+    def ListIncidents(self, request, context):
+        tenant, size = self._tenant(), self._page_size(request.page_size)
+        with self.routing.engine(tenant).connect() as conn:
+            rows, token = incidents.list_incidents(conn, tenant, request, size, self.user_mode)
+        return query_pb2.ListIncidentsResponse(incidents=[incident(r) for r in rows], next_page_token=token)
+
+    def GetIncident(self, request, context):
+        tenant = self._tenant()
+        with self.routing.engine(tenant).connect() as conn:
+            row, findings = incidents.get(conn, tenant, request.id)
+        return query_pb2.IncidentDetail(incident=incident(row), anomalies=[anomaly_from_json(r) for r in findings])
+
+    def ReviewIncidents(self, request, context):
+        caller = self._caller()
+        with self.engine.begin() as conn:
+            updated, findings, changes = incidents.review(
+                conn, caller.tenant, request, caller.actor, _utcnow(), self.settings.risk_window_days
+            )
+        self.routing.wrote(caller.tenant)
+        return query_pb2.ReviewIncidentsResponse(
+            updated=updated, anomalies_updated=findings, risk_changes=[risk_change(c) for c in changes]
+        )

@@ -71,8 +71,21 @@ def user_day(reads: Reads, tenant: str, user: str, day: datetime) -> UserDay:
     return UserDay(scores, events, row.day_score[0] if row.day_score else None, anomalies)
 
 
-def risk_buckets(conn: Connection, tenant: str, start: datetime, end: datetime, bucket_seconds: int, include_ignored: bool = False):
-    """[(bucket start, anomalies, risk points, users)] for every bucket of [start, end), empty ones included.
+def buckets_of(start: datetime | None, end: datetime | None, bucket_seconds: int, now: datetime) -> tuple[datetime, datetime, int]:
+    """The range and bucket length a risk timeline asks for: by default the 7 days up to now, in hours."""
+    end = end or now
+    start = start or end - timedelta(days=7)
+    if start >= end:
+        raise InvalidArgument("range: start must be before end")
+    if bucket_seconds < 0:
+        raise InvalidArgument("bucket_seconds: must not be negative")
+    return start, end, bucket_seconds or 3600
+
+
+def risk_buckets(conn: Connection, tenant: str, start: datetime, end: datetime, bucket_seconds: int,
+                 include_ignored: bool = False, entity: tuple[str, str] | None = None):
+    """[(bucket start, anomalies, risk points, users)] for every bucket of [start, end), empty ones included;
+    of one entity's findings when `entity` (type, name) is given.
 
     False positives are left out: they were never risk.
     """
@@ -82,5 +95,5 @@ def risk_buckets(conn: Connection, tenant: str, start: datetime, end: datetime, 
     n = -(-(end - start) // step)
     if n > MAX_BUCKETS:
         raise InvalidArgument(f"bucket_seconds: {n} buckets over this range; at most {MAX_BUCKETS} (use larger buckets)")
-    found = store.risk_buckets(conn, tenant, start, end, step, include_ignored)
+    found = store.risk_buckets(conn, tenant, start, end, step, include_ignored or entity is not None, entity)
     return [(start + i * step, *found.get(start + i * step, (0, 0, 0))) for i in range(n)]

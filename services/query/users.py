@@ -26,7 +26,7 @@ def required_user(field: str, value: str, user_mode: str) -> str:
     return name
 
 
-def _page(rows: list, size: int, fp: str, key_of: Callable[[Any], list]) -> tuple[list, str]:
+def keyset_page(rows: list, size: int, fp: str, key_of: Callable[[Any], list]) -> tuple[list, str]:
     """The first `size` of `size + 1` rows read, and the token of the next page ('' on the last)."""
     if len(rows) <= size:
         return rows, ""
@@ -65,7 +65,7 @@ def list_users(conn: Connection, tenant: str, req, size: int, user_mode: str) ->
     fp = paging.fingerprint(tenant, req.min_risk_level, req.department, req.peer_group, req.user_prefix, req.include_ignored)
     after = paging.decode(fp, req.page_token, (int, int, str)).key if req.page_token else None
     rows = store.list_users(conn, tenant, listing, after, size + 1)
-    return _page(rows, size, fp, lambda last: [int(last.risk), int(last.points), last.user_name])
+    return keyset_page(rows, size, fp, lambda last: [int(last.risk), int(last.points), last.user_name])
 
 
 # --- GetUser -------------------------------------------------------------------
@@ -129,7 +129,7 @@ def list_user_scores(
         user0, day0 = paging.decode(fp, req.page_token, (str, str)).key
         after = [user0, _day(day0)]
     rows = store.user_scores_page(conn, tenant, listing, after, size + 1)
-    return _page(rows, size, fp, lambda last: [last.user_name, last.day.isoformat()])
+    return keyset_page(rows, size, fp, lambda last: [last.user_name, last.day.isoformat()])
 
 
 def _day(text: str) -> date:
@@ -145,4 +145,4 @@ def list_ignored(conn: Connection, tenant: str, token: str, size: int) -> tuple[
     fp = paging.fingerprint(tenant, "ignored")
     after = paging.decode(fp, token, (str,)).key[0] if token else None
     rows = store.ignored_page(conn, tenant, after, size + 1)
-    return _page(rows, size, fp, lambda last: [last.user_name])
+    return keyset_page(rows, size, fp, lambda last: [last.user_name])

@@ -43,6 +43,8 @@ STATUS_ENUM = {
 ENUM_STATUS = {v: k for k, v in STATUS_ENUM.items()}
 SOURCE_ENUM = {"rule": common_pb2.ANOMALY_SOURCE_RULE, "model": common_pb2.ANOMALY_SOURCE_MODEL}
 ENUM_SOURCE = {v: k for k, v in SOURCE_ENUM.items()}
+ENTITY_ENUM = {"user": common_pb2.ENTITY_TYPE_USER, "ip": common_pb2.ENTITY_TYPE_IP, "host": common_pb2.ENTITY_TYPE_HOST}
+ENUM_ENTITY = {v: k for k, v in ENTITY_ENUM.items()}
 
 
 def level_band(level: str) -> tuple[int, int]:

@@ -101,6 +101,47 @@ class TestFailedLogins:
         assert len(d.process(failures(3, application="VPN"))) == 1
 
 
+class TestFailedLoginsChargedToSources:
+    def test_a_brute_force_is_the_sources_finding_and_a_linked_one_on_the_account(self):
+        d = detector("failed_logins", risk_score=50, count=5, interval_seconds=600, spray_users=10)
+        fired = d.process(failures(5, user="root", source_ip="198.51.100.7"))
+        by_entity = {(f.entity_type, f.entity or f.user): f for f in fired}
+        source, account = by_entity[("ip", "198.51.100.7")], by_entity[("user", "root")]
+        assert source.user == "" and source.refresh and source.evidence["count"] == 5 and "brute force" in source.description
+        assert account.risk_score == 25 and account.evidence["source_entity"] == {"type": "ip", "entity": "198.51.100.7"}
+
+    def test_the_sources_finding_grows_with_the_true_count_while_the_attack_goes_on(self):
+        d = detector("failed_logins", count=5, interval_seconds=600, spray_users=10)
+        # 40 failures a minute apart: windows of 10 minutes, one activity of 40 attempts.
+        fired = [f for f in d.process(failures(40, step=60, user="root", source_ip="198.51.100.7")) if f.entity_type == "ip"]
+        assert len({f.dedup_key for f in fired}) == 1
+        assert fired[-1].evidence["count"] == 40 and fired[-1].evidence["last"] > fired[0].evidence["last"]
+        # After a pause longer than the interval, another activity.
+        later = d.process(failures(5, start=40 * 60 + 1200, user="root", source_ip="198.51.100.7"))
+        assert {f.dedup_key for f in later if f.entity_type == "ip"}.isdisjoint({fired[0].dedup_key})
+
+    def test_an_accounts_window_does_not_mix_addresses(self):
+        d = detector("failed_logins", count=5, interval_seconds=600, spray_users=0)
+        assert d.process(failures(3, source_ip="198.51.100.7") + failures(3, start=40, source_ip="198.51.100.8")) == []
+
+    def test_failures_naming_no_account_are_attempts_from_their_source(self):
+        d = detector("failed_logins", count=5, interval_seconds=600, spray_users=10)
+        fired = d.process(failures(5, user="", source_ip=None, source_host="N219076184117.netvigator.com"))
+        (f,) = fired
+        assert (f.entity_type, f.entity, f.user) == ("host", "n219076184117.netvigator.com", "")
+        assert f.evidence["nameless"] == 5 and f.evidence["source_host"] == "n219076184117.netvigator.com"
+
+    def test_a_success_after_the_attack_is_the_high_risk_finding_on_the_account(self):
+        d = detector("failed_logins", risk_score=50, count=5, interval_seconds=600, spray_users=10, success_risk_score=85)
+        fired = d.process(failures(15, user="root", source_ip="198.51.100.7")
+                          + [event("root", "logon", 200, outcome="success", source_ip="198.51.100.7")])
+        (success,) = [f for f in fired if f.evidence.get("success_event_id")]
+        assert (success.user, success.risk_score) == ("root", 85)
+        assert success.evidence["source_entity"]["entity"] == "198.51.100.7"
+        # A success from elsewhere, by someone else, raises nothing.
+        assert d.process([event("fztu", "logon", 210, outcome="success", source_ip="119.137.62.142")]) == []
+
+
 # --- bulk ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind,event_type", [("bulk_download", "file_download"), ("bulk_upload", "file_upload"), ("bulk_delete", "file_delete")])

@@ -57,6 +57,12 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/ueba.v1.QueryService/AddIgnoredUser": _ADMINS,
     "/ueba.v1.QueryService/RemoveIgnoredUser": _ADMINS,
     "/ueba.v1.QueryService/ListIgnoredUsers": _READERS,
+    "/ueba.v1.QueryService/ListEntities": _READERS,
+    "/ueba.v1.QueryService/GetEntity": _READERS,
+    "/ueba.v1.QueryService/GetEntityTimeline": _READERS,
+    "/ueba.v1.QueryService/ListIncidents": _READERS,
+    "/ueba.v1.QueryService/GetIncident": _READERS,
+    "/ueba.v1.QueryService/ReviewIncidents": _READERS,
 }
 
 # Open to everyone, with or without a token: probes and tooling need them.

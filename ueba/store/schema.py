@@ -140,7 +140,7 @@ anomalies = Table(
     tenant_column(),
     Column("id", UUID(as_uuid=False), nullable=False, server_default=text("gen_random_uuid()")),
     Column("seq", BigInteger, Identity(), nullable=False),
-    Column("user_name", Text, nullable=False),
+    Column("user_name", Text, nullable=False),  # '' for a finding about a source
     Column("source", Text, nullable=False),
     Column("profile_id", Text, nullable=False),
     Column("profile_name", Text, nullable=False),
@@ -158,6 +158,10 @@ anomalies = Table(
     Column("reviewed_by", Text),
     Column("reviewed_at", TZ),
     Column("review_comment", Text),
+    # Whom the finding is about (migration 0012): 'user' (entity = user_name), 'ip' or 'host'.
+    Column("entity_type", Text, nullable=False, server_default="user"),
+    Column("entity", Text, nullable=False),
+    Column("incident_id", UUID(as_uuid=False)),
     PrimaryKeyConstraint("id"),
     UniqueConstraint("tenant", "dedup_key"),
     Index(None, "tenant", "time"),
@@ -522,4 +526,66 @@ scorer_baseline_buckets = Table(
     Column("arrays", LargeBinary, nullable=False),
     Column("created_at", TZ, nullable=False, server_default=text("now()")),
     PrimaryKeyConstraint("tenant", "state", "n", "bucket"),
+)
+
+# --- entities and incidents (migration 0012_entities_incidents) ---
+
+Index(None, anomalies.c.tenant, anomalies.c.entity_type, anomalies.c.entity, anomalies.c.time)
+Index(None, anomalies.c.tenant, anomalies.c.incident_id)
+
+# One activity: the findings about one entity of one kind whose windows overlap or
+# touch (the rule: ueba/store/anomalies.py, docs/architecture.md "Incidents").
+incidents = Table(
+    "incidents",
+    metadata,
+    tenant_column(),
+    Column("id", UUID(as_uuid=False), nullable=False, server_default=text("gen_random_uuid()")),
+    Column("entity_type", Text, nullable=False),
+    Column("entity", Text, nullable=False),
+    Column("kind", Text, nullable=False),  # the profile kind or model of its first finding
+    Column("dimension", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("first_seen", TZ, nullable=False),
+    Column("last_seen", TZ, nullable=False),
+    Column("event_count", BigInteger, nullable=False, server_default="0"),
+    Column("risk_score", SmallInteger, nullable=False),  # the strongest finding's
+    Column("anomaly_count", Integer, nullable=False, server_default="0"),
+    Column("status", Text, nullable=False, server_default="new"),
+    Column("evidence", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("reviewed_by", Text),
+    Column("reviewed_at", TZ),
+    Column("review_comment", Text),
+    Column("created_at", TZ, nullable=False, server_default=text("now()")),
+    Column("updated_at", TZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("id"),
+    Index(None, "tenant", "entity_type", "entity", "last_seen"),
+    Index(None, "tenant", "last_seen", "id"),
+    Index(None, "tenant", "risk_score", "last_seen", "id"),
+)
+
+# The current risk of each address and host (accounts keep user_risk), kept like
+# user_risk by the query service from the rows the anomaly triggers mark dirty.
+entity_risk = Table(
+    "entity_risk",
+    metadata,
+    tenant_column(),
+    Column("entity_type", Text, nullable=False),
+    Column("entity", Text, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("risk", SmallInteger, nullable=False),
+    Column("open_anomalies", Integer, nullable=False),
+    Column("oldest_open", TZ),
+    Column("updated_at", TZ, nullable=False, server_default=text("now()")),
+    PrimaryKeyConstraint("tenant", "entity_type", "entity"),
+    Index(None, "tenant", "risk", "points", "entity"),
+    Index(None, "tenant", "oldest_open"),
+)
+
+entity_risk_dirty = Table(
+    "entity_risk_dirty",
+    metadata,
+    tenant_column(),
+    Column("entity_type", Text, nullable=False),
+    Column("entity", Text, nullable=False),
+    Index(None, "tenant"),
 )

@@ -57,6 +57,8 @@ class ProfileDetector(ABC):
     # types narrow it per instance: the evaluator routes events by it and replays read by it.
     event_types: frozenset[str] | None = None
     title: ClassVar[str] = ""
+    # Whether the detector takes failures that name no account (user ''): about their source, not an account.
+    takes_nameless: ClassVar[bool] = False
 
     def __init__(self, spec: ProfileSpec):
         self.spec = spec

@@ -45,6 +45,12 @@ def _clause_condition(clause: querystring.Clause) -> ColumnElement[bool]:
     v = clause.value
     if clause.field == "user":
         return a.user_name == v
+    if clause.field in ("ip", "host"):
+        return and_(a.entity_type == v[0], a.entity == v[1])
+    if clause.field == "entity":
+        return a.entity.in_(v)
+    if clause.field == "incident":
+        return a.incident_id == v
     if clause.field == "profile":
         return or_(a.profile_id == v, a.profile_name == v, a.profile_kind == v)
     if clause.field == "model":
@@ -114,6 +120,10 @@ def anomaly_conditions(tenant: str, c: AnomalyCriteria) -> list[ColumnElement[bo
         conditions.append(a.status.in_(c.statuses))
     if c.users:
         conditions.append(a.user_name.in_(c.users))
+    if c.entities:
+        conditions.append(or_(*(and_(a.entity_type == t, a.entity == n) for t, n in c.entities)))
+    if c.incident_ids:
+        conditions.append(a.incident_id.in_(c.incident_ids))
     if c.dimensions:
         conditions.append(a.dimension.in_(c.dimensions))
     if c.query is not None:

@@ -1,14 +1,15 @@
-"""The writes of ReviewAnomalies: lock and change the anomalies, one audit row each."""
+"""The writes of reviews: lock and change the anomalies, their incidents with them, one audit row each."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, exists, insert, select, update
 
 from services.query.filters import AnomalyCriteria
 from services.query.store.conditions import anomaly_conditions
-from ueba.store.schema import anomalies, audit_log
+from ueba.risk import OPEN_STATUS
+from ueba.store.schema import anomalies, audit_log, incidents
 
 a = anomalies.c
 
@@ -17,17 +18,25 @@ def existing_ids(conn: Connection, tenant: str, ids: list[str]) -> set[str]:
     return set(conn.execute(select(a.id).where(a.tenant == tenant, a.id.in_(ids))).scalars())
 
 
+def _selected(tenant: str, selection: list[str] | AnomalyCriteria) -> list:
+    if isinstance(selection, AnomalyCriteria):
+        return anomaly_conditions(tenant, selection)
+    return [a.tenant == tenant, a.id.in_(selection)]
+
+
+def affected_users(conn: Connection, tenant: str, selection: list[str] | AnomalyCriteria, target: str) -> list[str]:
+    """The accounts of the selected anomalies not yet in `target`."""
+    q = select(a.user_name).where(*_selected(tenant, selection), a.status != target, a.user_name != "").distinct()
+    return sorted(conn.execute(q).scalars())
+
+
 def set_status(
     conn: Connection, tenant: str, selection: list[str] | AnomalyCriteria, target: str, reviewed: dict
 ) -> list[Row]:
-    """Moves the selected anomalies not yet in `target` there; (id, user_name, risk_score, time, old_status) of each."""
-    if isinstance(selection, AnomalyCriteria):
-        conditions = anomaly_conditions(tenant, selection)
-    else:
-        conditions = [a.tenant == tenant, a.id.in_(selection)]
+    """Moves the selected anomalies not yet in `target` there; (id, user_name, risk_score, time, incident_id, old_status) of each."""
     old = (
         select(a.id, a.status.label("old_status"))
-        .where(*conditions, a.status != target)
+        .where(*_selected(tenant, selection), a.status != target)
         .order_by(a.id)  # lock in one order so concurrent reviews cannot deadlock
         .with_for_update()
         .subquery("old")
@@ -36,8 +45,25 @@ def set_status(
         update(anomalies)
         .where(a.id == old.c.id)
         .values(status=target, **reviewed)
-        .returning(a.id, a.user_name, a.risk_score, a.time, old.c.old_status)
+        .returning(a.id, a.user_name, a.risk_score, a.time, a.incident_id, old.c.old_status)
     ).all()
+
+
+def sync_incidents(conn: Connection, tenant: str, ids: set[str], target: str, reviewed: dict, now: datetime) -> None:
+    """Each incident open while one of its findings is; else in `target`, reviewed as its last finding was."""
+    if not ids:
+        return
+    i = incidents.c
+    still_open = exists(select(1).where(a.tenant == tenant, a.incident_id == i.id, a.status == OPEN_STATUS))
+    conn.execute(
+        update(incidents).where(i.tenant == tenant, i.id.in_(sorted(ids)), still_open).values(
+            status=OPEN_STATUS, reviewed_by=None, reviewed_at=None, review_comment=None, updated_at=now)
+    )
+    if target != OPEN_STATUS:
+        conn.execute(
+            update(incidents).where(i.tenant == tenant, i.id.in_(sorted(ids)), ~still_open).values(
+                status=target, updated_at=now, **reviewed)
+        )
 
 
 def record(conn: Connection, tenant: str, now: datetime, actor: str, action: str, changed: list[Row], details: dict) -> None:

@@ -1,14 +1,15 @@
-"""The pre-aggregates' upkeep: merging rollup deltas, and reading and writing each user's current risk."""
+"""The pre-aggregates' upkeep: merging rollup deltas, and reading and writing each entity's current risk."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, delete, exists, func, select, text
+from sqlalchemy import Connection, Engine, delete, exists, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 
 from ueba.risk import OPEN_STATUS
-from ueba.store.schema import anomalies, user_risk, user_risk_dirty
+from ueba.store.schema import anomalies, entity_risk, entity_risk_dirty, user_risk, user_risk_dirty
 
 # Advisory lock keys (class, object): one refresher per tenant at a time, one merger.
 _RISK_LOCK = 0x0E0E0004
@@ -63,56 +64,84 @@ def merge_rollups(engine: Engine, buckets: int = 2000) -> int:
     return written
 
 
-def _aged_out(horizon: datetime):
-    return user_risk.c.oldest_open <= horizon
+def _aged_out(table, horizon: datetime):
+    return table.c.oldest_open <= horizon
 
 
 def needs_refresh(conn: Connection, tenant: str, horizon: datetime) -> bool:
-    """Whether a user of the tenant is marked dirty or has an open anomaly at or before `horizon`."""
-    dirty = exists(select(1).where(user_risk_dirty.c.tenant == tenant))
-    aged = exists(select(1).where(user_risk.c.tenant == tenant, _aged_out(horizon)))
-    return bool(conn.execute(select(dirty | aged)).scalar_one())
+    """Whether an entity of the tenant is marked dirty or has an open anomaly at or before `horizon`."""
+    checks = [exists(select(1).where(dirty.c.tenant == tenant)) for dirty in (user_risk_dirty, entity_risk_dirty)]
+    checks += [exists(select(1).where(t.c.tenant == tenant, _aged_out(t, horizon))) for t in (user_risk, entity_risk)]
+    return bool(conn.execute(select(or_(*checks))).scalar_one())
 
 
 def tenants_to_refresh(conn: Connection, horizon: datetime) -> set[str]:
-    tenants = set(conn.execute(select(user_risk_dirty.c.tenant).distinct()).scalars())
-    tenants.update(conn.execute(select(user_risk.c.tenant).where(_aged_out(horizon)).distinct()).scalars())
+    tenants: set[str] = set()
+    for dirty in (user_risk_dirty, entity_risk_dirty):
+        tenants.update(conn.execute(select(dirty.c.tenant).distinct()).scalars())
+    for table in (user_risk, entity_risk):
+        tenants.update(conn.execute(select(table.c.tenant).where(_aged_out(table, horizon)).distinct()).scalars())
     return tenants
 
 
-def claim_users(conn: Connection, tenant: str, horizon: datetime) -> list[str]:
-    """The tenant's dirty and aged-out users, sorted; takes the tenant's refresh lock and clears the dirty marks."""
+def claim(conn: Connection, tenant: str, horizon: datetime) -> dict[str, list[str]]:
+    """The tenant's dirty and aged-out entities by type, sorted; takes the tenant's refresh lock and clears the dirty marks."""
     conn.execute(select(func.pg_advisory_xact_lock(_RISK_LOCK, func.hashtext(tenant))))
-    users = set(
-        conn.execute(
-            delete(user_risk_dirty).where(user_risk_dirty.c.tenant == tenant).returning(user_risk_dirty.c.user_name)
-        ).scalars()
+    found: dict[str, set[str]] = defaultdict(set)
+    ud, ed = user_risk_dirty.c, entity_risk_dirty.c
+    found["user"].update(conn.execute(delete(user_risk_dirty).where(ud.tenant == tenant).returning(ud.user_name)).scalars())
+    found["user"].update(
+        conn.execute(select(user_risk.c.user_name).where(user_risk.c.tenant == tenant, _aged_out(user_risk, horizon))).scalars()
     )
-    users.update(conn.execute(select(user_risk.c.user_name).where(user_risk.c.tenant == tenant, _aged_out(horizon))).scalars())
-    return sorted(users)
+    for entity_type, entity in conn.execute(delete(entity_risk_dirty).where(ed.tenant == tenant).returning(ed.entity_type, ed.entity)):
+        found[entity_type].add(entity)
+    er = entity_risk.c
+    for entity_type, entity in conn.execute(
+        select(er.entity_type, er.entity).where(er.tenant == tenant, _aged_out(entity_risk, horizon))
+    ):
+        found[entity_type].add(entity)
+    return {t: sorted(names) for t, names in found.items() if names}
 
 
-def oldest_open(conn: Connection, tenant: str, names: list[str], horizon: datetime) -> dict[str, datetime]:
-    """Each user's oldest open anomaly after `horizon`."""
+def oldest_open(conn: Connection, tenant: str, entity_type: str, names: list[str], horizon: datetime) -> dict[str, datetime]:
+    """Each entity's oldest open anomaly after `horizon`."""
     a = anomalies.c
     return dict(
         conn.execute(
-            select(a.user_name, func.min(a.time))
-            .where(a.tenant == tenant, a.status == OPEN_STATUS, a.time > horizon, a.user_name.in_(names))
-            .group_by(a.user_name)
+            select(a.entity, func.min(a.time))
+            .where(a.tenant == tenant, a.entity_type == entity_type, a.status == OPEN_STATUS, a.time > horizon,
+                   a.entity.in_(names))
+            .group_by(a.entity)
         ).all()
     )
 
 
-def write_user_risk(conn: Connection, tenant: str, rows: list[dict], gone: list[str]) -> None:
-    """Upserts `rows` of user_risk and deletes the rows of the users in `gone`."""
+_RISK_COLUMNS = ("points", "risk", "open_anomalies", "oldest_open", "updated_at")
+
+
+def write_risk(conn: Connection, tenant: str, entity_type: str, rows: list[dict], gone: list[str]) -> None:
+    """Upserts the risk `rows` ({"name", points, ...}) of one entity type and deletes the rows of the names in `gone`.
+
+    Accounts live in user_risk, every other entity in entity_risk.
+    """
+    if entity_type == "user":
+        table, keys, scope = user_risk, {"user_name": None}, [user_risk.c.tenant == tenant]
+        name = user_risk.c.user_name
+    else:
+        table, keys, scope = entity_risk, {"entity_type": entity_type, "entity": None}, [
+            entity_risk.c.tenant == tenant, entity_risk.c.entity_type == entity_type]
+        name = entity_risk.c.entity
     if gone:
-        conn.execute(delete(user_risk).where(user_risk.c.tenant == tenant, user_risk.c.user_name.in_(gone)))
+        conn.execute(delete(table).where(*scope, name.in_(gone)))
     if rows:
-        stmt = insert(user_risk).values(rows)
+        values = [
+            {"tenant": tenant, **{k: (v if v is not None else r["name"]) for k, v in keys.items()},
+             **{c: r[c] for c in _RISK_COLUMNS}}
+            for r in rows
+        ]
+        stmt = insert(table).values(values)
         conn.execute(
             stmt.on_conflict_do_update(
-                index_elements=["tenant", "user_name"],
-                set_={c: stmt.excluded[c] for c in ("points", "risk", "open_anomalies", "oldest_open", "updated_at")},
+                index_elements=["tenant", *keys], set_={c: stmt.excluded[c] for c in _RISK_COLUMNS},
             )
         )

@@ -33,13 +33,20 @@ def user_day(reads: Reads, tenant: str, user: str, day: datetime) -> Row:
     return reads.one(_USER_DAY_SQL, {"tenant": tenant, "user": user, "day": day, "end": day + timedelta(days=1), "date": day.date()})
 
 
-def risk_buckets(conn: Connection, tenant: str, start: datetime, end: datetime, step: timedelta, include_ignored: bool) -> dict:
-    """{bucket start: (anomalies, risk points, users)} of the non-empty buckets of [start, end); false positives left out."""
+def risk_buckets(
+    conn: Connection, tenant: str, start: datetime, end: datetime, step: timedelta, include_ignored: bool,
+    entity: tuple[str, str] | None = None,
+) -> dict:
+    """{bucket start: (anomalies, risk points, accounts)} of the non-empty buckets of [start, end), of one
+    entity's findings when given; false positives left out."""
     a = anomalies.c
     bucket = func.date_bin(step, a.time, start)
-    q = select(bucket, func.count(), func.sum(a.risk_score), func.count(a.user_name.distinct())).where(
+    accounts = func.count(func.nullif(a.user_name, "").distinct())  # a finding about a source names none
+    q = select(bucket, func.count(), func.sum(a.risk_score), accounts).where(
         a.tenant == tenant, a.time >= start, a.time < end, a.status != "false_positive"
     )
+    if entity is not None:
+        q = q.where(a.entity_type == entity[0], a.entity == entity[1])
     if not include_ignored:
         q = q.where(not_ignored(a.tenant, a.user_name))
     return {b: (c, int(p), u) for b, c, p, u in conn.execute(q.group_by(bucket))}

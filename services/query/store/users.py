@@ -88,8 +88,10 @@ _USER_SQL = text(f"""
            (SELECT json_agg({anomaly_json_sql()} ORDER BY anomalies.time DESC, anomalies.id DESC) FROM (
                 SELECT * FROM anomalies WHERE tenant = :tenant AND user_name = :user
                 ORDER BY time DESC, id DESC LIMIT :recent) anomalies) AS recent,
-           (SELECT array_agg(risk_score) FROM anomalies
-            WHERE tenant = :tenant AND user_name = :user AND status = '{OPEN_STATUS}' AND time > :horizon) AS open_scores,
+           (SELECT array_agg(strongest) FROM (  -- an incident counts once, at its strongest finding
+                SELECT max(risk_score) AS strongest FROM anomalies
+                WHERE tenant = :tenant AND user_name = :user AND status = '{OPEN_STATUS}' AND time > :horizon
+                GROUP BY coalesce(incident_id, id)) i) AS open_scores,
            (SELECT json_agg(json_build_array(profile_name, n) ORDER BY n DESC, profile_name) FROM (
                 SELECT profile_name, count(*) AS n FROM anomalies
                 WHERE tenant = :tenant AND user_name = :user AND status = '{OPEN_STATUS}' AND time > :horizon

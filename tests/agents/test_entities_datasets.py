@@ -1,0 +1,131 @@
+"""Findings charged to the right entity, on the real datasets and on the simulator's brute force:
+each file or scenario through a real ingest and profiles service into a fresh database."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ueba.cli.main import main
+from ueba.db import libpq_url
+
+from .helpers import ingest_and_profiles
+
+pytestmark = [pytest.mark.e2e]
+
+CAUGHT_UP = """SELECT count(*) > 0 AND bool_and(pg_visible_in_snapshot((SELECT max(txid) FROM events), snapshot::pg_snapshot))
+               FROM profile_cursors"""
+
+
+def wait_for_profiles(pg: psycopg.Connection) -> None:
+    deadline = time.monotonic() + 90
+    while not pg.execute(CAUGHT_UP).fetchone()[0]:
+        assert time.monotonic() < deadline, "the profiles service did not read every event"
+        time.sleep(0.3)
+
+
+def ship(address: str, path: Path, state_dir: Path, capsys) -> None:
+    assert main(["ship", "--address", address, "--year", "2025", "--state-dir", str(state_dir), "--no-progress", str(path)]) == 0
+    capsys.readouterr()
+
+
+def sshd_failures(path: Path) -> Counter:
+    """Failed logons per source address, read from the file independently of the parser."""
+    failed = re.compile(r"sshd\[\d+\]: (?:message repeated (\d+) times: \[ )?Failed \S+ for (?:invalid user )?.*? from (\S+) port")
+    counts: Counter = Counter()
+    for line in path.read_text().splitlines():
+        m = failed.search(line)
+        if m:
+            counts[m.group(2)] += int(m.group(1) or 1)
+    return counts
+
+
+@pytest.mark.datasets
+def test_every_openssh_brute_force_address_is_an_entity_with_its_true_attempt_count(datasets, server_url, tmp_path, capsys):
+    path = datasets / "loghub" / "OpenSSH_2k.log"
+    expected = {"183.62.140.253": 286, "187.141.143.180": 80, "103.99.0.122": 46, "112.95.230.3": 26,
+                "5.188.10.180": 20, "185.190.58.151": 18}
+    from_file = sshd_failures(path)
+    # The file's own failure lines (a "message repeated N times" counted N times) plus PAM lines the
+    # parser reads as the same attempts: at least what the file says, for each address.
+    assert all(from_file[ip] <= n for ip, n in expected.items()), from_file
+    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+        ship(address, path, tmp_path, capsys)
+        with psycopg.connect(libpq_url(url), autocommit=True) as pg:
+            wait_for_profiles(pg)
+            stored = dict(pg.execute("""SELECT host(source_ip), count(*) FROM events WHERE outcome = 'failure'
+                                        GROUP BY 1""").fetchall())
+            charged = dict(pg.execute("""SELECT entity, sum(event_count) FROM incidents WHERE entity_type = 'ip'
+                                         GROUP BY 1""").fetchall())
+            findings = dict(pg.execute("""SELECT entity, count(*) FROM anomalies WHERE entity_type = 'ip' AND user_name = ''
+                                          GROUP BY 1""").fetchall())
+            accounts = {u for (u,) in pg.execute("SELECT DISTINCT user_name FROM anomalies WHERE entity_type = 'user'")}
+            totals = pg.execute("SELECT (SELECT count(*) FROM anomalies), (SELECT count(*) FROM incidents)").fetchone()
+    print(f"\nOpenSSH_2k: {totals[0]} anomalies, {totals[1]} incidents; attempts charged per address {charged}")
+    assert {ip: stored[ip] for ip in expected} == expected
+    assert {ip: charged.get(ip) for ip in expected} == expected
+    assert all(findings.get(ip) for ip in expected)
+    assert set(charged) == set(expected)  # no address below the thresholds is blamed
+    assert "fztu" not in accounts  # the accepted login from 119.137.62.142 raises nothing
+    assert accounts <= {"root", "admin"}  # accounts brute-forced 10 times from one address, linked to it
+
+
+@pytest.mark.datasets
+def test_linux_failures_naming_no_account_blame_their_source_and_host_names_reach_the_evidence(
+        datasets, server_url, tmp_path, capsys):
+    path = datasets / "loghub" / "Linux_2k.log"
+    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+        ship(address, path, tmp_path, capsys)
+        with psycopg.connect(libpq_url(url), autocommit=True) as pg:
+            wait_for_profiles(pg)
+            unknown = pg.execute("""SELECT (SELECT count(*) FROM users WHERE user_name IN ('', 'unknown')),
+                                           (SELECT count(*) FROM anomalies WHERE entity IN ('', 'unknown')
+                                               OR (entity_type = 'user' AND user_name IN ('', 'unknown')))""").fetchone()
+            hosts = dict(pg.execute("""SELECT entity, evidence FROM incidents WHERE entity_type = 'host'""").fetchall())
+            nameless = pg.execute("""SELECT entity, evidence->>'nameless' FROM anomalies
+                                     WHERE entity = '163.27.187.39'""").fetchall()
+            empty_sources = pg.execute("""SELECT count(*) FROM anomalies
+                                          WHERE coalesce(jsonb_array_length(evidence->'sources'), 0) = 0""").fetchone()[0]
+            totals = pg.execute("SELECT (SELECT count(*) FROM anomalies), (SELECT count(*) FROM incidents)").fetchone()
+    print(f"\nLinux_2k: {totals[0]} anomalies, {totals[1]} incidents; host entities {sorted(hosts)}")
+    assert unknown == (0, 0)
+    assert "n219076184117.netvigator.com" in hosts
+    assert hosts["n219076184117.netvigator.com"]["sources"] == ["n219076184117.netvigator.com"]
+    assert hosts["n219076184117.netvigator.com"]["accounts"] == ["root"]
+    # 23 failures from one address that name no account are that address's finding.
+    assert nameless == [("163.27.187.39", "23")]
+    assert empty_sources == 0  # every finding names where it came from
+
+
+def test_the_simulators_brute_force_with_a_success_is_one_incident(server_url, tmp_path):
+    from ueba.client.ingest import IngestClient
+    from ueba.simulator import SimulationConfig, simulate
+    from ueba.simulator.labels import LABEL_KINDS
+
+    counts = {kind: 0 for kind in LABEL_KINDS} | {"brute_force": 1}
+    sim = simulate(SimulationConfig(users=6, days=8, seed=9, scenario_counts=counts))
+    (label,) = sim.labels
+    assert label.details["succeeded"]
+    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+        with IngestClient(address, batch_size=500) as client:
+            client.send(sim.events())
+        with psycopg.connect(libpq_url(url), autocommit=True) as pg:
+            wait_for_profiles(pg)
+            rows = pg.execute("""SELECT entity_type, entity, risk_score, incident_id::text FROM anomalies
+                                 WHERE entity = %(ip)s OR evidence->'source_entity'->>'entity' = %(ip)s""",
+                              {"ip": label.source}).fetchall()
+            (incident,) = pg.execute("SELECT id::text, event_count, anomaly_count, risk_score, entity_type, entity"
+                                     " FROM incidents WHERE entity = %s", (label.source,)).fetchall()
+            user_incidents = pg.execute("""SELECT count(DISTINCT incident_id) FROM anomalies
+                                           WHERE user_name = %s AND profile_kind = 'failed_logins'""", (label.user,)).fetchone()[0]
+    print(f"\nsimulated brute force ({label.description}): findings {[(t, e, s) for t, e, s, _ in rows]}, incident {incident}")
+    assert {r[3] for r in rows} == {incident[0]} and user_incidents == 1
+    assert incident[1] == label.details["failures"] + 1  # every failure and the success, first to last
+    assert incident[4:] == ("ip", label.source)
+    success = [s for t, e, s, _ in rows if t == "user" and s >= 70]
+    assert success, rows  # the success is the high-risk finding on the account

@@ -134,7 +134,7 @@ BEFORE_0012 = "0011_scorer_baseline_buckets"
 
 
 def test_migration_0012_charges_stored_anomalies_to_their_accounts_and_back(server_url):
-    from bench.databases import drop_database, new_database
+    from ueba.store.databases import drop_database, new_database
 
     name, url = new_database(server_url, "ueba_mig")
     try:

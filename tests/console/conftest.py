@@ -65,7 +65,7 @@ def output_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def organisation(server_url, output_dir) -> Running:
+def organisation(server_url, output_dir, tmp_path_factory) -> Running:
     """The four services and the console, with a simulated organisation loaded and scored."""
     from ueba.cli.up import load_simulation, run_scoring, wait_for_profiles
 
@@ -74,9 +74,11 @@ def organisation(server_url, output_dir) -> Running:
     try:
         upgrade(url)
         running = start_system(url, ("ingest", *BACKENDS), output_dir / "logs")
-        load_simulation(running.services["ingest"].address, users=20, days=10, seed=3)
-        wait_for_profiles(url)
-        run_scoring(running.services["scorer"].address, days=10)
+        # A fresh folder: a stored simulation.json would pin an earlier start date.
+        sim_dir = tmp_path_factory.mktemp("simulation")
+        start = load_simulation(running.services["ingest"].address, users=20, days=10, seed=3, data_dir=sim_dir)
+        wait_for_profiles(url, start, 10)
+        run_scoring(running.services["scorer"].address, url, start, 10)
         yield running
     finally:
         if running is not None:

@@ -21,6 +21,7 @@ from opentelemetry.proto.common.v1 import common_pb2 as otel_common
 from opentelemetry.proto.logs.v1 import logs_pb2
 from sqlalchemy import insert, select
 
+from ueba.store.anomalies import AnomalyRecord, write_anomalies
 from ueba.store.schema import anomalies, metadata, peer_groups, user_scores
 from ueba.v1 import common_pb2, ingest_pb2, profiles_pb2, query_pb2, scorer_pb2
 
@@ -82,15 +83,16 @@ class TenantB:
         self.run_id = run.id
         run_uuid = str(uuid.uuid4())
         with s.engine.begin() as conn:
-            self.anomaly_ids = [
-                conn.execute(insert(anomalies).values(
-                    tenant=self.tenant, user_name=B_USER, source="rule", profile_id=self.profile_id, profile_name=B_PROFILE,
-                    profile_kind="failed_logins", risk_score=80 + i, description="b-secret-anomaly", dimension="authentication",
-                    time=NOW - timedelta(hours=1, minutes=i), window_start=NOW - timedelta(hours=2), window_end=NOW - timedelta(hours=1),
-                    evidence={"event_ids": ["b-evt-1"], "count": 20}, dedup_key=f"b-{i}",
-                ).returning(anomalies.c.id)).scalar_one()
-                for i in range(2)
-            ]
+            write_anomalies(conn, [AnomalyRecord(
+                tenant=self.tenant, user=B_USER, source="rule", profile_id=self.profile_id, profile_name=B_PROFILE,
+                profile_kind="failed_logins", risk_score=80 + i, description="b-secret-anomaly", dimension="authentication",
+                time=NOW - timedelta(hours=1, minutes=i), window_start=NOW - timedelta(hours=2), window_end=NOW - timedelta(hours=1),
+                evidence={"event_ids": ["b-evt-1"], "count": 20}, dedup_key=f"b-{i}",
+            ) for i in range(2)])
+            found = conn.execute(select(anomalies.c.id, anomalies.c.incident_id).where(
+                anomalies.c.tenant == self.tenant).order_by(anomalies.c.dedup_key)).all()
+            self.anomaly_ids = [str(r.id) for r in found]
+            self.incident_id = str(found[0].incident_id)
             conn.execute(insert(user_scores).values(
                 tenant=self.tenant, user_name=B_USER, day=(NOW - timedelta(days=1)).date(), score=93.0, scored_hours=5, run_id=run_uuid,
             ))
@@ -115,6 +117,7 @@ def requests_as_a(b: TenantB) -> dict[str, object]:
     hours = time_range(NOW - timedelta(hours=3), NOW)
     days = time_range(NOW - timedelta(days=3), NOW + timedelta(minutes=1))
     b_filter = query_pb2.AnomalyFilter(users=[B_USER], query=f"user:{B_USER}", include_ignored=True)
+    b_user = common_pb2.EntityRef(type=common_pb2.ENTITY_TYPE_USER, name=B_USER)
     preview = profiles_pb2.PreviewProfileRequest(profile=failed_logins("a-preview"), range=hours)
     timeline = query_pb2.GetUserTimelineRequest(user=B_USER, day=ts((NOW - timedelta(hours=2)).replace(hour=0, minute=0, second=0)))
     otlp = logs_service_pb2.ExportLogsServiceRequest(resource_logs=[logs_pb2.ResourceLogs(scope_logs=[logs_pb2.ScopeLogs(log_records=[
@@ -159,12 +162,20 @@ def requests_as_a(b: TenantB) -> dict[str, object]:
         "AddIgnoredUser": query_pb2.AddIgnoredUserRequest(user=B_USER, reason="a's own list"),
         "RemoveIgnoredUser": query_pb2.RemoveIgnoredUserRequest(user=B_IGNORED),
         "ListIgnoredUsers": query_pb2.ListIgnoredUsersRequest(page_size=100),
+        "ListEntities": query_pb2.ListEntitiesRequest(page_size=100),
+        "GetEntity": query_pb2.GetEntityRequest(entity=b_user),
+        "GetEntityTimeline": query_pb2.GetEntityTimelineRequest(entity=b_user, range=days),
+        "ListIncidents": query_pb2.ListIncidentsRequest(entity=b_user, page_size=100),
+        "GetIncident": query_pb2.GetIncidentRequest(id=b.incident_id),
+        "ReviewIncidents": query_pb2.ReviewIncidentsRequest(action=query_pb2.REVIEW_ACTION_RESOLVE, ids=[b.incident_id]),
     }
 
 
 # Calls whose request names B's objects by id: they must not find them.
+# ListAnomalies naming B's user finds no such user in A (with hints drawn from A's names only).
 NOT_FOUND = {"GetProfile", "UpdateProfile", "SetProfileEnabled", "DeleteProfile", "GetScoringRun", "GetAnomaly",
-             "ReviewAnomalies", "GetUser", "GetUserTimeline", "RemoveIgnoredUser"}
+             "ReviewAnomalies", "GetUser", "GetUserTimeline", "RemoveIgnoredUser", "ListAnomalies",
+             "GetEntity", "GetIncident", "ReviewIncidents"}
 # Calls that write tenant A's own rows from a request carrying B's names: their answer echoes A's copy.
 ECHOES = {"CreateProfile", "AddIgnoredUser", "RunScoring", "IngestEvents", "StreamEvents", "Export"}
 
@@ -178,13 +189,14 @@ def tenants(stack):
     before = b.snapshot()
     # What B owns: enough that "untouched" means something.
     for table in ("events", "profiles", "anomalies", "ignored_users", "scoring_runs", "event_scores", "user_scores",
-                  "peer_groups", "users", "audit_log", "api_tokens"):
+                  "peer_groups", "users", "audit_log", "api_tokens", "incidents"):
         assert before[table], f"tenant B has no {table} rows"
     return b, a_admin, before
 
 
 def test_every_rpc_has_a_cross_tenant_case():
-    ids = SimpleNamespace(profile_id=str(uuid.uuid4()), run_id=str(uuid.uuid4()), anomaly_ids=[str(uuid.uuid4())])
+    ids = SimpleNamespace(profile_id=str(uuid.uuid4()), run_id=str(uuid.uuid4()), anomaly_ids=[str(uuid.uuid4())],
+                          incident_id=str(uuid.uuid4()))
     assert sorted(requests_as_a(ids)) == sorted(r.name for r in all_rpcs())
 
 
@@ -227,8 +239,10 @@ def test_the_answers_are_about_tenant_a_only(stack, tenants):
     b, a_admin, _before = tenants
     risk = call(stack.channel("profiles"), RPCS_BY_NAME["GetUserRisk"], profiles_pb2.GetUserRiskRequest(user=B_USER), a_admin)
     assert risk.total_points == 0
-    page = call(stack.channel("query"), RPCS_BY_NAME["ListAnomalies"],
-                query_pb2.ListAnomaliesRequest(filter=query_pb2.AnomalyFilter(users=[B_USER])), a_admin)
-    assert list(page.anomalies) == [] and page.total_size == 0
+    with pytest.raises(grpc.RpcError) as err:
+        call(stack.channel("query"), RPCS_BY_NAME["ListAnomalies"],
+             query_pb2.ListAnomaliesRequest(filter=query_pb2.AnomalyFilter(users=[B_USER])), a_admin)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert err.value.details() == f"user {B_USER!r}: no such user"  # no hint from tenant B's names
     users = call(stack.channel("query"), RPCS_BY_NAME["ListUsers"], query_pb2.ListUsersRequest(include_ignored=True), a_admin)
     assert {u.risk.user for u in users.users} <= {A_USER, A_USER + "2"}

@@ -276,7 +276,8 @@ def exported_metrics() -> set[str]:
 def test_alerts_use_only_metrics_the_services_export():
     (rule,) = by_kind(render("helm:exposed"), "PrometheusRule")
     alerts = {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}
-    assert {"UebaIngestRejectingEvents", "UebaEvaluatorStalled", "UebaQueryReplicaLagging", "UebaServerErrors"} <= set(alerts)
+    assert {"UebaIngestRejectingEvents", "UebaEvaluatorStalled", "UebaQueryReplicaLagging", "UebaServerErrors",
+            "UebaScoringRunsFailing"} <= set(alerts)
     known = exported_metrics() | {"up"}
     for alert, expr in alerts.items():
         used = set(re.findall(r"\b((?:ueba_[a-z_]+)|up)\{", expr))

@@ -115,6 +115,7 @@ def test_tls_mounts_the_certificate():
         assert env["UEBA_TLS_CERT_FILE"] == "/etc/ueba/tls/tls.crt"
         assert env["UEBA_TLS_KEY_FILE"] == "/etc/ueba/tls/tls.key"
         assert env["UEBA_TLS_CLIENT_CA_FILE"] == "/etc/ueba/tls/ca.crt"
+        assert env["UEBA_HEALTH_LISTEN"] == "0.0.0.0:50052"
         volumes = {v["name"]: v for v in spec["volumes"]}
         assert volumes["tls"]["secret"]["secretName"] == "ueba-tls"
     ingest = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "ueba-ingest")

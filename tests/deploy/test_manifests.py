@@ -80,10 +80,9 @@ def test_long_running_containers_have_probes(rendered):
             ports = {p["name"]: p["containerPort"] for p in c["ports"]}
             assert ports["grpc"] == 50051 and ports["metrics"] == 9090, where
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                # Kubelet's gRPC probes are plaintext; with TLS the chart checks the port instead.
-                expected = {"tcpSocket": {"port": "grpc"}} if tls else {"grpc": {"port": 50051}}
-                kind = next(iter(expected))
-                assert c[probe].get(kind) == expected[kind], f"{where} {probe}: {c[probe]}"
+                # Kubelet's gRPC probes are plaintext; with TLS they ask the health-only port.
+                assert c[probe]["grpc"] == {"port": 50052 if tls else 50051}, f"{where} {probe}: {c[probe]}"
+            assert ports.get("health") == (50052 if tls else None), where
 
 
 def test_only_tmp_is_writable(rendered):

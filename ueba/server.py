@@ -299,12 +299,16 @@ class ServiceServer:
     server drains.
     """
 
-    def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer, background: Iterable[Any] = ()):
+    def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer, background: Iterable[Any] = (),
+                 health_only: grpc.Server | None = None):
         self.grpc = server
         self.health = health_servicer
         self.background = list(background)
+        self.health_only = health_only
 
     def start(self) -> None:
+        if self.health_only is not None:
+            self.health_only.start()
         self.grpc.start()
         for worker in self.background:
             worker.start()
@@ -317,6 +321,10 @@ class ServiceServer:
         stopped = self.grpc.stop(grace)
         for worker in self.background:
             worker.stop()
+        if self.health_only is not None:
+            # Answers NOT_SERVING until the main server has drained.
+            health_only = self.health_only
+            threading.Thread(target=lambda: stopped.wait() and health_only.stop(None), daemon=True).start()
         return stopped
 
 
@@ -379,7 +387,24 @@ def build_server(
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     add_reflection([reg.name for reg in registrations] + [health.SERVICE_NAME], server)
     port = bind(server, settings.listen, settings)
-    return ServiceServer(server, health_servicer, [streams, *background]), port
+    health_only = health_server(settings.health_listen, health_servicer) if settings.health_listen else None
+    return ServiceServer(server, health_servicer, [streams, *background], health_only), port
+
+
+def health_server(address: str, health_servicer: health.HealthServicer) -> grpc.Server:
+    """A plaintext server of `health_servicer` alone, for probes that cannot speak TLS (the kubelet's
+    gRPC probe): it carries no data and no other service, so it needs neither TLS nor a token."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="grpc-health"),
+        # Watch streams hold no thread; the bound keeps an open port from piling them up.
+        maximum_concurrent_rpcs=16,
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address} (UEBA_HEALTH_LISTEN)")
+    log.info("health listening", extra={"port": port})
+    return server
 
 
 def stream_limits(settings: BaseSettings, max_workers: int) -> StreamLimits:

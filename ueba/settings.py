@@ -49,6 +49,9 @@ class BaseSettings:
     data_dir: str = env_field("UEBA_DATA_DIR", ".data", "folder of the embedded Postgres and local files")
     tenant: str = env_field("UEBA_TENANT", "default", "tenant of requests that carry no token")
     listen: str = env_field("UEBA_LISTEN", "127.0.0.1:0", "host:port of the gRPC server")
+    health_listen: str = env_field(
+        "UEBA_HEALTH_LISTEN", "", "host:port of a plaintext port serving gRPC health only (probes with TLS on); empty: none"
+    )
     metrics_port: int = env_field("UEBA_METRICS_PORT", 0, "Prometheus metrics port; 0 picks a free one, -1 disables")
     metrics_host: str = env_field("UEBA_METRICS_HOST", "", "address the metrics port listens on; empty: the host of UEBA_LISTEN")
     log_level: str = env_field("UEBA_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR")
@@ -117,9 +120,9 @@ class BaseSettings:
     def validate(self) -> None:
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"UEBA_LOG_LEVEL={self.log_level!r}: expected DEBUG, INFO, WARNING or ERROR")
-        host, sep, port = self.listen.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise SettingsError(f"UEBA_LISTEN={self.listen!r}: expected host:port, e.g. 0.0.0.0:50051")
+        _check_address("UEBA_LISTEN", self.listen)
+        if self.health_listen:
+            _check_address("UEBA_HEALTH_LISTEN", self.health_listen)
         if not -1 <= self.metrics_port <= 65535:
             raise SettingsError(f"UEBA_METRICS_PORT={self.metrics_port}: expected -1 to 65535")
         if self.drain_seconds < 0:
@@ -210,6 +213,12 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _check_address(var: str, address: str) -> None:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise SettingsError(f"{var}={address!r}: expected host:port, e.g. 0.0.0.0:50051")
 
 
 def check_plaintext_allowed(var: str, address: str, settings: "BaseSettings") -> None:

@@ -16,6 +16,7 @@ from services.scorer.context import RunContext, ScheduledBuckets, StageSeconds, 
 from services.scorer.cursor import aggregate
 from services.scorer.days import DayTotals, TenantFacts, score_days
 from services.scorer.features import FeatureRefresh, analyze_unless_busy
+from services.scorer.metrics import FAILED, SUCCEEDED
 from services.scorer.model_anomalies import write_model_anomalies
 from services.scorer.settings import ScorerSettings
 from services.scorer.sink import AnomalySink
@@ -77,11 +78,13 @@ class Scorer:
             error = f"{type(exc).__name__}: {exc}"[:2000]
             with self.engine.begin() as conn:
                 run_store.fail_run(conn, run_id, error)
+            FAILED.inc()
             return RunResult(run_id, "failed", trigger, start, end, {}, error)
         # Committed: now the SIEM may see the scores.
         self.sink.write(lines)
         figures["seconds"] = round(time.perf_counter() - started, 3)
         log.info("scoring run finished", extra={"run_id": run_id, "tenant": tenant, **figures})
+        SUCCEEDED.inc()
         return RunResult(run_id, "succeeded", trigger, start, end, figures)
 
     def _scope(self, conn: Connection, tenant: str, users: list[str] | None,
@@ -210,4 +213,6 @@ def mark_interrupted(engine: Engine) -> int:
             with locks.run_if_abandoned(conn, run_id) as abandoned:
                 if abandoned:
                     marked += run_store.fail_run(conn, run_id, run_store.INTERRUPTED, only_running=True)
+    # A dead process's run is a failed run too; the process that finds it counts it.
+    FAILED.inc(marked)
     return marked

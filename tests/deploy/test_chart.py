@@ -60,7 +60,7 @@ def test_app_version_is_the_project_version():
 def test_image_tag_defaults_to_app_version():
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     images = {c["image"] for _, _, c in containers(objects(helm_template()))}
-    assert images == {f"registry.example.com/ueba/ueba-{name}:{app_version}" for name in ("ingest", "profiles", "scorer", "query", "cli")}
+    assert images == {f"registry.example.com/ueba/ueba-{name}:{app_version}" for name in ("ingest", "profiles", "scorer", "query", "console", "cli")}
     images = {c["image"] for _, _, c in containers(objects(helm_template(sets=("image.tag=1.2.3", "image.registry=reg.example/ueba/", "query.image.tag=1.2.4"))))}
     assert "reg.example/ueba/ueba-ingest:1.2.3" in images and "reg.example/ueba/ueba-query:1.2.4" in images
 
@@ -101,20 +101,30 @@ def test_existing_secrets_are_used_as_given():
     docs = objects(helm_template(sets=("database.existingSecret=my-db", "database.secretKey=url")))
     assert not by_kind(docs, "Secret")
     for workload, _, c in containers(docs):
-        if workload["kind"] == "Pod":
-            continue  # the `helm test` Pod never reads the database
+        if workload["kind"] == "Pod" or workload["metadata"]["name"] == "ueba-console":
+            continue  # neither the `helm test` Pod nor the console reads the database
         refs = [e["valueFrom"]["secretKeyRef"] for e in c["env"] if e["name"] == "DATABASE_URL"]
         assert refs == [{"name": "my-db", "key": "url"}], c["name"]
 
 
 def test_tls_mounts_the_certificate():
     docs = objects(helm_template(("tls",)))
-    for d in by_kind(docs, "Deployment"):
+    deployments = {d["metadata"]["name"]: d for d in by_kind(docs, "Deployment")}
+    console = deployments.pop("ueba-console")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in console["containers"][0]["env"]}
+    # HTTPS with the same certificate; the services' certificate checked against the CA,
+    # and presented as the client certificate that clientAuth requires.
+    assert env["UEBA_TLS_CERT_FILE"] == env["UEBA_TLS_CLIENT_CERT_FILE"] == "/etc/ueba/tls/tls.crt"
+    assert env["UEBA_TLS_KEY_FILE"] == env["UEBA_TLS_CLIENT_KEY_FILE"] == "/etc/ueba/tls/tls.key"
+    assert env["UEBA_TLS_CA_FILE"] == "/etc/ueba/tls/ca.crt" and "UEBA_TLS_CLIENT_CA_FILE" not in env
+    assert console["containers"][0]["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http", "scheme": "HTTPS"}
+    for d in deployments.values():
         spec = d["spec"]["template"]["spec"]
         env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
         assert env["UEBA_TLS_CERT_FILE"] == "/etc/ueba/tls/tls.crt"
         assert env["UEBA_TLS_KEY_FILE"] == "/etc/ueba/tls/tls.key"
         assert env["UEBA_TLS_CLIENT_CA_FILE"] == "/etc/ueba/tls/ca.crt"
+        assert env["UEBA_HEALTH_LISTEN"] == "0.0.0.0:50052"
         volumes = {v["name"]: v for v in spec["volumes"]}
         assert volumes["tls"]["secret"]["secretName"] == "ueba-tls"
     ingest = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "ueba-ingest")

@@ -8,7 +8,7 @@ import re
 from .dockerfile_stages import DOCKERFILE, chain, exposed, image_command, image_env, stages, user
 from .tools import CHART, SERVICES, run, tool, yaml
 
-TARGETS = (*SERVICES, "cli")
+TARGETS = (*SERVICES, "console", "cli")
 
 
 def test_hadolint_finds_nothing():
@@ -28,6 +28,7 @@ def test_every_target_exists_and_runs_as_the_local_run_does():
     for name in SERVICES:
         assert name in all_stages, f"no {name} target"
         assert image_command(name) == ["python", "-m", f"services.{name}"]
+    assert image_command("console") == ["python", "-m", "services.console"]
     assert image_command("cli")[0] == "ueba"
 
 
@@ -57,6 +58,8 @@ def test_stubs_are_generated_in_the_build():
     build = stages()["build"]
     runs = " ".join(" ".join(c.value) for c in build.all("RUN"))
     assert "python -m ueba.protos" in runs
+    # The console's scripts are fetched before the install, so the wheel carries them.
+    assert runs.index("python -m services.console.assets") < runs.index("pip install --no-deps .")
     # Stubs in a work tree are never copied in: the build context excludes them.
     ignore = (DOCKERFILE.parent / "Dockerfile.dockerignore").read_text().splitlines()
     assert "ueba/v1/*_pb2*" in ignore
@@ -72,6 +75,8 @@ def test_images_match_the_chart():
         assert float(env["UEBA_DRAIN_SECONDS"]) == values["config"]["drainSeconds"]
     assert image_env("ingest")["UEBA_OTLP_LISTEN"] == "0.0.0.0:4317" and 4317 in exposed("ingest")
     assert values["migrations"]["image"]["repository"] == "ueba-cli"
+    assert image_env("console")["UEBA_LISTEN"] == "0.0.0.0:8080" and {8080, 9090} <= exposed("console")
+    assert values["console"]["image"]["repository"] == "ueba-console" and values["console"]["port"] == 8080
     uid = int(user("query").split(":")[0])
     assert values["securityContext"]["runAsUser"] == uid and values["podSecurityContext"]["runAsUser"] == uid
     # HOME and the embedded server's folder point at /tmp, the only writable path.

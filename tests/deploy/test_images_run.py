@@ -160,6 +160,53 @@ def test_image_command_becomes_healthy(name, migrated_by_job, image_site, tmp_pa
             process.wait()
 
 
+def wait_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 60.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"exited with {process.returncode} before it answered:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                return reply.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{url} did not answer after {timeout}s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+
+
+@pytest.mark.e2e
+def test_console_image_answers_its_probe_with_the_chart_env(image_site, tmp_path):
+    docs = objects(helm_template())
+    (console,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "ueba-console"]
+    container = console["spec"]["template"]["spec"]["containers"][0]
+    env = {**image_env("console"), **chart_env(container)}
+    assert env["UEBA_LISTEN"] == "0.0.0.0:8080" and "DATABASE_URL" not in env
+    http_port, metrics_port = free_port(), free_port()
+    # Loopback here, so no plaintext waiver is needed; the backends are only called per request.
+    env.update({"UEBA_LISTEN": f"127.0.0.1:{http_port}", "UEBA_METRICS_PORT": str(metrics_port)})
+    env.pop("UEBA_PLAINTEXT")
+    log = tmp_path / "console.log"
+    with open(log, "wb") as stderr:
+        process = subprocess.Popen(local_argv(image_command("console")), env=container_env(env, tmp_path, image_site),
+                                   cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        probe = container["readinessProbe"]["httpGet"]
+        assert b'"ok"' in wait_http(f"http://127.0.0.1:{http_port}{probe['path']}", process, log)
+        # The pages' scripts are installed, as the image's build stage installs them.
+        page = wait_http(f"http://127.0.0.1:{http_port}/", process, log)
+        assert b"vendor/" in page
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as reply:
+            assert b"python_info" in reply.read()
+        process.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal: the kubelet sees 143, as it expects.
+        assert process.wait(timeout=60) in (0, -signal.SIGTERM), log.read_text()[-3000:]
+        assert "Application shutdown complete" in log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def chart_env(container: dict) -> dict[str, str]:
     """A rendered container's plain env values (Secret references are the test's to fill)."""
     return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}

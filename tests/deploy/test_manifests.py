@@ -80,10 +80,9 @@ def test_long_running_containers_have_probes(rendered):
             ports = {p["name"]: p["containerPort"] for p in c["ports"]}
             assert ports["grpc"] == 50051 and ports["metrics"] == 9090, where
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-                # Kubelet's gRPC probes are plaintext; with TLS the chart checks the port instead.
-                expected = {"tcpSocket": {"port": "grpc"}} if tls else {"grpc": {"port": 50051}}
-                kind = next(iter(expected))
-                assert c[probe].get(kind) == expected[kind], f"{where} {probe}: {c[probe]}"
+                # Kubelet's gRPC probes are plaintext; with TLS they ask the health-only port.
+                assert c[probe]["grpc"] == {"port": 50052 if tls else 50051}, f"{where} {probe}: {c[probe]}"
+            assert ports.get("health") == (50052 if tls else None), where
 
 
 def test_only_tmp_is_writable(rendered):
@@ -185,7 +184,7 @@ def test_service_monitor_scrapes_metrics_ports():
         assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
         assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
         scraped = [s for s in by_kind(docs, "Service") if selects(monitor["spec"]["selector"], s["metadata"]["labels"])]
-        assert sorted(component(s) for s in scraped) == sorted(SERVICES), render_name
+        assert sorted(component(s) for s in scraped) == sorted([*SERVICES, "console"]), render_name
         for svc in scraped:
             assert "metrics" in {p["name"] for p in svc["spec"]["ports"]}, svc["metadata"]["name"]
         for d in by_kind(docs, "Deployment"):
@@ -206,6 +205,7 @@ def test_network_policies_allow_exactly_the_needed_flows(render_name):
     assert (test_policy is not None) == render_name.startswith("helm:"), "the helm test Pod's policy comes with the chart only"
     bundled = "ueba-postgresql" in policies
     production = render_name.endswith("production")
+    check_console_policy(policies.pop("ueba-console"), production)
     # Without configured peers a port is open to nobody but the `helm test` Pod (API) or no one (metrics).
     metrics = [{9090}] if production else []
     expected_ingress = {
@@ -235,7 +235,10 @@ def test_network_policies_allow_exactly_the_needed_flows(render_name):
         if pname != "ueba-migrations":
             peers = spec["ingress"][0]["from"]
             assert {"podSelector": {"matchLabels": TEST_POD}} in peers, pname
-            assert len(peers) > 1 if production else len(peers) == 1, pname
+            console = {"podSelector": {"matchLabels": {**TEST_POD, "app.kubernetes.io/component": "console"}}}
+            called_by_console = pname in ("ueba-query", "ueba-profiles", "ueba-scorer")
+            assert (console in peers) == called_by_console, pname
+            assert len(peers) > 1 + called_by_console if production else len(peers) == 1 + called_by_console, pname
         assert [sorted({(p["protocol"], p["port"]) for p in rule["ports"]}) for rule in egress] == [
             [("TCP", 5432)],
             [("TCP", 53), ("UDP", 53)],
@@ -251,6 +254,21 @@ def test_network_policies_allow_exactly_the_needed_flows(render_name):
         assert selects(test_policy["spec"]["podSelector"], TEST_POD)
         (pod,) = by_kind(docs, "Pod")
         assert selects(test_policy["spec"]["podSelector"], pod["metadata"]["labels"])
+
+
+def check_console_policy(policy: dict, production: bool) -> None:
+    """The ingress controller (configured peers only) and Prometheus in; the three services' gRPC and DNS out."""
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert [{p["port"] for p in rule["ports"]} for rule in spec["ingress"]] == ([{8080}, {9090}] if production else [])
+    for rule in spec["ingress"]:
+        assert rule["from"], "a port open to everyone"
+    egress = spec["egress"]
+    assert [sorted({(p["protocol"], p["port"]) for p in rule["ports"]}) for rule in egress] == [
+        [("TCP", 50051)], [("TCP", 53), ("UDP", 53)]]
+    (peer,) = egress[0]["to"]
+    allowed = next(e for e in peer["podSelector"]["matchExpressions"] if e["key"] == "app.kubernetes.io/component")
+    assert sorted(allowed["values"]) == ["profiles", "query", "scorer"]
 
 
 def test_network_policies_are_off_by_default():

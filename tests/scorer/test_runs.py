@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 
 from services.scorer.settings import ScorerSettings
 from tests.scorer.conftest import SCORED_DAY, make_scorer
@@ -220,6 +221,27 @@ def test_a_run_that_fails_midway_leaves_nothing_behind(scratch_url, stage):
         ).fetchone()[0]
         assert feats["failures"] == 1
         assert conn.execute("SELECT seen_count FROM entity_seen WHERE entity = 'late-box'").fetchone()[0] == 1
+    scorer.engine.dispose()
+
+
+def _runs_counted(status: str) -> float:
+    return REGISTRY.get_sample_value("ueba_scoring_runs_total", {"status": status}) or 0.0
+
+
+def test_each_finished_run_is_counted_by_status(scratch_url):
+    _small_org(scratch_url, days=9)
+    scorer = make_scorer(scratch_url)
+    window = (START + timedelta(days=8), START + timedelta(days=9))
+    succeeded, failed = _runs_counted("succeeded"), _runs_counted("failed")
+    assert scorer.run("default", *window).status == "succeeded"
+    assert (_runs_counted("succeeded"), _runs_counted("failed")) == (succeeded + 1, failed)
+
+    def crash(at: str) -> None:
+        raise RuntimeError(f"injected failure at {at}")
+
+    scorer.fail_point = crash
+    assert scorer.run("default", *window).status == "failed"
+    assert (_runs_counted("succeeded"), _runs_counted("failed")) == (succeeded + 1, failed + 1)
     scorer.engine.dispose()
 
 

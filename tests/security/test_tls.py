@@ -12,12 +12,15 @@ import ssl
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from ueba.client.channel import ChannelConfig, open_channel
 from ueba.client.ingest import IngestClient
 from ueba.launcher import start_service
 from ueba.settings import BaseSettings, SettingsError
-from ueba.v1 import common_pb2
+from tests.support.ports import free_port
+from ueba.v1 import common_pb2, ingest_pb2
+from ueba.v1.ingest_pb2_grpc import IngestServiceStub
 
 from .conftest import AUTH_ENV, QUIET, create, settings_for
 from .pki import SERVER_NAME
@@ -62,6 +65,7 @@ def test_tls_settings_are_checked(pki, tmp_path):
         ({"UEBA_TLS_REQUIRE_CLIENT_CERT": "true"}, "UEBA_TLS_CLIENT_CA_FILE"),
         ({**tls_env(pki), "UEBA_PLAINTEXT": "true"}, "choose one"),
         ({"UEBA_AUTH": "ldap"}, "UEBA_AUTH"),
+        ({"UEBA_HEALTH_LISTEN": "50052"}, "UEBA_HEALTH_LISTEN"),
     ]
     for env, message in cases:
         with pytest.raises(SettingsError, match=message):
@@ -74,21 +78,22 @@ def test_tls_settings_are_checked(pki, tmp_path):
 def tls_ingest(pki, security_url, tmp_path_factory):
     """The ingest service as a process with TLS on its gRPC and OTLP ports."""
     log = tmp_path_factory.mktemp("tls") / "ingest.log"
+    health_port = free_port()
     service = start_service("ingest", {
         "DATABASE_URL": security_url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1",
-        "UEBA_OTLP_LISTEN": "127.0.0.1:0", **tls_env(pki),
+        "UEBA_OTLP_LISTEN": "127.0.0.1:0", "UEBA_HEALTH_LISTEN": f"127.0.0.1:{health_port}", **tls_env(pki),
     }, log_path=log)
     otlp_port = None
     for line in log.read_text().splitlines():
         if "OTLP listening" in line:
             otlp_port = json.loads(line)["port"]
-    yield service, otlp_port
+    yield service, otlp_port, health_port
     service.stop()
 
 
 @pytest.mark.e2e
 def test_a_tls_service_talks_only_to_clients_that_verify_it(tls_ingest, pki):
-    service, otlp_port = tls_ingest
+    service, otlp_port, _ = tls_ingest
     assert otlp_port
     good = ChannelConfig(ca_file=str(pki.ca), server_name=SERVER_NAME)
     event = common_pb2.Event(event_id="tls-1", user="tls-user", type=common_pb2.EVENT_TYPE_LOGON)
@@ -106,6 +111,39 @@ def test_a_tls_service_talks_only_to_clients_that_verify_it(tls_ingest, pki):
             assert not healthy(ch), "a server certificate from an untrusted CA must be refused"
         with open_channel(address, ChannelConfig(ca_file=str(pki.ca))) as ch:
             assert not healthy(ch), "the certificate names ueba.test, not 127.0.0.1"
+
+
+@pytest.mark.e2e
+def test_the_health_port_answers_health_in_plaintext_and_nothing_else(tls_ingest):
+    service, _, health_port = tls_ingest
+    with grpc.insecure_channel(f"127.0.0.1:{health_port}") as ch:
+        assert healthy(ch)
+        named = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service="ueba.v1.IngestService"), timeout=5)
+        assert named.status == health_pb2.HealthCheckResponse.SERVING
+        reflect = reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        with pytest.raises(grpc.RpcError) as refused:
+            list(reflect)
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        with pytest.raises(grpc.RpcError) as refused:
+            IngestServiceStub(ch).IngestEvents(ingest_pb2.EventBatch(), timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    with grpc.insecure_channel(service.address) as ch:
+        assert not healthy(ch), "the main port still needs TLS"
+
+
+def test_the_health_port_shares_the_main_server_health(pki, security_url, security_engine):
+    health_port = free_port()
+    server, _address = _server("scorer", security_url, tls_env(pki, UEBA_HEALTH_LISTEN=f"127.0.0.1:{health_port}"),
+                               security_engine)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{health_port}") as ch:
+            assert healthy(ch)
+            server.health.enter_graceful_shutdown()
+            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        server.stop(0).wait()
 
 
 # --- mutual TLS and rotation, in this process -----------------------------------------------------

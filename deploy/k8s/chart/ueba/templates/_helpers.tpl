@@ -79,15 +79,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s-postgresql" (include "ueba.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* A probe on the gRPC port: native gRPC, or TCP when TLS is on (kubelet's gRPC probe is plaintext). */}}
+{{/* A native gRPC probe: on the gRPC port, or with TLS on the plaintext health-only port
+(UEBA_HEALTH_LISTEN), since kubelet's gRPC probe cannot speak TLS. */}}
 {{- define "ueba.probe" -}}
-{{- if .root.Values.tls.enabled -}}
-tcpSocket:
-  port: grpc
-{{- else -}}
 grpc:
-  port: 50051
-{{- end }}
+  port: {{ ternary .root.Values.probes.healthPort 50051 .root.Values.tls.enabled }}
 {{ toYaml .probe }}
 {{- end }}
 

@@ -49,7 +49,7 @@ def role_tokens(stack):
 NEEDS_A_FIELD = {
     "IngestEvents", "StreamEvents", "GetProfile", "CreateProfile", "UpdateProfile", "SetProfileEnabled", "DeleteProfile",
     "PreviewProfile", "GetUserRisk", "GetScoringRun", "GetAnomaly", "ReviewAnomalies", "GetUser", "GetUserTimeline",
-    "AddIgnoredUser", "RemoveIgnoredUser",
+    "AddIgnoredUser", "RemoveIgnoredUser", "GetEntity", "GetEntityTimeline", "GetIncident", "ReviewIncidents",
 }
 
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import grpc
 import pytest
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2_grpc
 
 from tests.support.waiting import eventually
 from ueba.streams import StreamGuard, StreamLimits, StreamRefused
@@ -227,7 +227,9 @@ def test_health_watch_streams_count_against_the_anonymous_bound_and_are_released
                     firsts.append(next(watch).status)
                 except grpc.RpcError as exc:
                     firsts.append(exc.code())
-            assert firsts == [health_pb2.HealthCheckResponse.SERVING] * 2 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
+            # The four calls race to the server: which two are admitted is not fixed, how many is.
+            assert sorted(map(str, firsts)) == sorted(map(str, [health_pb2.HealthCheckResponse.SERVING] * 2
+                                                          + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2)), firsts
             for watch in watches:
                 watch.cancel()
             guard = next(b for b in server.background if isinstance(b, StreamGuard))

@@ -413,3 +413,10 @@ def test_rare_event_ignores_what_the_department_commonly_uses():
     assert d.process([event("uma", "app_access", 10 * DAY, application="Figma", department="design")]) == []
     fired = d.process([event("uma", "app_access", 10 * DAY + 60, application="Mega", department="design")])
     assert len(fired) == 1 and fired[0].evidence["org_share"] == 0
+
+
+def test_byte_sizes_name_binary_units():
+    from services.profiles.kinds.base import human_bytes
+
+    assert human_bytes(6 * 10**9) == "5.6 GiB"
+    assert human_bytes(512) == "512 B" and human_bytes(5 * 1024**2) == "5.0 MiB"

@@ -184,11 +184,12 @@ def human_duration(seconds: float) -> str:
 
 
 def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
+    """Binary units named as such: 6e9 bytes is 5.6 GiB (it read "5.6 GB")."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} TB"
+    return f"{n:.1f} TiB"
 
 
 __all__ = ["ProfileDetector", "ProfileSpec", "HistoryNeeds", "ParameterError", "DIMENSIONS", "human_duration", "human_bytes"]

@@ -7,10 +7,8 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 
 from services.profiles.kinds import KINDS
-from ueba.risk import risk_level
-from ueba.store.anomalies import AnomalyRecord
 from ueba.timestamps import to_proto
-from ueba.v1 import common_pb2, profiles_pb2
+from ueba.v1 import profiles_pb2
 
 KIND_PREFIX = "PROFILE_KIND_"
 
@@ -51,33 +49,4 @@ def profile_message(row: Any) -> profiles_pb2.Profile:
         created_at=to_proto(row.created_at),
         updated_at=to_proto(row.updated_at),
         dimension=row.dimension or KINDS[row.kind].default_dimension,
-    )
-
-
-LEVELS = {
-    "low": common_pb2.RISK_LEVEL_LOW,
-    "medium": common_pb2.RISK_LEVEL_MEDIUM,
-    "high": common_pb2.RISK_LEVEL_HIGH,
-    "critical": common_pb2.RISK_LEVEL_CRITICAL,
-}
-ENTITY_TYPES = {"user": common_pb2.ENTITY_TYPE_USER, "ip": common_pb2.ENTITY_TYPE_IP, "host": common_pb2.ENTITY_TYPE_HOST}
-
-
-def anomaly_message(f: AnomalyRecord) -> common_pb2.Anomaly:
-    return common_pb2.Anomaly(
-        user=f.user,
-        source=common_pb2.ANOMALY_SOURCE_RULE,
-        profile_id=f.profile_id,
-        profile_name=f.profile_name,
-        profile_kind=f.profile_kind,
-        risk_score=f.risk_score,
-        risk_level=LEVELS[risk_level(f.risk_score)],
-        description=f.description,
-        dimension=f.dimension,
-        time=to_proto(f.time),
-        window_start=to_proto(f.window_start),
-        window_end=to_proto(f.window_end),
-        status=common_pb2.ANOMALY_STATUS_NEW,
-        evidence=struct(f.evidence),
-        entity=common_pb2.EntityRef(type=ENTITY_TYPES[f.entity_type], name=f.subject[1]),
     )

@@ -11,7 +11,8 @@ from typing import Any, Iterator
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from services.profiles.convert import LEVELS, anomaly_message, from_struct, kind_name, profile_message
+from services.profiles.convert import from_struct, kind_name, profile_message
+from ueba.messages import LEVEL_ENUM, record_message
 from services.profiles.kinds import KINDS, ParameterError, ProfileSpec, build_detector, check_definition
 from services.profiles.settings import ProfilesSettings
 from services.profiles.store import definitions, history
@@ -140,7 +141,7 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
                         if len(kept) < limit:
                             kept.append(firing)
         return profiles_pb2.PreviewProfileResponse(
-            anomalies=[anomaly_message(f) for f in kept], events_examined=examined, total_anomalies=total
+            anomalies=[record_message(f) for f in kept], events_examined=examined, total_anomalies=total
         )
 
     def _preview_range(self, request) -> tuple[datetime, datetime]:
@@ -165,7 +166,7 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
         with self.engine.connect() as conn:
             scores = open_scores(conn, caller.tenant, now, self.settings.risk_window_days, users=[user]).get(user, [])
         points, risk, level = user_risk(scores)
-        return common_pb2.UserRisk(user=user, total_points=points, risk=risk, risk_level=LEVELS[level],
+        return common_pb2.UserRisk(user=user, total_points=points, risk=risk, risk_level=LEVEL_ENUM[level],
                                    open_anomalies=len(scores))
 
     def _caller(self) -> Caller:

@@ -8,7 +8,7 @@ from typing import Mapping
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.query.timelines import surge_threshold
-from services.query.vocab import ENTITY_ENUM, LEVEL_ENUM, SOURCE_ENUM, STATUS_ENUM
+from ueba.messages import LEVEL_ENUM, STATUS_ENUM, anomaly_message, entity_message
 from ueba.risk import risk_level
 from ueba.timestamps import to_proto
 from ueba.v1 import common_pb2, query_pb2
@@ -26,10 +26,6 @@ def user_risk_message(user: str, points: int, risk: int, open_anomalies: int) ->
         risk_level=LEVEL_ENUM[risk_level(risk)],
         open_anomalies=open_anomalies,
     )
-
-
-def entity_ref(entity_type: str, name: str) -> common_pb2.EntityRef:
-    return common_pb2.EntityRef(type=ENTITY_ENUM.get(entity_type, common_pb2.ENTITY_TYPE_UNSPECIFIED), name=name)
 
 
 def counts(pairs: Mapping[str, int] | list[tuple[str, int]]) -> list[query_pb2.Count]:
@@ -51,33 +47,14 @@ def anomaly_from_json(values: list) -> common_pb2.Anomaly:
     (id_, user, source, profile_id, profile_name, profile_kind, score, description, dimension,
      time_us, window_start, window_end, status, evidence, created_at, reviewed_by, reviewed_at, comment,
      entity_type, entity, incident_id) = values
-    message = common_pb2.Anomaly(
-        id=id_,
-        user=user,
-        source=SOURCE_ENUM.get(source, common_pb2.ANOMALY_SOURCE_UNSPECIFIED),
-        profile_id=profile_id,
-        profile_name=profile_name,
-        profile_kind=profile_kind,
-        risk_score=score,
-        risk_level=LEVEL_ENUM[risk_level(score)],
-        description=description,
-        dimension=dimension,
-        time=timestamp_us(time_us),
-        window_start=timestamp_us(window_start),
-        window_end=timestamp_us(window_end),
-        status=STATUS_ENUM.get(status, common_pb2.ANOMALY_STATUS_UNSPECIFIED),
-        created_at=timestamp_us(created_at),
-        reviewed_by=reviewed_by or "",
-        reviewed_at=timestamp_us(reviewed_at),
-        review_comment=comment or "",
-        entity=entity_ref(entity_type, entity),
-        incident_id=incident_id or "",
+    return anomaly_message(
+        id=id_, user=user, source=source, profile_id=profile_id, profile_name=profile_name,
+        profile_kind=profile_kind, risk_score=score, description=description, dimension=dimension,
+        time=timestamp_us(time_us), window_start=timestamp_us(window_start), window_end=timestamp_us(window_end),
+        status=status, evidence=evidence, created_at=timestamp_us(created_at), reviewed_by=reviewed_by or "",
+        reviewed_at=timestamp_us(reviewed_at), review_comment=comment or "", entity_type=entity_type,
+        entity=entity, incident_id=incident_id or "",
     )
-    if evidence:
-        message.evidence.update(evidence)
-    else:
-        message.evidence.SetInParent()  # present and empty, as anomaly() gives
-    return message
 
 
 def ignored_user(row) -> query_pb2.IgnoredUser:
@@ -86,7 +63,7 @@ def ignored_user(row) -> query_pb2.IgnoredUser:
 
 def entity_risk_message(entity_type: str, name: str, points: int, risk: int, open_anomalies: int) -> query_pb2.EntityRisk:
     return query_pb2.EntityRisk(
-        entity=entity_ref(entity_type, name),
+        entity=entity_message(entity_type, name),
         total_points=points,
         risk=risk,
         risk_level=LEVEL_ENUM[risk_level(risk)],
@@ -97,7 +74,7 @@ def entity_risk_message(entity_type: str, name: str, points: int, risk: int, ope
 def incident(row) -> query_pb2.Incident:
     message = query_pb2.Incident(
         id=row.id,
-        entity=entity_ref(row.entity_type, row.entity),
+        entity=entity_message(row.entity_type, row.entity),
         kind=row.kind,
         dimension=row.dimension,
         title=row.title,

@@ -12,7 +12,8 @@ from services.query.entity_names import entity_ref, entity_type_of
 from services.query.store import entities as store
 from services.query.store import incidents as incident_store
 from services.query.users import keyset_page
-from services.query.vocab import ENUM_LEVEL, level_band
+from services.query.vocab import level_band
+from ueba.messages import ENUM_LEVEL
 from ueba import paging
 from ueba.errors import InvalidArgument, NotFound
 from ueba.risk import open_entity_scores, user_risk

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from services.query.vocab import ENUM_ENTITY
+from ueba.messages import ENUM_ENTITY
 from ueba.errors import InvalidArgument, check_text
 from ueba.names import canonical_user
 

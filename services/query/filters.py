@@ -10,7 +10,8 @@ from typing import Any
 from services.query import querystring
 from services.query.entity_names import entity_ref
 from services.query.querystring import ParsedQuery
-from services.query.vocab import DIMENSIONS, ENUM_LEVEL, ENUM_SOURCE, ENUM_STATUS, level_band
+from services.query.vocab import DIMENSIONS, level_band
+from ueba.messages import ENUM_LEVEL, ENUM_SOURCE, ENUM_STATUS
 from ueba.errors import InvalidArgument, check_text
 from ueba.names import canonical_user
 from ueba.timestamps import time_range

@@ -11,7 +11,8 @@ from services.query.entity_names import entity_ref
 from services.query.filters import parse_id
 from services.query.store import incidents as store
 from services.query.users import keyset_page
-from services.query.vocab import ENUM_LEVEL, ENUM_STATUS, level_band
+from services.query.vocab import level_band
+from ueba.messages import ENUM_LEVEL, ENUM_STATUS
 from ueba import paging
 from ueba.errors import InvalidArgument, NotFound, check_text
 from ueba.timestamps import time_range

@@ -11,7 +11,8 @@ from sqlalchemy import Connection
 from services.query.store import users as store
 from services.query.store.reads import Reads
 from services.query.summary import DAY, ceil_to
-from services.query.vocab import ENUM_LEVEL, level_band
+from services.query.vocab import level_band
+from ueba.messages import ENUM_LEVEL
 from ueba import paging
 from ueba.errors import InvalidArgument, NotFound, check_text
 from ueba.names import canonical_user

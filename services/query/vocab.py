@@ -10,7 +10,8 @@ from ueba.v1 import common_pb2
 DIMENSIONS = ("authentication", "data", "location", "host", "application", "time", "peer", "combined")
 MODELS = ("authentication", "impacted_host", "login_time", "origin_host", "origin_location", "data_movement", "peer_group",
           "corroboration")
-STATUSES = ("new", "acknowledged", "resolved", "false_positive")
+STATUSES = ("new", "acknowledged", "resolved", "false_positive", "suppressed")
+SUPPRESSED = "suppressed"
 REVIEWED = ("acknowledged", "resolved", "false_positive")
 
 # Words the query string accepts for status; None means any status.
@@ -23,6 +24,7 @@ STATUS_WORDS: dict[str, tuple[str, ...] | None] = {
     "false_positive": ("false_positive",),
     "fp": ("false_positive",),
     "reviewed": REVIEWED,
+    "suppressed": ("suppressed",),
     "all": None,
     "any": None,
 }
@@ -39,6 +41,7 @@ STATUS_ENUM = {
     "acknowledged": common_pb2.ANOMALY_STATUS_ACKNOWLEDGED,
     "resolved": common_pb2.ANOMALY_STATUS_RESOLVED,
     "false_positive": common_pb2.ANOMALY_STATUS_FALSE_POSITIVE,
+    "suppressed": common_pb2.ANOMALY_STATUS_SUPPRESSED,
 }
 ENUM_STATUS = {v: k for k, v in STATUS_ENUM.items()}
 SOURCE_ENUM = {"rule": common_pb2.ANOMALY_SOURCE_RULE, "model": common_pb2.ANOMALY_SOURCE_MODEL}

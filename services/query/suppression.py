@@ -52,7 +52,10 @@ def checked(req, now: datetime, user_mode: str) -> dict:
             raise InvalidArgument(f"match.cidr: {m.cidr[:64]!r} is not an address range such as 203.0.113.0/24") from None
     if m.query.strip():
         values["query"] = check_text("match.query", m.query, MAX_QUERY).strip()
-        querystring.parse(values["query"], now, user_mode)
+        try:
+            querystring.parse(values["query"], now, user_mode)
+        except InvalidArgument as exc:
+            raise InvalidArgument("match.query" + exc.message.removeprefix("filter.query")) from None
     if not any(k in values for k in ("entity", "profile", "cidr", "query")):
         raise InvalidArgument("match: give an entity, profile, cidr or query: a rule that matches everything is refused")
     if req.HasField("expires_at"):

@@ -18,6 +18,7 @@ def refresh(conn: Connection, tenant: str, now: datetime, window_days: int, user
     so no refreshed risk counts a finding a rule suppresses.
     """
     horizon = now - timedelta(days=window_days)
+    store.lock(conn, tenant)
     suppression.apply_active(conn, tenant, now, window_days, user_mode)
     claimed = store.claim(conn, tenant, horizon)
     for entity_type, names in claimed.items():

@@ -17,6 +17,7 @@ from services.query.users import keyset_page
 from ueba import paging
 from services.query.vocab import SUPPRESSED
 from ueba.errors import InvalidArgument, NotFound, check_text
+from ueba.risk import OPEN_STATUS
 from ueba.store.incidents import recount
 from ueba.timestamps import from_proto
 from ueba.v1 import query_pb2
@@ -88,7 +89,8 @@ def apply(conn: Connection, tenant: str, rule: Row, now: datetime, window_days: 
 
     def write() -> list:
         if rule.action == "suppress":
-            changed = review_store.set_status(conn, tenant, ids, SUPPRESSED, {"suppressed_by": rule.id})
+            # Only findings still open: one reviewed since they were matched keeps its review.
+            changed = review_store.set_status(conn, tenant, ids, SUPPRESSED, {"suppressed_by": rule.id}, only_from=OPEN_STATUS)
             review_store.sync_incidents(conn, tenant, {r.incident_id for r in changed if r.incident_id}, SUPPRESSED, {}, now)
         else:
             changed = store.down_weight(conn, tenant, ids, rule.id, rule.weight)

@@ -3,12 +3,11 @@
 import json
 
 import grpc
-import pytest
 from sqlalchemy import select
 
 from ueba.cli.main import main
 from ueba.risk import user_risk
-from ueba.store.schema import anomalies, audit_log
+from ueba.store.schema import audit_log
 from ueba.v1 import cases_pb2, common_pb2, query_pb2
 
 from .conftest import rpc_error

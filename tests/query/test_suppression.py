@@ -167,3 +167,19 @@ def test_the_cli_adds_lists_and_deletes_rules(svc, store, capsys):
     assert main(["suppressions", "list", "-o", "json", *address]) == 0
     assert json.loads(capsys.readouterr().out)["rules"] == []
     assert main(["suppressions", "add", "--reason", "x", "--down-weight", "2", *address]) == 2
+
+
+def test_a_finding_reviewed_after_it_was_matched_keeps_its_review(svc, store, monkeypatch):
+    from services.query import suppression
+    from services.query.store import suppression as rule_store
+
+    reviewed = store.anomaly("lou", 70, status="acknowledged")
+    open_one = store.anomaly("lou", 60)
+    # As if a review had committed between the rule's match and its write.
+    monkeypatch.setattr(rule_store, "open_matches", lambda conn, conditions: sorted([reviewed, open_one]))
+    with store.engine.begin() as conn:
+        made = rule_store.create(conn, store.tenant, {"action": "suppress", "weight": 0.0, "reason": "r", "query": "user:lou"},
+                                 "ops", NOW)
+        changed, _ = suppression.apply(conn, store.tenant, made, NOW, 30, "exact")
+    assert [r.id for r in changed] == [open_one]
+    assert store.statuses() == {reviewed: "acknowledged", open_one: "suppressed"}

@@ -39,13 +39,16 @@ def affected_users(conn: Connection, tenant: str, selection: list[str] | Anomaly
 
 
 def set_status(
-    conn: Connection, tenant: str, selection: list[str] | AnomalyCriteria, target: str, values: dict
+    conn: Connection, tenant: str, selection: list[str] | AnomalyCriteria, target: str, values: dict,
+    only_from: str | None = None,
 ) -> list[Row]:
-    """Moves the selected anomalies not yet in `target` there, setting `values` too (the review's or the
-    suppression's columns); (id, user_name, risk_score, time, incident_id, old_status) of each."""
+    """Moves the selected anomalies not yet in `target` (and, with `only_from`, still in that status) there,
+    setting `values` too (the review's or the suppression's columns); (id, user_name, risk_score, time,
+    incident_id, old_status) of each."""
+    since = [a.status == only_from] if only_from is not None else []
     old = (
         select(a.id, a.status.label("old_status"))
-        .where(*_selected(tenant, selection), a.status != target)
+        .where(*_selected(tenant, selection), a.status != target, *since)
         .order_by(a.id)  # lock in one order so concurrent reviews cannot deadlock
         .with_for_update()
         .subquery("old")

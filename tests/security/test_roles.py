@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ueba.auth.roles import METHOD_ROLES, OPEN_PREFIXES, ROLES, missing_methods
 
 from .conftest import AUTH_ENV, QUIET, mint, settings_for
-from .rpcs import SERVICES, all_rpcs, code_of
+from .rpcs import SERVICES, all_rpcs, call, code_of
 
 RPCS = all_rpcs()
 
@@ -119,6 +119,24 @@ def test_use_is_recorded_and_the_actor_is_the_token_name(stack):
         actors = conn.execute(select(audit_log.c.actor, audit_log.c.action).where(audit_log.c.tenant == "actor-tenant")).all()
     assert used is not None
     assert ("alice-admin", "profile.create") in [tuple(a) for a in actors]
+
+
+def test_with_tokens_a_named_actor_in_the_metadata_is_ignored(stack):
+    from sqlalchemy import select
+
+    from ueba.store.schema import audit_log
+    from ueba.v1 import query_pb2
+
+    _token_id, secret = mint(stack.engine, "actor-tenant-2", "admin", "bob-admin")
+    rpc = next(r for r in RPCS if r.name == "CreateSuppressionRule")
+    request = query_pb2.CreateSuppressionRuleRequest(
+        action=query_pb2.SUPPRESSION_ACTION_SUPPRESS, match=query_pb2.SuppressionMatch(profile="nothing"), reason="test")
+    resp = call(stack.channel("query"), rpc, request, token=secret, metadata=(("x-ueba-actor", "mallory"),))
+    assert resp.rule.created_by == "bob-admin"
+    with stack.engine.connect() as conn:
+        actors = conn.execute(select(audit_log.c.actor).where(
+            audit_log.c.tenant == "actor-tenant-2", audit_log.c.action == "suppression.create")).scalars().all()
+    assert actors == ["bob-admin"]
 
 
 @pytest.mark.parametrize("service", list(SERVICES))

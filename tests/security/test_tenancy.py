@@ -1,7 +1,7 @@
 """Tenant A can read or change nothing of tenant B, through any call of any service.
 
 Tenant B gets events, a profile, anomalies, scores, peer groups, an ignored
-user and a scoring run. Then every RPC is called as tenant A's admin (the role
+user, a scoring run, a case and a suppression rule. Then every RPC is called as tenant A's admin (the role
 that may do everything) aimed at B's objects: B's ids, B's user names, filters
 naming them. Afterwards every row of B in every table is exactly as before, no
 answer carries anything of B, and look-ups of B's objects are NOT_FOUND.

@@ -12,15 +12,15 @@ from ueba.timestamps import to_proto
 from ueba.v1 import common_pb2
 
 
-def _enum(enum, prefix: str, words) -> dict[str, int]:
+def enum_words(enum, prefix: str, words) -> dict[str, int]:
     """Stored words to enum values: 'high' -> RISK_LEVEL_HIGH."""
     return {w: enum.Value(f"{prefix}_{w.upper()}") for w in words}
 
 
-LEVEL_ENUM = _enum(common_pb2.RiskLevel, "RISK_LEVEL", LEVELS)
-STATUS_ENUM = _enum(common_pb2.AnomalyStatus, "ANOMALY_STATUS", ("new", "acknowledged", "resolved", "false_positive"))
-SOURCE_ENUM = _enum(common_pb2.AnomalySource, "ANOMALY_SOURCE", ("rule", "model"))
-ENTITY_ENUM = _enum(common_pb2.EntityType, "ENTITY_TYPE", ("user", "ip", "host"))
+LEVEL_ENUM = enum_words(common_pb2.RiskLevel, "RISK_LEVEL", LEVELS)
+STATUS_ENUM = enum_words(common_pb2.AnomalyStatus, "ANOMALY_STATUS", ("new", "acknowledged", "resolved", "false_positive", "suppressed"))
+SOURCE_ENUM = enum_words(common_pb2.AnomalySource, "ANOMALY_SOURCE", ("rule", "model"))
+ENTITY_ENUM = enum_words(common_pb2.EntityType, "ENTITY_TYPE", ("user", "ip", "host"))
 ENUM_LEVEL = {v: k for k, v in LEVEL_ENUM.items()}
 ENUM_STATUS = {v: k for k, v in STATUS_ENUM.items()}
 ENUM_SOURCE = {v: k for k, v in SOURCE_ENUM.items()}
@@ -58,6 +58,8 @@ def anomaly_message(
     reviewed_at: Timestamp | None = None,
     review_comment: str = "",
     incident_id: str = "",
+    suppression_rule: str = "",
+    original_score: int = 0,
 ) -> common_pb2.Anomaly:
     message = common_pb2.Anomaly(
         id=id,
@@ -80,6 +82,8 @@ def anomaly_message(
         review_comment=review_comment,
         entity=entity_message(entity_type, entity),
         incident_id=incident_id,
+        suppression_rule=suppression_rule,
+        original_score=original_score,
     )
     # Present even when empty, so clients read one shape.
     message.evidence.SetInParent()

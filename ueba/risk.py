@@ -24,6 +24,8 @@ NEUTRAL = 0.2
 # reaches certainty: risk keeps ranking at the top of the scale.
 MAX_ONE = 0.97
 MAX_RISK = 99
+# Only open findings count. Reviewed ones and those a suppression rule suppressed (status
+# 'suppressed') count nowhere; a down-weighted finding stays open at its lowered score.
 OPEN_STATUS = "new"
 LEVELS = ("low", "medium", "high", "critical")
 

@@ -29,7 +29,7 @@ from ueba.auth.authenticator import AuthError, TokenAuthenticator
 from ueba.auth.ratelimit import RateLimiter
 from ueba.auth.roles import OPEN_PREFIXES, missing_methods
 from ueba.auth.tls import server_credentials
-from ueba.callctx import Caller, reset_caller, set_caller
+from ueba.callctx import Caller, named_actor, reset_caller, set_caller
 from ueba.errors import mapped_to_status
 from ueba.settings import BaseSettings, check_plaintext_allowed
 from ueba.streams import OpenStream, StreamGuard, StreamLimits, StreamRefused
@@ -84,7 +84,7 @@ class CallInterceptor(grpc.ServerInterceptor):
     domain errors turned into statuses (ueba/errors.py).
 
     Without an authenticator (UEBA_AUTH=off) every call is the default
-    tenant's admin. With one, the bearer token decides tenant, actor and role,
+    tenant's admin, acting as the name its metadata gives (ueba/callctx.py). With one, the bearer token decides tenant, actor and role,
     the method must allow the role (ueba/auth/roles.py), and each request, and
     each message of a client stream, spends one unit of the token's rate.
     Health checking and reflection stay open. Every streaming call, open ones
@@ -98,7 +98,10 @@ class CallInterceptor(grpc.ServerInterceptor):
 
     def _caller(self, method: str, context: grpc.ServicerContext) -> tuple[Caller, str | None]:
         if self.authenticator is None:
-            return Caller(tenant=self.default_tenant), None
+            try:
+                return Caller(tenant=self.default_tenant, actor=named_actor(context.invocation_metadata())), None
+            except ValueError as exc:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
             return self.authenticator.caller(method, context.invocation_metadata())
         except AuthError as exc:

@@ -8,10 +8,10 @@ from typing import Mapping
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.query.timelines import surge_threshold
-from ueba.messages import LEVEL_ENUM, STATUS_ENUM, anomaly_message, entity_message
+from ueba.messages import LEVEL_ENUM, STATUS_ENUM, anomaly_message, entity_message, enum_words
 from ueba.risk import risk_level
 from ueba.timestamps import to_proto
-from ueba.v1 import common_pb2, query_pb2
+from ueba.v1 import cases_pb2, common_pb2, query_pb2
 
 
 def range_message(start: datetime | None, end: datetime | None) -> common_pb2.TimeRange:
@@ -46,14 +46,15 @@ def anomaly_from_json(values: list) -> common_pb2.Anomaly:
     """An anomaly from its JSON array (fields in store.json_rows.ANOMALY_FIELDS order)."""
     (id_, user, source, profile_id, profile_name, profile_kind, score, description, dimension,
      time_us, window_start, window_end, status, evidence, created_at, reviewed_by, reviewed_at, comment,
-     entity_type, entity, incident_id) = values
+     entity_type, entity, incident_id, suppressed_by, original_score) = values
     return anomaly_message(
         id=id_, user=user, source=source, profile_id=profile_id, profile_name=profile_name,
         profile_kind=profile_kind, risk_score=score, description=description, dimension=dimension,
         time=timestamp_us(time_us), window_start=timestamp_us(window_start), window_end=timestamp_us(window_end),
         status=status, evidence=evidence, created_at=timestamp_us(created_at), reviewed_by=reviewed_by or "",
         reviewed_at=timestamp_us(reviewed_at), review_comment=comment or "", entity_type=entity_type,
-        entity=entity, incident_id=incident_id or "",
+        entity=entity, incident_id=incident_id or "", suppression_rule=suppressed_by or "",
+        original_score=original_score or 0,
     )
 
 
@@ -116,3 +117,48 @@ def risk_timeline(buckets, seconds: int) -> query_pb2.RiskTimeline:
         surge_threshold=threshold,
         bucket_seconds=seconds,
     )
+
+
+def suppression_rule(row, applied: int, active: bool) -> query_pb2.SuppressionRule:
+    entity = entity_message(row.entity_type, row.entity) if row.entity else None
+    return query_pb2.SuppressionRule(
+        id=row.id,
+        action={"suppress": query_pb2.SUPPRESSION_ACTION_SUPPRESS, "down_weight": query_pb2.SUPPRESSION_ACTION_DOWN_WEIGHT}[row.action],
+        weight=row.weight,
+        match=query_pb2.SuppressionMatch(entity=entity, profile=row.profile or "", cidr=row.cidr or "", query=row.query or ""),
+        reason=row.reason,
+        created_by=row.created_by,
+        created_at=to_proto(row.created_at),
+        expires_at=to_proto(row.expires_at),
+        deleted_at=to_proto(row.deleted_at),
+        deleted_by=row.deleted_by or "",
+        applied=applied,
+        active=active,
+    )
+
+
+CASE_STATUS_ENUM = enum_words(cases_pb2.CaseStatus, "CASE_STATUS", ("new", "in_progress", "closed"))
+CLOSE_REASON_ENUM = enum_words(cases_pb2.CloseReason, "CLOSE_REASON", ("true_positive", "benign", "false_positive"))
+
+
+def case(row, incident_ids: list[str], comments: int) -> cases_pb2.Case:
+    return cases_pb2.Case(
+        id=row.id,
+        title=row.title,
+        status=CASE_STATUS_ENUM[row.status],
+        close_reason=CLOSE_REASON_ENUM.get(row.close_reason or "", cases_pb2.CLOSE_REASON_UNSPECIFIED),
+        severity=LEVEL_ENUM[row.severity],
+        owner=row.owner,
+        incident_ids=incident_ids,
+        created_by=row.created_by,
+        created_at=to_proto(row.created_at),
+        updated_at=to_proto(row.updated_at),
+        closed_at=to_proto(row.closed_at),
+        comments=comments,
+    )
+
+
+def case_entry(row) -> cases_pb2.CaseEntry:
+    message = cases_pb2.CaseEntry(id=row.id, at=to_proto(row.at), actor=row.actor, kind=row.kind, text=row.text)
+    message.details.update(row.details or {})
+    return message

@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 
 from services.query.filters import criteria, is_empty, parse_id
 from services.query.store import review as store
-from ueba.errors import InvalidArgument, NotFound, check_text
+from ueba.errors import FailedPrecondition, InvalidArgument, NotFound, check_text
 from ueba.risk import OPEN_STATUS, open_scores, user_risk
 from ueba.v1 import query_pb2
 
@@ -31,6 +31,15 @@ MAX_COMMENT = 2000
 
 
 @dataclass
+class ReviewOutcome:
+    updated: int  # changed, or with a dry run: would change
+    risk_changes: list["RiskChange"]
+    matched: int  # selected, changed or not
+    already: int  # selected and already in the target status
+    target: str
+
+
+@dataclass
 class RiskChange:
     user: str
     points_before: int
@@ -41,13 +50,28 @@ class RiskChange:
 
 def review(
     conn: Connection, tenant: str, req, actor: str, now: datetime, window_days: int, user_mode: str
-) -> tuple[int, list[RiskChange]]:
-    """Reviews the anomalies `req` names, in the caller's transaction; (anomalies changed, risk changes)."""
+) -> ReviewOutcome:
+    """Reviews the anomalies `req` names, in the caller's transaction.
+
+    With `dry_run` it only counts. With `expected_count` any other number of changed
+    anomalies raises FailedPrecondition, which rolls the caller's transaction back: the
+    count is checked on the rows as changed under their locks, not on an earlier read.
+    """
     action = check_action(req.action)
     comment = check_text("comment", req.comment, MAX_COMMENT)
-    changed, changes = apply(conn, tenant, _selection(conn, tenant, req, now, user_mode), action, comment, actor, now,
-                             window_days)
-    return len(changed), changes
+    target = TARGET_STATUS[action]
+    selection = _selection(conn, tenant, req, now, user_mode)
+    by_status = store.status_counts(conn, tenant, selection)
+    matched = sum(by_status.values())
+    if req.dry_run:
+        return ReviewOutcome(matched - by_status.get(target, 0), [], matched, by_status.get(target, 0), target)
+    changed, changes = apply(conn, tenant, selection, action, comment, actor, now, window_days)
+    if req.HasField("expected_count") and len(changed) != req.expected_count:
+        raise FailedPrecondition(
+            f"expected_count: {req.expected_count} anomalies were expected to change but {len(changed)} would; "
+            "the selection changed since it was counted, so nothing was changed"
+        )
+    return ReviewOutcome(len(changed), changes, matched, max(0, matched - len(changed)), target)
 
 
 def check_action(action: int) -> int:
@@ -69,14 +93,32 @@ def apply(
     reviewed = {"reviewed_by": actor, "reviewed_at": now, "review_comment": comment or None}
     if target == OPEN_STATUS:
         reviewed = {"reviewed_by": None, "reviewed_at": None, "review_comment": None}
+
+    def write() -> list:
+        changed = store.set_status(conn, tenant, selection, target, reviewed)
+        if changed:
+            store.sync_incidents(conn, tenant, {r.incident_id for r in changed if r.incident_id}, target, reviewed, now)
+            details = {"to": target, "comment": comment, "review": str(uuid.uuid4())}
+            store.record(conn, tenant, now, actor, f"anomaly.{ACTION_NAME[action]}", changed, details)
+        return changed
+
+    return with_risk_changes(conn, tenant, selection, target, now, window_days, write)
+
+
+def with_risk_changes(
+    conn: Connection, tenant: str, selection, target: str | None, now: datetime, window_days: int, write
+) -> tuple[list, list[RiskChange]]:
+    """Runs `write` (which changes the selected anomalies and returns the changed rows) between two
+    readings of the risk of the accounts it touches; (changed rows, each account's risk before and after).
+
+    `target` is the status the write moves anomalies to (those already there are not touched), None
+    when it changes no status.
+    """
     users = store.affected_users(conn, tenant, selection, target)
     before = open_scores(conn, tenant, now, window_days, users=users)
-    changed = store.set_status(conn, tenant, selection, target, reviewed)
+    changed = write()
     if not changed:
         return [], []
-    store.sync_incidents(conn, tenant, {r.incident_id for r in changed if r.incident_id}, target, reviewed, now)
-    details = {"to": target, "comment": comment, "review": str(uuid.uuid4())}
-    store.record(conn, tenant, now, actor, f"anomaly.{ACTION_NAME[action]}", changed, details)
     users = sorted(set(users) | {r.user_name for r in changed if r.user_name})
     after = open_scores(conn, tenant, now, window_days, users=users)
     return changed, _risk_changes(users, before, after)

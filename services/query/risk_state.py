@@ -6,13 +6,20 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Connection, Engine
 
+from services.query import suppression
 from services.query.store import risk_state as store
 from ueba.risk import open_entity_scores, user_risk
 from ueba.worker import PeriodicWorker
 
-def refresh(conn: Connection, tenant: str, now: datetime, window_days: int) -> int:
-    """Recomputes user_risk and entity_risk for the tenant's dirty and aged-out entities (in the caller's transaction)."""
+def refresh(conn: Connection, tenant: str, now: datetime, window_days: int, user_mode: str) -> int:
+    """Recomputes user_risk and entity_risk for the tenant's dirty and aged-out entities (in the caller's transaction).
+
+    The suppression rules in force are applied first to the findings that marked them dirty,
+    so no refreshed risk counts a finding a rule suppresses.
+    """
     horizon = now - timedelta(days=window_days)
+    store.lock(conn, tenant)
+    suppression.apply_active(conn, tenant, now, window_days, user_mode)
     claimed = store.claim(conn, tenant, horizon)
     for entity_type, names in claimed.items():
         scores = open_entity_scores(conn, tenant, now, window_days, entity_type, names)
@@ -29,13 +36,13 @@ def refresh(conn: Connection, tenant: str, now: datetime, window_days: int) -> i
     return sum(len(names) for names in claimed.values())
 
 
-def ensure_fresh(engine: Engine, tenant: str, now: datetime, window_days: int) -> bool:
+def ensure_fresh(engine: Engine, tenant: str, now: datetime, window_days: int, user_mode: str) -> bool:
     """Brings the tenant's user_risk and entity_risk up to date before a read that relies on it; True when it wrote."""
     with engine.connect() as conn:
         if not store.needs_refresh(conn, tenant, now - timedelta(days=window_days)):
             return False
     with engine.begin() as conn:
-        return refresh(conn, tenant, now, window_days) > 0
+        return refresh(conn, tenant, now, window_days, user_mode) > 0
 
 
 class Maintainer(PeriodicWorker):
@@ -46,10 +53,11 @@ class Maintainer(PeriodicWorker):
 
     thread_name = "query-maintenance"
 
-    def __init__(self, engine: Engine, window_days: int, interval: float):
+    def __init__(self, engine: Engine, window_days: int, interval: float, user_mode: str):
         super().__init__()
         self.engine = engine
         self.window_days = window_days
+        self.user_mode = user_mode
         self.interval = interval
 
     def run_once(self) -> None:
@@ -60,4 +68,4 @@ class Maintainer(PeriodicWorker):
             tenants = store.tenants_to_refresh(conn, now - timedelta(days=self.window_days))
         for tenant in sorted(tenants):
             with self.engine.begin() as conn:
-                refresh(conn, tenant, now, self.window_days)
+                refresh(conn, tenant, now, self.window_days, self.user_mode)

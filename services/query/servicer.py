@@ -9,10 +9,12 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Engine
 
-from services.query import anomalies, entities, incidents, review, risk_state, summary as summaries, timelines, users
+from services.query import (
+    anomalies, entities, incidents, review, risk_state, summary as summaries, suppression, timelines, users,
+)
 from services.query.convert import (
     anomaly_from_json, counts, entity_risk_message, ignored_user, incident, range_message, risk_change, risk_timeline,
-    timestamp_us, user_risk_message,
+    suppression_rule, timestamp_us, user_risk_message,
 )
 from services.query.filters import criteria
 from services.query.settings import QuerySettings
@@ -60,7 +62,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         return users.required_user(field, value, self.user_mode)
 
     def _fresh(self, tenant: str, now: datetime) -> None:
-        if risk_state.ensure_fresh(self.engine, tenant, now, self.settings.risk_window_days):
+        if risk_state.ensure_fresh(self.engine, tenant, now, self.settings.risk_window_days, self.user_mode):
             self.routing.wrote(tenant)
 
     # --- summary -----------------------------------------------------------------
@@ -125,11 +127,15 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
     def ReviewAnomalies(self, request, context):
         caller = self._caller()
         with self.engine.begin() as conn:
-            updated, changes = review.review(
+            outcome = review.review(
                 conn, caller.tenant, request, caller.actor, _utcnow(), self.settings.risk_window_days, self.user_mode
             )
-        self.routing.wrote(caller.tenant)
-        return query_pb2.ReviewAnomaliesResponse(updated=updated, risk_changes=[risk_change(c) for c in changes])
+        if not request.dry_run:
+            self.routing.wrote(caller.tenant)
+        return query_pb2.ReviewAnomaliesResponse(
+            updated=outcome.updated, risk_changes=[risk_change(c) for c in outcome.risk_changes], matched=outcome.matched,
+            unchanged=counts({outcome.target: outcome.already} if outcome.already else {}),
+        )
 
     def ExportAnomalies(self, request, context):
         tenant = self._tenant()
@@ -335,3 +341,32 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         return query_pb2.ReviewIncidentsResponse(
             updated=updated, anomalies_updated=findings, risk_changes=[risk_change(c) for c in changes]
         )
+
+    # --- suppression rules -----------------------------------------------------------------------
+
+    def CreateSuppressionRule(self, request, context):
+        caller = self._caller()
+        with self.engine.begin() as conn:
+            rule, changed, changes = suppression.create(
+                conn, caller.tenant, request, caller.actor, _utcnow(), self.settings.risk_window_days, self.user_mode
+            )
+        self.routing.wrote(caller.tenant)
+        return query_pb2.CreateSuppressionRuleResponse(
+            rule=suppression_rule(rule, len(changed), True), applied=len(changed),
+            risk_changes=[risk_change(c) for c in changes],
+        )
+
+    def ListSuppressionRules(self, request, context):
+        tenant, now, size = self._tenant(), _utcnow(), self._page_size(request.page_size)
+        with self.routing.engine(tenant).connect() as conn:
+            rows, token = suppression.list_rules(conn, tenant, request, now, size)
+        return query_pb2.ListSuppressionRulesResponse(
+            rules=[suppression_rule(r, r.applied, suppression.is_active(r, now)) for r in rows], next_page_token=token
+        )
+
+    def DeleteSuppressionRule(self, request, context):
+        caller, now = self._caller(), _utcnow()
+        with self.engine.begin() as conn:
+            row = suppression.delete(conn, caller.tenant, request.id, caller.actor, now)
+        self.routing.wrote(caller.tenant)
+        return suppression_rule(row, 0, False)

@@ -11,6 +11,7 @@ DIMENSIONS = ("authentication", "data", "location", "host", "application", "time
 MODELS = ("authentication", "impacted_host", "login_time", "origin_host", "origin_location", "data_movement", "peer_group",
           "corroboration")
 STATUSES = tuple(STATUS_ENUM)
+SUPPRESSED = "suppressed"
 REVIEWED = ("acknowledged", "resolved", "false_positive")
 
 # Words the query string accepts for status; None means any status.
@@ -23,6 +24,7 @@ STATUS_WORDS: dict[str, tuple[str, ...] | None] = {
     "false_positive": ("false_positive",),
     "fp": ("false_positive",),
     "reviewed": REVIEWED,
+    "suppressed": ("suppressed",),
     "all": None,
     "any": None,
 }

@@ -21,8 +21,9 @@ from services.query.server import create_server
 from services.query.settings import QuerySettings
 from ueba.db import libpq_url
 from ueba.store.partitions import EVENT_SCORES, ensure_partitions
+from ueba.store.anomalies import AnomalyRecord, write_anomalies
 from ueba.store.schema import anomalies, event_scores, events, peer_groups, user_scores, users
-from ueba.v1 import query_pb2_grpc
+from ueba.v1 import cases_pb2_grpc, query_pb2_grpc
 
 NOW = datetime.now(timezone.utc)
 
@@ -71,6 +72,28 @@ class Store:
         }
         with self.engine.begin() as conn:
             return conn.execute(insert(anomalies).values(row).returning(anomalies.c.id)).scalar_one()
+
+    def incident(self, user: str = "alice", scores: tuple[int, ...] = (80,), kind: str = "failed_logins",
+                 evidence: dict | None = None, entity: tuple[str, str] | None = None) -> tuple[str, list[str]]:
+        """Findings written as the profiles service writes them, so that they form one incident; (incident id, anomaly ids)."""
+        records = []
+        for n, score in enumerate(scores):
+            self._seq[0] += 1
+            time = NOW - timedelta(hours=2) + timedelta(minutes=n)
+            records.append(AnomalyRecord(
+                tenant=self.tenant, user=user if entity is None else "", source="rule", profile_id=f"p-{kind}",
+                profile_name=kind.replace("_", " "), profile_kind=kind, risk_score=score, description=f"{kind} {n}",
+                dimension="authentication", time=time, window_start=time - timedelta(minutes=10), window_end=time,
+                evidence=evidence if evidence is not None else {"event_ids": [f"e{self._seq[0]}"], "count": 3},
+                dedup_key=f"k-{uuid.uuid4().hex}", **({"entity_type": entity[0], "entity": entity[1]} if entity else {}),
+            ))
+        with self.engine.begin() as conn:
+            write_anomalies(conn, records)
+            found = conn.execute(select(anomalies.c.id, anomalies.c.incident_id).where(
+                anomalies.c.tenant == self.tenant, anomalies.c.dedup_key.in_([r.dedup_key for r in records]))).all()
+        incident_ids = {r.incident_id for r in found}
+        assert len(incident_ids) == 1, incident_ids
+        return incident_ids.pop(), sorted(r.id for r in found)
 
     def user(self, name: str, department: str | None = None, first_seen: datetime | None = None,
              last_seen: datetime | None = None, peer_group_id: str | None = None, tenant: str | None = None) -> None:
@@ -125,6 +148,8 @@ class Service:
     address: str
     tenant: str
     store: Store
+    cases: cases_pb2_grpc.CaseServiceStub
+    channel: grpc.Channel
 
 
 def start_query_server(engine: Engine, tenant: str, **overrides):
@@ -155,7 +180,8 @@ def svc(engine, tenant, store, query_settings):
     server, address = start_query_server(engine, tenant, **query_settings)
     channel = grpc.insecure_channel(address)
     try:
-        yield Service(query_pb2_grpc.QueryServiceStub(channel), address, tenant, store)
+        yield Service(query_pb2_grpc.QueryServiceStub(channel), address, tenant, store,
+                      cases_pb2_grpc.CaseServiceStub(channel), channel)
     finally:
         channel.close()
         server.stop(0)

@@ -59,7 +59,7 @@ def test_anomalies_commands(svc, data, capsys):
     assert sorted(json.loads(line)["user"] for line in out.splitlines()) == ["alice", "bob"]
     code, out, _ = run(capsys, "anomalies", "get", alice_id, "--address", svc.address)
     assert code == 0 and "12 failed logins" in out and "evidence.event_ids" in out
-    code, out, _ = run(capsys, "anomalies", "ack", "--address", svc.address, "-q", "user:alice", "--comment", "ok")
+    code, out, _ = run(capsys, "anomalies", "ack", "--address", svc.address, "-q", "user:alice", "--comment", "ok", "--yes")
     assert code == 0 and "1 anomalies updated" in out and "alice" in out
     code, out, _ = run(capsys, "anomalies", "export", "--address", svc.address)
     rows = list(csv.DictReader(io.StringIO(out)))

@@ -91,3 +91,71 @@ def test_bad_reviews_change_nothing(svc, store):
     err = rpc_error(review, svc, ACK, query="risk>=nonsense")
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert store.statuses()[a] == "new"
+
+
+# --- counted reviews ---------------------------------------------------------------------------
+
+def counted(svc, query, expected=None, dry_run=False, action=ACK):
+    req = query_pb2.ReviewAnomaliesRequest(action=action, filter=query_pb2.AnomalyFilter(query=query), dry_run=dry_run)
+    if expected is not None:
+        req.expected_count = expected
+    return svc.stub.ReviewAnomalies(req)
+
+
+def test_a_dry_run_counts_and_changes_nothing_and_says_what_is_already_done(svc, store):
+    store.anomaly("gus", 80)
+    store.anomaly("gus", 70)
+    store.anomaly("gus", 75, status="acknowledged")
+    dry = counted(svc, "user:gus", dry_run=True)
+    assert (dry.updated, dry.matched, [(c.key, c.count) for c in dry.unchanged]) == (2, 3, [("acknowledged", 1)])
+    assert sorted(store.statuses().values()) == ["acknowledged", "new", "new"]
+    assert store.rows(select(audit_log).where(audit_log.c.tenant == store.tenant)) == []
+    done = counted(svc, "user:gus", expected=2)
+    assert (done.updated, done.matched, [(c.key, c.count) for c in done.unchanged]) == (2, 3, [("acknowledged", 1)])
+    again = counted(svc, "user:gus")
+    assert (again.updated, again.matched, [(c.key, c.count) for c in again.unchanged]) == (0, 3, [("acknowledged", 3)])
+
+
+def test_a_count_that_no_longer_holds_refuses_the_whole_review(svc, store):
+    store.anomaly("hank", 80)
+    dry = counted(svc, "user:hank", dry_run=True)
+    store.anomaly("hank", 90)  # arrives between the count and the review
+    err = rpc_error(counted, svc, "user:hank", expected=dry.updated)
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert err.details().startswith("expected_count: 1 anomalies were expected to change but 2 would")
+    assert set(store.statuses().values()) == {"new"}  # rolled back: nothing changed
+    assert store.rows(select(audit_log).where(audit_log.c.tenant == store.tenant)) == []
+    assert counted(svc, "user:hank", expected=2).updated == 2
+
+
+def test_the_cli_asks_before_reviewing_by_filter(svc, store, capsys, monkeypatch):
+    import io
+
+    from ueba.cli.main import main
+
+    store.anomaly("ida", 80)
+    store.anomaly("ida", 60, status="acknowledged")
+    address = ("--address", svc.address)
+    # No terminal and no --yes: nothing is changed, and the count is in the message.
+    assert main(["anomalies", "ack", "-q", "user:ida", *address]) == 2
+    err = capsys.readouterr().err
+    assert "Acknowledge 1 anomalies (2 match, 1 already acknowledged)?" in err and "--yes" in err
+    assert sorted(store.statuses().values()) == ["acknowledged", "new"]
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    assert main(["anomalies", "ack", "-q", "user:ida", *address]) == 2
+    assert "nothing changed" in capsys.readouterr().err and sorted(store.statuses().values()) == ["acknowledged", "new"]
+    monkeypatch.setattr("sys.stdin", Terminal("y\n"))
+    assert main(["anomalies", "ack", "-q", "user:ida", "--as", "jane", *address]) == 0
+    assert "1 anomalies updated (1 already acknowledged)" in capsys.readouterr().out
+    assert set(store.statuses().values()) == {"acknowledged"}
+    assert {r.actor for r in store.rows(select(audit_log.c.actor).where(audit_log.c.tenant == store.tenant))} == {"jane"}
+    # Nothing left to do: said without asking.
+    assert main(["anomalies", "ack", "-q", "user:ida", *address]) == 0
+    assert "0 anomalies updated (2 already acknowledged)" in capsys.readouterr().out
+    assert main(["anomalies", "resolve", "-q", "user:ida", "--yes", *address]) == 0
+    assert "2 anomalies updated" in capsys.readouterr().out

@@ -102,7 +102,7 @@ def test_default_range_and_zero_filled_keys(svc, store):
     s = summary(svc)
     assert s.total_anomalies == 1 and s.new_anomalies == 1 and s.reviewed_anomalies == 0
     assert [(c.key, c.count) for c in s.by_risk_level] == [("critical", 1), ("high", 0), ("medium", 0), ("low", 0)]
-    assert [c.key for c in s.by_status] == ["new", "acknowledged", "resolved", "false_positive"]
+    assert [c.key for c in s.by_status] == ["new", "acknowledged", "resolved", "false_positive", "suppressed"]
     assert abs((s.range.end.ToDatetime() - s.range.start.ToDatetime()) - timedelta(days=30)) < timedelta(seconds=1)
 
 
@@ -154,7 +154,7 @@ def test_maintenance_merges_deltas_and_refreshes_risk(store, engine):
     t = store.tenant
     rollup_rows = lambda: store.rows(select(anomaly_rollup.c.merged).where(anomaly_rollup.c.tenant == t))
     assert len(rollup_rows()) > 10 and not any(m for (m,) in rollup_rows())
-    risk_state.Maintainer(engine, window_days=30, interval=1).run_once()
+    risk_state.Maintainer(engine, window_days=30, interval=1, user_mode="exact").run_once()
     assert all(m for (m,) in rollup_rows())
     assert store.rows(select(user_risk_dirty).where(user_risk_dirty.c.tenant == t)) == []
     rows = {r.user_name: r for r in store.rows(select(user_risk).where(user_risk.c.tenant == t))}
@@ -162,7 +162,7 @@ def test_maintenance_merges_deltas_and_refreshes_risk(store, engine):
     assert stale and rows["old"].oldest_open is not None
     # Two hours later "old"'s only anomaly has left the 30-day window: its row goes.
     with engine.begin() as conn:
-        risk_state.refresh(conn, t, NOW + timedelta(hours=2), 30)
+        risk_state.refresh(conn, t, NOW + timedelta(hours=2), 30, "exact")
     assert {r.user_name for r in store.rows(select(user_risk).where(user_risk.c.tenant == t))} == {"mia"}
 
 

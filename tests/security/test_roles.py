@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from ueba.auth.roles import METHOD_ROLES, OPEN_PREFIXES, ROLES, missing_methods
 
 from .conftest import AUTH_ENV, QUIET, mint, settings_for
-from .rpcs import SERVICES, all_rpcs, code_of
+from .rpcs import SERVICES, all_rpcs, call, code_of
 
 RPCS = all_rpcs()
 
@@ -26,7 +26,7 @@ def test_every_method_of_every_service_has_roles():
     assert missing_methods(names) == []
     assert sorted(METHOD_ROLES) == sorted(r.path for r in RPCS), "the table names a method no service has"
     assert all(roles <= set(ROLES) and roles for roles in METHOD_ROLES.values())
-    assert len(RPCS) == 35
+    assert len(RPCS) == 44
 
 
 def test_a_server_with_a_method_missing_from_the_table_does_not_start(monkeypatch, security_url, security_engine):
@@ -50,6 +50,7 @@ NEEDS_A_FIELD = {
     "IngestEvents", "StreamEvents", "GetProfile", "CreateProfile", "UpdateProfile", "SetProfileEnabled", "DeleteProfile",
     "PreviewProfile", "GetUserRisk", "GetScoringRun", "GetAnomaly", "ReviewAnomalies", "GetUser", "GetUserTimeline",
     "AddIgnoredUser", "RemoveIgnoredUser", "GetEntity", "GetEntityTimeline", "GetIncident", "ReviewIncidents",
+    "CreateSuppressionRule", "DeleteSuppressionRule", "OpenCase", "GetCase", "CommentCase", "UpdateCase", "CloseCase",
 }
 
 
@@ -118,6 +119,24 @@ def test_use_is_recorded_and_the_actor_is_the_token_name(stack):
         actors = conn.execute(select(audit_log.c.actor, audit_log.c.action).where(audit_log.c.tenant == "actor-tenant")).all()
     assert used is not None
     assert ("alice-admin", "profile.create") in [tuple(a) for a in actors]
+
+
+def test_with_tokens_a_named_actor_in_the_metadata_is_ignored(stack):
+    from sqlalchemy import select
+
+    from ueba.store.schema import audit_log
+    from ueba.v1 import query_pb2
+
+    _token_id, secret = mint(stack.engine, "actor-tenant-2", "admin", "bob-admin")
+    rpc = next(r for r in RPCS if r.name == "CreateSuppressionRule")
+    request = query_pb2.CreateSuppressionRuleRequest(
+        action=query_pb2.SUPPRESSION_ACTION_SUPPRESS, match=query_pb2.SuppressionMatch(profile="nothing"), reason="test")
+    resp = call(stack.channel("query"), rpc, request, token=secret, metadata=(("x-ueba-actor", "mallory"),))
+    assert resp.rule.created_by == "bob-admin"
+    with stack.engine.connect() as conn:
+        actors = conn.execute(select(audit_log.c.actor).where(
+            audit_log.c.tenant == "actor-tenant-2", audit_log.c.action == "suppression.create")).scalars().all()
+    assert actors == ["bob-admin"]
 
 
 @pytest.mark.parametrize("service", list(SERVICES))

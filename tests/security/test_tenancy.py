@@ -1,7 +1,7 @@
 """Tenant A can read or change nothing of tenant B, through any call of any service.
 
 Tenant B gets events, a profile, anomalies, scores, peer groups, an ignored
-user and a scoring run. Then every RPC is called as tenant A's admin (the role
+user, a scoring run, a case and a suppression rule. Then every RPC is called as tenant A's admin (the role
 that may do everything) aimed at B's objects: B's ids, B's user names, filters
 naming them. Afterwards every row of B in every table is exactly as before, no
 answer carries anything of B, and look-ups of B's objects are NOT_FOUND.
@@ -23,7 +23,7 @@ from sqlalchemy import insert, select
 
 from ueba.store.anomalies import AnomalyRecord, write_anomalies
 from ueba.store.schema import anomalies, metadata, peer_groups, user_scores
-from ueba.v1 import common_pb2, ingest_pb2, profiles_pb2, query_pb2, scorer_pb2
+from ueba.v1 import cases_pb2, common_pb2, ingest_pb2, profiles_pb2, query_pb2, scorer_pb2
 
 from .rpcs import RPCS_BY_NAME, all_rpcs, call
 
@@ -32,7 +32,8 @@ B_USER = "zed-b-secret"
 B_IGNORED = "zed-b-ignored"
 B_PROFILE = "b-secret-profile"
 A_USER = "a-user"
-B_MARKERS = (B_USER, B_IGNORED, B_PROFILE, "b-secret-dept", "b-secret-reason", "b-secret-anomaly", "b-secret-group")
+B_MARKERS = (B_USER, B_IGNORED, B_PROFILE, "b-secret-dept", "b-secret-reason", "b-secret-anomaly", "b-secret-group",
+             "b-secret-case", "b-secret-rule")
 
 
 def ts(t: datetime):
@@ -99,6 +100,14 @@ class TenantB:
             conn.execute(insert(peer_groups).values(
                 tenant=self.tenant, id="g-b", name="b-secret-group", method="department", members=[B_USER],
             ))
+        case = call(s.channel("query"), RPCS_BY_NAME["OpenCase"], cases_pb2.OpenCaseRequest(
+            incident_ids=[self.incident_id], title="b-secret-case", comment="b-secret-case note"), admin)
+        self.case_id = case.id
+        # A rule that matches none of B's findings, so that B's rows stay as they are whoever refreshes B's risk.
+        rule = call(s.channel("query"), RPCS_BY_NAME["CreateSuppressionRule"], query_pb2.CreateSuppressionRuleRequest(
+            action=query_pb2.SUPPRESSION_ACTION_SUPPRESS, match=query_pb2.SuppressionMatch(profile="b-secret-rule-profile"),
+            reason="b-secret-rule"), admin)
+        self.rule_id = rule.rule.id
 
     def snapshot(self) -> dict[str, list[str]]:
         """Every row of this tenant in every table that has a tenant column."""
@@ -168,6 +177,17 @@ def requests_as_a(b: TenantB) -> dict[str, object]:
         "ListIncidents": query_pb2.ListIncidentsRequest(entity=b_user, page_size=100),
         "GetIncident": query_pb2.GetIncidentRequest(id=b.incident_id),
         "ReviewIncidents": query_pb2.ReviewIncidentsRequest(action=query_pb2.REVIEW_ACTION_RESOLVE, ids=[b.incident_id]),
+        "CreateSuppressionRule": query_pb2.CreateSuppressionRuleRequest(
+            action=query_pb2.SUPPRESSION_ACTION_SUPPRESS, reason="a's own rule",
+            match=query_pb2.SuppressionMatch(entity=b_user, query=f"user:{B_USER}")),
+        "ListSuppressionRules": query_pb2.ListSuppressionRulesRequest(include_inactive=True),
+        "DeleteSuppressionRule": query_pb2.DeleteSuppressionRuleRequest(id=b.rule_id),
+        "OpenCase": cases_pb2.OpenCaseRequest(incident_ids=[b.incident_id]),
+        "ListCases": cases_pb2.ListCasesRequest(page_size=100),
+        "GetCase": cases_pb2.GetCaseRequest(id=b.case_id),
+        "CommentCase": cases_pb2.CommentCaseRequest(id=b.case_id, text="a's comment"),
+        "UpdateCase": cases_pb2.UpdateCaseRequest(id=b.case_id, update_mask=["owner"], owner="a-owner"),
+        "CloseCase": cases_pb2.CloseCaseRequest(id=b.case_id, reason=cases_pb2.CLOSE_REASON_FALSE_POSITIVE),
     }
 
 
@@ -175,9 +195,10 @@ def requests_as_a(b: TenantB) -> dict[str, object]:
 # ListAnomalies naming B's user finds no such user in A (with hints drawn from A's names only).
 NOT_FOUND = {"GetProfile", "UpdateProfile", "SetProfileEnabled", "DeleteProfile", "GetScoringRun", "GetAnomaly",
              "ReviewAnomalies", "GetUser", "GetUserTimeline", "RemoveIgnoredUser", "ListAnomalies",
-             "GetEntity", "GetIncident", "ReviewIncidents"}
+             "GetEntity", "GetIncident", "ReviewIncidents", "DeleteSuppressionRule", "OpenCase", "GetCase", "CommentCase",
+             "UpdateCase", "CloseCase"}
 # Calls that write tenant A's own rows from a request carrying B's names: their answer echoes A's copy.
-ECHOES = {"CreateProfile", "AddIgnoredUser", "RunScoring", "IngestEvents", "StreamEvents", "Export"}
+ECHOES = {"CreateProfile", "AddIgnoredUser", "RunScoring", "IngestEvents", "StreamEvents", "Export", "CreateSuppressionRule"}
 
 
 @pytest.fixture(scope="module")
@@ -189,20 +210,21 @@ def tenants(stack):
     before = b.snapshot()
     # What B owns: enough that "untouched" means something.
     for table in ("events", "profiles", "anomalies", "ignored_users", "scoring_runs", "event_scores", "user_scores",
-                  "peer_groups", "users", "audit_log", "api_tokens", "incidents"):
+                  "peer_groups", "users", "audit_log", "api_tokens", "incidents", "cases", "case_incidents", "case_entries",
+                  "suppression_rules"):
         assert before[table], f"tenant B has no {table} rows"
     return b, a_admin, before
 
 
 def test_every_rpc_has_a_cross_tenant_case():
     ids = SimpleNamespace(profile_id=str(uuid.uuid4()), run_id=str(uuid.uuid4()), anomaly_ids=[str(uuid.uuid4())],
-                          incident_id=str(uuid.uuid4()))
+                          incident_id=str(uuid.uuid4()), case_id=str(uuid.uuid4()), rule_id=str(uuid.uuid4()))
     assert sorted(requests_as_a(ids)) == sorted(r.name for r in all_rpcs())
 
 
 # Writes that leave tenant A with rows named like B's run last, so that A's reads
 # before them can insist on not one of B's names.
-ORDERED = sorted(all_rpcs(), key=lambda r: r.name in ("CreateProfile", "AddIgnoredUser", "RunScoring"))
+ORDERED = sorted(all_rpcs(), key=lambda r: r.name in ("CreateProfile", "AddIgnoredUser", "RunScoring", "CreateSuppressionRule"))
 
 
 @pytest.mark.parametrize("rpc", ORDERED, ids=str)
@@ -228,7 +250,8 @@ def test_tenant_a_cannot_see_or_touch_tenant_b(stack, tenants, rpc):
     if response is not None and rpc.name not in ECHOES:
         data = b"".join(r.SerializeToString() for r in (response if isinstance(response, list) else [response]))
         asked = request.SerializeToString()  # a name the caller sent may come back (GetUserRisk echoes the user)
-        secrets = [m.encode() for m in B_MARKERS] + [i.encode() for i in (*b.anomaly_ids, b.profile_id, b.run_id)]
+        secrets = [m.encode() for m in B_MARKERS] + [i.encode() for i in (*b.anomaly_ids, b.profile_id, b.run_id, b.case_id,
+                                                                          b.rule_id)]
         leaked = [m.decode() for m in secrets if m in data and m not in asked]
         assert not leaked, f"{rpc.name} answered with tenant B's {leaked}"
     assert b.snapshot() == before, f"{rpc.name} changed tenant B's rows"

@@ -5,10 +5,10 @@ server started with UEBA_AUTH=tokens refuses to start while one of its methods
 is missing, and tests/security checks the table against the protos.
 
 - agent: sends events (IngestService, OTLP Export) and nothing else.
-- analyst: reads everything and reviews anomalies; may also preview a profile
+- analyst: reads everything, reviews anomalies and works cases; may also preview a profile
   (a dry run that writes nothing) and read profiles, runs, peer groups and
   models. Changes to what the system detects (profiles, the ignore list,
-  scoring runs) are the admin's.
+  suppression rules, scoring runs) are the admin's.
 - admin: everything, including ingest (so that one token can load a backfill).
 """
 
@@ -63,6 +63,16 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/ueba.v1.QueryService/ListIncidents": _READERS,
     "/ueba.v1.QueryService/GetIncident": _READERS,
     "/ueba.v1.QueryService/ReviewIncidents": _READERS,
+    "/ueba.v1.QueryService/CreateSuppressionRule": _ADMINS,
+    "/ueba.v1.QueryService/ListSuppressionRules": _READERS,
+    "/ueba.v1.QueryService/DeleteSuppressionRule": _ADMINS,
+    # --- cases (served by query) ---
+    "/ueba.v1.CaseService/OpenCase": _READERS,
+    "/ueba.v1.CaseService/ListCases": _READERS,
+    "/ueba.v1.CaseService/GetCase": _READERS,
+    "/ueba.v1.CaseService/CommentCase": _READERS,
+    "/ueba.v1.CaseService/UpdateCase": _READERS,
+    "/ueba.v1.CaseService/CloseCase": _READERS,
 }
 
 # Open to everyone, with or without a token: probes and tooling need them.

@@ -27,7 +27,8 @@ DEFAULT_ADDRESS = "127.0.0.1:50054"
 LEVELS = {"low": common_pb2.RISK_LEVEL_LOW, "medium": common_pb2.RISK_LEVEL_MEDIUM,
           "high": common_pb2.RISK_LEVEL_HIGH, "critical": common_pb2.RISK_LEVEL_CRITICAL}
 STATUSES = {"new": common_pb2.ANOMALY_STATUS_NEW, "acknowledged": common_pb2.ANOMALY_STATUS_ACKNOWLEDGED,
-            "resolved": common_pb2.ANOMALY_STATUS_RESOLVED, "false_positive": common_pb2.ANOMALY_STATUS_FALSE_POSITIVE}
+            "resolved": common_pb2.ANOMALY_STATUS_RESOLVED, "false_positive": common_pb2.ANOMALY_STATUS_FALSE_POSITIVE,
+            "suppressed": common_pb2.ANOMALY_STATUS_SUPPRESSED}
 SOURCES = {"rule": common_pb2.ANOMALY_SOURCE_RULE, "model": common_pb2.ANOMALY_SOURCE_MODEL}
 REVIEWS = {"ack": query_pb2.REVIEW_ACTION_ACKNOWLEDGE, "resolve": query_pb2.REVIEW_ACTION_RESOLVE,
            "false-positive": query_pb2.REVIEW_ACTION_FALSE_POSITIVE, "reopen": query_pb2.REVIEW_ACTION_REOPEN}
@@ -61,18 +62,19 @@ def time_range(args) -> common_pb2.TimeRange | None:
 
 # --- calls ----------------------------------------------------------------------
 
-def _stub(args) -> tuple[grpc.Channel, query_pb2_grpc.QueryServiceStub]:
+def _stub(args, stub_class=query_pb2_grpc.QueryServiceStub) -> tuple[grpc.Channel, Any]:
+    """A stub of one of the query process's services (QueryService, CaseService) at --address."""
     channel = open_channel(args.address, channel_config(args))
-    return channel, query_pb2_grpc.QueryServiceStub(channel)
+    return channel, stub_class(channel)
 
 
 def _explain(exc: grpc.RpcError, address: str) -> tuple[str, int]:
     return explain(exc, "query", address, "UEBA_QUERY_ADDRESS")
 
 
-def _command(fn: Callable[[Any, query_pb2_grpc.QueryServiceStub, TextIO], None]) -> Callable[[Any], int]:
+def _command(fn: Callable[[Any, Any, TextIO], None], stub_class=query_pb2_grpc.QueryServiceStub) -> Callable[[Any], int]:
     def run(args) -> int:
-        channel, stub = _stub(args)
+        channel, stub = _stub(args, stub_class)
         try:
             fn(args, stub, sys.stdout)
             return 0
@@ -215,19 +217,60 @@ def cmd_anomalies_get(args, stub, out):
     output.fields(pairs, out)
 
 
+REVIEW_VERBS = {"ack": "acknowledge", "resolve": "resolve", "false-positive": "mark false positive", "reopen": "reopen"}
+
+
+def confirm(question: str, assume_yes: bool) -> bool:
+    """True with --yes, else the answer of a person at a terminal; without one there is nobody to ask."""
+    if assume_yes:
+        return True
+    if not sys.stdin or not sys.stdin.isatty():
+        raise UsageError(f"{question} add --yes to confirm without a prompt (no terminal to ask)")
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def unchanged_words(resp: query_pb2.ReviewAnomaliesResponse) -> str:
+    """Why anomalies were left as they were: "3 already acknowledged"."""
+    return ", ".join(f"{c.count} already {c.key.replace('_', ' ')}" for c in resp.unchanged)
+
+
 def cmd_review(args, stub, out):
     has_filter = any([args.query, args.user, args.risk, args.profile, args.source, args.status, args.dimension,
                       args.since, args.start, args.end])
     if not args.ids and not has_filter:
         raise UsageError("give anomaly ids, or a filter (e.g. -q 'user:anna.weber risk>=high') to review everything matching it")
-    resp = stub.ReviewAnomalies(query_pb2.ReviewAnomaliesRequest(
+    request = query_pb2.ReviewAnomaliesRequest(
         action=REVIEWS[args.action], ids=args.ids, filter=anomaly_filter(args) if not args.ids else None,
-        comment=args.comment or ""), timeout=args.timeout)
-    rows = [[c.user, c.points_before, c.points_after, c.risk_before, c.risk_after] for c in resp.risk_changes]
-    emit(args.output, resp, rows, ["user", "points_before", "points_after", "risk_before", "risk_after"], out,
-         items=list(resp.risk_changes))
-    if args.output == "table":
-        say(f"{resp.updated} anomalies updated", out)
+        comment=args.comment or "")
+    if not args.ids:
+        # By filter: count first, ask, then review exactly that many (the service refuses any other number).
+        dry = query_pb2.ReviewAnomaliesRequest()
+        dry.CopyFrom(request)
+        dry.dry_run = True
+        counted = stub.ReviewAnomalies(dry, timeout=args.timeout)
+        if counted.updated == 0:
+            emit_review(args.output, query_pb2.ReviewAnomaliesResponse(matched=counted.matched, unchanged=counted.unchanged), out)
+            return
+        already = f", {unchanged_words(counted)}" if counted.unchanged else ""
+        question = f"{REVIEW_VERBS[args.action]} {counted.updated} anomalies ({counted.matched} match{already})?"
+        if not confirm(question[0].upper() + question[1:], args.yes):
+            raise UsageError("nothing changed")
+        request.expected_count = counted.updated
+    emit_review(args.output, stub.ReviewAnomalies(request, timeout=args.timeout), out)
+
+
+def emit_review(fmt: str, resp: query_pb2.ReviewAnomaliesResponse, out: TextIO) -> None:
+    why = unchanged_words(resp) or ("none matches" if resp.matched == 0 and resp.updated == 0 else "")
+    emit_risk_changes(fmt, resp, resp.risk_changes, f"{resp.updated} anomalies updated" + (f" ({why})" if why else ""), out)
+
+
+def emit_risk_changes(fmt: str, data: Any, changes, sentence: str, out: TextIO) -> None:
+    """Each account's risk before and after a change, then (in a table) the sentence saying what changed."""
+    rows = [[c.user, c.points_before, c.points_after, c.risk_before, c.risk_after] for c in changes]
+    emit(fmt, data, rows, ["user", "points_before", "points_after", "risk_before", "risk_after"], out, items=list(changes))
+    if fmt == "table":
+        say(sentence, out)
 
 
 def cmd_export(args, stub, out):
@@ -434,9 +477,9 @@ def _filter_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include-ignored", action="store_true")
 
 
-def _leaf(sub, name: str, fn, help: str, common) -> argparse.ArgumentParser:
+def _leaf(sub, name: str, fn, help: str, common, stub_class=query_pb2_grpc.QueryServiceStub) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, parents=[common])
-    p.set_defaults(func=_command(fn))
+    p.set_defaults(func=_command(fn, stub_class))
     return p
 
 
@@ -461,6 +504,8 @@ def register(sub) -> None:
         p = _leaf(anomalies, action, cmd_review, f"{help} anomalies by id, or every anomaly matching a filter", common)
         p.add_argument("ids", nargs="*")
         p.add_argument("--comment")
+        p.add_argument("-y", "--yes", action="store_true",
+                       help="review what a filter matches without asking (the count is still checked)")
         _filter_options(p)
         p.set_defaults(action=action)
     p = _leaf(anomalies, "export", cmd_export, "CSV of every anomaly matching a filter", common)

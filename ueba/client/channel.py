@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import grpc
 
 from ueba.auth.tls import channel_credentials
+from ueba.callctx import ACTOR_METADATA
 
 
 def _true(raw: str | None) -> bool:
@@ -36,6 +37,7 @@ class ChannelConfig:
     cert_file: str = ""  # client certificate, for mutual TLS
     key_file: str = ""
     server_name: str = ""  # the name to verify in the server's certificate, when it differs from the address
+    actor: str = ""  # whom the calls act for when the server runs without tokens
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "ChannelConfig":
@@ -47,6 +49,7 @@ class ChannelConfig:
             cert_file=env.get("UEBA_TLS_CLIENT_CERT_FILE", ""),
             key_file=env.get("UEBA_TLS_CLIENT_KEY_FILE", ""),
             server_name=env.get("UEBA_TLS_SERVER_NAME", ""),
+            actor=env.get("UEBA_ACTOR", ""),
         )
 
     @property
@@ -66,12 +69,13 @@ class ChannelConfig:
         return []
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
+        token = (("authorization", f"Bearer {self.token}"),) if self.token else ()
+        return token + ((ACTOR_METADATA, self.actor),) if self.actor else token
 
 
 class _Metadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
                 grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
-    """Adds fixed metadata (the bearer token) to every call that does not carry it already."""
+    """Adds fixed metadata (the bearer token, the actor) to every call that does not carry it already."""
 
     def __init__(self, metadata: Sequence[tuple[str, str]]):
         self.metadata = tuple(metadata)
@@ -133,6 +137,9 @@ def add_channel_options(parser: argparse.ArgumentParser, token: bool = True) -> 
     group.add_argument("--key-file", default=env.key_file, help="client key for mutual TLS ($UEBA_TLS_CLIENT_KEY_FILE)")
     group.add_argument("--server-name", default=env.server_name,
                        help="name to verify in the server certificate when it differs from the address ($UEBA_TLS_SERVER_NAME)")
+    group.add_argument("--as", dest="actor", default=env.actor,
+                       help="whom reviews and case changes are recorded for when the server has no tokens ($UEBA_ACTOR); "
+                            "with tokens the token's name is recorded")
 
 
 def channel_config(args: argparse.Namespace) -> ChannelConfig:
@@ -147,4 +154,5 @@ def channel_config(args: argparse.Namespace) -> ChannelConfig:
         cert_file=pick("cert_file", env.cert_file) or "",
         key_file=pick("key_file", env.key_file) or "",
         server_name=pick("server_name", env.server_name) or "",
+        actor=pick("actor", env.actor) or "",
     )

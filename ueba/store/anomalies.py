@@ -72,7 +72,9 @@ def _insert(conn: Connection, record: AnomalyRecord, incident_id: str, refresh: 
     if refresh:
         stmt = stmt.on_conflict_do_update(
             index_elements=["tenant", "dedup_key"],
-            set_={name: stmt.excluded[name] for name in _REFRESHED},
+            # A re-raised finding is judged again by the suppression rules in force (the query
+            # service applies them), so it sheds a down-weighting it had.
+            set_={**{name: stmt.excluded[name] for name in _REFRESHED}, "suppressed_by": None, "original_score": None},
             where=anomalies.c.status == "new",
         )
     else:

@@ -162,6 +162,9 @@ anomalies = Table(
     Column("entity_type", Text, nullable=False, server_default="user"),
     Column("entity", Text, nullable=False),
     Column("incident_id", UUID(as_uuid=False)),
+    # The suppression rule that changed it, and its score before a down-weighting rule (migration 0013).
+    Column("suppressed_by", UUID(as_uuid=False)),
+    Column("original_score", SmallInteger),
     PrimaryKeyConstraint("id"),
     UniqueConstraint("tenant", "dedup_key"),
     Index(None, "tenant", "time"),
@@ -588,4 +591,73 @@ entity_risk_dirty = Table(
     Column("entity_type", Text, nullable=False),
     Column("entity", Text, nullable=False),
     Index(None, "tenant"),
+)
+
+# --- cases and suppression rules (migration 0013_cases_suppression) ---
+
+cases = Table(
+    "cases",
+    metadata,
+    tenant_column(),
+    Column("id", UUID(as_uuid=False), nullable=False, server_default=text("gen_random_uuid()")),
+    Column("title", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="new"),  # new, in_progress, closed
+    Column("close_reason", Text),  # true_positive, benign, false_positive
+    Column("severity", Text, nullable=False),  # a risk level
+    Column("owner", Text, nullable=False, server_default=""),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=text("now()")),
+    Column("updated_at", TZ, nullable=False, server_default=text("now()")),
+    Column("closed_at", TZ),
+    PrimaryKeyConstraint("id"),
+    Index(None, "tenant", "updated_at", "id"),
+)
+
+# An incident belongs to at most one case.
+case_incidents = Table(
+    "case_incidents",
+    metadata,
+    tenant_column(),
+    Column("case_id", UUID(as_uuid=False), nullable=False),
+    Column("incident_id", UUID(as_uuid=False), nullable=False),
+    PrimaryKeyConstraint("tenant", "incident_id"),
+    Index(None, "tenant", "case_id"),
+)
+
+# A case's timeline: every change with its actor; comments are entries of kind 'comment'.
+case_entries = Table(
+    "case_entries",
+    metadata,
+    Column("id", BigInteger, Identity(), nullable=False),
+    tenant_column(),
+    Column("case_id", UUID(as_uuid=False), nullable=False),
+    Column("at", TZ, nullable=False, server_default=text("now()")),
+    Column("actor", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("text", Text, nullable=False, server_default=""),
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    PrimaryKeyConstraint("id"),
+    Index(None, "tenant", "case_id", "id"),
+)
+
+suppression_rules = Table(
+    "suppression_rules",
+    metadata,
+    tenant_column(),
+    Column("id", UUID(as_uuid=False), nullable=False, server_default=text("gen_random_uuid()")),
+    Column("action", Text, nullable=False),  # suppress, down_weight
+    Column("weight", Float, nullable=False),  # 0 for suppress
+    Column("entity_type", Text),
+    Column("entity", Text),
+    Column("profile", Text),
+    Column("cidr", Text),
+    Column("query", Text),
+    Column("reason", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("created_at", TZ, nullable=False, server_default=text("now()")),
+    Column("expires_at", TZ),
+    Column("deleted_at", TZ),
+    Column("deleted_by", Text),
+    PrimaryKeyConstraint("id"),
+    Index(None, "tenant", "created_at"),
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 ANOMALY_FIELDS = (
     "id", "user_name", "source", "profile_id", "profile_name", "profile_kind", "risk_score", "description", "dimension",
     "time", "window_start", "window_end", "status", "evidence", "created_at", "reviewed_by", "reviewed_at", "review_comment",
-    "entity_type", "entity", "incident_id",
+    "entity_type", "entity", "incident_id", "suppressed_by", "original_score",
 )
 _TIMES = {"time", "window_start", "window_end", "created_at", "reviewed_at"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, exists, insert, select, update
+from sqlalchemy import Connection, Row, exists, func, insert, select, update
 
 from services.query.filters import AnomalyCriteria
 from services.query.store.conditions import anomaly_conditions
@@ -24,19 +24,31 @@ def _selected(tenant: str, selection: list[str] | AnomalyCriteria) -> list:
     return [a.tenant == tenant, a.id.in_(selection)]
 
 
-def affected_users(conn: Connection, tenant: str, selection: list[str] | AnomalyCriteria, target: str) -> list[str]:
-    """The accounts of the selected anomalies not yet in `target`."""
-    q = select(a.user_name).where(*_selected(tenant, selection), a.status != target, a.user_name != "").distinct()
+def status_counts(conn: Connection, tenant: str, selection: list[str] | AnomalyCriteria) -> dict[str, int]:
+    """How many selected anomalies are in each status."""
+    q = select(a.status, func.count()).where(*_selected(tenant, selection)).group_by(a.status)
+    return dict(conn.execute(q).all())
+
+
+def affected_users(conn: Connection, tenant: str, selection: list[str] | AnomalyCriteria, target: str | None) -> list[str]:
+    """The accounts of the selected anomalies not yet in `target` (None: of every selected anomaly)."""
+    q = select(a.user_name).where(*_selected(tenant, selection), a.user_name != "").distinct()
+    if target is not None:
+        q = q.where(a.status != target)
     return sorted(conn.execute(q).scalars())
 
 
 def set_status(
-    conn: Connection, tenant: str, selection: list[str] | AnomalyCriteria, target: str, reviewed: dict
+    conn: Connection, tenant: str, selection: list[str] | AnomalyCriteria, target: str, values: dict,
+    only_from: str | None = None,
 ) -> list[Row]:
-    """Moves the selected anomalies not yet in `target` there; (id, user_name, risk_score, time, incident_id, old_status) of each."""
+    """Moves the selected anomalies not yet in `target` (and, with `only_from`, still in that status) there,
+    setting `values` too (the review's or the suppression's columns); (id, user_name, risk_score, time,
+    incident_id, old_status) of each."""
+    since = [a.status == only_from] if only_from is not None else []
     old = (
         select(a.id, a.status.label("old_status"))
-        .where(*_selected(tenant, selection), a.status != target)
+        .where(*_selected(tenant, selection), a.status != target, *since)
         .order_by(a.id)  # lock in one order so concurrent reviews cannot deadlock
         .with_for_update()
         .subquery("old")
@@ -44,7 +56,7 @@ def set_status(
     return conn.execute(
         update(anomalies)
         .where(a.id == old.c.id)
-        .values(status=target, **reviewed)
+        .values(status=target, **values)
         .returning(a.id, a.user_name, a.risk_score, a.time, a.incident_id, old.c.old_status)
     ).all()
 

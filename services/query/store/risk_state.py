@@ -84,9 +84,14 @@ def tenants_to_refresh(conn: Connection, horizon: datetime) -> set[str]:
     return tenants
 
 
+def lock(conn: Connection, tenant: str) -> None:
+    """The tenant's refresh lock, until the transaction ends: one refresher per tenant at a time."""
+    conn.execute(select(func.pg_advisory_xact_lock(_RISK_LOCK, func.hashtext(tenant))))
+
+
 def claim(conn: Connection, tenant: str, horizon: datetime) -> dict[str, list[str]]:
     """The tenant's dirty and aged-out entities by type, sorted; takes the tenant's refresh lock and clears the dirty marks."""
-    conn.execute(select(func.pg_advisory_xact_lock(_RISK_LOCK, func.hashtext(tenant))))
+    lock(conn, tenant)
     found: dict[str, set[str]] = defaultdict(set)
     ud, ed = user_risk_dirty.c, entity_risk_dirty.c
     found["user"].update(conn.execute(delete(user_risk_dirty).where(ud.tenant == tenant).returning(ud.user_name)).scalars())

@@ -270,6 +270,25 @@ class TestProximity:
         # Without learning the user's networks the VPN switches read as travel.
         assert len(detector("proximity", familiar_after_hours=0).process(history + trip)) == 1
 
+    def test_a_network_reached_by_a_plausible_journey_is_the_users_at_once(self):
+        vpn_exit, hotel = "203.0.113.9", "198.51.100.7"
+        history = [event("vic", "app_access", day * DAY, LONDON, source_ip=vpn_exit) for day in range(5)]
+        # Landed in Tokyo 14 hours after the last London event (a flight), switching to the VPN an hour later.
+        trip = [event("vic", "logon", 4 * DAY + 14 * 3600, TOKYO, source_ip=hotel)]
+        trip += [event("vic", "app_access", 4 * DAY + 15 * 3600 + i * 600, LONDON if i % 2 else TOKYO,
+                       source_ip=vpn_exit if i % 2 else hotel) for i in range(6)]
+        assert detector("proximity").process(history + trip) == []
+
+    def test_networks_unused_for_familiar_days_are_forgotten(self, monkeypatch):
+        import services.profiles.kinds.location as location
+
+        monkeypatch.setattr(location, "PRUNE_EVERY", 10)
+        d = detector("proximity", familiar_days=2)
+        d.process([event("vic", "app_access", i * 60, LONDON, source_ip=f"203.0.{i}.9") for i in range(5)])
+        assert d.retained() >= 5
+        d.process([event("vic", "app_access", 3 * DAY + i, LONDON, source_ip="198.51.100.7") for i in range(10)])
+        assert set(d._networks["vic"]) == {"198.51.100.0/24"}
+
     def test_failed_logons_do_not_move_anyone(self):
         d = detector("proximity")
         assert d.process([event("dan", "logon", 0, NEW_YORK), event("dan", "logon", 600, TOKYO, outcome="failure")]) == []

@@ -106,8 +106,8 @@ class ProximityProfile(ProfileDetector):
         Param("coarse_radius_km", non_negative_number, 500.0,
               "uncertainty of a location with coordinates but no city (a country or region centroid)"),
         Param("familiar_after_hours", non_negative_number, 8.0,
-              "a network (/24, /48) the user first used at least this long before is theirs (home, VPN exit, "
-              "hotel): moves between two such networks are switches, not travel; 0: off"),
+              "a network (/24, /48) the user first reached by a plausible journey, or first used at least this "
+              "long before, is theirs (home, VPN exit, hotel): moves between two such are switches, not travel; 0: off"),
         Param("familiar_days", positive_int, 30, "a network is forgotten this many days after the user last used it"),
         Param("event_types", string_list, [], "event types to look at; empty: every located event"),
         TRUSTED_NETWORKS,
@@ -151,26 +151,34 @@ class ProximityProfile(ProfileDetector):
         return super().accepts(e) and e.outcome != "failure" and e.located and not self.from_trusted(e)
 
     def observe(self, e: EventRecord) -> list[AnomalyRecord]:
-        stop = _Stop(e.sighting(), self._radius(e), network_of(e.source_ip))
-        self._use_network(e.user, stop.network, e.ts, e.ts)
+        network = network_of(e.source_ip)
+        new = self._use_network(e.user, network, e.ts, e.ts)
         self._tick(e.ts)
         trail = self._trails.get(e.user)
         if trail is None:
             trail = self._trails[e.user] = _Trail()
         times, stops = trail.times, trail.stops
-        if times and e.ts >= times[-1] and _same_place(stops[-1].seen, stop.seen):
-            # Still at the place of the last event: nothing to judge (no distance).
-            if len(stops) > 1 and _same_place(stops[-2].seen, stop.seen):
-                times[-1], stops[-1] = e.ts, stop
-            else:
-                times.append(e.ts)
-                stops.append(stop)
-            self._trim(trail)
-            return []
+        if times and e.ts >= times[-1]:
+            last = stops[-1]
+            if last.seen.latitude == e.latitude and last.seen.longitude == e.longitude:
+                # Still at the place of the last event: nothing to judge (no distance). A new
+                # network here is as much the user's as the stay's (a new address from the same ISP).
+                if new is not None:
+                    new[2] = self._familiar(e.user, last, e.ts)
+                if len(stops) > 1 and _same_place(stops[-2].seen, last.seen):
+                    last.seen.move_to(e)  # the stay's latest event, without a new object per event
+                    last.radius_km, last.network, times[-1] = self._radius(e), network, e.ts
+                else:
+                    times.append(e.ts)
+                    stops.append(_Stop(e.sighting(), self._radius(e), network))
+                    self._trim(trail)
+                return []
         i = bisect.bisect_right(times, e.ts)
         times.insert(i, e.ts)
-        stops.insert(i, stop)
-        firing = self._judge(e.user, trail, i)
+        stops.insert(i, _Stop(e.sighting(), self._radius(e), network))
+        firing, plausible = self._judge(e.user, trail, i)
+        if new is not None:
+            new[2] = plausible  # a network first reached by a plausible journey is where the user went
         self._trim(trail)
         return [firing] if firing else []
 
@@ -183,22 +191,30 @@ class ProximityProfile(ProfileDetector):
         return self.params["city_radius_km"] if e.city else self.params["coarse_radius_km"]
 
     def _familiar(self, user: str, stop: _Stop, as_of: float) -> bool:
-        """Whether the stop's network was the user's own by `as_of`: first used at least
-        familiar_after_hours before (a hotel from the evening before, a VPN exit of every day)."""
+        """Whether the stop's network was the user's own by `as_of`: first reached by a plausible
+        journey (the hotel after the flight), or first used at least familiar_after_hours before
+        (a VPN exit of every day)."""
         if stop.network is None or not self.familiar_after:
             return False
         span = self._networks.get(user, {}).get(stop.network)
-        return span is not None and as_of - span[0] >= self.familiar_after
+        return span is not None and (span[2] or as_of - span[0] >= self.familiar_after)
 
-    def _use_network(self, user: str, network: str | None, first: float, last: float) -> None:
+    def _use_network(self, user: str, network: str | None, first: float, last: float) -> list | None:
+        """Remembers a use; returns the memory of a network new to the user ([first, last, reached])."""
         if network is None:
-            return
-        networks = self._networks.setdefault(user, {})
+            return None
+        networks = self._networks.get(user)
+        if networks is None:
+            networks = self._networks[user] = {}
         span = networks.get(network)
         if span is None:
-            networks[network] = [first, last]
-        else:
-            span[0], span[1] = min(span[0], first), max(span[1], last)
+            span = networks[network] = [first, last, False]
+            return span
+        if first < span[0]:
+            span[0] = first
+        if last > span[1]:
+            span[1] = last
+        return None
 
     def _tick(self, ts: float) -> None:
         self._count += 1
@@ -207,7 +223,7 @@ class ProximityProfile(ProfileDetector):
         if self._count % PRUNE_EVERY == 0:
             cutoff = self._newest - self.familiar_for
             for user, networks in list(self._networks.items()):
-                for network in [n for n, (_, last) in networks.items() if last < cutoff]:
+                for network in [n for n, span in networks.items() if span[1] < cutoff]:
                     del networks[network]
                 if not networks:
                     del self._networks[user]
@@ -224,30 +240,34 @@ class ProximityProfile(ProfileDetector):
             del trail.times[:k]
             del trail.stops[:k]
 
-    def _judge(self, user: str, trail: _Trail, i: int) -> AnomalyRecord | None:
+    def _judge(self, user: str, trail: _Trail, i: int) -> tuple[AnomalyRecord | None, bool]:
         """The new stop against every other stop of the trail (not only its neighbours: a nearby
         stop in between, within its radius, must not hide the jump); fires for the pair that
-        needs the most speed."""
+        needs the most speed. Also says whether every pair was a plausible journey."""
         here = trail.stops[i]
         worst = None
+        plausible = True
         for j, other in enumerate(trail.stops):
             if j == i:
                 continue
             before, after = (other, here) if j < i else (here, other)
             needed = self._needed_speed(before, after)
-            if needed is None or (worst is not None and needed[0] <= worst[0]):
+            if needed is None:
+                continue
+            plausible = False
+            if worst is not None and needed[0] <= worst[0]:
                 continue
             if self._familiar(user, before, after.seen.ts) and self._familiar(user, after, after.seen.ts):
                 continue  # switching between the user's own networks (VPN on and off) is not travel
             worst = (needed[0], needed[1], before, after)
         if worst is None:
-            return None
+            return None, plausible
         _, distance, before, after = worst
         burst = self._fired.add(f"user:{user}", Entry(after.seen.ts), at_once)
         if not burst:
-            return None
+            return None, plausible
         familiar = [self._familiar(user, stop, after.seen.ts) for stop in (before, after)]
-        return self._record(user, before, after, distance, familiar, burst.group)
+        return self._record(user, before, after, distance, familiar, burst.group), plausible
 
     def _needed_speed(self, before: _Stop, after: _Stop) -> tuple[float, float] | None:
         """(speed needed beyond the radii, distance) when no plausible journey joins the two; else None."""

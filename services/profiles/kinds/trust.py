@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from services.profiles.kinds.params import Param, cidrs
 from services.profiles.records import EventRecord
@@ -57,6 +58,7 @@ class SourceTrust:
         return verdict
 
 
+@lru_cache(maxsize=65536)  # every located event asks; parsing an address costs more than the rest of its visit
 def network_of(address: str | None) -> str | None:
     """The network an address stands for when a user's usual places are learned: its /24 (IPv4)
     or /48 (IPv6), so a VPN or ISP pool handing out neighbouring addresses is one place."""

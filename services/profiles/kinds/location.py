@@ -89,6 +89,65 @@ class _Trail:
     stops: list[_Stop] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class NetworkUse:
+    first: float
+    last: float
+    reached: bool = False  # first reached by a plausible journey
+
+
+class UserNetworks:
+    """The networks each user has made their own (README: "Impossible travel"): a network is the
+    user's once first reached by a plausible journey, or first used `familiar_after` seconds
+    before; forgotten `forget_after` seconds after its last use."""
+
+    def __init__(self, familiar_after: float, forget_after: float):
+        self.familiar_after = familiar_after
+        self.forget_after = forget_after
+        self._users: dict[str, dict[str, NetworkUse]] = {}
+        self._count = 0
+        self._newest = float("-inf")
+
+    def __len__(self) -> int:
+        return sum(len(n) for n in self._users.values())
+
+    def use(self, user: str, network: str | None, first: float, last: float) -> NetworkUse | None:
+        """Remembers a use; returns the memory of a network new to the user, for the caller to judge."""
+        if network is None:
+            return None
+        self._count += 1
+        if last > self._newest:
+            self._newest = last
+        if self._count % PRUNE_EVERY == 0:
+            self._prune()
+        networks = self._users.get(user)
+        if networks is None:
+            networks = self._users[user] = {}
+        known = networks.get(network)
+        if known is None:
+            known = networks[network] = NetworkUse(first, last)
+            return known
+        if first < known.first:
+            known.first = first
+        if last > known.last:
+            known.last = last
+        return None
+
+    def familiar(self, user: str, network: str | None, as_of: float) -> bool:
+        if network is None or not self.familiar_after:
+            return False
+        known = self._users.get(user, {}).get(network)
+        return known is not None and (known.reached or as_of - known.first >= self.familiar_after)
+
+    def _prune(self) -> None:
+        cutoff = self._newest - self.forget_after
+        for user, networks in list(self._users.items()):
+            for network in [n for n, known in networks.items() if known.last < cutoff]:
+                del networks[network]
+            if not networks:
+                del self._users[user]
+
+
 class ProximityProfile(ProfileDetector):
     """Two located events of one user further apart than a plausible journey in the time
     between them ("impossible travel"), each location taken with its uncertainty."""
@@ -120,15 +179,10 @@ class ProximityProfile(ProfileDetector):
         self.speed = p["max_speed_kmh"] * p["speed_multiplier"]
         self.min_distance = p["min_distance_km"]
         self.event_types = frozenset(p["event_types"]) or None
-        self.familiar_after = p["familiar_after_hours"] * 3600
-        self.familiar_for = p["familiar_days"] * DAY
         self.horizon = self.lookback_seconds(p)
         self._trails: dict[str, _Trail] = {}
-        # user -> network -> [first used, last used]
-        self._networks: dict[str, dict[str, list[float]]] = {}
+        self._networks = UserNetworks(p["familiar_after_hours"] * 3600, p["familiar_days"] * DAY)
         self._fired = BurstWindows(float(p["suppress_seconds"]), lateness=self.horizon)
-        self._count = 0
-        self._newest = float("-inf")
 
     @classmethod
     def lookback_seconds(cls, params: dict[str, Any]) -> float:
@@ -144,7 +198,7 @@ class ProximityProfile(ProfileDetector):
     def seed_entities(self, rows) -> None:
         for user, entity_type, address, first, last in rows:
             if entity_type == "source_ip":
-                self._use_network(user, network_of(address), first.timestamp(), last.timestamp())
+                self._networks.use(user, network_of(address), first.timestamp(), last.timestamp())
 
     def accepts(self, e: EventRecord) -> bool:
         # A trusted network's geolocation is its exit's, not where the user is.
@@ -152,8 +206,7 @@ class ProximityProfile(ProfileDetector):
 
     def observe(self, e: EventRecord) -> list[AnomalyRecord]:
         network = network_of(e.source_ip)
-        new = self._use_network(e.user, network, e.ts, e.ts)
-        self._tick(e.ts)
+        new = self._networks.use(e.user, network, e.ts, e.ts)
         trail = self._trails.get(e.user)
         if trail is None:
             trail = self._trails[e.user] = _Trail()
@@ -164,7 +217,7 @@ class ProximityProfile(ProfileDetector):
                 # Still at the place of the last event: nothing to judge (no distance). A new
                 # network here is as much the user's as the stay's (a new address from the same ISP).
                 if new is not None:
-                    new[2] = self._familiar(e.user, last, e.ts)
+                    new.reached = self._networks.familiar(e.user, last.network, e.ts)
                 if len(stops) > 1 and _same_place(stops[-2].seen, last.seen):
                     last.seen.move_to(e)  # the stay's latest event, without a new object per event
                     last.radius_km, last.network, times[-1] = self._radius(e), network, e.ts
@@ -178,55 +231,16 @@ class ProximityProfile(ProfileDetector):
         stops.insert(i, _Stop(e.sighting(), self._radius(e), network))
         firing, plausible = self._judge(e.user, trail, i)
         if new is not None:
-            new[2] = plausible  # a network first reached by a plausible journey is where the user went
+            new.reached = plausible  # a network first reached by a plausible journey is where the user went
         self._trim(trail)
         return [firing] if firing else []
 
     def retained(self) -> int:
-        return (super().retained() + sum(len(t.stops) for t in self._trails.values())
-                + sum(len(n) for n in self._networks.values()))
+        return super().retained() + sum(len(t.stops) for t in self._trails.values()) + len(self._networks)
 
     # --- where the user may be ---------------------------------------------------
     def _radius(self, e: EventRecord) -> float:
         return self.params["city_radius_km"] if e.city else self.params["coarse_radius_km"]
-
-    def _familiar(self, user: str, stop: _Stop, as_of: float) -> bool:
-        """Whether the stop's network was the user's own by `as_of`: first reached by a plausible
-        journey (the hotel after the flight), or first used at least familiar_after_hours before
-        (a VPN exit of every day)."""
-        if stop.network is None or not self.familiar_after:
-            return False
-        span = self._networks.get(user, {}).get(stop.network)
-        return span is not None and (span[2] or as_of - span[0] >= self.familiar_after)
-
-    def _use_network(self, user: str, network: str | None, first: float, last: float) -> list | None:
-        """Remembers a use; returns the memory of a network new to the user ([first, last, reached])."""
-        if network is None:
-            return None
-        networks = self._networks.get(user)
-        if networks is None:
-            networks = self._networks[user] = {}
-        span = networks.get(network)
-        if span is None:
-            span = networks[network] = [first, last, False]
-            return span
-        if first < span[0]:
-            span[0] = first
-        if last > span[1]:
-            span[1] = last
-        return None
-
-    def _tick(self, ts: float) -> None:
-        self._count += 1
-        if ts > self._newest:
-            self._newest = ts
-        if self._count % PRUNE_EVERY == 0:
-            cutoff = self._newest - self.familiar_for
-            for user, networks in list(self._networks.items()):
-                for network in [n for n, span in networks.items() if span[1] < cutoff]:
-                    del networks[network]
-                if not networks:
-                    del self._networks[user]
 
     # --- judging -------------------------------------------------------------
     def _trim(self, trail: _Trail) -> None:
@@ -257,7 +271,8 @@ class ProximityProfile(ProfileDetector):
             plausible = False
             if worst is not None and needed[0] <= worst[0]:
                 continue
-            if self._familiar(user, before, after.seen.ts) and self._familiar(user, after, after.seen.ts):
+            if self._networks.familiar(user, before.network, after.seen.ts) and self._networks.familiar(
+                    user, after.network, after.seen.ts):
                 continue  # switching between the user's own networks (VPN on and off) is not travel
             worst = (needed[0], needed[1], before, after)
         if worst is None:
@@ -266,7 +281,7 @@ class ProximityProfile(ProfileDetector):
         burst = self._fired.add(f"user:{user}", Entry(after.seen.ts), at_once)
         if not burst:
             return None, plausible
-        familiar = [self._familiar(user, stop, after.seen.ts) for stop in (before, after)]
+        familiar = [self._networks.familiar(user, stop.network, after.seen.ts) for stop in (before, after)]
         return self._record(user, before, after, distance, familiar, burst.group), plausible
 
     def _needed_speed(self, before: _Stop, after: _Stop) -> tuple[float, float] | None:

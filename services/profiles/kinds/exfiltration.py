@@ -182,6 +182,10 @@ class DataExfiltrationProfile(ProfileDetector):
         daily[day] = daily.get(day, 0) + e.bytes
         if e.ts - first < self.min_history:
             return []
+        return self._upload(e, app)
+
+    def _upload(self, e: EventRecord, app: str) -> list[AnomalyRecord]:
+        """An upload of a user past learning: the window it completes, or the finding it grows."""
         found: dict[str, Any] = {}
 
         def reached(window) -> bool:

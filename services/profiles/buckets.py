@@ -34,7 +34,7 @@ def per_user(spec: ProfileSpec) -> bool:
     if spec.kind == "custom_threshold":
         return p.get("group_by") == "user"
     if spec.kind == "data_exfiltration":
-        return p.get("novelty_scope") == "user"  # peers/organisation: whether others used the app
+        return False  # a new application's finding weighs how many others in the organisation used it
     if spec.kind == "rare_event":
         return p.get("max_org_share", 0) >= 1  # below 1: how many others used the entity
     return False  # an unknown kind is safe whole

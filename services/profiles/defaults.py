@@ -49,9 +49,10 @@ DEFAULT_PROFILES: tuple[DefaultProfile, ...] = (
     ),
     DefaultProfile(
         "Impossible travel", "proximity", 70,
-        "Two logons further apart than a plausible journey in the time between them.",
-        {"max_speed_kmh": 900, "speed_multiplier": 1.0, "min_distance_km": 500, "trusted_networks": [],
-         "suppress_seconds": 21600},
+        "Two located events of an account further apart, beyond their geolocation's uncertainty, than a "
+        "plausible journey in the time between them; switching between the account's own networks is not travel.",
+        {"max_speed_kmh": 900, "speed_multiplier": 1.0, "city_radius_km": 50, "coarse_radius_km": 500,
+         "familiar_after_hours": 8, "trusted_networks": [], "suppress_seconds": 21600},
         "location",
     ),
     DefaultProfile(
@@ -66,8 +67,9 @@ DEFAULT_PROFILES: tuple[DefaultProfile, ...] = (
     ),
     DefaultProfile(
         "Data exfiltration", "data_exfiltration", 70,
-        "Large uploads to an application the user and the department never used, or far above the usual.",
-        {"min_bytes": 100 * 1024**2, "interval_seconds": 86400, "baseline_days": 30, "multiplier": 10,
+        "Uploads to an application the user and the department never used, weighed by volume and by how rare "
+        "the application is in the organisation; or upload volume far above the usual.",
+        {"min_bytes": 100 * 1024**2, "novel_min_bytes": 1024**2, "interval_seconds": 86400, "baseline_days": 30, "multiplier": 10,
          "novelty_scope": "peers", "min_history_days": 7},
         "data",
     ),

@@ -22,6 +22,7 @@ from ueba.callctx import Caller, current_caller
 from ueba.errors import AlreadyExists, InvalidArgument, NotFound, check_text
 from ueba.names import canonical_user
 from ueba.risk import open_scores, user_risk
+from ueba.store.anomalies import AnomalyRecord
 from ueba.timestamps import time_range
 from ueba.v1 import common_pb2, profiles_pb2, profiles_pb2_grpc
 
@@ -124,7 +125,10 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
             risk_score=values["risk_score"], parameters=values["parameters"], applications=tuple(values["applications"]),
             dimension=values["dimension"], tenant=caller.tenant,
         ))
-        kept, total, examined = [], 0, 0
+        # A finding raised again while its activity goes on (refresh) replaces its earlier self, as in the store.
+        kept: dict[str, AnomalyRecord] = {}
+        keys: set[str] = set()
+        examined = 0
         with self.engine.connect() as conn:
             conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
             with conn.begin():
@@ -137,11 +141,11 @@ class ProfileServicer(profiles_pb2_grpc.ProfileServiceServicer):
                     if not detector.accepts(event):
                         continue
                     for firing in detector.observe(event):
-                        total += 1
-                        if len(kept) < limit:
-                            kept.append(firing)
+                        keys.add(firing.dedup_key)
+                        if firing.dedup_key in kept or len(kept) < limit:
+                            kept[firing.dedup_key] = firing
         return profiles_pb2.PreviewProfileResponse(
-            anomalies=[record_message(f) for f in kept], events_examined=examined, total_anomalies=total
+            anomalies=[record_message(f) for f in kept.values()], events_examined=examined, total_anomalies=len(keys)
         )
 
     def _preview_range(self, request) -> tuple[datetime, datetime]:

@@ -16,6 +16,10 @@ NEW_YORK = (40.7128, -74.0060, "US", "New York")
 LONDON = (51.5074, -0.1278, "GB", "London")
 BOSTON = (42.3601, -71.0589, "US", "Boston")
 TOKYO = (35.6762, 139.6503, "JP", "Tokyo")
+LILLE = (50.6292, 3.0573, "FR", "Lille")
+MARSEILLE = (43.2965, 5.3698, "FR", "Marseille")
+FRANKFURT = (50.1109, 8.6821, "DE", "Frankfurt")
+DARMSTADT = (49.8728, 8.6512, "DE", "Darmstadt")
 
 
 def event(

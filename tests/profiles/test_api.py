@@ -192,6 +192,23 @@ def test_preview_runs_a_definition_over_the_past_and_writes_nothing(api, engine,
     assert err.details().startswith("parameters.count")
 
 
+def test_preview_shows_a_growing_finding_once_with_its_whole_activity(api, own_database_url, tenant):
+    mb, day = 1024 * 1024, 86400
+    history = [event("ria", "app_access", d * day, application="SharePoint", department="sales") for d in range(9)]
+    uploads = [event("ria", "file_upload", 9 * day + i * 60, application="gofile", bytes=30 * mb, department="sales")
+               for i in range(4)]
+    insert_events(own_database_url, history + uploads, tenant=tenant)
+    got = api.PreviewProfile(P.PreviewProfileRequest(
+        profile=new_profile(name="", kind=P.PROFILE_KIND_DATA_EXFILTRATION,
+                            parameters=params(min_bytes=100 * mb, novel_min_bytes=mb)),
+        range=common_pb2.TimeRange(start=ts(uploads[0].time - timedelta(hours=1)),
+                                   end=ts(uploads[-1].time + timedelta(hours=1)))))
+    # Raised again with each upload (a refresh of one finding): one anomaly, as the store keeps it.
+    assert got.total_anomalies == 1
+    (a,) = got.anomalies
+    assert a.user == "ria" and a.evidence["bytes"] == 120 * mb
+
+
 def store_anomalies(engine, tenant: str, user: str, rows: list[tuple[int, str, int]]) -> None:
     """Anomalies of `user` as (risk score, status, days ago)."""
     now = datetime.now(timezone.utc)

@@ -8,7 +8,7 @@ from sqlalchemy import select, text
 from services.profiles.evaluator import ProfileEvaluator
 from services.profiles.store import definitions, tailing
 from tests.profiles.dbutil import INSERT, add_profile, connect, insert_events, row, stored_anomalies
-from tests.profiles.factory import LONDON, NEW_YORK, event
+from tests.profiles.factory import LONDON, NEW_YORK, TOKYO, event
 from ueba.store.partitions import ensure_partitions
 from ueba.store.schema import profile_cursors
 
@@ -159,6 +159,24 @@ def test_state_is_rebuilt_from_the_store_after_a_restart(fresh_database_url, fre
     drain(restarted)
     kinds = sorted(a.profile_kind for a in stored_anomalies(fresh_engine))
     assert kinds == ["failed_logins", "proximity"]
+
+
+def test_the_users_networks_are_seeded_from_the_store_after_a_restart(fresh_database_url, fresh_engine):
+    add_profile(fresh_engine, "proximity")
+    vpn_exit, hotel, day = "203.0.113.9", "198.51.100.7", 86400
+    # The VPN exit in use on days 0-3, older than the replay (a day) after a restart: only the seeded
+    # history can say it is vic's. Day 4 holds the tenant's position.
+    insert_events(fresh_database_url, [event("vic", "app_access", d * day, LONDON, source_ip=vpn_exit) for d in range(4)]
+                  + [event("vic", "app_access", 4 * day, LONDON)])
+    drain(ProfileEvaluator(fresh_engine, seed_defaults=False))
+    restarted = ProfileEvaluator(fresh_engine, seed_defaults=False)
+    # Landed in Tokyo after a flight, then back and forth between the hotel and the VPN exiting in London.
+    trip = [event("vic", "logon", 4 * day + 14 * 3600, TOKYO, source_ip=hotel)]
+    trip += [event("vic", "app_access", 4 * day + 15 * 3600 + i * 600, LONDON if i % 2 else TOKYO,
+                   source_ip=vpn_exit if i % 2 else hotel) for i in range(6)]
+    insert_events(fresh_database_url, trip)
+    drain(restarted)
+    assert stored_anomalies(fresh_engine) == []
 
 
 def test_background_worker_raises_anomalies_as_events_commit(fresh_database_url, fresh_engine):

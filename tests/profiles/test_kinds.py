@@ -8,7 +8,8 @@ import pytest
 
 from services.profiles.kinds import KINDS, ParameterError, check_definition
 from services.profiles.defaults import DEFAULT_PROFILES
-from tests.profiles.factory import BOSTON, LONDON, NEW_YORK, TOKYO, detector, event
+from tests.profiles.factory import (BOSTON, DARMSTADT, FRANKFURT, LILLE, LONDON, MARSEILLE, NEW_YORK, TOKYO,
+                                     detector, event)
 
 DAY = 86400
 
@@ -226,6 +227,68 @@ class TestProximity:
         events = [event("dan", "logon", 0, NEW_YORK), event("dan", "logon", 600, TOKYO), event("dan", "logon", 1200, NEW_YORK)]
         assert len(d.process(events)) == 1
 
+    def test_same_country_800_km_in_20_minutes_fires_and_two_cities_30_km_apart_do_not(self):
+        d = detector("proximity")
+        fired = d.process([event("dan", "logon", 0, LILLE), event("dan", "app_access", 1200, MARSEILLE)])
+        assert len(fired) == 1 and fired[0].evidence["location"]["country"] == "FR"
+        assert fired[0].evidence["previous_location"]["country"] == "FR" and fired[0].evidence["distance_km"] > 800
+        # Frankfurt to Darmstadt, about 27 km, a minute apart: inside the two cities' radii.
+        assert detector("proximity").process([event("eve", "logon", 0, FRANKFURT), event("eve", "logon", 60, DARMSTADT)]) == []
+
+    def test_coarse_geolocation_is_tolerated_by_its_radius(self):
+        # Coordinates without a city (a country centroid) are 500 km uncertain: 600 km in ten minutes is possible.
+        centroid = (LILLE[0] - 5.4, LILLE[1], "FR", "")
+        events = [event("dan", "logon", 0, LILLE), event("dan", "logon", 600, centroid)]
+        assert detector("proximity").process(events) == []
+        assert len(detector("proximity", coarse_radius_km=50).process(events)) == 1
+
+    def test_a_coarse_location_in_between_does_not_hide_the_jump(self):
+        # Lille, then a centroid within reach of both, then Marseille: each step is possible, the whole is not.
+        centroid = (46.9, 4.2, "FR", "")
+        d = detector("proximity")
+        fired = d.process([event("dan", "logon", 0, LILLE), event("dan", "logon", 600, centroid),
+                           event("dan", "logon", 1200, MARSEILLE)])
+        assert len(fired) == 1
+        assert (fired[0].evidence["previous_location"]["city"], fired[0].evidence["location"]["city"]) == ("Lille", "Marseille")
+
+    def test_switching_between_the_users_own_networks_is_not_travel_but_a_new_network_is(self):
+        vpn_exit, hotel, attacker = "203.0.113.9", "198.51.100.7", "192.0.2.200"
+        history = [event("vic", "app_access", day * DAY, LONDON, source_ip=vpn_exit) for day in range(5)]
+        # The trip: Tokyo's hotel from day 5 (a plausible flight), then back and forth between the hotel
+        # network and the corporate VPN exiting in London on day 6.
+        trip = [event("vic", "logon", 5 * DAY + 14 * 3600, TOKYO, source_ip=hotel)]
+        trip += [event("vic", "app_access", 6 * DAY + i * 600, LONDON if i % 2 else TOKYO,
+                       source_ip=vpn_exit if i % 2 else hotel) for i in range(8)]
+        d = detector("proximity")
+        assert d.process(history + trip) == []
+        # The same day, someone in Tokyo on a network the account never used while vic works in London.
+        d = detector("proximity")
+        d.process(history)
+        fired = d.process([event("vic", "app_access", 6 * DAY, LONDON, source_ip=vpn_exit),
+                           event("vic", "logon", 6 * DAY + 900, TOKYO, source_ip=attacker)])
+        assert len(fired) == 1 and fired[0].evidence["familiar_network"] == [True, False]
+        # Without learning the user's networks the VPN switches read as travel.
+        assert len(detector("proximity", familiar_after_hours=0).process(history + trip)) == 1
+
+    def test_a_network_reached_by_a_plausible_journey_is_the_users_at_once(self):
+        vpn_exit, hotel = "203.0.113.9", "198.51.100.7"
+        history = [event("vic", "app_access", day * DAY, LONDON, source_ip=vpn_exit) for day in range(5)]
+        # Landed in Tokyo 14 hours after the last London event (a flight), switching to the VPN an hour later.
+        trip = [event("vic", "logon", 4 * DAY + 14 * 3600, TOKYO, source_ip=hotel)]
+        trip += [event("vic", "app_access", 4 * DAY + 15 * 3600 + i * 600, LONDON if i % 2 else TOKYO,
+                       source_ip=vpn_exit if i % 2 else hotel) for i in range(6)]
+        assert detector("proximity").process(history + trip) == []
+
+    def test_networks_unused_for_familiar_days_are_forgotten(self, monkeypatch):
+        import services.profiles.kinds.location as location
+
+        monkeypatch.setattr(location, "PRUNE_EVERY", 10)
+        d = detector("proximity", familiar_days=2)
+        d.process([event("vic", "app_access", i * 60, LONDON, source_ip=f"203.0.{i}.9") for i in range(5)])
+        assert d.retained() >= 5
+        d.process([event("vic", "app_access", 3 * DAY + i, LONDON, source_ip="198.51.100.7") for i in range(10)])
+        assert len(d._networks) == 1  # the four days old ones are gone
+
     def test_failed_logons_do_not_move_anyone(self):
         d = detector("proximity")
         assert d.process([event("dan", "logon", 0, NEW_YORK), event("dan", "logon", 600, TOKYO, outcome="failure")]) == []
@@ -305,11 +368,11 @@ MB = 1024 * 1024
 
 
 class TestDataExfiltration:
-    def baseline(self, d, users=("hal", "ivy"), app="SharePoint", daily=5 * MB):
+    def baseline(self, d, users=("hal", "ivy"), app="SharePoint", daily=5 * MB, department="sales"):
         events = []
         for day in range(10):
             for u in users:
-                events.append(event(u, "file_upload", day * DAY + 3600, application=app, bytes=daily, department="sales"))
+                events.append(event(u, "file_upload", day * DAY + 3600, application=app, bytes=daily, department=department))
         assert d.process(events) == []
 
     def test_large_upload_to_an_application_nobody_used(self):
@@ -317,13 +380,34 @@ class TestDataExfiltration:
         self.baseline(d)
         fired = d.process([event("hal", "file_upload", 10 * DAY + i * 60, application="MegaUpload", bytes=30 * MB,
                                  department="sales") for i in range(4)])
-        assert len(fired) == 1
-        assert fired[0].evidence["novel_application"] is True and fired[0].evidence["bytes"] == 120 * MB
+        # One finding, raised again (refreshed under its key) as the uploads go on.
+        assert len({f.dedup_key for f in fired}) == 1 and all(f.refresh for f in fired)
+        last = fired[-1]
+        assert last.evidence["novel_application"] is True and last.evidence["bytes"] == 120 * MB
+        assert last.risk_score == 50  # past min_bytes, and nobody else used it: the profile's full score
 
-    def test_below_min_bytes_is_quiet(self):
-        d = detector("data_exfiltration", min_bytes=100 * MB)
+    def test_below_novel_min_bytes_or_a_known_application_below_min_bytes_is_quiet(self):
+        d = detector("data_exfiltration", min_bytes=100 * MB, novel_min_bytes=MB)
         self.baseline(d)
-        assert d.process([event("hal", "file_upload", 10 * DAY, application="MegaUpload", bytes=99 * MB)]) == []
+        assert d.process([event("hal", "file_upload", 10 * DAY, application="MegaUpload", bytes=MB // 2)]) == []
+        assert d.process([event("hal", "file_upload", 10 * DAY, application="SharePoint", bytes=90 * MB)]) == []
+
+    def test_small_upload_to_a_never_used_app_weighs_by_volume_and_by_rarity_in_the_organisation(self):
+        d = detector("data_exfiltration", risk_score=70, min_bytes=100 * MB, novel_min_bytes=MB)
+        self.baseline(d)
+        # Dropbox: new to hal and to the sales department, but a fifth of the organisation (engineering) uses it.
+        self.baseline(d, users=tuple(f"eng{i}" for i in range(10)), app="Dropbox", department="engineering")
+        at = 10 * DAY + 7200
+        (gofile,) = d.process([event("hal", "file_upload", at, application="gofile", bytes=2 * MB, department="sales")])
+        (dropbox,) = d.process([event("ivy", "file_upload", at, application="Dropbox", bytes=2 * MB, department="sales")])
+        assert gofile.evidence["novel_application"] and dropbox.evidence["novel_application"]
+        assert gofile.evidence["other_users_of_application"] == 0 and dropbox.evidence["other_users_of_application"] == 10
+        # A small upload is a finding, below the profile's score; the rarer the application, the heavier.
+        assert 30 <= gofile.risk_score < 70 and dropbox.risk_score < gofile.risk_score
+        # More volume in the same window: the same finding, heavier.
+        (grown,) = d.process([event("hal", "file_upload", at + 600, application="gofile", bytes=40 * MB, department="sales")])
+        assert grown.dedup_key == gofile.dedup_key and grown.refresh
+        assert grown.evidence["bytes"] == 42 * MB and gofile.risk_score < grown.risk_score < 70
 
     def test_application_a_peer_uses_is_not_novel_but_far_above_usual_is(self):
         d = detector("data_exfiltration", min_bytes=100 * MB, novelty_scope="peers", multiplier=10)

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Iterable
 
 from services.profiles.kinds.params import Param, ParameterError, validate
+from services.profiles.kinds.trust import SourceTrust
 from services.profiles.records import EventRecord, utc
 from services.profiles.windows import BurstWindows
 from ueba.store.anomalies import AnomalyRecord
@@ -65,6 +66,9 @@ class ProfileDetector(ABC):
         self.params = spec.parameters
         self.dimension = spec.dimension or self.default_dimension
         self._apps = frozenset(a.lower() for a in spec.applications)
+        # Kinds that look at addresses declare TRUSTED_NETWORKS and call this where their README
+        # entry says; the others never call it.
+        self.from_trusted = SourceTrust(self.params.get("trusted_networks") or ())
 
     # --- definition -------------------------------------------------------
     @classmethod

@@ -8,6 +8,7 @@ from typing import Any
 
 from services.profiles.kinds.base import ProfileDetector, human_duration
 from services.profiles.kinds.params import Param, ParameterError, choice, positive_int, positive_number
+from services.profiles.kinds.trust import TRUSTED_NETWORKS
 from services.profiles.records import EventRecord
 from services.profiles.windows import BurstWindows, Entry
 from ueba.store.anomalies import AnomalyRecord
@@ -17,6 +18,9 @@ FILTER_FIELDS = (
     "destination_host", "producer", "department", "object", "failure_reason", "logon_type", "user",
 )
 GROUPS = {"user": "user", "source_ip": "source_ip", "source_host": "source_host"}
+# Fields that say where an event came from: a profile grouping or filtering by one is about
+# addresses, and events from trusted networks are left out of it.
+ADDRESS_FIELDS = frozenset({"source_ip", "source_host", "country", "city"})
 MAX_EVIDENCE_EVENTS = 50
 
 
@@ -50,6 +54,7 @@ class CustomThresholdProfile(ProfileDetector):
         Param("threshold", positive_number, 20, "count or sum within the interval that raises an anomaly"),
         Param("interval_seconds", positive_int, 3600, "length of the sliding window"),
         Param("group_by", choice(*GROUPS), "user", "count per user or per source address or host"),
+        TRUSTED_NETWORKS,
     )
 
     def __init__(self, spec):
@@ -63,6 +68,7 @@ class CustomThresholdProfile(ProfileDetector):
         self._windows = BurstWindows(self.interval)
         if "event_type" in self.match:
             self.event_types = self.match["event_type"]
+        self.about_addresses = self.group_by != "user" or bool(ADDRESS_FIELDS & self.match.keys())
 
     def fired_windows(self, group: str) -> BurstWindows:
         return self._windows
@@ -74,7 +80,7 @@ class CustomThresholdProfile(ProfileDetector):
             value = getattr(e, name)
             if value is None or str(value).lower() not in values:
                 return False
-        return True
+        return not (self.about_addresses and self.from_trusted(e))
 
     def observe(self, e: EventRecord) -> list[AnomalyRecord]:
         group_value = getattr(e, GROUPS[self.group_by])

@@ -8,6 +8,7 @@ from typing import Any, Iterable
 
 from services.profiles.kinds.base import HistoryNeeds, ProfileDetector
 from services.profiles.kinds.params import Param, boolean, choices, positive_int, share, string_list
+from services.profiles.kinds.trust import TRUSTED_NETWORKS
 from services.profiles.records import EventRecord, utc
 from services.profiles.windows import BurstWindows, Entry, at_once
 from ueba.store.anomalies import AnomalyRecord
@@ -19,7 +20,10 @@ ENTITIES: dict[str, tuple[str, str]] = {
     "country": ("country", "location"),
     "host": ("destination_host", "host"),
     "source_host": ("source_host", "host"),
+    "source_ip": ("source_ip", "location"),
 }
+# Entity types that are about where the user acts from: a trusted network's are not news.
+ADDRESS_ENTITIES = frozenset({"country", "source_ip"})
 DAY = 86400.0
 PRUNE_EVERY = 100_000
 
@@ -38,6 +42,7 @@ class RareEventProfile(ProfileDetector):
         Param("max_org_share", share, 0.05,
               "not rare when more than this share of the organisation's users, or of the user's department, "
               "used it in the lookback (0-1; 1: off)"),
+        TRUSTED_NETWORKS,
     )
 
     def __init__(self, spec):
@@ -51,7 +56,7 @@ class RareEventProfile(ProfileDetector):
         # Entity type -> entity -> user -> last seen: when this user last used it, and how common
         # it is across the organisation.
         self._users_of: dict[str, dict[str, dict[str, float]]] = {t: {} for t in self.entity_types}
-        self._columns = tuple((t, ENTITIES[t][0], t == "country") for t in self.entity_types)
+        self._columns = tuple((t, ENTITIES[t][0], t == "country", t in ADDRESS_ENTITIES) for t in self.entity_types)
         self.max_share = p["max_org_share"]
         self._department: dict[str, str] = {}
         self._fired = BurstWindows(float(p["suppress_seconds"]))
@@ -98,10 +103,16 @@ class RareEventProfile(ProfileDetector):
         if e.department:
             self._department[user] = e.department
         out = []
-        for entity_type, column, upper in self._columns:
+        trusted = None
+        for entity_type, column, upper, about_address in self._columns:
             value = getattr(e, column)
             if not value:
                 continue
+            if about_address:
+                if trusted is None:
+                    trusted = self.from_trusted(e)
+                if trusted:
+                    continue
             value = value.upper() if upper else value.lower()
             entities = self._users_of[entity_type]
             users = entities.get(value)

@@ -74,9 +74,14 @@ def entity_history(
     out: list[tuple] = []
     for entity_type in entity_types:
         column = events.c[ENTITIES[entity_type][0]]
-        value = func.upper(column) if entity_type == "country" else func.lower(column)
+        if entity_type == "country":
+            value = func.upper(column)
+        elif entity_type == "source_ip":
+            value = func.host(column)  # an inet: its text without the /32
+        else:
+            value = func.lower(column)
         q = select(events.c.user_name, value, func.min(events.c.time), func.max(events.c.time)).where(
-            events.c.tenant == tenant, events.c.time >= since, events.c.time < until, column.is_not(None), column != ""
+            events.c.tenant == tenant, events.c.time >= since, events.c.time < until, column.is_not(None), *(() if entity_type == "source_ip" else (column != "",))
         )
         q = _scoped(q, visible_in, buckets)
         for user, entity, first, last in conn.execute(q.group_by(events.c.user_name, value)):

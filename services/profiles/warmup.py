@@ -40,6 +40,11 @@ def warm_detector(
         if needs.daily_uploads:
             # The replay below adds the last stretch itself.
             detector.seed_daily_uploads(history.daily_upload_history(conn, tenant, since, replay_from, visible_in, buckets))
+        if needs.failure_spread:
+            # Up to the replay, which adds its own windows.
+            detector.seed_failure_spread(history.failure_spread_history(
+                conn, tenant, since, replay_from, float(params["interval_seconds"]),
+                include_trusted=not params.get("spray_ignore_trusted", True), visible_in=visible_in))
     replayed = 0
     for event in history.replay_events(
         conn, tenant, replay_from, until, event_types=detector.event_types,

@@ -47,6 +47,7 @@ class HistoryNeeds:
     seen_entities: tuple[str, ...] = ()  # entity types: application, country, host, ...
     days: int = 0
     daily_uploads: bool = False
+    failure_spread: bool = False  # distinct accounts failing per source and window (password spray)
 
 
 class ProfileDetector(ABC):
@@ -132,6 +133,9 @@ class ProfileDetector(ABC):
 
     def seed_daily_uploads(self, rows: Iterable[tuple[str, datetime, int]]) -> None:
         """(user, day, uploaded bytes) from history."""
+
+    def seed_failure_spread(self, rows: Iterable[tuple[int, int, int]]) -> None:
+        """(day index, distinct accounts, source-windows) from history."""
 
     # --- output -----------------------------------------------------------
     def fire(

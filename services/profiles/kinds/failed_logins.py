@@ -267,12 +267,14 @@ class FailedLoginsProfile(ProfileDetector):
         return max(len({x.key for x in window if x.key}), len({x.item.destination for x in window if x.item.destination}))
 
     def _pattern(self, act: SourceActivity) -> str:
-        """What the run of failures looks like: many hosts (a scan), many accounts mostly unknown here
-        (stuffing: lists from elsewhere), many accounts (a spray), or few accounts tried often."""
+        """What the run of failures looks like: many hosts (a scan); many accounts, none of them taking
+        most of the attempts, mostly unknown here (stuffing: lists from elsewhere) or not (a spray);
+        else one account tried over and over (a brute force, with a few names tried beside it)."""
         threshold = act.spray_threshold or self.spray_threshold()
         if len(act.destinations) >= threshold:
             return "logon scan"
-        if len(act.accounts) >= threshold:
+        named = sum(act.accounts.values())
+        if len(act.accounts) >= threshold and 2 * max(act.accounts.values()) < named:
             return "credential stuffing" if 2 * len(act.targets) < len(act.accounts) else "password spray"
         return "brute force"
 

@@ -235,6 +235,11 @@ class TestFailedLoginsTargetsAndSuccesses:
         source = [f for f in stuffing if f.entity_type == "ip"][-1]
         assert source.evidence["pattern"] == "credential_stuffing" and source.entity == "198.51.100.7"
         assert {f.user for f in stuffing if f.user} == {"target0", "target1"}
+        # One account tried over and over, a few names beside it: still a brute force of that account.
+        brute = detector("failed_logins", count=10).process(
+            failures(20, user="root", source_ip="198.51.100.7", step=1)
+            + [event(f"guess{i}", "logon", 30 + i, outcome="failure", source_ip="198.51.100.7") for i in range(6)])
+        assert [f for f in brute if f.entity_type == "ip"][-1].evidence["pattern"] == "brute_force"
         scan = detector("failed_logins", count=50).process([
             event(f"admin{i % 2}", "logon", i, outcome="failure", source_host="ws-17", destination_host=f"srv{i}")
             for i in range(6)])

@@ -48,6 +48,7 @@ class HistoryNeeds:
     days: int = 0
     daily_uploads: bool = False
     failure_spread: bool = False  # distinct accounts failing per source and window (password spray)
+    users: bool = True  # (user, department, first seen)
 
 
 class ProfileDetector(ABC):

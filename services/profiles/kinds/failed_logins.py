@@ -128,7 +128,7 @@ class FailedLoginsProfile(ProfileDetector):
     def history_needs(cls, params: dict[str, Any]) -> HistoryNeeds | None:
         if not params.get("spray_users") or not params.get("spray_quantile"):
             return None
-        return HistoryNeeds(days=params["spray_baseline_days"], failure_spread=True)
+        return HistoryNeeds(days=params["spray_baseline_days"], failure_spread=True, users=False)
 
     def seed_failure_spread(self, rows) -> None:
         self._spread.seed(rows)

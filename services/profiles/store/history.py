@@ -121,7 +121,7 @@ def fired_windows(
 
 def failure_spread_history(
     conn: Connection, tenant: str, since: datetime, until: datetime, interval: float, *, include_trusted: bool,
-    visible_in: str | None,
+    applications: list[str], visible_in: str | None,
 ) -> list[tuple[int, int, int]]:
     """(day index, distinct accounts, source-windows) of failed logons over [since, until): per source
     and fixed window (`epoch // interval`), how many accounts failed, as the failed-logins profile counts
@@ -136,6 +136,8 @@ def failure_spread_history(
     )
     if not include_trusted:
         per_window = per_window.where(events.c.trusted_source.is_not(True))
+    if applications:  # the profile's own filter, as it takes events live
+        per_window = per_window.where(func.lower(events.c.application).in_(applications))
     per_window = _scoped(per_window, visible_in, None).group_by(source, window).subquery()
     day = func.floor(per_window.c.win * interval / 86400)
     q = select(day, per_window.c.accounts, func.count()).group_by(day, per_window.c.accounts)

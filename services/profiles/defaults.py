@@ -26,9 +26,10 @@ class DefaultProfile:
 DEFAULT_PROFILES: tuple[DefaultProfile, ...] = (
     DefaultProfile(
         "Failed logins", "failed_logins", 50,
-        "Many failed logons of one account (brute force) or of many accounts from one address (password spray); "
-        "a success right after them is raised higher.",
-        {"count": 10, "interval_seconds": 900, "spray_users": 10, "success_risk_score": 80},
+        "Many failed logons from one source (brute force), or on more accounts than the organisation's sources "
+        "usually fail on (password spray, credential stuffing); a success right after them is raised higher.",
+        {"count": 10, "interval_seconds": 900, "spray_users": 5, "spray_quantile": 0.995, "spray_baseline_days": 30,
+         "success_risk_score": 80},
         "authentication",
     ),
     DefaultProfile(

@@ -33,13 +33,20 @@ def warm_detector(
     needs = type(detector).history_needs(params)
     if needs is not None:
         since = until - timedelta(days=needs.days)
-        detector.seed_users(history.user_history(conn, tenant, since, until, visible_in, buckets))
+        if needs.users:
+            detector.seed_users(history.user_history(conn, tenant, since, until, visible_in, buckets))
         if needs.seen_entities:
             detector.seed_entities(
                 history.entity_history(conn, tenant, needs.seen_entities, since, until, visible_in, buckets))
         if needs.daily_uploads:
             # The replay below adds the last stretch itself.
             detector.seed_daily_uploads(history.daily_upload_history(conn, tenant, since, replay_from, visible_in, buckets))
+        if needs.failure_spread:
+            # Up to the replay, which adds its own windows.
+            detector.seed_failure_spread(history.failure_spread_history(
+                conn, tenant, since, replay_from, float(params["interval_seconds"]),
+                include_trusted=not params.get("spray_ignore_trusted", True),
+                applications=[a.lower() for a in detector.spec.applications], visible_in=visible_in))
     replayed = 0
     for event in history.replay_events(
         conn, tenant, replay_from, until, event_types=detector.event_types,

@@ -10,7 +10,7 @@ from ueba.launcher import start_service
 from ueba.store.databases import drop_database, new_database
 from ueba.store.migrate import upgrade
 
-__all__ = ["drop_database", "fresh_database", "ingest_and_profiles", "ingest_env"]
+__all__ = ["drop_database", "fresh_database", "ingest_and_profiles", "ingest_env", "score_linux_months"]
 
 
 def fresh_database(server_url: str) -> tuple[str, str]:
@@ -51,3 +51,22 @@ def ingest_and_profiles(server_url: str, log_dir: Path) -> Iterator[tuple[str, s
             if service is not None:
                 service.stop()
         drop_database(server_url, name)
+
+
+def score_linux_months(url: str) -> None:
+    """One scoring run over the months of loghub's Linux_2k.log (June and July, shipped as 2025)."""
+    from datetime import datetime, timezone
+
+    from services.scorer.runs import Scorer
+    from services.scorer.settings import ScorerSettings
+    from services.scorer.sink import AnomalySink
+    from ueba.db import create_db_engine
+
+    engine = create_db_engine(url, pool_size=2)
+    try:
+        settings = ScorerSettings.from_env({"DATABASE_URL": url, "UEBA_SCORING_SCHEDULE": "off"})
+        run = Scorer(engine, settings, AnomalySink("off")).run(
+            "default", datetime(2025, 6, 1, tzinfo=timezone.utc), datetime(2025, 8, 1, tzinfo=timezone.utc))
+        assert run.status == "succeeded", run
+    finally:
+        engine.dispose()

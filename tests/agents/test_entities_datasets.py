@@ -3,18 +3,22 @@ each file or scenario through a real ingest and profiles service into a fresh da
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import zipfile
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from ueba.cli.main import main
-from ueba.db import libpq_url
+from ueba.db import create_db_engine, libpq_url
+from ueba.risk import open_scores, user_risk
 
-from .helpers import ingest_and_profiles
+from .helpers import ingest_and_profiles, score_linux_months
 
 pytestmark = [pytest.mark.e2e]
 
@@ -45,6 +49,11 @@ def sshd_failures(path: Path) -> Counter:
     return counts
 
 
+def existing_accounts_tried(path: Path, addresses: set[str]) -> set[str]:
+    tried = re.compile(r"sshd\[\d+\]: (?:message repeated \d+ times: \[ )?Failed \S+ for (?!invalid user )(\S+) from (\S+) port")
+    return {m.group(1) for m in map(tried.search, path.read_text().splitlines()) if m and m.group(2) in addresses}
+
+
 @pytest.mark.datasets
 def test_every_openssh_brute_force_address_is_an_entity_with_its_true_attempt_count(datasets, server_url, tmp_path, capsys):
     path = datasets / "loghub" / "OpenSSH_2k.log"
@@ -72,7 +81,9 @@ def test_every_openssh_brute_force_address_is_an_entity_with_its_true_attempt_co
     assert all(findings.get(ip) for ip in expected)
     assert set(charged) == set(expected)  # no address below the thresholds is blamed
     assert "fztu" not in accounts  # the accepted login from 119.137.62.142 raises nothing
-    assert accounts <= {"root", "admin"}  # accounts brute-forced 10 times from one address, linked to it
+    # Each existing account the six addresses tried ("Failed password for X", not "for invalid user X")
+    # has a finding linked to its attacker; names unknown to the server are in the sources' evidence only.
+    assert accounts == existing_accounts_tried(path, set(expected)), accounts
 
 
 @pytest.mark.datasets
@@ -129,3 +140,99 @@ def test_the_simulators_brute_force_with_a_success_is_one_incident(server_url, t
     assert incident[4:] == ("ip", label.source)
     success = [s for t, e, s, _ in rows if t == "user" and s >= 70]
     assert success, rows  # the success is the high-risk finding on the account
+
+
+def raw_records(path: Path) -> list[dict]:
+    with zipfile.ZipFile(path) as z:
+        [name] = z.namelist()
+        return [json.loads(line) for line in z.open(name) if line.strip()]
+
+
+def findings_and_risk(url: str, users: list[str]) -> tuple[list[tuple], dict[str, tuple[int, str]]]:
+    """Failed-logins findings (entity type, entity, user, pattern, linked source, risk) and users' risk."""
+    with psycopg.connect(libpq_url(url), autocommit=True) as pg:
+        wait_for_profiles(pg)
+        rows = pg.execute("""SELECT entity_type, entity, user_name, evidence->>'pattern',
+                                    evidence->'source_entity'->>'entity', risk_score
+                             FROM anomalies WHERE profile_kind = 'failed_logins'""").fetchall()
+        newest = pg.execute("SELECT max(time) FROM events").fetchone()[0]
+    engine = create_db_engine(url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            scores = open_scores(conn, "default", newest + timedelta(hours=1), 36500, users)
+    finally:
+        engine.dispose()
+    return rows, {u: user_risk(scores.get(u, []))[1:] for u in users}
+
+
+@pytest.mark.datasets
+def test_the_otrf_spray_is_charged_to_workstation5_with_a_linked_finding_per_account(datasets, server_url, tmp_path, capsys):
+    path = datasets / "otrf" / "purplesharp_ad_playbook_I_host.zip"
+    sprayed = {r["TargetUserName"].lower() for r in raw_records(path) if r.get("EventID") == 4625}
+    assert len(sprayed) == 7
+    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+        ship(address, path, tmp_path, capsys)
+        rows, _ = findings_and_risk(url, [])
+    print(f"\npurplesharp: failed-logins findings {sorted(set(rows))}")
+    sources = {(t, e, p) for t, e, u, p, _, _ in rows if t != "user"}
+    assert sources == {("host", "workstation5", "password_spray")}
+    assert {u for t, _, u, _, linked, risk in rows if t == "user" and linked == "workstation5" and risk < 50} == sprayed
+
+
+@pytest.mark.datasets
+def test_both_o365_sprays_are_charged_to_their_address_and_the_account_that_logged_in_is_high_risk(
+        datasets, server_url, tmp_path, capsys):
+    expected, compromised = {}, set()
+    for name in ("o365spray_default.zip", "o365spray_reporting.zip"):
+        first = {}
+        for r in raw_records(datasets / "otrf" / name):
+            first.setdefault(r["Id"], r)  # the export repeats records; the first of an Id is kept
+        for r in first.values():
+            if r["Operation"] == "UserLoginFailed":
+                expected.setdefault(r["ClientIP"], set()).add(r["UserId"].split("@")[0].lower())
+            elif r["Operation"] == "UserLoggedIn":
+                compromised.add(r["UserId"].split("@")[0].lower())
+    assert sorted(len(v) for v in expected.values()) == [6, 9] and compromised == {"henrietta"}
+    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+        for name in ("o365spray_default.zip", "o365spray_reporting.zip"):
+            ship(address, datasets / "otrf" / name, tmp_path, capsys)
+        rows, risk = findings_and_risk(url, ["henrietta"])
+    print(f"\nO365 sprays: {len(rows)} failed-logins findings; henrietta's risk {risk['henrietta']}")
+    sources = {e: p for t, e, u, p, _, _ in rows if t == "ip"}
+    assert sources == {ip: "password_spray" for ip in expected}
+    for ip, accounts in expected.items():
+        assert {u for t, _, u, _, linked, _ in rows if t == "user" and linked == ip} >= accounts
+    # The success in the second of the reporting spray, whose other failures the file writes after it.
+    assert [(u, linked) for t, _, u, _, linked, score in rows if score >= 70] == [
+        ("henrietta", next(ip for ip, accounts in expected.items() if len(accounts) == 6))]
+    assert risk["henrietta"][1] in ("high", "critical")
+
+
+def linux_with_test_sessions(datasets) -> Path:
+    path = datasets / "loghub" / "Linux_2k.log"
+    # Batches of sessions of `test` opened and closed within a second or two, at night: a scheduled job.
+    assert sum(1 for line in path.read_text().splitlines() if "session opened for user test" in line) >= 30
+    return path
+
+
+@pytest.mark.datasets
+def test_the_rules_do_not_put_test_at_risk_for_its_nightly_sessions_on_loghub_linux(datasets, server_url, tmp_path, capsys):
+    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+        ship(address, linux_with_test_sessions(datasets), tmp_path, capsys)
+        rows, risk = findings_and_risk(url, ["test", "unknown"])
+    print(f"\nLinux_2k rules: risk {risk}")
+    assert risk == {"test": (0, "low"), "unknown": (0, "low")}
+    assert not [r for r in rows if "unknown" in (r[1], r[2])]
+
+
+@pytest.mark.datasets
+@pytest.mark.xfail(strict=True, reason="the scorer's logon-count model scores test's batch (10 sessions in an hour "
+                   "vs 0.48 expected) 100: issue 15 item 2, judging features against the population (scorer)")
+def test_nor_do_the_models_after_a_scoring_run(datasets, server_url, tmp_path, capsys):
+    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+        ship(address, linux_with_test_sessions(datasets), tmp_path, capsys)
+        findings_and_risk(url, [])  # the rules have read every event
+        score_linux_months(url)
+        _, risk = findings_and_risk(url, ["test"])
+    print(f"\nLinux_2k rules and models: risk {risk}")
+    assert risk["test"][1] in ("low", "medium")

@@ -20,7 +20,7 @@ from ueba.parsers import ParseOptions
 from ueba.parsers.files import read_file, sources
 from ueba.v1 import ingest_pb2
 
-from .helpers import drop_database, fresh_database, ingest_and_profiles, ingest_env
+from .helpers import drop_database, fresh_database, ingest_and_profiles, ingest_env, score_linux_months
 
 LINES = [f"Feb 10 06:{m:02d}:{s:02d} bastion sshd[{m}{s}]: Failed password for u{m} from 10.0.{m}.{s} port 22 ssh2" for m in range(10) for s in range(0, 60, 6)]
 
@@ -287,7 +287,7 @@ def test_openssh_brute_force_raises_failed_login_anomalies(datasets, server_url,
                     "SELECT user_name, description, evidence FROM anomalies WHERE profile_kind = 'failed_logins' ORDER BY time"
                 ).fetchall()
                 sources = {s for _, _, ev in rows for s in ev.get("sources", []) + [ev.get("source_ip")] if s}
-                if heavy <= sources and {"root", "admin"} <= {u for u, _, _ in rows}:
+                if heavy <= sources and "root" in {u for u, _, _ in rows}:
                     break
                 time.sleep(0.5)
         print(f"\n{len(rows)} failed-login anomalies; brute-forcing sources {sorted(heavy)}")
@@ -295,7 +295,10 @@ def test_openssh_brute_force_raises_failed_login_anomalies(datasets, server_url,
             print(f"  {user}: {description}")
         sources = {s for _, _, ev in rows for s in ev.get("sources", []) + [ev.get("source_ip")] if s}
         assert spraying <= heavy and heavy <= sources, (heavy, sources)
-        assert {"root", "admin"} <= {u for u, _, _ in rows}  # the accounts brute-forced 10 times within 10 minutes
+        # The attacks are charged to their sources; an existing account they tried (root) gets a
+        # linked finding, a name sshd calls invalid (admin) only a place in its source's evidence.
+        users = {u for u, _, _ in rows}
+        assert "root" in users and "admin" not in users
         assert sources <= set(by_source)  # every source named really failed to log on
 
 
@@ -304,14 +307,10 @@ def test_openssh_brute_force_raises_failed_login_anomalies(datasets, server_url,
 def test_linux_failures_naming_no_account_raise_nothing_on_an_account(datasets, server_url, tmp_path, capsys):
     """Linux_2k.log through ingest, the profiles service and a scoring run: the 141 failures that name
     no account are stored for their source, and no account called '' or 'unknown' exists anywhere."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     import grpc
 
-    from services.scorer.runs import Scorer
-    from services.scorer.settings import ScorerSettings
-    from services.scorer.sink import AnomalySink
-    from ueba.db import create_db_engine
     from ueba.v1 import common_pb2, profiles_pb2, profiles_pb2_grpc
 
     path = datasets / "loghub" / "Linux_2k.log"
@@ -325,14 +324,7 @@ def test_linux_failures_naming_no_account_raise_nothing_on_an_account(datasets, 
             while not pg.execute(caught_up).fetchone()[0]:
                 assert time.monotonic() < deadline, "the profiles service did not read every event"
                 time.sleep(0.3)
-            engine = create_db_engine(url, pool_size=2)
-            try:
-                settings = ScorerSettings.from_env({"DATABASE_URL": url, "UEBA_SCORING_SCHEDULE": "off"})
-                run = Scorer(engine, settings, AnomalySink("off")).run(
-                    "default", datetime(2025, 6, 1, tzinfo=timezone.utc), datetime(2025, 8, 1, tzinfo=timezone.utc))
-                assert run.status == "succeeded", run
-            finally:
-                engine.dispose()
+            score_linux_months(url)
             assert pg.execute("SELECT count(*) FROM events WHERE user_name = ''").fetchone()[0] == 117 + 23 + 1
             # A dry run over the past reads the same rows as the running evaluator: the named logons only.
             with grpc.insecure_channel(profiles_address) as channel:

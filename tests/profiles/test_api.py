@@ -98,7 +98,8 @@ def test_create_get_update_enable_delete_with_audit(api, engine, tenant):
     created = api.CreateProfile(P.CreateProfileRequest(profile=new_profile(applications=["VPN"])))
     assert created.id and created.kind == P.PROFILE_KIND_FAILED_LOGINS and created.dimension == "authentication"
     # Defaults filled in for the parameters not given.
-    assert created.parameters["count"] == 5 and created.parameters["spray_users"] == 10
+    assert created.parameters["count"] == 5 and created.parameters["spray_users"] == 5
+    assert created.parameters["spray_quantile"] == 0.995 and created.parameters["spray_baseline_days"] == 30
     assert api.GetProfile(P.GetProfileRequest(id=created.id)) == created
 
     changed = new_profile(id=created.id, risk_score=90, parameters=params(count=8))

@@ -248,3 +248,20 @@ def test_restored_fired_windows_make_a_replayed_detector_decide_like_the_live_on
             warmed.process([e for e in stream[:kill] if since <= e.ts])
             got = sorted([f.dedup_key for f in before] + [f.dedup_key for f in warmed.process(stream[kill:])])
             assert got == expected, (kind, kill)
+
+
+def test_a_warmed_failed_logins_detector_knows_the_tenants_spray_threshold_from_the_store(fresh_database_url, fresh_engine):
+    from services.profiles.warmup import warm_detector
+    from tests.profiles.test_kinds import source_windows
+
+    # 1,000 source-windows over a week, 2 % of them failing on 6 accounts: the tenant's sources
+    # usually fail on fewer than 7, so a spray there needs 7.
+    stream = source_windows([6 if w % 50 == 0 else 1 for w in range(1000)])
+    insert_events(fresh_database_url, stream)
+    live = detector("failed_logins", count=50, interval_seconds=600)
+    live.process(stream)
+    warmed = detector("failed_logins", count=50, interval_seconds=600)
+    with fresh_engine.connect() as conn:
+        replayed = warm_detector(conn, warmed, max(e.time for e in stream), until_inclusive=True)
+    assert replayed < 10  # the history came from the aggregate, not from replaying a week of events
+    assert live.spray_threshold() == warmed.spray_threshold() == 7

@@ -8,7 +8,7 @@ import pytest
 
 from services.profiles.kinds import KINDS, ParameterError, check_definition
 from services.profiles.defaults import DEFAULT_PROFILES
-from tests.profiles.factory import (BOSTON, DARMSTADT, FRANKFURT, LILLE, LONDON, MARSEILLE, NEW_YORK, TOKYO,
+from tests.profiles.factory import (BOSTON, DARMSTADT, FRANKFURT, LILLE, LONDON, MARSEILLE, NEW_YORK, T0, TOKYO,
                                      detector, event)
 
 DAY = 86400
@@ -77,9 +77,11 @@ class TestFailedLogins:
         events = [event(f"user{i}", "logon", i * 5, outcome="failure", source_ip="198.51.100.7") for i in range(4)]
         events.append(event("user2", "logon", 30, outcome="success", source_ip="198.51.100.7"))
         fired = d.process(events)
-        assert len(fired) == 2
-        spray, success = fired
+        (spray,) = [f for f in fired if f.entity_type == "ip"]
+        (success,) = [f for f in fired if f.evidence.get("success_event_id")]
+        linked = {f.user for f in fired if f.evidence.get("source_entity") and f is not success}
         assert spray.evidence["source_ip"] == "198.51.100.7" and len(spray.evidence["users"]) == 4
+        assert spray.evidence["pattern"] == "password_spray" and linked == {f"user{i}" for i in range(4)}
         assert success.user == "user2" and success.risk_score > spray.risk_score
 
     def test_spray_below_distinct_users_or_from_trusted_network_is_quiet(self):
@@ -141,6 +143,137 @@ class TestFailedLoginsChargedToSources:
         assert success.evidence["source_entity"]["entity"] == "198.51.100.7"
         # A success from elsewhere, by someone else, raises nothing.
         assert d.process([event("fztu", "logon", 210, outcome="success", source_ip="119.137.62.142")]) == []
+
+
+def source_windows(accounts_per_window: list[int], interval: int = 600, reason: str = "bad_password"):
+    """One source per window, each failing once on that many accounts, a window apart."""
+    out = []
+    for w, n in enumerate(accounts_per_window):
+        out += [event(f"u{w}-{i}", "logon", w * interval + i, outcome="failure", source_ip=f"10.{w // 250}.{w % 250}.9",
+                      failure_reason=reason) for i in range(n)]
+    return out
+
+
+def spray(n, source_ip="198.51.100.7", start=0, step=5, reason="bad_password", **fields):
+    return [event(f"target{i}", "logon", start + i * step, outcome="failure", source_ip=source_ip, failure_reason=reason,
+                  **fields) for i in range(n)]
+
+
+def is_spray(fired) -> bool:
+    return any(f.entity_type == "ip" and f.evidence["pattern"] != "brute_force" for f in fired)
+
+
+class TestSprayRelativeToTheOrganisation:
+    # count 50: no brute force threshold in the way; the spray threshold alone decides.
+    def test_without_history_the_floor_decides(self):
+        assert not is_spray(detector("failed_logins", count=50).process(spray(4)))
+        fired = detector("failed_logins", count=50).process(spray(5))
+        assert is_spray(fired)
+        (source,) = [f for f in fired if f.entity_type == "ip"]
+        assert source.evidence["spray_threshold"] == 5 and source.evidence["pattern"] == "password_spray"
+
+    def test_a_tenant_whose_sources_often_fail_on_several_accounts_needs_more_for_a_spray(self):
+        d = detector("failed_logins", count=50)
+        # 1,000 source-windows: 2 % of them fail on 6 accounts (a shared terminal room, say).
+        d.process(source_windows([6 if w % 50 == 0 else 1 for w in range(1000)]))
+        assert d.spray_threshold() == 7
+        later = 1000 * 600 + 3600
+        assert not is_spray(d.process(spray(6, start=later)))
+        assert is_spray(d.process(spray(7, source_ip="198.51.100.8", start=later)))
+
+    def test_an_earlier_spray_in_the_history_does_not_hide_the_next(self):
+        d = detector("failed_logins", count=50)
+        d.process(source_windows([9 if w == 500 else 1 for w in range(1000)]))
+        assert d.spray_threshold() == 5
+        assert is_spray(d.process(spray(5, start=1000 * 600 + 3600)))
+
+    def test_a_short_history_is_not_trusted_and_the_quantile_can_be_switched_off(self):
+        d = detector("failed_logins", count=50)
+        d.process(source_windows([8] * 100))  # 100 windows: too few to say what is usual
+        assert d.spray_threshold() == 5
+        d = detector("failed_logins", count=50, spray_quantile=0)
+        d.process(source_windows([8] * 1000))
+        assert d.spray_threshold() == 5
+
+    def test_seeded_history_sets_the_threshold_until_its_days_leave_the_baseline(self):
+        today = int(T0.timestamp() // DAY)
+        history = [(today - 20, 1, 900), (today - 20, 9, 100)]  # a tenth of the windows fail on 9 accounts
+        d = detector("failed_logins", count=50, spray_baseline_days=30)
+        d.seed_failure_spread(history)
+        assert d.spray_threshold() == 10
+        d.process([event("x", "logon", at, outcome="failure", source_ip="192.0.2.1") for at in (0, 700)])
+        assert d.spray_threshold() == 10
+        # A window closed 11 days later: the seeded day is 31 days old and leaves the baseline.
+        d.process([event("x", "logon", 11 * DAY + at, outcome="failure", source_ip="192.0.2.1") for at in (0, 700)])
+        assert d.spray_threshold() == 5
+
+
+class TestFailedLoginsTargetsAndSuccesses:
+    def test_each_existing_account_tried_gets_one_linked_finding_that_grows(self):
+        d = detector("failed_logins", risk_score=50, count=10)
+        events = failures(12, user="root", source_ip="198.51.100.7")
+        events += [event("oracle", "logon", 200, outcome="failure", source_ip="198.51.100.7", failure_reason="unknown_user"),
+                   event("git", "logon", 210, outcome="failure", source_ip="198.51.100.7", failure_reason="bad_password")]
+        fired = d.process(events)
+        linked = {}
+        for f in fired:
+            if f.entity_type == "user":
+                linked[f.user] = f
+        # The account that does not exist here is named in the source's evidence, not put at risk.
+        assert set(linked) == {"root", "git"}
+        assert all(f.risk_score == 25 and f.refresh and f.evidence["source_entity"]["entity"] == "198.51.100.7"
+                   for f in linked.values())
+        assert linked["root"].evidence["count"] == 12
+        assert len({f.dedup_key for f in fired if f.user == "root"}) == 1
+        source = [f for f in fired if f.entity_type == "ip"][-1]
+        assert source.evidence["users"] == ["git", "oracle", "root"] and source.evidence["count"] == 14
+
+    def test_stuffing_and_scans_are_named_and_charged_to_their_source(self):
+        # Most accounts tried do not exist here: a list from elsewhere.
+        stuffing = detector("failed_logins", count=50).process(spray(2) + [
+            event(f"leaked{i}", "logon", 30 + i, outcome="failure", source_ip="198.51.100.7", failure_reason="unknown_user")
+            for i in range(4)])
+        source = [f for f in stuffing if f.entity_type == "ip"][-1]
+        assert source.evidence["pattern"] == "credential_stuffing" and source.entity == "198.51.100.7"
+        assert {f.user for f in stuffing if f.user} == {"target0", "target1"}
+        # One account tried over and over, a few names beside it: still a brute force of that account.
+        brute = detector("failed_logins", count=10).process(
+            failures(20, user="root", source_ip="198.51.100.7", step=1)
+            + [event(f"guess{i}", "logon", 30 + i, outcome="failure", source_ip="198.51.100.7") for i in range(6)])
+        assert [f for f in brute if f.entity_type == "ip"][-1].evidence["pattern"] == "brute_force"
+        scan = detector("failed_logins", count=50).process([
+            event(f"admin{i % 2}", "logon", i, outcome="failure", source_host="ws-17", destination_host=f"srv{i}")
+            for i in range(6)])
+        assert [f.evidence["pattern"] for f in scan if f.entity_type == "host"][-1] == "logon_scan"
+        assert {(f.entity_type, f.entity) for f in scan if not f.user} == {("host", "ws-17")}
+
+    def test_a_success_counts_the_failures_of_its_own_second_written_after_it(self):
+        # Four accounts fail, the fifth logon works, and the rest of that second's failures are
+        # written after it: the spray was under way when it succeeded.
+        d = detector("failed_logins", risk_score=50, count=50, success_risk_score=80)
+        events = spray(4, step=0.0, start=10)
+        events += [event("target9", "logon", 11, outcome="success", source_ip="198.51.100.7")]
+        events += [event(f"late{i}", "logon", 11, outcome="failure", source_ip="198.51.100.7") for i in range(2)]
+        fired = d.process(events)
+        (success,) = [f for f in fired if f.evidence.get("success_event_id")]
+        assert (success.user, success.risk_score) == ("target9", 80)
+        assert success.evidence["source_entity"] == {"type": "ip", "entity": "198.51.100.7"}
+
+    def test_failures_of_a_later_second_do_not_make_an_earlier_success_a_compromise(self):
+        d = detector("failed_logins", count=50)
+        events = spray(4, step=0.0, start=10) + [event("target9", "logon", 11, outcome="success", source_ip="198.51.100.7")]
+        events += [event(f"late{i}", "logon", 12, outcome="failure", source_ip="198.51.100.7") for i in range(2)]
+        fired = d.process(events)
+        assert is_spray(fired) and not [f for f in fired if f.evidence.get("success_event_id")]
+
+    def test_a_brute_force_completed_in_the_second_of_the_success_makes_it_high_risk(self):
+        d = detector("failed_logins", risk_score=50, count=10, spray_users=0, success_risk_score=80)
+        events = failures(9, start=0, step=1, user="root")
+        events += [event("root", "logon", 20, outcome="success", source_ip="203.0.113.5"),
+                   event("root", "logon", 20.0, outcome="failure", source_ip="203.0.113.5")]
+        fired = d.process(events)
+        assert [f.risk_score for f in fired if f.evidence.get("success_event_id")] == [80]
+        assert fired[-1].evidence["count"] == 11  # ten failures and the success
 
 
 # --- bulk ------------------------------------------------------------------------------

@@ -23,6 +23,10 @@ def _rare_history():
 
 # kind, parameters, events of which the last must fire when nothing is trusted (the last comes from IN_OFFICE)
 ADDRESS_PROFILES = {
+    # One failure each for six accounts: a spray by its source, nothing by any account alone.
+    "failed logins by source": ("failed_logins", {},
+                                lambda: [event(u, "logon", i, outcome="failure", source_ip=IN_OFFICE)
+                                         for i, u in enumerate(("ann", "bob", "cy", "dee", "eve", "fay"))]),
     "risky_countries": ("risky_countries", {"countries": ["KP"]},
                         lambda: [event("carol", "logon", 0, country="KP", source_ip=IN_OFFICE)]),
     "proximity": ("proximity", {},

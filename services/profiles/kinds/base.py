@@ -48,6 +48,8 @@ class HistoryNeeds:
     seen_entities: tuple[str, ...] = ()  # entity types: application, country, host, ...
     days: int = 0
     daily_uploads: bool = False
+    failure_spread: bool = False  # distinct accounts failing per source and window (password spray)
+    users: bool = True  # (user, department, first seen)
 
 
 class ProfileDetector(ABC):
@@ -136,6 +138,9 @@ class ProfileDetector(ABC):
 
     def seed_daily_uploads(self, rows: Iterable[tuple[str, datetime, int]]) -> None:
         """(user, day, uploaded bytes) from history."""
+
+    def seed_failure_spread(self, rows: Iterable[tuple[int, int, int]]) -> None:
+        """(day index, distinct accounts, source-windows) from history."""
 
     # --- output -----------------------------------------------------------
     def fire(

@@ -1,24 +1,32 @@
-"""Failed logins, charged to whom they are about: a brute force or spray from one source is
-the source's finding, growing while the attack goes on; each account it targeted gets a linked
-finding at half the score; a success after the failures is the high-risk finding on the account."""
+"""Failed logins, charged to whom they are about: a brute force, spray or stuffing from one source
+is the source's finding, growing while the attack goes on; each existing account it targeted gets
+a linked finding at half the score; a success after the failures is the high-risk finding on the
+account (README: "Failed logins")."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from services.profiles.kinds.base import ProfileDetector, human_duration
-from services.profiles.kinds.params import Param, boolean, non_negative_int, positive_int, score
+from services.profiles.kinds.base import HistoryNeeds, ProfileDetector, human_duration
+from services.profiles.kinds.params import Param, boolean, non_negative_int, positive_int, score, share
+from services.profiles.kinds.trust import TRUSTED_NETWORKS
 from services.profiles.records import EventRecord, utc
+from services.profiles.source_spread import SourceSpread
 from services.profiles.windows import BurstWindows, Entry, at_once
 from ueba.store.anomalies import AnomalyRecord
 
 MAX_EVIDENCE_EVENTS = 50
-MAX_EVIDENCE_USERS = 100
+MAX_EVIDENCE_USERS = 100  # also the linked findings one activity raises at most
+MAX_TARGET_EVENTS = 10
 # An account's finding linked to the source that targeted it weighs this share of the profile's score.
 LINKED_SHARE = 0.5
+# A failure for an account the target system does not know puts no account at risk.
+UNKNOWN_ACCOUNT = "unknown_user"
+PENDING_SWEEP = 256
 
 
 class Attempt(NamedTuple):
@@ -28,6 +36,24 @@ class Attempt(NamedTuple):
     user: str
     source: str | None
     time: datetime
+    destination: str | None = None
+
+
+class Success(NamedTuple):
+    """A successful logon still being judged: failures of its own second may follow it in the stream."""
+
+    attempt: Attempt
+    ts: float
+    charged: tuple[str, str] | None
+
+
+@dataclass
+class Target:
+    """An existing account one source's activity failed on: its linked finding's evidence."""
+
+    first: datetime
+    last: datetime
+    event_ids: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -40,9 +66,12 @@ class SourceActivity:
     last: datetime
     count: int = 0
     accounts: Counter = field(default_factory=Counter)
+    targets: dict[str, Target] = field(default_factory=dict)  # the first MAX_EVIDENCE_USERS existing accounts
+    destinations: set[str] = field(default_factory=set)
     nameless: int = 0
     event_ids: list[str] = field(default_factory=list)  # the first MAX_EVIDENCE_EVENTS
     fired: bool = False
+    spray_threshold: int = 0  # the tenant's figure when it fired
     restored: bool = False  # read back from a stored finding: the next failure continues it
 
 
@@ -55,6 +84,12 @@ def source_of(e: EventRecord) -> tuple[str, str] | None:
     return None
 
 
+def end_of_second(ts: float) -> float:
+    """The latest time in the whole second of `ts`: logs that stamp whole seconds do not order
+    the events inside one, so a failure of the same second may be written after the success it preceded."""
+    return math.nextafter(math.floor(ts) + 1.0, -math.inf)
+
+
 class FailedLoginsProfile(ProfileDetector):
     kind = "failed_logins"
     default_dimension = "authentication"
@@ -64,9 +99,12 @@ class FailedLoginsProfile(ProfileDetector):
     parameters = (
         Param("count", positive_int, 10, "failed logons of one account from one source, or from one source in all, within the interval that raise an anomaly"),
         Param("interval_seconds", positive_int, 600, "length of the sliding window"),
-        Param("spray_users", non_negative_int, 10, "distinct users failing from one source within the interval (password spray); 0: findings stay on the accounts"),
+        Param("spray_users", non_negative_int, 5, "the fewest distinct accounts failing from one source within the interval that make a password spray, whatever the organisation's own figure; 0: findings stay on the accounts"),
+        Param("spray_quantile", share, 0.995, "a spray also exceeds the distinct failed accounts of this share of the tenant's source-windows; 0: spray_users alone"),
+        Param("spray_baseline_days", positive_int, 30, "days of source-windows the tenant's figure is learned from"),
         Param("success_risk_score", score, 0, "risk of a successful logon right after such failures; 0: the profile's risk + 25"),
         Param("spray_ignore_trusted", boolean, True, "leave trusted (internal, VPN) source addresses out of spray detection"),
+        TRUSTED_NETWORKS,
     )
 
     def __init__(self, spec):
@@ -83,8 +121,23 @@ class FailedLoginsProfile(ProfileDetector):
         self._users = BurstWindows(self.interval, keep_consumed=True, max_entries=max(256, 4 * self.count))
         self._sources = BurstWindows(self.interval, keep_consumed=True, max_entries=max(256, 4 * max(self.count, self.spray_users)))
         self._successes = BurstWindows(self.interval)
+        self._spread = SourceSpread(self.interval, p["spray_quantile"], self.spray_users, p["spray_baseline_days"])
         self._activities: dict[str, SourceActivity] = {}
+        self._pending: dict[str, list[Success]] = {}  # origin -> successes of its latest second not yet after an attack
         self._newest = float("-inf")
+
+    @classmethod
+    def history_needs(cls, params: dict[str, Any]) -> HistoryNeeds | None:
+        if not params.get("spray_users") or not params.get("spray_quantile"):
+            return None
+        return HistoryNeeds(days=params["spray_baseline_days"], failure_spread=True, users=False)
+
+    def seed_failure_spread(self, rows) -> None:
+        self._spread.seed(rows)
+
+    def spray_threshold(self) -> int:
+        """Distinct accounts from one source within the interval that make a spray in this tenant now."""
+        return self._spread.threshold()
 
     def fired_windows(self, group: str) -> BurstWindows | None:
         kind = group.partition(":")[0]
@@ -110,12 +163,13 @@ class FailedLoginsProfile(ProfileDetector):
         return []
 
     def retained(self) -> int:
-        return super().retained() + len(self._activities)
+        return (super().retained() + len(self._activities) + self._spread.retained()
+                + sum(len(s) for s in self._pending.values()))
 
     def _charged(self, e: EventRecord) -> tuple[str, str] | None:
         """The source a failure is charged to, or None: the findings stay on the account."""
         source = source_of(e)
-        if not self.spray_users or source is None or (e.trusted_source and self.params["spray_ignore_trusted"]):
+        if not self.spray_users or source is None or (self.params["spray_ignore_trusted"] and self.from_trusted(e)):
             return None
         return source
 
@@ -125,29 +179,32 @@ class FailedLoginsProfile(ProfileDetector):
         out = []
         charged = self._charged(e)
         source = source_of(e)
-        attempt = Attempt(e.event_id, e.user, source[1] if source else None, e.time)
+        attempt = Attempt(e.event_id, e.user, source[1] if source else None, e.time,
+                          e.destination_host.lower() if e.destination_host else None)
         if e.user:
             group = f"user:{e.user}|{source[1] if source else ''}"
-            burst = self._users.add(group, Entry(e.ts, attempt), lambda w: len(w) >= self.count)
+            # Charged to a source, the account's finding is the linked one its activity raises.
+            reached = None if charged is not None else (lambda w: len(w) >= self.count)
+            burst = self._users.add(group, Entry(e.ts, attempt), reached)
             if burst:
-                out.append(self._account_burst(e.user, burst, charged))
+                out.append(self._account_burst(e.user, burst))
         if charged is not None:
+            if e.user:
+                self._spread.add(charged[1], e.user, e.ts)
             out.extend(self._source_failure(e, charged, attempt))
+        out.extend(self._judge_pending(e, source[1] if source else ""))
         return out
 
-    def _account_burst(self, user: str, burst, charged: tuple[str, str] | None) -> AnomalyRecord:
+    def _account_burst(self, user: str, burst) -> AnomalyRecord:
         attempts = [x.item for x in burst.entries]
         sources = sorted({x.source for x in attempts if x.source})
         origin = f" from {', '.join(sources[:3])}" if sources else ""
-        description = (f"{len(attempts)} failed logons for {user} within {human_duration(self.interval)} "
-                       f"(threshold {self.count}){origin}")
-        evidence = self._evidence(attempts, threshold=self.count, sources=sources)
-        if charged is None:
-            return self.fire(user=user, group=burst.group, at=burst.entries[-1].ts, start=burst.start, end=burst.end,
-                             description=description, evidence=evidence)
-        return self.fire(user=user, group=burst.group, at=burst.entries[-1].ts, start=burst.start, end=burst.end,
-                         description=description + f", part of the attack from {charged[1]}", risk_score=self.linked_risk,
-                         evidence={**evidence, "source_entity": {"type": charged[0], "entity": charged[1]}})
+        return self.fire(
+            user=user, group=burst.group, at=burst.entries[-1].ts, start=burst.start, end=burst.end,
+            description=f"{len(attempts)} failed logons for {user} within {human_duration(self.interval)} "
+                        f"(threshold {self.count}){origin}",
+            evidence=self._evidence(attempts, threshold=self.count, sources=sources),
+        )
 
     def _activity(self, e: EventRecord, name: str) -> SourceActivity:
         act = self._activities.get(name)
@@ -163,47 +220,101 @@ class FailedLoginsProfile(ProfileDetector):
         act.count += 1
         if e.user:
             act.accounts[e.user] += 1
+            if e.failure_reason != UNKNOWN_ACCOUNT:
+                self._target(act, e)
         else:
             act.nameless += 1
+        if e.destination_host and len(act.destinations) < MAX_EVIDENCE_USERS:
+            act.destinations.add(e.destination_host.lower())
         if len(act.event_ids) < MAX_EVIDENCE_EVENTS:
             act.event_ids.append(e.event_id)
         return act
 
+    @staticmethod
+    def _target(act: SourceActivity, e: EventRecord) -> None:
+        target = act.targets.get(e.user)
+        if target is None:
+            if len(act.targets) >= MAX_EVIDENCE_USERS:
+                return
+            target = act.targets[e.user] = Target(e.time, e.time)
+        target.first, target.last = min(target.first, e.time), max(target.last, e.time)
+        if len(target.event_ids) < MAX_TARGET_EVENTS:
+            target.event_ids.append(e.event_id)
+
     def _source_failure(self, e: EventRecord, charged: tuple[str, str], attempt: Attempt) -> list[AnomalyRecord]:
-        """The source's finding when its failures reach a threshold, re-raised with the true count while they go on."""
+        """The source's finding when its failures reach a threshold, re-raised with the true count while
+        they go on, and the linked finding of each existing account it tried, growing alike."""
         entity_type, name = charged
         self._newest = max(self._newest, e.ts)
         act = self._activity(e, name)
-        reached = self._sources.add(
-            f"source:{name}", Entry(e.ts, attempt, key=e.user or None),
-            lambda w: len(w) >= self.count or len({x.key for x in w if x.key}) >= self.spray_users,
-        )
+        spray = self.spray_threshold()
+        reached = self._sources.add(f"source:{name}", Entry(e.ts, attempt, key=e.user or None),
+                                    lambda w: len(w) >= self.count or self._spread_over(w) >= spray)
         if not reached and not act.fired:
             return []
         if not act.fired:
             # The finding is keyed by the window that first reached a threshold: a warm-up replay
             # (which restores that window) keys it alike, wherever the run of failures began.
-            act.start, act.fired = reached.start, True
-        return [self._source_record(entity_type, name, act)]
+            act.start, act.fired, act.spray_threshold = reached.start, True, spray
+            # The accounts of that window (a warm-up replays it), then each account as it is tried;
+            # one tried only before the window is named in the source's evidence.
+            linked = sorted({x.key for x in reached.entries if x.key in act.targets})
+        else:
+            linked = [e.user] if e.user in act.targets else []
+        return [self._source_record(entity_type, name, act)] + [self._target_record(charged, act, u) for u in linked]
+
+    @staticmethod
+    def _spread_over(window) -> int:
+        """The distinct accounts, or hosts (a scan, a fan-out), one source's failures in a window reached."""
+        return max(len({x.key for x in window if x.key}), len({x.item.destination for x in window if x.item.destination}))
+
+    def _pattern(self, act: SourceActivity) -> str:
+        """What the run of failures looks like: many hosts (a scan); many accounts, none of them taking
+        most of the attempts, mostly unknown here (stuffing: lists from elsewhere) or not (a spray);
+        else one account tried over and over (a brute force, with a few names tried beside it)."""
+        threshold = act.spray_threshold or self.spray_threshold()
+        if len(act.destinations) >= threshold:
+            return "logon scan"
+        named = sum(act.accounts.values())
+        if len(act.accounts) >= threshold and 2 * max(act.accounts.values()) < named:
+            return "credential stuffing" if 2 * len(act.targets) < len(act.accounts) else "password spray"
+        return "brute force"
 
     def _source_record(self, entity_type: str, name: str, act: SourceActivity) -> AnomalyRecord:
         accounts = sorted(act.accounts, key=lambda u: (-act.accounts[u], u))
-        what = "password spray" if len(accounts) >= self.spray_users else "brute force"
+        what = self._pattern(act)
         named = ", ".join(accounts[:3]) + (f" and {len(accounts) - 3} more" if len(accounts) > 3 else "")
         against = f" against {named}" if named else ""
         unnamed = f" ({act.nameless} naming no account)" if act.nameless else ""
+        hosts = f" on {len(act.destinations)} hosts" if len(act.destinations) > 1 else ""
         record = self.fire(
             user="", group=f"source:{name}", at=act.last_ts, start=act.start, end=act.last_ts,
-            description=f"{what} from {name}: {act.count} failed logons{unnamed}{against} "
+            description=f"{what} from {name}: {act.count} failed logons{unnamed}{against}{hosts} "
             f"from {act.first:%H:%M:%S} to {act.last:%H:%M:%S}",
             evidence={
                 "event_ids": list(act.event_ids), "count": act.count, "threshold": self.count,
-                "spray_threshold": self.spray_users, "interval_seconds": int(self.interval),
+                "spray_threshold": act.spray_threshold, "interval_seconds": int(self.interval),
                 "first": act.first.isoformat(), "last": act.last.isoformat(), f"source_{entity_type}": name,
                 "sources": [name], "users": sorted(accounts[:MAX_EVIDENCE_USERS]), "nameless": act.nameless,
+                "pattern": what.replace(" ", "_"), "destinations": sorted(act.destinations),
             },
         )
         return replace(record, entity_type=entity_type, entity=name, refresh=True)
+
+    def _target_record(self, charged: tuple[str, str], act: SourceActivity, user: str) -> AnomalyRecord:
+        entity_type, name = charged
+        target, n = act.targets[user], act.accounts[user]
+        record = self.fire(
+            user=user, group=f"target:{user}|{name}", at=target.last.timestamp(), start=act.start,
+            end=target.last.timestamp(), risk_score=self.linked_risk,
+            description=f"{n} failed logon{'s' if n != 1 else ''} for {user}, part of the {self._pattern(act)} from {name}",
+            evidence={
+                "event_ids": list(target.event_ids), "count": n, "first": target.first.isoformat(),
+                "last": target.last.isoformat(), "interval_seconds": int(self.interval), "sources": [name],
+                f"source_{entity_type}": name, "source_entity": {"type": entity_type, "entity": name},
+            },
+        )
+        return replace(record, refresh=True)
 
     def _forget_quiet(self) -> None:
         horizon = self._newest - 2 * self.interval
@@ -213,42 +324,73 @@ class FailedLoginsProfile(ProfileDetector):
     # --- successes -------------------------------------------------------------------
 
     def _success(self, e: EventRecord) -> list[AnomalyRecord]:
-        """The account's high-risk finding: a success right after a brute force of it, or from a source under attack."""
-        since = e.ts - self.interval
         source = source_of(e)
-        charged = self._charged(e)
-        failures = [x.item for x in self._users.recent(f"user:{e.user}|{source[1] if source else ''}", since, e.ts)]
-        act = self._activities.get(charged[1]) if charged else None
-        attacking = act is not None and act.fired and e.ts - act.last_ts <= self.interval
+        success = Success(Attempt(e.event_id, e.user, source[1] if source else None, e.time), e.ts, self._charged(e))
+        found = self._judge(success)
+        if not found:
+            self._remember(success)
+        return found
+
+    def _remember(self, s: Success) -> None:
+        origin = s.attempt.source or ""
+        second = math.floor(s.ts)
+        self._pending[origin] = [p for p in self._pending.get(origin, ()) if math.floor(p.ts) == second] + [s]
+        if len(self._pending) % PENDING_SWEEP == 0:
+            newest = max(self._newest, s.ts)
+            for o in [o for o, ps in self._pending.items() if ps[-1].ts < newest - 2]:
+                del self._pending[o]
+
+    def _judge_pending(self, e: EventRecord, origin: str) -> list[AnomalyRecord]:
+        """Successes of this failure's second from its origin, judged again with it counted."""
+        pending = self._pending.get(origin)
+        if not pending:
+            return []
+        second = math.floor(e.ts)
+        out, left = [], []
+        for s in pending:
+            if math.floor(s.ts) != second:
+                continue
+            found = self._judge(s)
+            out.extend(found)
+            if not found:
+                left.append(s)
+        if left:
+            self._pending[origin] = left
+        else:
+            del self._pending[origin]
+        return out
+
+    def _judge(self, s: Success) -> list[AnomalyRecord]:
+        """The account's high-risk finding: a success right after a brute force of it, or from a source
+        under attack; failures of the success's own second count as before it."""
+        user, origin, ts = s.attempt.user, s.attempt.source or "", s.ts
+        until = end_of_second(ts)
+        failures = [x.item for x in self._users.recent(f"user:{user}|{origin}", ts - self.interval, until)]
+        act = self._activities.get(s.charged[1]) if s.charged else None
+        attacking = act is not None and act.fired and act.start <= until and ts - act.last_ts <= self.interval
         if len(failures) < self.count and not attacking:
             return []
-        origin = source[1] if source else ""
-        burst = self._successes.add(f"success:{e.user}|{origin}", Entry(e.ts), at_once)
+        burst = self._successes.add(f"success:{user}|{origin}", Entry(ts), at_once)
         if not burst:
             return []
-        success = Attempt(e.event_id, e.user, origin or None, e.time)
         if attacking:
             failures = [Attempt(i, "", origin, act.first) for i in act.event_ids][: MAX_EVIDENCE_EVENTS - 1]
-            description = (f"successful logon for {e.user} from {origin} during an attack of {act.count} failed logons "
-                           f"against {len(act.accounts)} accounts")
+            description = (f"successful logon for {user} from {origin} during the {self._pattern(act)} of {act.count} "
+                           f"failed logons against {len(act.accounts)} accounts")
         else:
-            description = (f"successful logon for {e.user} after {len(failures)} failed logons within "
+            description = (f"successful logon for {user} after {len(failures)} failed logons within "
                            f"{human_duration(self.interval)}" + (f" from {origin}" if origin else ""))
-        extra: dict[str, Any] = {"success_event_id": e.event_id, "sources": [origin] if origin else []}
+        extra: dict[str, Any] = {"success_event_id": s.attempt.event_id, "sources": [origin] if origin else []}
         if attacking:
             extra["count"] = act.count + 1  # the attack's every failure, and the success
-        if charged is not None:
-            extra["source_entity"] = {"type": charged[0], "entity": charged[1]}
-        start = (act.start if attacking else self._first_ts(failures, e))
+        if s.charged is not None:
+            extra["source_entity"] = {"type": s.charged[0], "entity": s.charged[1]}
+        start = act.start if attacking else (failures[0].time.timestamp() if failures else ts)
         return [self.fire(
-            user=e.user, group=burst.group, at=e.ts, start=start, end=e.ts, risk_score=self.success_risk,
-            description=description, evidence=self._evidence(failures + [success], threshold=self.count, **extra),
+            user=user, group=burst.group, at=ts, start=min(start, ts), end=ts, risk_score=self.success_risk,
+            description=description, evidence=self._evidence(failures + [s.attempt], threshold=self.count, **extra),
             variant="success",
         )]
-
-    @staticmethod
-    def _first_ts(failures: list[Attempt], e: EventRecord) -> float:
-        return failures[0].time.timestamp() if failures else e.ts
 
     def _evidence(self, events: list[Attempt], threshold: int, **extra: Any) -> dict[str, Any]:
         return {

@@ -122,3 +122,28 @@ def fired_windows(
     if buckets is not None:
         q = q.where(buckets.clause(anomalies))
     return [(group, start) for group, start in conn.execute(q) if group]
+
+
+def failure_spread_history(
+    conn: Connection, tenant: str, since: datetime, until: datetime, interval: float, *, include_trusted: bool,
+    applications: list[str], visible_in: str | None,
+) -> list[tuple[int, int, int]]:
+    """(day index, distinct accounts, source-windows) of failed logons over [since, until): per source
+    and fixed window (`epoch // interval`), how many accounts failed, as the failed-logins profile counts
+    them live (services/profiles/source_spread.py)."""
+    source = func.coalesce(func.host(events.c.source_ip), func.lower(events.c.source_host))
+    window = func.floor(func.extract("epoch", events.c.time) / interval)
+    per_window = select(
+        window.label("win"), func.count(events.c.user_name.distinct()).label("accounts"),
+    ).where(
+        events.c.tenant == tenant, events.c.time >= since, events.c.time < until, events.c.event_type == "logon",
+        events.c.outcome == "failure", source.is_not(None),
+    )
+    if not include_trusted:
+        per_window = per_window.where(events.c.trusted_source.is_not(True))
+    if applications:  # the profile's own filter, as it takes events live
+        per_window = per_window.where(func.lower(events.c.application).in_(applications))
+    per_window = _scoped(per_window, visible_in, None).group_by(source, window).subquery()
+    day = func.floor(per_window.c.win * interval / 86400)
+    q = select(day, per_window.c.accounts, func.count()).group_by(day, per_window.c.accounts)
+    return [(int(d), int(a), int(n)) for d, a, n in conn.execute(q)]

@@ -45,6 +45,7 @@ SOURCE_ENUM = {"rule": common_pb2.ANOMALY_SOURCE_RULE, "model": common_pb2.ANOMA
 ENUM_SOURCE = {v: k for k, v in SOURCE_ENUM.items()}
 ENTITY_ENUM = {"user": common_pb2.ENTITY_TYPE_USER, "ip": common_pb2.ENTITY_TYPE_IP, "host": common_pb2.ENTITY_TYPE_HOST}
 ENUM_ENTITY = {v: k for k, v in ENTITY_ENUM.items()}
+OUTCOME_ENUM = {"success": common_pb2.OUTCOME_SUCCESS, "failure": common_pb2.OUTCOME_FAILURE}
 
 
 def level_band(level: str) -> tuple[int, int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -14,11 +13,15 @@ from selenium.webdriver.support.ui import WebDriverWait
 WIDTH, HEIGHT = 1280, 800
 
 
+class BrowserMissing(RuntimeError):
+    pass
+
+
 def chromium(downloads: Path) -> webdriver.Chrome:
     browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not browser or not driver:
-        pytest.fail("chromium and chromium-driver are missing: `make install` installs them "
-                    "(services/console/install_browser.sh)")
+        raise BrowserMissing("chromium and chromium-driver are missing: `make install` installs them "
+                             "(services/console/install_browser.sh)")
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",

@@ -46,12 +46,13 @@ class Page:
         self.shots = shots
 
     def ready_mark(self) -> str:
-        return self.driver.execute_script("return document.querySelector('main').dataset.ready || ''")
+        # '' on a page that is not the console's (a blank tab, /healthz).
+        return self.driver.execute_script("const m = document.querySelector('main'); return m ? m.dataset.ready || '' : ''")
 
     def wait_ready(self, page: str, after: str = "", timeout: float = 30) -> None:
         WebDriverWait(self.driver, timeout).until(
-            lambda d: d.execute_script("const m = document.querySelector('main'); return [m.dataset.page, m.dataset.ready || '']")
-            [0] == page and self.ready_mark() not in ("", after))
+            lambda d: d.execute_script("const m = document.querySelector('main'); return m ? m.dataset.page : ''") == page
+            and self.ready_mark() not in ("", after))
 
     def open(self, fragment: str, page: str) -> None:
         before = self.ready_mark() if self.driver.current_url.startswith(self.base_url) else ""

@@ -39,8 +39,9 @@ def driver(tmp_path_factory):
 
 @pytest.fixture
 def page(driver, organisation, output_dir, tmp_path):
-    """A clean start for each test: no page loaded, downloads into the test's own folder."""
-    driver.get("about:blank")
+    """A clean start for each test: no console page loaded, signed in, downloads into the test's own folder."""
+    driver.get(organisation.url + "healthz")  # the console's origin, whose sessionStorage the pages read
+    driver.execute_script("sessionStorage.setItem('ueba-token', arguments[0])", organisation.token)
     driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
     return Page(driver, organisation.url, output_dir)
 

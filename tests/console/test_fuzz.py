@@ -22,7 +22,7 @@ def test_fuzzed_requests_get_no_server_error_and_only_documented_problems(organi
     st = Path(sys.executable).with_name("st")
     command = [str(st), "run", organisation.url + "openapi.json", "--phases", "fuzzing", "--max-examples", "6",
                "--seed", "18", "--workers", "2", "--checks", CHECKS, "--exclude-operation-id", "scorer.RunScoring",
-               "--no-shrink", "--request-timeout", "30", "--report", "junit",
+               "--no-shrink", "--request-timeout", "30", "--report", "junit", "-H", f"Authorization: Bearer {organisation.token}",
                "--report-junit-path", str(output_dir / "schemathesis.xml")]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=output_dir)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]

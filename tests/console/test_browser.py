@@ -54,6 +54,8 @@ def test_an_analyst_walks_from_the_summary_to_a_user_and_reviews(page, api, tmp_
     assert page.driver.execute_script("return [innerWidth, innerHeight]") == [WIDTH, HEIGHT]
     assert page.find("#kpi-anomalies").text == f"{int(summary['total_anomalies']):,}"
     assert page.find("#risk-timeline canvas")  # the chart drew
+    entities = api.post("/api/v1/query/ListEntities", json={"page_size": 8}).json()["entities"]
+    assert [a.text for a in page.find_all("#riskiest-entities tbody a")] == [e["entity"]["name"] for e in entities]
     page.driver.execute_script(LAYOUT_SHIFT)
     time.sleep(0.5)
     assert page.driver.execute_script("return window.__shift") < 0.1

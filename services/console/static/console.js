@@ -90,9 +90,10 @@ function timeChart(container, xs, series) {
 async function summaryPage() {
   main.replaceChildren(h("h1", {}, "Summary: the last 30 days"));
   const range = lastDays(30);
-  const [summary, timeline] = await Promise.all([
+  const [summary, timeline, entities] = await Promise.all([
     call("query", "GetSummary", { range, top_users: 10 }),
     call("query", "GetRiskTimeline", { range, bucket_seconds: 3600 }),
+    call("query", "ListEntities", { page_size: 8 }),
   ]);
   const kpi = (label, value, id) => h("div", { class: "card span3" }, h("div", { class: "muted" }, label), h("div", { class: "kpi", id }, value));
   const chart = h("div", { class: "chart", id: "risk-timeline", role: "img",
@@ -112,6 +113,7 @@ async function summaryPage() {
     countsTable("Anomalies by profile or model", (summary.by_profile || []).slice(0, 12), "Profile / model",
       (k) => h("a", { href: "#/anomalies?q=" + encodeURIComponent(`profile:"${k}"`) }, k)),
     countsTable("Anomalies by dimension", summary.by_dimension || [], "Dimension"),
+    riskiestEntities(entities.entities || []),
   );
   main.append(grid);
   drawRiskTimeline(chart, timeline);
@@ -124,6 +126,14 @@ function riskiestUsers(users) {
       h("tbody", {}, users.map((u) => h("tr", {}, h("td", {}, userLink(u.user)), h("td", {}, level(u.risk_level)),
         h("td", { class: "num" }, u.risk || 0), h("td", { class: "num" }, fmt(u.total_points)),
         h("td", { class: "num" }, u.open_anomalies || 0))))));
+}
+
+function riskiestEntities(entities) {
+  return h("div", { class: "card span4" }, h("h2", {}, "Riskiest entities"),
+    h("table", { id: "riskiest-entities" }, h("thead", {}, h("tr", {}, h("th", {}, "Account, address or host"), h("th", {}, "Level"),
+      h("th", { class: "num" }, "Risk"))),
+      h("tbody", {}, entities.map((e) => h("tr", {}, h("td", {}, entityLink(e.entity), " ", h("span", { class: "muted" }, entityType(e.entity))),
+        h("td", {}, level(e.risk_level)), h("td", { class: "num" }, e.risk || 0))))));
 }
 
 function drawRiskTimeline(container, timeline) {

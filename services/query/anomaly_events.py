@@ -17,10 +17,11 @@ KEY_TYPES = (datetime, str)
 
 def list_events(conn: Connection, tenant: str, anomaly_id: str, token: str, size: int) -> tuple[list, str]:
     """(a page of event rows, the next page's token)."""
-    found = store.subject(conn, tenant, parse_id("anomaly_id", anomaly_id))
+    canonical = parse_id("anomaly_id", anomaly_id)
+    found = store.subject(conn, tenant, canonical)
     if found is None:
         raise NotFound(f"anomaly {anomaly_id} not found")
-    fp = paging.fingerprint(tenant, "anomaly events", anomaly_id)
+    fp = paging.fingerprint(tenant, "anomaly events", canonical)
     after = paging.decode(fp, token, KEY_TYPES).key if token else None
     rows = store.page(conn, tenant, found, after, size + 1)
     return keyset_page(rows, size, fp, lambda last: [last.time, last.event_id])

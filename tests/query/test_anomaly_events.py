@@ -37,6 +37,19 @@ def failures_of_alice(store):
     return finding, [first, second, third]
 
 
+def source_finding(store, entity_type, entity, cited):
+    """A failed-logins finding about a source (no account), written as the profiles service writes it; its id."""
+    record = AnomalyRecord(
+        tenant=store.tenant, user="", source="rule", profile_id="p", profile_name="Failed logins", profile_kind="failed_logins",
+        risk_score=70, description=f"a spray from {entity}", dimension="authentication", time=T0 + 3 * MINUTE,
+        window_start=T0, window_end=T0 + 3 * MINUTE, dedup_key=uuid.uuid4().hex, entity_type=entity_type, entity=entity,
+        evidence={"event_ids": cited, "count": 3},
+    )
+    with store.engine.begin() as conn:
+        write_anomalies(conn, [record])
+    return store.rows(select(anomalies.c.id).where(anomalies.c.tenant == store.tenant, anomalies.c.entity == entity))[0].id
+
+
 def test_the_events_of_the_finding_kind_in_its_window_oldest_first(svc):
     finding, expected = failures_of_alice(svc.store)
     got = listed(svc, finding)
@@ -63,15 +76,16 @@ def test_a_finding_about_a_source_shows_its_events_against_every_account(svc):
     store = svc.store
     ids = [store.event(user, T0 + i * MINUTE, outcome="failure", source_ip=ADDRESS) for i, user in enumerate(["a1", "a2", "a3"], 1)]
     store.event("a4", T0 + 2 * MINUTE, outcome="failure", source_ip="192.0.2.1")  # another source
-    record = AnomalyRecord(
-        tenant=store.tenant, user="", source="rule", profile_id="p", profile_name="Failed logins", profile_kind="failed_logins",
-        risk_score=70, description="a spray", dimension="authentication", time=T0 + 3 * MINUTE, window_start=T0,
-        window_end=T0 + 3 * MINUTE, dedup_key=uuid.uuid4().hex, entity_type="ip", entity=ADDRESS,
-        evidence={"event_ids": ids[:1], "count": 3},
-    )
-    with store.engine.begin() as conn:
-        write_anomalies(conn, [record])
-    finding = store.rows(select(anomalies.c.id).where(anomalies.c.tenant == store.tenant, anomalies.c.entity == ADDRESS))[0].id
+    finding = source_finding(store, "ip", ADDRESS, ids[:1])
+    assert [e.event_id for e in listed(svc, finding).events] == ids
+
+
+def test_a_finding_about_a_host_matches_its_name_in_any_case(svc):
+    store = svc.store
+    ids = [store.event(user, T0 + i * MINUTE, outcome="failure", source_host=host)
+           for i, (user, host) in enumerate([("b1", "WS-07"), ("b2", "ws-07")], 1)]
+    store.event("b3", T0 + 2 * MINUTE, outcome="failure", source_host="ws-08")
+    finding = source_finding(store, "host", "ws-07", ids[:1])
     assert [e.event_id for e in listed(svc, finding).events] == ids
 
 

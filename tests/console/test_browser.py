@@ -148,6 +148,13 @@ def test_incidents_lead_to_their_findings_and_to_the_entity(page, api):
     assert page.find("#entity-timeline canvas") and not page.errors_shown()
     page.screenshot("entity")
 
+    # A page token in the hash: the list goes on after it, and leads back to the first page.
+    first_five = api.post("/api/v1/query/ListIncidents", json={"page_size": 5}).json()
+    rest = api.post("/api/v1/query/ListIncidents", json={"page_size": 100, "page_token": first_five["next_page_token"]}).json()
+    page.open(f"/incidents?status=&page={first_five['next_page_token']}", "incidents")
+    assert [r.get_attribute("data-id") for r in page.find_all("#incidents tbody tr")] == [i["id"] for i in rest["incidents"]]
+    assert page.find(".pager a").text == "First page"
+
     page.open("/entities", "entities")
     served = api.post("/api/v1/query/ListEntities", json={"page_size": 100}).json()
     assert [a.text for a in page.find_all("#entities tbody td:first-child a")] == [e["entity"]["name"] for e in served["entities"]]

@@ -485,7 +485,8 @@ const ENTITY_TYPES = { user: "accounts", ip: "source addresses", host: "hosts" }
 
 async function entitiesPage(params) {
   const type = params.get("type") || "";
-  const list = await call("query", "ListEntities", { page_size: 100, ...(type ? { type: "ENTITY_TYPE_" + type.toUpperCase() } : {}) });
+  const list = await call("query", "ListEntities", { page_size: 100, page_token: params.get("page") || "",
+    ...(type ? { type: "ENTITY_TYPE_" + type.toUpperCase() } : {}) });
   const filter = h("form", { class: "filters", id: "entity-filters" }, h("label", {}, "Type", h("select", { name: "type",
     onchange: (e) => { location.hash = "#/entities" + (e.target.value ? "?type=" + e.target.value : ""); } },
     h("option", { value: "" }, "every type"), Object.entries(ENTITY_TYPES).map(([k, label]) => h("option", { value: k, selected: k === type }, label)))));
@@ -494,7 +495,16 @@ async function entitiesPage(params) {
       h("th", { class: "num" }, "Risk"), h("th", { class: "num" }, "Points"), h("th", { class: "num" }, "Open"))),
       h("tbody", {}, (list.entities || []).map((e) => h("tr", {}, h("td", {}, entityLink(e.entity)), h("td", {}, entityType(e.entity)),
         h("td", {}, level(e.risk_level)), h("td", { class: "num" }, e.risk || 0), h("td", { class: "num" }, fmt(e.total_points)),
-        h("td", { class: "num" }, e.open_anomalies || 0)))))));
+        h("td", { class: "num" }, e.open_anomalies || 0))))), nextPage(params, list.next_page_token)));
+}
+
+// Cursor pages as links: the hash keeps the filter and the page token, so Back returns to the page before.
+function nextPage(params, token) {
+  const [path] = location.hash.split("?");
+  const at = (page) => { const p = new URLSearchParams(params); if (page) p.set("page", page); else p.delete("page");
+    return `${path}?${p}`; };
+  return h("div", { class: "pager" }, params.get("page") ? h("a", { href: at("") }, "First page") : null,
+    token ? h("a", { href: at(token), id: "next-page" }, "Next page") : null);
 }
 
 async function entityPage(type, name) {
@@ -534,7 +544,7 @@ function incidentTable(incidents, id) {
 async function incidentsPage(params) {
   const status = params.get("status") ?? "new";
   const order = params.get("order") || "time desc";
-  const list = await call("query", "ListIncidents", { page_size: 100, order_by: order,
+  const list = await call("query", "ListIncidents", { page_size: 100, order_by: order, page_token: params.get("page") || "",
     ...(status ? { statuses: ["ANOMALY_STATUS_" + status.toUpperCase()] } : {}) });
   const go = (form) => { location.hash = `#/incidents?status=${form.status.value}&order=${encodeURIComponent(form.order.value)}`; };
   const form = h("form", { class: "filters", id: "incident-filters" },
@@ -542,7 +552,8 @@ async function incidentsPage(params) {
       STATUSES.map((s) => h("option", { value: s, selected: s === status }, s.replace("_", " "))))),
     h("label", {}, "Order", h("select", { name: "order", onchange: (e) => go(e.target.form) },
       [["time desc", "last seen"], ["risk desc", "risk"]].map(([v, label]) => h("option", { value: v, selected: v === order }, label)))));
-  main.replaceChildren(h("h1", {}, "Incidents"), form, h("div", { class: "card" }, incidentTable(list.incidents || [], "incidents")));
+  main.replaceChildren(h("h1", {}, "Incidents"), form, h("div", { class: "card" }, incidentTable(list.incidents || [], "incidents"),
+    nextPage(params, list.next_page_token)));
 }
 
 async function incidentPage(id) {

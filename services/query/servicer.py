@@ -9,7 +9,9 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import Engine
 
-from services.query import anomalies, anomaly_events, entities, incidents, review, risk_state, summary as summaries, timelines, users
+from services.query import (
+    anomalies, anomaly_events, entities, incidents, review, risk_state, summary as summaries, timelines, users,
+)
 from services.query.convert import (
     anomaly_from_json, counts, entity_risk_message, event, ignored_user, incident, range_message, risk_change, risk_timeline,
     timestamp_us, user_risk_message,

@@ -215,8 +215,9 @@ def cmd_anomalies_get(args, stub, out):
     output.fields(pairs, out)
 
 
+# As ANOMALY_HEADERS: the JSON field names (the geo message's leaves for country and city).
 EVENT_HEADERS = ["time", "user", "type", "outcome", "source_ip", "source_host", "destination_host", "application",
-                 "action", "country", "city", "object", "bytes", "failure_reason", "producer", "event_id"]
+                 "action", "country_code", "city", "object", "bytes", "failure_reason", "producer", "event_id"]
 EVENT_TABLE = ["time", "user", "source", "host", "action", "outcome", "country"]
 EVENT_TABLE_FIT = {"fixed": ("time",), "optional": ("country", "user")}
 

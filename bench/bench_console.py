@@ -64,7 +64,7 @@ def run(out_dir: Path) -> dict:
 
 
 def _time_pages(url: str, user: str) -> dict:
-    from tests.console.browser import Page, chromium
+    from harness.browser import Page, chromium  # selenium: only when a benchmark drives the browser
 
     pages = {"summary": ("/summary", "summary"), "anomalies": ("/anomalies", "anomalies"),
              "user": (f"/users/{user}", "users"), "profiles": ("/profiles", "profiles")}

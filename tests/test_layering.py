@@ -1,4 +1,4 @@
-"""A service never imports another service, the command line, the simulator, benchmarks or tests:
+"""A service never imports another service, the command line, the simulator, benchmarks, tests or the harness:
 it calls other services' APIs, and shares only what lives in ueba/ (outside cli/ and simulator/)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = sorted(p.name for p in (ROOT / "services").iterdir() if (p / "__init__.py").exists())
-FORBIDDEN_FOR_ALL = ("ueba.cli", "ueba.simulator", "bench", "tests")
+FORBIDDEN_FOR_ALL = ("ueba.cli", "ueba.simulator", "bench", "tests", "harness")
 
 
 def imported_modules(source: str, package: str) -> set[str]:
@@ -53,3 +53,22 @@ def test_the_walk_sees_imports_inside_functions_and_relative_ones():
     source = "def f():\n    from services.query import server\n    import ueba.simulator.world\nfrom ..scorer import runs\n"
     found = imported_modules(source, "services.ingest")
     assert {"services.query.server", "ueba.simulator.world", "services.scorer.runs"} <= found
+
+
+def test_the_harness_imports_neither_tests_nor_bench():
+    """bench is installed and tests are not: what both use lives in harness/, which needs neither."""
+    found = []
+    for path in sorted((ROOT / "harness").rglob("*.py")):
+        package = ".".join(path.relative_to(ROOT).parts[:-1])
+        found += [f"{path.name} imports {m}" for m in imported_modules(path.read_text(), package)
+                  if is_under(m, "tests") or is_under(m, "bench")]
+    assert found == []
+
+
+def test_bench_imports_tests_nowhere():
+    found = []
+    for path in sorted((ROOT / "bench").rglob("*.py")):
+        package = ".".join(path.relative_to(ROOT).parts[:-1])
+        found += [f"{path.relative_to(ROOT)} imports {m}" for m in imported_modules(path.read_text(), package)
+                  if is_under(m, "tests")]
+    assert found == []

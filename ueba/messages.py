@@ -21,6 +21,7 @@ LEVEL_ENUM = enum_words(common_pb2.RiskLevel, "RISK_LEVEL", LEVELS)
 STATUS_ENUM = enum_words(common_pb2.AnomalyStatus, "ANOMALY_STATUS", ("new", "acknowledged", "resolved", "false_positive", "suppressed"))
 SOURCE_ENUM = enum_words(common_pb2.AnomalySource, "ANOMALY_SOURCE", ("rule", "model"))
 ENTITY_ENUM = enum_words(common_pb2.EntityType, "ENTITY_TYPE", ("user", "ip", "host"))
+OUTCOME_ENUM = enum_words(common_pb2.Outcome, "OUTCOME", ("success", "failure"))
 ENUM_LEVEL = {v: k for k, v in LEVEL_ENUM.items()}
 ENUM_STATUS = {v: k for k, v in STATUS_ENUM.items()}
 ENUM_SOURCE = {v: k for k, v in SOURCE_ENUM.items()}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Mapping
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.query.timelines import surge_threshold
-from ueba.messages import LEVEL_ENUM, STATUS_ENUM, anomaly_message, entity_message, enum_words
+from ueba.messages import LEVEL_ENUM, OUTCOME_ENUM, STATUS_ENUM, anomaly_message, entity_message, enum_words
+from ueba.parsers.base import TYPE_BY_NAME
 from ueba.risk import risk_level
 from ueba.timestamps import to_proto
 from ueba.v1 import cases_pb2, common_pb2, query_pb2
@@ -55,6 +57,36 @@ def anomaly_from_json(values: list) -> common_pb2.Anomaly:
         reviewed_at=timestamp_us(reviewed_at), review_comment=comment or "", entity_type=entity_type,
         entity=entity, incident_id=incident_id or "", suppression_rule=suppressed_by or "",
         original_score=original_score or 0,
+    )
+
+
+def event(row) -> common_pb2.Event:
+    """A stored event (a row of `events`) as the message ingest took it in."""
+    geo = common_pb2.GeoLocation(country_code=row.country or "", city=row.city or "")
+    if row.latitude is not None and row.longitude is not None:
+        geo.latitude, geo.longitude, geo.has_coordinates = row.latitude, row.longitude, True
+    return common_pb2.Event(
+        event_id=row.event_id,
+        time=to_proto(row.time),
+        user=row.user_name,
+        type=TYPE_BY_NAME.get(row.event_type, common_pb2.EVENT_TYPE_UNSPECIFIED),
+        outcome=OUTCOME_ENUM.get(row.outcome, common_pb2.OUTCOME_UNSPECIFIED),
+        source_ip=str(row.source_ip or ""),
+        source_host=row.source_host or "",
+        destination_host=row.destination_host or "",
+        destination_ip=str(row.destination_ip or ""),
+        application=row.application or "",
+        geo=geo,
+        bytes=row.bytes,
+        file_count=row.file_count,
+        object=row.object or "",
+        department=row.department or "",
+        user_agent=row.user_agent or "",
+        action=row.action or "",
+        failure_reason=row.failure_reason or "",
+        producer=row.producer or "",
+        attributes={str(k): v if isinstance(v, str) else json.dumps(v) for k, v in (row.attributes or {}).items()},
+        logon_type=row.logon_type or 0,
     )
 
 

@@ -10,11 +10,12 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import Engine
 
 from services.query import (
-    anomalies, entities, incidents, review, risk_state, summary as summaries, suppression, timelines, users,
+    anomalies, anomaly_events, entities, incidents, review, risk_state, summary as summaries, suppression, timelines,
+    users,
 )
 from services.query.convert import (
-    anomaly_from_json, counts, entity_risk_message, ignored_user, incident, range_message, risk_change, risk_timeline,
-    suppression_rule, timestamp_us, user_risk_message,
+    anomaly_from_json, counts, entity_risk_message, event, ignored_user, incident, range_message, risk_change,
+    risk_timeline, suppression_rule, timestamp_us, user_risk_message,
 )
 from services.query.filters import criteria
 from services.query.settings import QuerySettings
@@ -123,6 +124,12 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         tenant = self._tenant()
         with self.routing.engine(tenant).connect() as conn:
             return anomaly_from_json(anomalies.get(conn, tenant, request.id))
+
+    def ListAnomalyEvents(self, request, context):
+        tenant, size = self._tenant(), self._page_size(request.page_size)
+        with self.routing.engine(tenant).connect() as conn:
+            rows, token = anomaly_events.list_events(conn, tenant, request.anomaly_id, request.page_token, size)
+        return query_pb2.ListAnomalyEventsResponse(events=[event(r) for r in rows], next_page_token=token)
 
     def ReviewAnomalies(self, request, context):
         caller = self._caller()

@@ -3,24 +3,42 @@
 Four service processes and the console, the way `ueba up` runs them, on a
 database of this session's own; the organisation is small (20 users, 10 days)
 so that loading, the profiles and a scoring run take well under a minute.
+They ask for tokens (UEBA_AUTH=tokens), so that the role and tenant tests run on
+the same system as the pages and the API: the organisation is the tenant
+TENANT, and `api` and the browser act as its admin.
 """
 
 from __future__ import annotations
 
+import signal
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 
 from ueba.store.databases import drop_database, new_database
 from services.console.launch import console_url, start_console
 from tests.conftest import ROOT
+from ueba.auth.tokens import create_token
+from ueba.client.channel import ChannelConfig
+from ueba.db import create_db_engine
 from ueba.launcher import ServiceProcess, start_service
 from ueba.store.migrate import upgrade
 
 OUTPUT = ROOT / ".data" / "test-output" / "console"
 BACKENDS = ("query", "profiles", "scorer")
+AUTH = {"UEBA_AUTH": "tokens", "UEBA_AUTH_CACHE_SECONDS": "0.2", "UEBA_RATE_LIMIT_PER_SECOND": "0"}
+TENANT = "default"
+
+
+def mint(engine: Engine, tenant: str, role: str) -> str:
+    """The secret of a new token."""
+    with engine.begin() as conn:
+        return create_token(conn, tenant, f"{role}-{uuid.uuid4().hex[:6]}", role, "tests")[1]
 
 
 @dataclass
@@ -28,6 +46,8 @@ class Running:
     database_url: str
     services: dict[str, ServiceProcess]
     console: ServiceProcess
+    engine: Engine | None = None
+    token: str = ""  # an admin's of TENANT, when the services ask for tokens
 
     @property
     def url(self) -> str:
@@ -38,22 +58,35 @@ class Running:
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
     def stop(self) -> None:
-        for proc in [self.console, *self.services.values()]:
-            proc.stop()
+        stop_all([self.console, *self.services.values()])
+
+
+def stop_all(processes: list[ServiceProcess]) -> None:
+    """SIGTERM to every process first, then wait: their drains overlap instead of adding up."""
+    for proc in processes:
+        if proc.process.poll() is None:
+            proc.process.send_signal(signal.SIGTERM)
+    for proc in processes:
+        proc.stop()
 
 
 def start_system(database_url: str, names: tuple[str, ...], log_dir: Path, env: dict[str, str] | None = None) -> Running:
+    """The services side by side (each waits on its own imports and database checks), then the console."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    common = {"DATABASE_URL": database_url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1", **(env or {})}
-    services: dict[str, ServiceProcess] = {}
+    # No call is in flight when a fixture stops the system: a drain would only wait.
+    common = {"DATABASE_URL": database_url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1",
+              "UEBA_DRAIN_SECONDS": "0", **(env or {})}
+    with ThreadPoolExecutor(len(names)) as pool:
+        futures = {name: pool.submit(start_service, name, common, log_path=log_dir / f"{name}.log") for name in names}
+    services = {name: f.result() for name, f in futures.items() if f.exception() is None}
     try:
-        for name in names:
-            services[name] = start_service(name, common, log_path=log_dir / f"{name}.log")
+        for f in futures.values():
+            if f.exception() is not None:
+                raise f.exception()
         console = start_console({n: s.address for n, s in services.items()}, "127.0.0.1:0",
-                                log_dir / "console.log", env=env)
+                                log_dir / "console.log", env={"UEBA_DRAIN_SECONDS": "0", **(env or {})})
     except BaseException:
-        for proc in services.values():
-            proc.stop()
+        stop_all(list(services.values()))
         raise
     return Running(database_url, services, console)
 
@@ -70,23 +103,30 @@ def organisation(server_url, output_dir, tmp_path_factory) -> Running:
     from ueba.cli.up import load_simulation, run_scoring, wait_for_profiles
 
     name, url = new_database(server_url, "ueba_console")
-    running = None
+    running, engine = None, None
     try:
         upgrade(url)
-        running = start_system(url, ("ingest", *BACKENDS), output_dir / "logs")
+        engine = create_db_engine(url, pool_size=2)
+        token = mint(engine, TENANT, "admin")
+        running = start_system(url, ("ingest", *BACKENDS), output_dir / "logs", env=AUTH)
+        running.engine, running.token = engine, token
         # A fresh folder: a stored simulation.json would pin an earlier start date.
         sim_dir = tmp_path_factory.mktemp("simulation")
-        start = load_simulation(running.services["ingest"].address, users=20, days=10, seed=3, data_dir=sim_dir)
+        channel = ChannelConfig(token=token)
+        start = load_simulation(running.services["ingest"].address, users=20, days=10, seed=3, data_dir=sim_dir,
+                                channel=channel)
         wait_for_profiles(url, start, 10)
-        run_scoring(running.services["scorer"].address, url, start, 10)
+        run_scoring(running.services["scorer"].address, url, start, 10, channel=channel)
         yield running
     finally:
         if running is not None:
             running.stop()
+        if engine is not None:
+            engine.dispose()
         drop_database(server_url, name)
 
 
 @pytest.fixture
 def api(organisation) -> httpx.Client:
-    with organisation.client() as client:
+    with organisation.client(organisation.token) as client:
         yield client

@@ -2,8 +2,9 @@
 
 One walk through, in the order an analyst goes: the summary, the riskiest user,
 a heat-map cell (its values checked against GetUserTimeline), an acknowledgement
-that lowers the user's risk, the anomalies list with the query field and a CSV
-export, the profiles with a preview. Screenshots go to .data/test-output/console/.
+that lowers the user's risk, the events behind one of the user's anomalies; the
+incidents, one incident with its findings and the entity it is about, the entities;
+the anomalies list with the query field and a CSV export, the profiles with a preview. Screenshots go to .data/test-output/console/.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from .browser import HEIGHT, WIDTH, Page, chromium
+from harness.browser import HEIGHT, WIDTH, Page, chromium
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -26,13 +27,23 @@ new PerformanceObserver((list) => { for (const e of list.getEntries()) if (!e.ha
 """
 
 
-@pytest.fixture
-def page(organisation, output_dir, tmp_path):
-    driver = chromium(tmp_path)
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    """One browser for every test here: starting Chromium is the dearest step of a short test."""
+    chrome = chromium(tmp_path_factory.mktemp("downloads"))
     try:
-        yield Page(driver, organisation.url, output_dir)
+        yield chrome
     finally:
-        driver.quit()
+        chrome.quit()
+
+
+@pytest.fixture
+def page(driver, organisation, output_dir, tmp_path):
+    """A clean start for each test: no console page loaded, signed in, downloads into the test's own folder."""
+    driver.get(organisation.url + "healthz")  # the console's origin, whose sessionStorage the pages read
+    driver.execute_script("sessionStorage.setItem('ueba-token', arguments[0])", organisation.token)
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    return Page(driver, organisation.url, output_dir)
 
 
 def test_an_analyst_walks_from_the_summary_to_a_user_and_reviews(page, api, tmp_path):
@@ -43,6 +54,8 @@ def test_an_analyst_walks_from_the_summary_to_a_user_and_reviews(page, api, tmp_
     assert page.driver.execute_script("return [innerWidth, innerHeight]") == [WIDTH, HEIGHT]
     assert page.find("#kpi-anomalies").text == f"{int(summary['total_anomalies']):,}"
     assert page.find("#risk-timeline canvas")  # the chart drew
+    entities = api.post("/api/v1/query/ListEntities", json={"page_size": 8}).json()["entities"]
+    assert [a.text for a in page.find_all("#riskiest-entities tbody a")] == [e["entity"]["name"] for e in entities]
     page.driver.execute_script(LAYOUT_SHIFT)
     time.sleep(0.5)
     assert page.driver.execute_script("return window.__shift") < 0.1
@@ -58,6 +71,9 @@ def test_an_analyst_walks_from_the_summary_to_a_user_and_reviews(page, api, tmp_
     page.screenshot("user")
 
     check_heat_map_cell(page, api, riskiest["user"])
+    events_behind_an_anomaly(page, api)
+    page.driver.back()  # to the user page, as a person would
+    page.wait_ready("users", page.ready_mark())
     acknowledge_lowers_risk(page, api, riskiest["user"])
 
 
@@ -89,6 +105,60 @@ def acknowledge_lowers_risk(page: Page, api, user: str) -> None:
     served = api.post("/api/v1/query/GetUser", json={"user": user}).json()["risk"]
     assert served.get("risk", 0) == risk_after
     page.screenshot("user-acknowledged")
+
+
+def events_behind_an_anomaly(page: Page, api) -> None:
+    link = page.find("#user-anomalies a.anomaly-link")
+    anomaly_id = link.get_attribute("href").rsplit("/", 1)[1]
+    before = page.ready_mark()
+    link.click()
+    page.wait_ready("anomalies", before)
+    served = api.post("/api/v1/query/ListAnomalyEvents", json={"anomaly_id": anomaly_id, "page_size": 100}).json()
+    shown = [row.get_attribute("data-event") for row in page.find_all("#anomaly-events tbody tr")]
+    assert shown and shown == [e["event_id"] for e in served["events"]]
+    anomaly = api.post("/api/v1/query/GetAnomaly", json={"id": anomaly_id}).json()
+    assert page.find("#anomaly-description").text == anomaly["description"]
+    assert not page.errors_shown()
+    page.screenshot("anomaly-events")
+
+
+def test_incidents_lead_to_their_findings_and_to_the_entity(page, api):
+    page.open("/incidents", "incidents")
+    listed = api.post("/api/v1/query/ListIncidents", json={"statuses": ["ANOMALY_STATUS_NEW"], "page_size": 100}).json()
+    rows = page.find_all("#incidents tbody tr")
+    assert rows and [r.get_attribute("data-id") for r in rows] == [i["id"] for i in listed["incidents"]]
+    page.screenshot("incidents")
+
+    first = listed["incidents"][0]
+    before = page.ready_mark()
+    rows[0].find_element("css selector", "td:nth-child(2) a").click()
+    page.wait_ready("incidents", before)
+    detail = api.post("/api/v1/query/GetIncident", json={"id": first["id"]}).json()
+    assert page.find("#incident-title").text == (first.get("title") or first["kind"])
+    assert len(page.find_all("main table.anomalies tbody tr")) == len(detail["anomalies"])
+    assert not page.errors_shown()
+    page.screenshot("incident")
+
+    before = page.ready_mark()
+    page.find("dl.facts dd a[href^='#/entities/']").click()
+    page.wait_ready("entities", before)
+    entity = api.post("/api/v1/query/GetEntity", json={"entity": first["entity"]}).json()
+    assert page.find("#entity-name").text == first["entity"]["name"]
+    assert int(page.find("#entity-risk").text) == entity["risk"].get("risk", 0)
+    assert page.find("#entity-timeline canvas") and not page.errors_shown()
+    page.screenshot("entity")
+
+    # A page token in the hash: the list goes on after it, and leads back to the first page.
+    first_five = api.post("/api/v1/query/ListIncidents", json={"page_size": 5}).json()
+    rest = api.post("/api/v1/query/ListIncidents", json={"page_size": 100, "page_token": first_five["next_page_token"]}).json()
+    page.open(f"/incidents?status=&page={first_five['next_page_token']}", "incidents")
+    assert [r.get_attribute("data-id") for r in page.find_all("#incidents tbody tr")] == [i["id"] for i in rest["incidents"]]
+    assert page.find(".pager a").text == "First page"
+
+    page.open("/entities", "entities")
+    served = api.post("/api/v1/query/ListEntities", json={"page_size": 100}).json()
+    assert [a.text for a in page.find_all("#entities tbody td:first-child a")] == [e["entity"]["name"] for e in served["entities"]]
+    page.screenshot("entities")
 
 
 def test_anomalies_query_suggestions_bulk_review_and_csv(page, api, tmp_path):

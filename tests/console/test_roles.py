@@ -1,7 +1,8 @@
 """Roles and tenants over the HTTP API, as tests/security checks them over gRPC.
 
-The services and the console run with UEBA_AUTH=tokens; the console holds no
-credentials, so what a token may do over HTTP is what it may do over gRPC.
+The services and the console run with UEBA_AUTH=tokens (the session's organisation,
+tests/console/conftest.py); the console holds no credentials, so what a token may do
+over HTTP is what it may do over gRPC. Each test acts in tenants of its own.
 """
 
 from __future__ import annotations
@@ -10,38 +11,22 @@ import uuid
 
 import pytest
 
-from ueba.store.databases import drop_database, new_database
 from services.console.routes import all_routes
 from tests.query.conftest import Store
-from tests.security.conftest import mint
 from ueba.auth.roles import METHOD_ROLES, ROLES
-from ueba.db import create_db_engine
-from ueba.store.migrate import upgrade
 
-from .conftest import BACKENDS, start_system
+from .conftest import mint
 
 pytestmark = pytest.mark.e2e
-AUTH = {"UEBA_AUTH": "tokens", "UEBA_AUTH_CACHE_SECONDS": "0.2", "UEBA_RATE_LIMIT_PER_SECOND": "0"}
 
 
-@pytest.fixture(scope="module")
-def secured(server_url, output_dir):
-    name, url = new_database(server_url, "ueba_console_auth")
-    engine = create_db_engine(url, pool_size=2)
-    running = None
-    try:
-        upgrade(url)
-        running = start_system(url, BACKENDS, output_dir / "logs-auth", env=AUTH)
-        yield running, engine
-    finally:
-        if running is not None:
-            running.stop()
-        engine.dispose()
-        drop_database(server_url, name)
+@pytest.fixture
+def secured(organisation):
+    return organisation, organisation.engine
 
 
 def token(engine, tenant: str, role: str) -> str:
-    return mint(engine, tenant, role)[1]
+    return mint(engine, tenant, role)
 
 
 def test_a_call_without_a_valid_token_is_401_problem(secured):

@@ -134,6 +134,16 @@ class Store:
                 for t in times
             ])
 
+    def event(self, user: str, time: datetime, tenant: str | None = None, **fields: Any) -> str:
+        """One event (a logon unless `fields` say otherwise); returns its id."""
+        event_id = uuid.uuid4().hex
+        with psycopg.connect(libpq_url(self.database_url), autocommit=True) as pg:
+            ensure_partitions(pg, {time.astimezone(timezone.utc).date()})
+        with self.engine.begin() as conn:
+            conn.execute(insert(events).values(tenant=tenant or self.tenant, event_id=event_id, time=time, user_name=user,
+                                               **{"event_type": "logon", **fields}))
+        return event_id
+
     def rows(self, query) -> list[Any]:
         with self.engine.connect() as conn:
             return conn.execute(query).all()

@@ -70,6 +70,31 @@ def test_anomalies_commands(svc, data, capsys):
     assert code == 1 and err.strip().startswith("ueba: INVALID_ARGUMENT: filter.query: unknown field 'colour'")
 
 
+def test_anomaly_events_as_a_table_and_in_every_format(svc, store, capsys):
+    at = NOW - timedelta(hours=1)
+    cited = [store.event("dana", at - timedelta(minutes=m), outcome="failure", source_ip="203.0.113.5",
+                         destination_host="dc01", action="4625", country="FR") for m in (9, 8, 7)]
+    finding = store.anomaly("dana", 70, time=at, evidence={"event_ids": cited})
+    code, out, _ = run(capsys, "anomalies", "events", finding, "--address", svc.address)
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["TIME", "USER", "SOURCE", "HOST", "ACTION", "OUTCOME", "COUNTRY"]
+    assert len(lines) == 4 and all("203.0.113.5  dc01  logon (4625)  failure  FR" in line for line in lines[1:])
+    code, out, _ = run(capsys, "anomalies", "events", finding, "--address", svc.address, "-o", "json", "--limit", "2")
+    body = json.loads(out)
+    assert [e["event_id"] for e in body["events"]] == cited[:2] and body["next_page_token"] and body["total_size"] is None
+    assert body["events"][0]["type"] == "logon" and body["events"][0]["outcome"] == "failure"
+    code, out, _ = run(capsys, "anomalies", "events", finding, "--address", svc.address, "-o", "json", "--limit", "2", "--all")
+    body = json.loads(out)
+    assert [e["event_id"] for e in body["events"]] == cited and body["total_size"] == 3
+    code, out, _ = run(capsys, "anomalies", "events", finding, "--address", svc.address, "-o", "ndjson")
+    assert [json.loads(line)["event_id"] for line in out.splitlines()] == cited
+    code, out, _ = run(capsys, "anomalies", "events", finding, "--address", svc.address, "-o", "csv")
+    rows = list(csv.reader(io.StringIO(out)))
+    assert rows[0][:4] == ["time", "user", "type", "outcome"] and [r[-1] for r in rows[1:]] == cited
+    code, _out, err = run(capsys, "anomalies", "events", "00000000-0000-0000-0000-000000000000", "--address", svc.address)
+    assert code != 0 and "not found" in err
+
+
 def test_users_and_timelines(svc, data, capsys):
     _ids, day = data
     code, out, _ = run(capsys, "users", "list", "--address", svc.address, "-o", "csv")
@@ -134,6 +159,8 @@ def hostile(store):
         ids.append(store.anomaly(user, 40 + 20 * i, description=description,
                                  evidence={"note": "\x1b[41mevidence\x1b[0m", "host": "h" * 120}))
         store.user_score(user, (NOW - timedelta(days=2)).date(), 30.0 + i)
+        store.event(user, NOW - timedelta(minutes=65), outcome="failure", source_host="ws-\x1b[31m" + "x" * 90,
+                    destination_host=description, action="\u202e4625", country="\x1b]8;;DE")
     day = NOW.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
     first = next(iter(HOSTILE))
     store.event_score(first, day + timedelta(hours=3), "authentication", 91,
@@ -148,6 +175,7 @@ def table_commands(address, ids, user, day):
         ["anomalies", "list", *common],
         ["anomalies", "list", "--all", *common],
         ["anomalies", "get", ids[0], *common],
+        ["anomalies", "events", ids[0], *common],
         ["users", "list", *common],
         ["users", "get", user, *common],
         ["users", "scores", *common],
@@ -173,6 +201,8 @@ def test_every_table_fits_the_terminal_and_prints_no_control_characters(svc, hos
         assert "\x1b" not in out and "\x07" not in out and "\u202e" not in out, argv
     code, out, _ = run(capsys, "anomalies", "get", ids[0], "--address", svc.address)
     assert "\\x1b]8;;http://evil.example\\x07click" in out  # shown as text, not obeyed
+    code, out, _ = run(capsys, "anomalies", "events", ids[0], "--address", svc.address)
+    assert "failure" in out and "\\x1b" in out  # the hostile event was in the table, escaped
 
 
 def test_csv_cells_that_a_spreadsheet_would_run_are_neutralised(svc, hostile, capsys):

@@ -26,7 +26,7 @@ def test_every_method_of_every_service_has_roles():
     assert missing_methods(names) == []
     assert sorted(METHOD_ROLES) == sorted(r.path for r in RPCS), "the table names a method no service has"
     assert all(roles <= set(ROLES) and roles for roles in METHOD_ROLES.values())
-    assert len(RPCS) == 44
+    assert len(RPCS) == 45
 
 
 def test_a_server_with_a_method_missing_from_the_table_does_not_start(monkeypatch, security_url, security_engine):
@@ -48,7 +48,7 @@ def role_tokens(stack):
 # (an id, a name, a batch's events) and say so; every other method answers.
 NEEDS_A_FIELD = {
     "IngestEvents", "StreamEvents", "GetProfile", "CreateProfile", "UpdateProfile", "SetProfileEnabled", "DeleteProfile",
-    "PreviewProfile", "GetUserRisk", "GetScoringRun", "GetAnomaly", "ReviewAnomalies", "GetUser", "GetUserTimeline",
+    "PreviewProfile", "GetUserRisk", "GetScoringRun", "GetAnomaly", "ListAnomalyEvents", "ReviewAnomalies", "GetUser", "GetUserTimeline",
     "AddIgnoredUser", "RemoveIgnoredUser", "GetEntity", "GetEntityTimeline", "GetIncident", "ReviewIncidents",
     "CreateSuppressionRule", "DeleteSuppressionRule", "OpenCase", "GetCase", "CommentCase", "UpdateCase", "CloseCase",
 }

@@ -161,6 +161,7 @@ def requests_as_a(b: TenantB) -> dict[str, object]:
         "GetSummary": query_pb2.GetSummaryRequest(range=days, include_ignored=True, top_users=100),
         "ListAnomalies": query_pb2.ListAnomaliesRequest(filter=b_filter, page_size=100),
         "GetAnomaly": query_pb2.GetAnomalyRequest(id=b.anomaly_ids[0]),
+        "ListAnomalyEvents": query_pb2.ListAnomalyEventsRequest(anomaly_id=b.anomaly_ids[0]),
         "ReviewAnomalies": query_pb2.ReviewAnomaliesRequest(action=query_pb2.REVIEW_ACTION_RESOLVE, ids=b.anomaly_ids),
         "ListUsers": query_pb2.ListUsersRequest(include_ignored=True, user_prefix="zed", page_size=100),
         "GetUser": query_pb2.GetUserRequest(user=B_USER),
@@ -193,7 +194,7 @@ def requests_as_a(b: TenantB) -> dict[str, object]:
 
 # Calls whose request names B's objects by id: they must not find them.
 # ListAnomalies naming B's user finds no such user in A (with hints drawn from A's names only).
-NOT_FOUND = {"GetProfile", "UpdateProfile", "SetProfileEnabled", "DeleteProfile", "GetScoringRun", "GetAnomaly",
+NOT_FOUND = {"GetProfile", "UpdateProfile", "SetProfileEnabled", "DeleteProfile", "GetScoringRun", "GetAnomaly", "ListAnomalyEvents",
              "ReviewAnomalies", "GetUser", "GetUserTimeline", "RemoveIgnoredUser", "ListAnomalies",
              "GetEntity", "GetIncident", "ReviewIncidents", "DeleteSuppressionRule", "OpenCase", "GetCase", "CommentCase",
              "UpdateCase", "CloseCase"}

@@ -47,6 +47,7 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/ueba.v1.QueryService/GetSummary": _READERS,
     "/ueba.v1.QueryService/ListAnomalies": _READERS,
     "/ueba.v1.QueryService/GetAnomaly": _READERS,
+    "/ueba.v1.QueryService/ListAnomalyEvents": _READERS,
     "/ueba.v1.QueryService/ReviewAnomalies": _READERS,
     "/ueba.v1.QueryService/ListUsers": _READERS,
     "/ueba.v1.QueryService/GetUser": _READERS,

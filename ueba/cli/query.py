@@ -217,6 +217,38 @@ def cmd_anomalies_get(args, stub, out):
     output.fields(pairs, out)
 
 
+# As ANOMALY_HEADERS: the JSON field names (the geo message's leaves for country and city).
+EVENT_HEADERS = ["time", "user", "type", "outcome", "source_ip", "source_host", "destination_host", "application",
+                 "action", "country_code", "city", "object", "bytes", "failure_reason", "producer", "event_id"]
+EVENT_TABLE = ["time", "user", "source", "host", "action", "outcome", "country"]
+EVENT_TABLE_FIT = {"fixed": ("time",), "optional": ("country", "user")}
+
+
+def event_row(e: common_pb2.Event) -> list[Any]:
+    return [when(e.time), e.user, enum_word(common_pb2.EventType.DESCRIPTOR, e.type),
+            enum_word(common_pb2.Outcome.DESCRIPTOR, e.outcome), e.source_ip, e.source_host, e.destination_host,
+            e.application, e.action, e.geo.country_code, e.geo.city, e.object, e.bytes, e.failure_reason, e.producer,
+            e.event_id]
+
+
+def event_table_row(e: common_pb2.Event) -> list[Any]:
+    """What a person scans: where from (address, else host), where to, what (the type, the producer's own name)."""
+    kind = enum_word(common_pb2.EventType.DESCRIPTOR, e.type)
+    action = f"{kind} ({e.action})" if e.action and e.action != kind else kind
+    return [when(e.time), e.user, e.source_ip or e.source_host, e.destination_host or e.application or e.object,
+            action, enum_word(common_pb2.Outcome.DESCRIPTOR, e.outcome), e.geo.country_code]
+
+
+def cmd_anomalies_events(args, stub, out):
+    req = query_pb2.ListAnomalyEventsRequest(anomaly_id=args.id, page_size=args.limit, page_token=args.page_token or "")
+    found, token, _total = _pages(stub.ListAnomalyEvents, req, "events", args.all, args.timeout)
+    if args.output == "table":
+        output.table([event_table_row(e) for e in found], EVENT_TABLE, out, **EVENT_TABLE_FIT)
+        _more(len(found), None, token, out)
+        return
+    emit(args.output, page("events", found, token), [event_row(e) for e in found], EVENT_HEADERS, out, items=found)
+
+
 REVIEW_VERBS = {"ack": "acknowledge", "resolve": "resolve", "false-positive": "mark false positive", "reopen": "reopen"}
 
 
@@ -500,6 +532,11 @@ def register(sub) -> None:
     p.add_argument("--all", action="store_true", help="follow every page")
     p = _leaf(anomalies, "get", cmd_anomalies_get, "one anomaly with its evidence", common)
     p.add_argument("id")
+    p = _leaf(anomalies, "events", cmd_anomalies_events, "the stored events behind an anomaly, oldest first", common)
+    p.add_argument("id")
+    p.add_argument("--limit", type=int, default=50, help="page size")
+    p.add_argument("--page-token")
+    p.add_argument("--all", action="store_true", help="follow every page")
     for action, help in (("ack", "acknowledge"), ("resolve", "resolve"), ("false-positive", "mark false positive"), ("reopen", "reopen")):
         p = _leaf(anomalies, action, cmd_review, f"{help} anomalies by id, or every anomaly matching a filter", common)
         p.add_argument("ids", nargs="*")

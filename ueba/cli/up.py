@@ -19,9 +19,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
-import grpc
-
 from ueba.bootstrap import resolve_database_url
+from ueba.client.channel import ChannelConfig, open_channel
 from ueba.launcher import SERVICES, ServiceProcess, start_service
 from ueba.settings import BaseSettings
 from ueba.store.migrate import upgrade
@@ -180,8 +179,10 @@ def _simulation_start(data_dir: Path, users: int, days: int, seed: int) -> datet
     return start
 
 
-def load_simulation(address: str, users: int, days: int, seed: int, data_dir: Path) -> datetime:
-    """Streams the simulation into ingest with a bar in simulated days; returns the first day."""
+def load_simulation(address: str, users: int, days: int, seed: int, data_dir: Path,
+                    channel: ChannelConfig | None = None) -> datetime:
+    """Streams the simulation into ingest with a bar in simulated days; returns the first day.
+    `channel` carries a token and TLS for services that ask for them."""
     from ueba.client.ingest import IngestClient
     from ueba.simulator import SimulationConfig, simulate
 
@@ -195,7 +196,7 @@ def load_simulation(address: str, users: int, days: int, seed: int, data_dir: Pa
                     bar.set_postfix_str(f"{i:,} events", refresh=False)
                 yield event
 
-        with IngestClient(address, batch_size=2000) as client:
+        with IngestClient(address, batch_size=2000, channel=channel) as client:
             totals = client.send(timed(sim.events()))
     _say(
         f"ingest: {totals.sent:,} sent, {totals.accepted:,} stored, {totals.duplicates:,} duplicates, "
@@ -231,7 +232,7 @@ def wait_for_profiles(database_url: str, start: datetime, days: int, quiet_secon
 SCORING_CHUNK_DAYS = 7  # a run per week: a bar with an ETA, and only a few baseline loads
 
 
-def run_scoring(address: str, database_url: str, start: datetime, days: int) -> None:
+def run_scoring(address: str, database_url: str, start: datetime, days: int, channel: ChannelConfig | None = None) -> None:
     """Scores the simulated days a week at a time, oldest first, so the bar has a total and an ETA."""
     from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -239,8 +240,8 @@ def run_scoring(address: str, database_url: str, start: datetime, days: int) -> 
 
     end = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
     figures = {"users": 0, "event_scores": 0, "user_scores": 0, "anomalies": 0}
-    with grpc.insecure_channel(address) as channel, phase("scoring the month", total=days, unit=" days") as bar:
-        stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+    with open_channel(address, channel) as connection, phase("scoring the month", total=days, unit=" days") as bar:
+        stub = scorer_pb2_grpc.ScorerServiceStub(connection)
         day = start
         while day < end:
             a, b = Timestamp(), Timestamp()

@@ -167,7 +167,6 @@ anomalies = Table(
     Column("original_score", SmallInteger),
     PrimaryKeyConstraint("id"),
     UniqueConstraint("tenant", "dedup_key"),
-    Index(None, "tenant", "time"),
     Index(None, "tenant", "user_name", "time"),
     Index(None, "tenant", "status", "time"),
 )
@@ -426,6 +425,9 @@ Index(
     postgresql_where=text("status = 'new'"),
 )
 Index("ix_event_counts_hours_covering", event_counts.c.tenant, event_counts.c.hour, postgresql_include=["events"])
+# The risk timeline's buckets, index-only (migration 0013_risk_timeline_covering; it replaced the plain (tenant, time)).
+Index("ix_anomalies_tenant_time_covering", anomalies.c.tenant, anomalies.c.time,
+      postgresql_include=["user_name", "risk_score", "status"])
 
 # Per tenant, bumped by every rollup merge (and by TRUNCATE anomalies) in its own
 # transaction: with the count of unmerged deltas, the version of the rollup

@@ -40,7 +40,7 @@ function h(tag, attrs, ...children) {
     else if (k === "text") el.textContent = v;
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c instanceof Node ? c : String(c));
+  for (const c of children.flat(Infinity)) if (c !== null && c !== undefined) el.append(c instanceof Node ? c : String(c));
   return el;
 }
 const num = (v) => Number(v || 0);
@@ -51,6 +51,14 @@ const when = (ts) => ts ? ts.replace("T", " ").replace(/:\d\d(\.\d+)?Z$/, "Z") :
 const iso = (ms) => new Date(ms).toISOString();
 const dayOf = (ts) => ts.slice(0, 10);
 const userLink = (user) => h("a", { href: "#/users/" + encodeURIComponent(user) }, user);
+const entityType = (ref) => short(ref?.type, "ENTITY_TYPE_").toLowerCase() || "user";
+const entityHref = (ref) => `#/entities/${entityType(ref)}/${encodeURIComponent(ref?.name || "")}`;
+const entityLink = (ref) => h("a", { href: entityHref(ref) }, ref?.name || "-");
+// A finding about a source names no account: it is shown by its source.
+const subjectLink = (a) => a.user ? userLink(a.user) : entityLink(a.entity);
+const anomalyLink = (a) => h("a", { href: "#/anomalies/" + a.id, class: "anomaly-link" }, a.description || a.id);
+const incidentLink = (i) => h("a", { href: "#/incidents/" + i.id }, i.title || i.kind || i.id);
+const statusWord = (s) => short(s, "ANOMALY_STATUS_").toLowerCase().replace("_", " ");
 const lastDays = (days) => ({ start: iso(Date.now() - days * DAY), end: iso(Date.now() + 3600e3) });
 
 function busy(text) { statusEl.textContent = text; }
@@ -82,9 +90,10 @@ function timeChart(container, xs, series) {
 async function summaryPage() {
   main.replaceChildren(h("h1", {}, "Summary: the last 30 days"));
   const range = lastDays(30);
-  const [summary, timeline] = await Promise.all([
+  const [summary, timeline, entities] = await Promise.all([
     call("query", "GetSummary", { range, top_users: 10 }),
     call("query", "GetRiskTimeline", { range, bucket_seconds: 3600 }),
+    call("query", "ListEntities", { page_size: 8 }),
   ]);
   const kpi = (label, value, id) => h("div", { class: "card span3" }, h("div", { class: "muted" }, label), h("div", { class: "kpi", id }, value));
   const chart = h("div", { class: "chart", id: "risk-timeline", role: "img",
@@ -104,6 +113,7 @@ async function summaryPage() {
     countsTable("Anomalies by profile or model", (summary.by_profile || []).slice(0, 12), "Profile / model",
       (k) => h("a", { href: "#/anomalies?q=" + encodeURIComponent(`profile:"${k}"`) }, k)),
     countsTable("Anomalies by dimension", summary.by_dimension || [], "Dimension"),
+    riskiestEntities(entities.entities || []),
   );
   main.append(grid);
   drawRiskTimeline(chart, timeline);
@@ -116,6 +126,14 @@ function riskiestUsers(users) {
       h("tbody", {}, users.map((u) => h("tr", {}, h("td", {}, userLink(u.user)), h("td", {}, level(u.risk_level)),
         h("td", { class: "num" }, u.risk || 0), h("td", { class: "num" }, fmt(u.total_points)),
         h("td", { class: "num" }, u.open_anomalies || 0))))));
+}
+
+function riskiestEntities(entities) {
+  return h("div", { class: "card span4" }, h("h2", {}, "Riskiest entities"),
+    h("table", { id: "riskiest-entities" }, h("thead", {}, h("tr", {}, h("th", {}, "Account, address or host"), h("th", {}, "Level"),
+      h("th", { class: "num" }, "Risk"))),
+      h("tbody", {}, entities.map((e) => h("tr", {}, h("td", {}, entityLink(e.entity), " ", h("span", { class: "muted" }, entityType(e.entity))),
+        h("td", {}, level(e.risk_level)), h("td", { class: "num" }, e.risk || 0))))));
 }
 
 function drawRiskTimeline(container, timeline) {
@@ -199,8 +217,8 @@ function anomalyTable(rows, onAck) {
     h("tbody", {}, rows.map((a) => h("tr", { "data-id": a.id },
       onAck ? null : h("td", {}, h("input", { type: "checkbox", "aria-label": "Select " + a.id,
         onchange: (e) => { e.target.checked ? anomalyState.selected.add(a.id) : anomalyState.selected.delete(a.id); updateSelection(); } })),
-      h("td", {}, when(a.time)), h("td", {}, userLink(a.user)), h("td", {}, level(a.risk_level)),
-      h("td", { class: "num" }, a.risk_score), h("td", {}, a.profile_name), h("td", {}, a.description),
+      h("td", {}, when(a.time)), h("td", {}, subjectLink(a)), h("td", {}, level(a.risk_level)),
+      h("td", { class: "num" }, a.risk_score), h("td", {}, a.profile_name), h("td", {}, anomalyLink(a)),
       h("td", {}, short(a.status, "ANOMALY_STATUS_").toLowerCase()),
       onAck ? h("td", {}, h("button", { type: "button", class: "ack", onclick: () => onAck(a) }, "Acknowledge")) : null))));
 }
@@ -416,6 +434,155 @@ async function userAnomalies(user) {
   document.getElementById("user-anomalies").replaceChildren(anomalyTable(page.anomalies || [], acknowledge));
 }
 
+
+// ---- One anomaly and the events behind it --------------------------------------------------
+async function anomalyPage(id) {
+  const [anomaly, first] = await Promise.all([call("query", "GetAnomaly", { id }),
+    call("query", "ListAnomalyEvents", { anomaly_id: id, page_size: 100 })]);
+  const evidence = Object.entries(anomaly.evidence || {}).filter(([k]) => k !== "event_ids");
+  const body = h("tbody", {});
+  const more = h("button", { type: "button", id: "more-events" }, "More events");
+  const count = h("span", { class: "muted", id: "event-count" });
+  const add = (page) => {
+    body.append(...(page.events || []).map(eventRow));
+    const n = body.children.length;
+    count.textContent = `${n} event${n === 1 ? "" : "s"}${page.next_page_token ? " so far" : ""}`;
+    more.hidden = !page.next_page_token;
+    more.onclick = async () => {
+      more.disabled = true;
+      try { add(await call("query", "ListAnomalyEvents", { anomaly_id: id, page_size: 100, page_token: page.next_page_token })); }
+      catch (err) { showError(err); }
+      more.disabled = false;
+    };
+  };
+  main.replaceChildren(h("h1", {}, "Anomaly: ", h("span", { id: "anomaly-description" }, anomaly.description)),
+    h("div", { class: "grid" },
+      h("div", { class: "card span4" }, facts([["About", subjectLink(anomaly)], ["Level", level(anomaly.risk_level)],
+        ["Score", anomaly.risk_score], ["Profile / model", anomaly.profile_name], ["Status", statusWord(anomaly.status)],
+        ["Incident", anomaly.incident_id ? h("a", { href: "#/incidents/" + anomaly.incident_id }, "open the incident") : "-"]])),
+      h("div", { class: "card span8" }, facts([["When", when(anomaly.time)],
+        ["Window", `${when(anomaly.window_start)} … ${when(anomaly.window_end)}`],
+        ...evidence.map(([k, v]) => [k, typeof v === "object" ? JSON.stringify(v) : String(v)])])),
+      h("div", { class: "card span12" }, h("h2", {}, "Events behind it ", count),
+        h("table", { id: "anomaly-events" }, h("thead", {}, h("tr", {}, ["Time", "User", "Type", "Outcome", "Source", "Host",
+          "Application / object", "Action", "Country"].map((t) => h("th", {}, t)))), body), more)));
+  add(first);
+}
+
+function eventRow(e) {
+  return h("tr", { "data-event": e.event_id }, h("td", {}, when(e.time)), h("td", {}, e.user ? userLink(e.user) : "-"),
+    h("td", {}, short(e.type, "EVENT_TYPE_").toLowerCase()), h("td", {}, short(e.outcome, "OUTCOME_").toLowerCase()),
+    h("td", {}, e.source_ip || e.source_host || ""), h("td", {}, e.destination_host || e.destination_ip || ""),
+    h("td", {}, e.application || e.object || ""), h("td", {}, e.action || ""), h("td", {}, e.geo?.country_code || ""));
+}
+
+function facts(pairs) {
+  return h("dl", { class: "facts" }, pairs.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v ?? "-")]));
+}
+
+// ---- Entities: accounts, source addresses, hosts ------------------------------------------
+const ENTITY_TYPES = { user: "accounts", ip: "source addresses", host: "hosts" };
+
+async function entitiesPage(params) {
+  const type = params.get("type") || "";
+  const list = await call("query", "ListEntities", { page_size: 100, page_token: params.get("page") || "",
+    ...(type ? { type: "ENTITY_TYPE_" + type.toUpperCase() } : {}) });
+  const filter = h("form", { class: "filters", id: "entity-filters" }, h("label", {}, "Type", h("select", { name: "type",
+    onchange: (e) => { location.hash = "#/entities" + (e.target.value ? "?type=" + e.target.value : ""); } },
+    h("option", { value: "" }, "every type"), Object.entries(ENTITY_TYPES).map(([k, label]) => h("option", { value: k, selected: k === type }, label)))));
+  main.replaceChildren(h("h1", {}, "Entities by risk"), filter, h("div", { class: "card" },
+    h("table", { id: "entities" }, h("thead", {}, h("tr", {}, h("th", {}, "Entity"), h("th", {}, "Type"), h("th", {}, "Level"),
+      h("th", { class: "num" }, "Risk"), h("th", { class: "num" }, "Points"), h("th", { class: "num" }, "Open"))),
+      h("tbody", {}, (list.entities || []).map((e) => h("tr", {}, h("td", {}, entityLink(e.entity)), h("td", {}, entityType(e.entity)),
+        h("td", {}, level(e.risk_level)), h("td", { class: "num" }, e.risk || 0), h("td", { class: "num" }, fmt(e.total_points)),
+        h("td", { class: "num" }, e.open_anomalies || 0))))), nextPage(params, list.next_page_token)));
+}
+
+// Cursor pages as links: the hash keeps the filter and the page token, so Back returns to the page before.
+function nextPage(params, token) {
+  const [path] = location.hash.split("?");
+  const at = (page) => { const p = new URLSearchParams(params); if (page) p.set("page", page); else p.delete("page");
+    return `${path}?${p}`; };
+  return h("div", { class: "pager" }, params.get("page") ? h("a", { href: at("") }, "First page") : null,
+    token ? h("a", { href: at(token), id: "next-page" }, "Next page") : null);
+}
+
+async function entityPage(type, name) {
+  const entity = { type: "ENTITY_TYPE_" + type.toUpperCase(), name };
+  const [detail, timeline] = await Promise.all([call("query", "GetEntity", { entity, recent_limit: 50 }),
+    call("query", "GetEntityTimeline", { entity, range: lastDays(30), bucket_seconds: 86400 })]);
+  const risk = detail.risk || {};
+  const chart = h("div", { class: "chart small", id: "entity-timeline", role: "img", "aria-label": "Risk points per day" });
+  main.replaceChildren(h("h1", {}, `${ENTITY_TYPES[type] ? type : "entity"} `, h("span", { id: "entity-name" }, name),
+    type === "user" ? h("small", {}, " · ", h("a", { href: "#/users/" + encodeURIComponent(name) }, "user page")) : null),
+  h("div", { class: "grid" },
+    h("div", { class: "card span3" }, h("div", { class: "muted" }, "Current risk"),
+      h("div", { class: "kpi" }, h("span", { id: "entity-risk" }, risk.risk || 0), " ", level(risk.risk_level)),
+      h("div", { class: "muted" }, `${fmt(risk.total_points)} points from ${risk.open_anomalies || 0} open`)),
+    h("div", { class: "card span4" }, h("div", { class: "muted" }, "Seen"), h("div", {}, when(detail.first_seen), " … ", when(detail.last_seen))),
+    h("div", { class: "card span5" }, h("div", { class: "muted" }, type === "user" ? "Sources of its incidents" : "Accounts it touched"),
+      h("div", { id: "entity-linked" }, (detail.linked || []).length ? (detail.linked || []).flatMap((n, i) =>
+        [i ? ", " : "", type === "user" ? n : userLink(n)]) : "-")),
+    h("div", { class: "card span12" }, h("h2", {}, "Risk points per day, last 30 days"), chart),
+    h("div", { class: "card span12" }, h("h2", {}, "Open incidents"), incidentTable(detail.open_incidents || [], "entity-incidents")),
+    h("div", { class: "card span12" }, h("h2", {}, "Recent anomalies"), anomalyTable(detail.recent_anomalies || [], null))));
+  const buckets = timeline.buckets || [];
+  timeChart(chart, buckets.map((b) => Date.parse(b.start) / 1000), [
+    { label: "Risk points", stroke: "#1f5fbf", fill: "rgba(31,95,191,.12)", data: buckets.map((b) => num(b.risk_points)) }]);
+}
+
+// ---- Incidents ------------------------------------------------------------------------------
+function incidentTable(incidents, id) {
+  return h("table", { id }, h("thead", {}, h("tr", {}, h("th", {}, "Last seen"), h("th", {}, "Incident"), h("th", {}, "About"),
+    h("th", {}, "Level"), h("th", { class: "num" }, "Score"), h("th", { class: "num" }, "Findings"), h("th", { class: "num" }, "Events"),
+    h("th", {}, "Status"))),
+  h("tbody", {}, incidents.map((i) => h("tr", { "data-id": i.id }, h("td", {}, when(i.last_seen)), h("td", {}, incidentLink(i)),
+    h("td", {}, entityLink(i.entity)), h("td", {}, level(i.risk_level)), h("td", { class: "num" }, i.risk_score || 0),
+    h("td", { class: "num" }, i.anomaly_count || 0), h("td", { class: "num" }, fmt(i.event_count)), h("td", {}, statusWord(i.status))))));
+}
+
+async function incidentsPage(params) {
+  const status = params.get("status") ?? "new";
+  const order = params.get("order") || "time desc";
+  const list = await call("query", "ListIncidents", { page_size: 100, order_by: order, page_token: params.get("page") || "",
+    ...(status ? { statuses: ["ANOMALY_STATUS_" + status.toUpperCase()] } : {}) });
+  const go = (form) => { location.hash = `#/incidents?status=${form.status.value}&order=${encodeURIComponent(form.order.value)}`; };
+  const form = h("form", { class: "filters", id: "incident-filters" },
+    h("label", {}, "Status", h("select", { name: "status", onchange: (e) => go(e.target.form) }, h("option", { value: "" }, "any"),
+      STATUSES.map((s) => h("option", { value: s, selected: s === status }, s.replace("_", " "))))),
+    h("label", {}, "Order", h("select", { name: "order", onchange: (e) => go(e.target.form) },
+      [["time desc", "last seen"], ["risk desc", "risk"]].map(([v, label]) => h("option", { value: v, selected: v === order }, label)))));
+  main.replaceChildren(h("h1", {}, "Incidents"), form, h("div", { class: "card" }, incidentTable(list.incidents || [], "incidents"),
+    nextPage(params, list.next_page_token)));
+}
+
+async function incidentPage(id) {
+  const detail = await call("query", "GetIncident", { id });
+  const incident = detail.incident || {};
+  const evidence = incident.evidence || {};
+  const review = async (action, label) => {
+    if (!(await confirmDialog(`${label}: this incident and its ${incident.anomaly_count || 0} findings?`))) return;
+    try {
+      const result = await call("query", "ReviewIncidents", { action: "REVIEW_ACTION_" + action, ids: [id] });
+      busy(`${result.anomalies_updated || 0} findings updated`);
+      await incidentPage(id);
+    } catch (err) { showError(err); }
+  };
+  main.replaceChildren(h("h1", {}, "Incident: ", h("span", { id: "incident-title" }, incident.title || incident.kind)),
+    h("div", { class: "toolbar" }, [["ACKNOWLEDGE", "Acknowledge"], ["RESOLVE", "Resolve"], ["FALSE_POSITIVE", "False positive"]]
+      .map(([a, label]) => h("button", { type: "button", "data-action": a, onclick: () => review(a, label) }, label))),
+    h("div", { class: "grid" },
+      h("div", { class: "card span4" }, facts([["About", entityLink(incident.entity)], ["Level", level(incident.risk_level)],
+        ["Score", incident.risk_score || 0], ["Status", h("span", { id: "incident-status" }, statusWord(incident.status))],
+        ["Kind", incident.kind], ["Dimension", incident.dimension]])),
+      h("div", { class: "card span8" }, facts([["First seen", when(incident.first_seen)], ["Last seen", when(incident.last_seen)],
+        ["Events", fmt(incident.event_count)], ["Findings", incident.anomaly_count || 0],
+        ["Accounts", (evidence.accounts || []).map((n, i) => [i ? ", " : "", userLink(n)])],
+        ["Sources", (evidence.sources || []).join(", ") || "-"],
+        ["Reviewed", incident.reviewed_by ? `${incident.reviewed_by} at ${when(incident.reviewed_at)}` : "-"]])),
+      h("div", { class: "card span12" }, h("h2", {}, "Findings"), anomalyTable(detail.anomalies || [], null))));
+}
+
 // ---- Profiles -----------------------------------------------------------------------------
 async function profilesPage() {
   const list = await call("profiles", "ListProfiles", { page_size: 200 });
@@ -501,7 +668,12 @@ async function route() {
   busy("Loading…");
   main.setAttribute("aria-busy", "true");
   try {
-    if (parts[0] === "anomalies") await anomaliesPage(params);
+    if (parts[0] === "anomalies" && parts[1]) await anomalyPage(decodeURIComponent(parts[1]));
+    else if (parts[0] === "anomalies") await anomaliesPage(params);
+    else if (parts[0] === "entities" && parts[2]) await entityPage(parts[1], decodeURIComponent(parts[2]));
+    else if (parts[0] === "entities") await entitiesPage(params);
+    else if (parts[0] === "incidents" && parts[1]) await incidentPage(decodeURIComponent(parts[1]));
+    else if (parts[0] === "incidents") await incidentsPage(params);
     else if (parts[0] === "users" && parts[1]) await userPage(decodeURIComponent(parts[1]), params);
     else if (parts[0] === "profiles") await profilesPage();
     else await summaryPage();

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -14,11 +13,15 @@ from selenium.webdriver.support.ui import WebDriverWait
 WIDTH, HEIGHT = 1280, 800
 
 
+class BrowserMissing(RuntimeError):
+    pass
+
+
 def chromium(downloads: Path) -> webdriver.Chrome:
     browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not browser or not driver:
-        pytest.fail("chromium and chromium-driver are missing: `make install` installs them "
-                    "(services/console/install_browser.sh)")
+        raise BrowserMissing("chromium and chromium-driver are missing: `make install` installs them "
+                             "(services/console/install_browser.sh)")
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -43,12 +46,13 @@ class Page:
         self.shots = shots
 
     def ready_mark(self) -> str:
-        return self.driver.execute_script("return document.querySelector('main').dataset.ready || ''")
+        # '' on a page that is not the console's (a blank tab, /healthz).
+        return self.driver.execute_script("const m = document.querySelector('main'); return m ? m.dataset.ready || '' : ''")
 
     def wait_ready(self, page: str, after: str = "", timeout: float = 30) -> None:
         WebDriverWait(self.driver, timeout).until(
-            lambda d: d.execute_script("const m = document.querySelector('main'); return [m.dataset.page, m.dataset.ready || '']")
-            [0] == page and self.ready_mark() not in ("", after))
+            lambda d: d.execute_script("const m = document.querySelector('main'); return m ? m.dataset.page : ''") == page
+            and self.ready_mark() not in ("", after))
 
     def open(self, fragment: str, page: str) -> None:
         before = self.ready_mark() if self.driver.current_url.startswith(self.base_url) else ""

@@ -46,7 +46,7 @@ def sshd_failures(path: Path) -> Counter:
 
 
 @pytest.mark.datasets
-def test_every_openssh_brute_force_address_is_an_entity_with_its_true_attempt_count(datasets, server_url, tmp_path, capsys):
+def test_every_openssh_brute_force_address_is_an_entity_with_its_true_attempt_count(datasets, migrated_databases, tmp_path, capsys):
     path = datasets / "loghub" / "OpenSSH_2k.log"
     expected = {"183.62.140.253": 286, "187.141.143.180": 80, "103.99.0.122": 46, "112.95.230.3": 26,
                 "5.188.10.180": 20, "185.190.58.151": 18}
@@ -54,7 +54,7 @@ def test_every_openssh_brute_force_address_is_an_entity_with_its_true_attempt_co
     # The file's own failure lines (a "message repeated N times" counted N times) plus PAM lines the
     # parser reads as the same attempts: at least what the file says, for each address.
     assert all(from_file[ip] <= n for ip, n in expected.items()), from_file
-    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+    with ingest_and_profiles(migrated_databases, tmp_path) as (url, address, _):
         ship(address, path, tmp_path, capsys)
         with psycopg.connect(libpq_url(url), autocommit=True) as pg:
             wait_for_profiles(pg)
@@ -77,9 +77,9 @@ def test_every_openssh_brute_force_address_is_an_entity_with_its_true_attempt_co
 
 @pytest.mark.datasets
 def test_linux_failures_naming_no_account_blame_their_source_and_host_names_reach_the_evidence(
-        datasets, server_url, tmp_path, capsys):
+        datasets, migrated_databases, tmp_path, capsys):
     path = datasets / "loghub" / "Linux_2k.log"
-    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+    with ingest_and_profiles(migrated_databases, tmp_path) as (url, address, _):
         ship(address, path, tmp_path, capsys)
         with psycopg.connect(libpq_url(url), autocommit=True) as pg:
             wait_for_profiles(pg)
@@ -102,7 +102,7 @@ def test_linux_failures_naming_no_account_blame_their_source_and_host_names_reac
     assert empty_sources == 0  # every finding names where it came from
 
 
-def test_the_simulators_brute_force_with_a_success_is_one_incident(server_url, tmp_path):
+def test_the_simulators_brute_force_with_a_success_is_one_incident(migrated_databases, tmp_path):
     from ueba.client.ingest import IngestClient
     from ueba.simulator import SimulationConfig, simulate
     from ueba.simulator.labels import LABEL_KINDS
@@ -111,7 +111,7 @@ def test_the_simulators_brute_force_with_a_success_is_one_incident(server_url, t
     sim = simulate(SimulationConfig(users=6, days=8, seed=9, scenario_counts=counts))
     (label,) = sim.labels
     assert label.details["succeeded"]
-    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+    with ingest_and_profiles(migrated_databases, tmp_path) as (url, address, _):
         with IngestClient(address, batch_size=500) as client:
             client.send(sim.events())
         with psycopg.connect(libpq_url(url), autocommit=True) as pg:

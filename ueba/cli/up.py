@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import grpc
 
@@ -25,6 +25,9 @@ from ueba.bootstrap import resolve_database_url
 from ueba.launcher import SERVICES, ServiceProcess, start_service
 from ueba.settings import BaseSettings
 from ueba.store.migrate import upgrade
+
+if TYPE_CHECKING:
+    from ueba.simulator import SimulationConfig
 
 DEFAULT_PORT_BASE = 50051
 DEFAULT_METRICS = {"ingest": 9101, "profiles": 9102, "scorer": 9103, "query": 9104}
@@ -168,7 +171,8 @@ def _announce(name: str, svc: ServiceProcess) -> None:
     _say(f"  {name:9s} grpc {svc.address}  metrics :{svc.metrics_port}  log {svc.log_path}")
 
 
-def simulation_start(database_url: str, tenant: str, config, today: datetime | None = None) -> datetime:
+def simulation_start(database_url: str, tenant: str, config: SimulationConfig,
+                     today: datetime | None = None) -> datetime:
     """The first simulated day: that of the simulation of this shape already in the store (its
     event ids tell it), so a run on another day sends the same events, which ingest keeps once,
     not a second month; else the `config.days` days before today (UTC)."""

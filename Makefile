@@ -32,9 +32,10 @@ $(STUBS) &: $(PROTOS) $(STAMP)
 run: install
 	$(PY) -m ueba.cli.main up $(ARGS)
 
-# pytest exits 5 when it collected nothing: that is a failure here, never a pass.
+# pytest exits 5 when it collected nothing: that is a failure here, never a pass. The slowest
+# tests are listed at the end, so a run shows what eats the CI budget (15 minutes with the install).
 test: install
-	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 bench: install

@@ -14,9 +14,13 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 
+import psycopg
 import pytest
 
+from ueba.cli.up import load_simulation
+from ueba.db import libpq_url
 from ueba.store.databases import drop_database, new_database
 from tests.conftest import ROOT
 
@@ -77,6 +81,7 @@ def test_up_loads_simulated_activity_and_prints_what_it_found(empty_database_url
     for i, name in enumerate(("ingest", "profiles", "scorer", "query")):
         assert re.search(rf"^\s+{name}\s+127.0.0.1:{base + i}$", out, re.M), f"{name} not on port {base + i}"
 
+    stored = _stored(empty_database_url)
     # Again: the stored data is served at once, nothing is streamed or scored again; the README's
     # examples run against it.
     env = {**os.environ, "DATABASE_URL": empty_database_url, "UEBA_DATA_DIR": str(tmp_path)}
@@ -95,6 +100,7 @@ def test_up_loads_simulated_activity_and_prints_what_it_found(empty_database_url
         assert "scorer:" not in again and "Riskiest users:" in again
         assert int(re.search(r"Anomalies .*?: ([\d,]+) \(", again).group(1).replace(",", "")) == anomalies
         assert took < 30, f"a second start took {took:.1f} s"
+        assert _stored(empty_database_url) == stored, "the second start loaded or scored again"
         assert (tmp_path / "run" / "ingest.log.1").exists()  # the first run's log, kept once
         run_readme_examples(base, tmp_path)
     finally:
@@ -103,10 +109,40 @@ def test_up_loads_simulated_activity_and_prints_what_it_found(empty_database_url
     assert up.returncode == 0
 
 
+def _stored(database_url: str) -> tuple[int, int, int]:
+    """Events, scoring runs and event scores: what a second start must leave as they are."""
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        return conn.execute("SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM scoring_runs),"
+                            " (SELECT count(*) FROM event_scores)").fetchone()
+
+
+def test_a_load_on_another_day_stores_the_same_month_once(fresh_database_url, service_processes, capsys):
+    ingest = service_processes.start("ingest", {"DATABASE_URL": fresh_database_url, "UEBA_LISTEN": "127.0.0.1:0",
+                                                "UEBA_TENANT": "default"})
+    today = datetime.now(timezone.utc)
+    first = load_simulation(ingest.address, fresh_database_url, "default", 6, 3, 4, today=today - timedelta(days=1))
+    sent = int(re.search(r"ingest: ([\d,]+) sent, \1 stored, 0 duplicates", capsys.readouterr().out).group(1).replace(",", ""))
+
+    again = load_simulation(ingest.address, fresh_database_url, "default", 6, 3, 4, today=today)
+    assert again == first
+    assert re.search(rf"ingest: {sent:,} sent, 0 stored, {sent:,} duplicates", capsys.readouterr().out)
+    with psycopg.connect(libpq_url(fresh_database_url)) as conn:
+        days = conn.execute("SELECT count(*), count(DISTINCT time::date) FROM events").fetchone()
+    assert days[0] == sent and days[1] <= 3
+
+
 def readme_examples() -> list[str]:
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"Then, from another terminal.*?```sh\n(.*?)```", readme, re.S).group(1)
     return [re.sub(r"\s+#.*$", "", line).strip() for line in block.splitlines() if line.startswith(".venv/bin/ueba")]
+
+
+def _first_id(listing: str, key: str, workdir, env) -> str:
+    proc = subprocess.run(f"{sys.executable} -m ueba.cli.main {listing} -o json", shell=True, cwd=workdir, env=env,
+                          capture_output=True, text=True, timeout=120, check=True)
+    found = json.loads(proc.stdout)[key]
+    assert found, f"{listing}: nothing in the demo for the README's example"
+    return found[0]["id"]
 
 
 def run_readme_examples(base: int, workdir) -> None:
@@ -120,6 +156,10 @@ def run_readme_examples(base: int, workdir) -> None:
         command = example.replace(".venv/bin/ueba", f"{sys.executable} -m ueba.cli.main")
         if " ID" in command:
             command = command.replace(" ID", f" {ids[0]}")
+        # Incidents and cases are named by ids the demo gives: the first of each list stands in.
+        for placeholder, listing, key in (("INCIDENT_ID", "incidents list", "incidents"), ("CASE_ID", "cases list", "cases")):
+            if placeholder in command:
+                command = command.replace(placeholder, _first_id(listing, key, workdir, env))
         proc = subprocess.run(command, shell=True, cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, (example, proc.stdout[-2000:], proc.stderr[-2000:])
         assert "Traceback" not in proc.stderr, example

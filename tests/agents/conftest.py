@@ -8,15 +8,15 @@ import pytest
 from ueba.db import libpq_url
 from ueba.launcher import start_service
 
-from .helpers import drop_database, fresh_database, ingest_env
+from .helpers import ingest_env
 
 
 @pytest.fixture(scope="package")
-def agents_database_url(server_url):
+def agents_database_url(migrated_databases):
     """Events shipped here stay out of the session database other tests count in."""
-    name, url = fresh_database(server_url)
+    name, url = migrated_databases.new("ueba_agents")
     yield url
-    drop_database(server_url, name)
+    migrated_databases.drop(name)
 
 
 @pytest.fixture(scope="package")

@@ -6,18 +6,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from tests.support.databases import MigratedDatabases
 from ueba.launcher import start_service
-from ueba.store.databases import drop_database, new_database
-from ueba.store.migrate import upgrade
 
-__all__ = ["drop_database", "fresh_database", "ingest_and_profiles", "ingest_env", "score_linux_months"]
-
-
-def fresh_database(server_url: str) -> tuple[str, str]:
-    """A new migrated database: (name, URL)."""
-    name, url = new_database(server_url, "ueba_agents")
-    upgrade(url)
-    return name, url
+__all__ = ["ingest_and_profiles", "ingest_env", "score_linux_months"]
 
 
 def ingest_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -34,9 +26,9 @@ def ingest_env(database_url: str, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def ingest_and_profiles(server_url: str, log_dir: Path) -> Iterator[tuple[str, str, str]]:
+def ingest_and_profiles(databases: MigratedDatabases, log_dir: Path) -> Iterator[tuple[str, str, str]]:
     """A fresh database with an ingest and a profiles service on it: (database URL, ingest address, profiles address)."""
-    name, url = fresh_database(server_url)
+    name, url = databases.new("ueba_agents")
     ingest = profiles = None
     try:
         ingest = start_service("ingest", ingest_env(url), log_path=log_dir / "ingest.log")
@@ -50,7 +42,7 @@ def ingest_and_profiles(server_url: str, log_dir: Path) -> Iterator[tuple[str, s
         for service in (profiles, ingest):
             if service is not None:
                 service.stop()
-        drop_database(server_url, name)
+        databases.drop(name)
 
 
 def score_linux_months(url: str) -> None:

@@ -55,7 +55,7 @@ def existing_accounts_tried(path: Path, addresses: set[str]) -> set[str]:
 
 
 @pytest.mark.datasets
-def test_every_openssh_brute_force_address_is_an_entity_with_its_true_attempt_count(datasets, server_url, tmp_path, capsys):
+def test_every_openssh_brute_force_address_is_an_entity_with_its_true_attempt_count(datasets, migrated_databases, tmp_path, capsys):
     path = datasets / "loghub" / "OpenSSH_2k.log"
     expected = {"183.62.140.253": 286, "187.141.143.180": 80, "103.99.0.122": 46, "112.95.230.3": 26,
                 "5.188.10.180": 20, "185.190.58.151": 18}
@@ -63,7 +63,7 @@ def test_every_openssh_brute_force_address_is_an_entity_with_its_true_attempt_co
     # The file's own failure lines (a "message repeated N times" counted N times) plus PAM lines the
     # parser reads as the same attempts: at least what the file says, for each address.
     assert all(from_file[ip] <= n for ip, n in expected.items()), from_file
-    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+    with ingest_and_profiles(migrated_databases, tmp_path) as (url, address, _):
         ship(address, path, tmp_path, capsys)
         with psycopg.connect(libpq_url(url), autocommit=True) as pg:
             wait_for_profiles(pg)
@@ -88,9 +88,9 @@ def test_every_openssh_brute_force_address_is_an_entity_with_its_true_attempt_co
 
 @pytest.mark.datasets
 def test_linux_failures_naming_no_account_blame_their_source_and_host_names_reach_the_evidence(
-        datasets, server_url, tmp_path, capsys):
+        datasets, migrated_databases, tmp_path, capsys):
     path = datasets / "loghub" / "Linux_2k.log"
-    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+    with ingest_and_profiles(migrated_databases, tmp_path) as (url, address, _):
         ship(address, path, tmp_path, capsys)
         with psycopg.connect(libpq_url(url), autocommit=True) as pg:
             wait_for_profiles(pg)
@@ -113,7 +113,7 @@ def test_linux_failures_naming_no_account_blame_their_source_and_host_names_reac
     assert empty_sources == 0  # every finding names where it came from
 
 
-def test_the_simulators_brute_force_with_a_success_is_one_incident(server_url, tmp_path):
+def test_the_simulators_brute_force_with_a_success_is_one_incident(migrated_databases, tmp_path):
     from ueba.client.ingest import IngestClient
     from ueba.simulator import SimulationConfig, simulate
     from ueba.simulator.labels import LABEL_KINDS
@@ -122,7 +122,7 @@ def test_the_simulators_brute_force_with_a_success_is_one_incident(server_url, t
     sim = simulate(SimulationConfig(users=6, days=8, seed=9, scenario_counts=counts))
     (label,) = sim.labels
     assert label.details["succeeded"]
-    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+    with ingest_and_profiles(migrated_databases, tmp_path) as (url, address, _):
         with IngestClient(address, batch_size=500) as client:
             client.send(sim.events())
         with psycopg.connect(libpq_url(url), autocommit=True) as pg:
@@ -166,11 +166,11 @@ def findings_and_risk(url: str, users: list[str]) -> tuple[list[tuple], dict[str
 
 
 @pytest.mark.datasets
-def test_the_otrf_spray_is_charged_to_workstation5_with_a_linked_finding_per_account(datasets, server_url, tmp_path, capsys):
+def test_the_otrf_spray_is_charged_to_workstation5_with_a_linked_finding_per_account(datasets, migrated_databases, tmp_path, capsys):
     path = datasets / "otrf" / "purplesharp_ad_playbook_I_host.zip"
     sprayed = {r["TargetUserName"].lower() for r in raw_records(path) if r.get("EventID") == 4625}
     assert len(sprayed) == 7
-    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+    with ingest_and_profiles(migrated_databases, tmp_path) as (url, address, _):
         ship(address, path, tmp_path, capsys)
         rows, _ = findings_and_risk(url, [])
     print(f"\npurplesharp: failed-logins findings {sorted(set(rows))}")
@@ -181,7 +181,7 @@ def test_the_otrf_spray_is_charged_to_workstation5_with_a_linked_finding_per_acc
 
 @pytest.mark.datasets
 def test_both_o365_sprays_are_charged_to_their_address_and_the_account_that_logged_in_is_high_risk(
-        datasets, server_url, tmp_path, capsys):
+        datasets, migrated_databases, tmp_path, capsys):
     expected, compromised = {}, set()
     for name in ("o365spray_default.zip", "o365spray_reporting.zip"):
         first = {}
@@ -193,7 +193,7 @@ def test_both_o365_sprays_are_charged_to_their_address_and_the_account_that_logg
             elif r["Operation"] == "UserLoggedIn":
                 compromised.add(r["UserId"].split("@")[0].lower())
     assert sorted(len(v) for v in expected.values()) == [6, 9] and compromised == {"henrietta"}
-    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+    with ingest_and_profiles(migrated_databases, tmp_path) as (url, address, _):
         for name in ("o365spray_default.zip", "o365spray_reporting.zip"):
             ship(address, datasets / "otrf" / name, tmp_path, capsys)
         rows, risk = findings_and_risk(url, ["henrietta"])
@@ -216,8 +216,8 @@ def linux_with_test_sessions(datasets) -> Path:
 
 
 @pytest.mark.datasets
-def test_the_rules_do_not_put_test_at_risk_for_its_nightly_sessions_on_loghub_linux(datasets, server_url, tmp_path, capsys):
-    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+def test_the_rules_do_not_put_test_at_risk_for_its_nightly_sessions_on_loghub_linux(datasets, migrated_databases, tmp_path, capsys):
+    with ingest_and_profiles(migrated_databases, tmp_path) as (url, address, _):
         ship(address, linux_with_test_sessions(datasets), tmp_path, capsys)
         rows, risk = findings_and_risk(url, ["test", "unknown"])
     print(f"\nLinux_2k rules: risk {risk}")
@@ -228,8 +228,8 @@ def test_the_rules_do_not_put_test_at_risk_for_its_nightly_sessions_on_loghub_li
 @pytest.mark.datasets
 @pytest.mark.xfail(strict=True, reason="the scorer's logon-count model scores test's batch (10 sessions in an hour "
                    "vs 0.48 expected) 100: issue 15 item 2, judging features against the population (scorer)")
-def test_nor_do_the_models_after_a_scoring_run(datasets, server_url, tmp_path, capsys):
-    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+def test_nor_do_the_models_after_a_scoring_run(datasets, migrated_databases, tmp_path, capsys):
+    with ingest_and_profiles(migrated_databases, tmp_path) as (url, address, _):
         ship(address, linux_with_test_sessions(datasets), tmp_path, capsys)
         findings_and_risk(url, [])  # the rules have read every event
         score_linux_months(url)

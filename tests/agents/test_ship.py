@@ -20,7 +20,7 @@ from ueba.parsers import ParseOptions
 from ueba.parsers.files import read_file, sources
 from ueba.v1 import ingest_pb2
 
-from .helpers import drop_database, fresh_database, ingest_and_profiles, ingest_env, score_linux_months
+from .helpers import ingest_and_profiles, ingest_env, score_linux_months
 
 LINES = [f"Feb 10 06:{m:02d}:{s:02d} bastion sshd[{m}{s}]: Failed password for u{m} from 10.0.{m}.{s} port 22 ssh2" for m in range(10) for s in range(0, 60, 6)]
 
@@ -252,7 +252,7 @@ def test_interrupted_shipping_resumes_without_loss_or_duplicates(datasets, inges
 
 @pytest.mark.e2e
 @pytest.mark.datasets
-def test_openssh_brute_force_raises_failed_login_anomalies(datasets, server_url, tmp_path, capsys):
+def test_openssh_brute_force_raises_failed_login_anomalies(datasets, migrated_databases, tmp_path, capsys):
     """OpenSSH_2k.log through ingest into the profiles service's default failed-logins profile."""
     import re
     from collections import defaultdict
@@ -276,7 +276,7 @@ def test_openssh_brute_force_raises_failed_login_anomalies(datasets, server_url,
     assert spraying == {"183.62.140.253", "187.141.143.180", "103.99.0.122"}
     assert heavy == spraying | {"112.95.230.3", "185.190.58.151", "5.188.10.180"}
 
-    with ingest_and_profiles(server_url, tmp_path) as (url, address, _):
+    with ingest_and_profiles(migrated_databases, tmp_path) as (url, address, _):
         assert main(["ship", "--address", address, "--year", "2025", "--state-dir", str(tmp_path), "--no-progress", str(path)]) == 0
         capsys.readouterr()
         rows: list = []
@@ -304,7 +304,7 @@ def test_openssh_brute_force_raises_failed_login_anomalies(datasets, server_url,
 
 @pytest.mark.e2e
 @pytest.mark.datasets
-def test_linux_failures_naming_no_account_raise_nothing_on_an_account(datasets, server_url, tmp_path, capsys):
+def test_linux_failures_naming_no_account_raise_nothing_on_an_account(datasets, migrated_databases, tmp_path, capsys):
     """Linux_2k.log through ingest, the profiles service and a scoring run: the 141 failures that name
     no account are stored for their source, and no account called '' or 'unknown' exists anywhere."""
     from datetime import datetime
@@ -314,7 +314,7 @@ def test_linux_failures_naming_no_account_raise_nothing_on_an_account(datasets, 
     from ueba.v1 import common_pb2, profiles_pb2, profiles_pb2_grpc
 
     path = datasets / "loghub" / "Linux_2k.log"
-    with ingest_and_profiles(server_url, tmp_path) as (url, address, profiles_address):
+    with ingest_and_profiles(migrated_databases, tmp_path) as (url, address, profiles_address):
         assert main(["ship", "--address", address, "--year", "2025", "--state-dir", str(tmp_path), "--no-progress", str(path)]) == 0
         capsys.readouterr()
         with psycopg.connect(libpq_url(url), autocommit=True) as pg:
@@ -353,13 +353,13 @@ def test_linux_failures_naming_no_account_raise_nothing_on_an_account(datasets, 
 
 
 @pytest.mark.e2e
-def test_rejected_lines_reach_a_server_that_takes_them(server_url, tmp_path, capsys, monkeypatch):
+def test_rejected_lines_reach_a_server_that_takes_them(migrated_databases, tmp_path, capsys, monkeypatch):
     """Too old for one ingest (UEBA_MAX_PAST_DAYS=30): exit 3 and the lines kept; another ingest
     takes the same file (from standard input, gzipped) whole; resending to the first still fails."""
     log = tmp_path / "old.log.gz"
     log.write_bytes(gzip.compress(("\n".join(LINES[:20]) + "\n").encode()))
     expected = {e.event_id for e in read_file(log, options=ParseOptions(year=2020)).events}
-    name, url = fresh_database(server_url)
+    name, url = migrated_databases.new("ueba_agents")
     strict = lenient = None
     try:
         strict = start_service("ingest", ingest_env(url, UEBA_MAX_PAST_DAYS="30"), log_path=tmp_path / "strict.log")
@@ -381,4 +381,4 @@ def test_rejected_lines_reach_a_server_that_takes_them(server_url, tmp_path, cap
         for service in (strict, lenient):
             if service is not None:
                 service.stop()
-        drop_database(server_url, name)
+        migrated_databases.drop(name)

@@ -98,7 +98,7 @@ def output_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def organisation(server_url, output_dir, tmp_path_factory) -> Running:
+def organisation(server_url, output_dir) -> Running:
     """The four services and the console, with a simulated organisation loaded and scored."""
     from ueba.cli.up import load_simulation, run_scoring, wait_for_profiles
 
@@ -110,10 +110,8 @@ def organisation(server_url, output_dir, tmp_path_factory) -> Running:
         token = mint(engine, TENANT, "admin")
         running = start_system(url, ("ingest", *BACKENDS), output_dir / "logs", env=AUTH)
         running.engine, running.token = engine, token
-        # A fresh folder: a stored simulation.json would pin an earlier start date.
-        sim_dir = tmp_path_factory.mktemp("simulation")
         channel = ChannelConfig(token=token)
-        start = load_simulation(running.services["ingest"].address, users=20, days=10, seed=3, data_dir=sim_dir,
+        start = load_simulation(running.services["ingest"].address, url, TENANT, users=20, days=10, seed=3,
                                 channel=channel)
         wait_for_profiles(url, start, 10)
         run_scoring(running.services["scorer"].address, url, start, 10, channel=channel)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import pytest
@@ -22,6 +23,12 @@ RENDERS = [f"helm:{case}" for case in HELM_CASES] + [f"kustomize:{path}" for pat
 
 
 def render(name: str) -> list[dict]:
+    """The objects of a render, parsed once per session; each caller gets its own copy to change."""
+    return copy.deepcopy(_parsed(name))
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed(name: str) -> list[dict]:
     from .tools import helm_template, kustomize_build, objects  # late: needs the deployment tools' packages
 
     tool, _, case = name.partition(":")

@@ -78,8 +78,13 @@ def kustomize_build(path: str) -> str:
     return result.stdout
 
 
+# libyaml's loader when PyYAML was built with it: seven times faster on a rendered chart, which
+# the tests parse some hundred times.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def objects(text: str) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+    return [doc for doc in yaml.load_all(text, Loader=_LOADER) if doc]
 
 
 def by_kind(docs: list[dict], kind: str) -> list[dict]:

@@ -18,7 +18,6 @@ import pytest
 
 from services.profiles.buckets import FixedOwnership
 from services.profiles.evaluator import ProfileEvaluator
-from ueba.store.databases import drop_database, new_database
 from tests.profiles.test_evaluator import drain
 from tests.profiles.test_simulated import EXPECTED_KIND
 from tests.scale.cluster import LeaseCluster
@@ -26,7 +25,6 @@ from ueba.client.ingest import IngestClient
 from ueba.db import create_db_engine
 from ueba.launcher import ServiceProcess, start_service
 from ueba.simulator import SimulationConfig, simulate
-from ueba.store.migrate import upgrade
 
 pytestmark = pytest.mark.e2e
 
@@ -80,13 +78,12 @@ class Cluster(LeaseCluster):
 
 
 @pytest.fixture
-def cluster(server_url, tmp_path):
-    name, url = new_database(server_url, "ueba_scale_p")
-    upgrade(url)
+def cluster(migrated_databases, tmp_path):
+    name, url = migrated_databases.new("ueba_scale_p")
     c = Cluster(url, tmp_path)
     yield c
     c.stop()
-    drop_database(server_url, name)
+    migrated_databases.drop(name)
 
 
 def test_three_replicas_raise_each_anomaly_once_and_survive_sigkill(cluster):

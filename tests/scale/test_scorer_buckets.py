@@ -9,11 +9,9 @@ import psycopg
 import pytest
 
 from services.scorer.runs import ScheduledBuckets
-from ueba.store.databases import drop_database, new_database
 from tests.scorer.conftest import SCORED_DAY, constructed_activity, make_scorer
 from ueba.db import libpq_url
 from ueba.leases import LeaseManager
-from ueba.store.migrate import upgrade
 
 N = 6
 TTL = 1.0
@@ -21,9 +19,8 @@ WINDOW = (SCORED_DAY, SCORED_DAY + timedelta(days=1))
 FIRE = SCORED_DAY + timedelta(days=1, minutes=5)
 
 
-def _db(server_url, prefix):
-    name, url = new_database(server_url, prefix)
-    upgrade(url)
+def _db(databases, prefix):
+    name, url = databases.new(prefix)
     constructed_activity().write(url)
     return name, url
 
@@ -59,11 +56,11 @@ def full_and_split(two_databases):
 
 
 @pytest.fixture
-def two_databases(server_url):
-    names = [_db(server_url, "ueba_scale_full"), _db(server_url, "ueba_scale_split")]
+def two_databases(migrated_databases):
+    names = [_db(migrated_databases, "ueba_scale_full"), _db(migrated_databases, "ueba_scale_split")]
     yield [url for _, url in names]
     for name, _ in names:
-        drop_database(server_url, name)
+        migrated_databases.drop(name)
 
 
 def test_bucketed_runs_score_exactly_like_one_full_run(two_databases):
@@ -85,8 +82,8 @@ def test_bucketed_runs_score_exactly_like_one_full_run(two_databases):
     split.engine.dispose()
 
 
-def test_a_replica_paused_past_its_lease_cannot_write(server_url):
-    name, url = _db(server_url, "ueba_scale_fence")
+def test_a_replica_paused_past_its_lease_cannot_write(migrated_databases):
+    name, url = _db(migrated_databases, "ueba_scale_fence")
     try:
         scorer = make_scorer(url, UEBA_BUCKETS=str(N))
         a = LeaseManager(scorer.engine, "scorer", "a", N, ttl=TTL, heartbeat=TTL / 4)
@@ -111,7 +108,7 @@ def test_a_replica_paused_past_its_lease_cannot_write(server_url):
         assert taken.status == "succeeded" and taken.figures["users_scored"] == 13
         scorer.engine.dispose()
     finally:
-        drop_database(server_url, name)
+        migrated_databases.drop(name)
 
 
 def _stored(url):

@@ -18,11 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from ueba.store.databases import drop_database, new_database
 from tests.scale.cluster import LeaseCluster
 from tests.scorer.helpers import Activity
 from ueba.launcher import ServiceProcess, start_service
-from ueba.store.migrate import upgrade
 
 BUCKETS = 12
 TTL = 3.0
@@ -100,14 +98,13 @@ class Cluster(LeaseCluster):
 
 
 @pytest.fixture
-def cluster(server_url, tmp_path):
-    name, url = new_database(server_url, "ueba_scale")
-    upgrade(url)
+def cluster(migrated_databases, tmp_path):
+    name, url = migrated_databases.new("ueba_scale")
     recent_activity(datetime.now(timezone.utc)).write(url)
     c = Cluster(url, tmp_path)
     yield c
     c.stop()
-    drop_database(server_url, name)
+    migrated_databases.drop(name)
 
 
 def test_three_replicas_score_each_bucket_once_and_survive_sigkill(cluster):

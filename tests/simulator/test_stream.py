@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ueba.simulator import SimulationConfig, simulate
+from ueba.simulator import SimulationConfig, simulate, start_date
 from ueba.v1 import common_pb2 as pb
 
 START = datetime(2026, 10, 1, tzinfo=timezone.utc)
@@ -59,6 +59,19 @@ def test_event_ids_are_unique_and_differ_between_simulations(attacked):
     assert len(set(ids)) == len(ids) and all(ids)
     other = next(iter(simulate(SimulationConfig(users=60, days=21, seed=12, start=START)).events()))
     assert other.event_id.rsplit("-", 1)[0] != ids[0].rsplit("-", 1)[0]
+
+
+def test_event_ids_do_not_depend_on_the_start_and_tell_it():
+    config = SimulationConfig(users=8, days=3, seed=5, start=START)
+    moved = SimulationConfig(users=8, days=3, seed=5, start=START + timedelta(days=40))
+    events = list(simulate(config).events())
+    assert [e.event_id for e in events[:50]] == [e.event_id for e in itertools.islice(simulate(moved).events(), 50)]
+    assert {start_date(e.event_id, e.time.ToDatetime(tzinfo=timezone.utc)) for e in events} == {START.date()}
+    openers = set(config.day_opening_ids())
+    assert openers == set(moved.day_opening_ids())
+    assert {e.event_id for e in events} & openers  # a stored simulation always holds one of them
+    with pytest.raises(ValueError):
+        start_date("agent-17", START)
 
 
 def test_events_carry_the_fields_detectors_use(attacked):

@@ -8,22 +8,25 @@ once. It prints where everything listens and what was found, and serves until in
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import signal
 import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from ueba.bootstrap import resolve_database_url
 from ueba.client.channel import ChannelConfig, open_channel
 from ueba.launcher import SERVICES, ServiceProcess, start_service
 from ueba.settings import BaseSettings
 from ueba.store.migrate import upgrade
+
+if TYPE_CHECKING:
+    from ueba.simulator import SimulationConfig
 
 DEFAULT_PORT_BASE = 50051
 DEFAULT_METRICS = {"ingest": 9101, "profiles": 9102, "scorer": 9103, "query": 9104}
@@ -105,10 +108,14 @@ def _rotate(path: Path) -> Path:
     return path
 
 
-def start_all(database_url: str, host: str, log_dir: Path, port_base: int = DEFAULT_PORT_BASE) -> dict[str, Future]:
-    """Starts every service at once; each future is done when its service printed READY (a taken
-    port falls back to a free one)."""
+def start_all(database_url: str, host: str, log_dir: Path, port_base: int = DEFAULT_PORT_BASE,
+              later: tuple[str, ...] = ()) -> dict[str, Future]:
+    """Starts every service, those in `later` once the others are ready (on two cores, a slow
+    start beside them delays them all); each future is done when its service printed READY
+    (a taken port falls back to a free one)."""
     def start(i: int, name: str) -> ServiceProcess:
+        if name in later:
+            wait([futures[n] for n in SERVICES if n not in later])
         port = port_base + i
         metrics = DEFAULT_METRICS[name] if port_base == DEFAULT_PORT_BASE else port_base + 10 + i
         env = {
@@ -128,7 +135,8 @@ def start_all(database_url: str, host: str, log_dir: Path, port_base: int = DEFA
 
     _rotate(log_dir / "anomaly.log")
     pool = ThreadPoolExecutor(len(SERVICES) + 1)
-    futures = {name: pool.submit(start, i, name) for i, name in enumerate(SERVICES)}
+    futures = {name: pool.submit(start, i, name) for i, name in enumerate(SERVICES) if name not in later}
+    futures |= {name: pool.submit(start, i, name) for i, name in enumerate(SERVICES) if name in later}
     # The console calls query, profiles and scorer, so it starts once they have: it is
     # announced when ready, like a scorer that joins late.
     futures["console"] = pool.submit(console)
@@ -162,32 +170,35 @@ def _announce(name: str, svc: ServiceProcess) -> None:
     _say(f"  {name:9s} grpc {svc.address}  metrics :{svc.metrics_port}  log {svc.log_path}")
 
 
-def _simulation_start(data_dir: Path, users: int, days: int, seed: int) -> datetime:
-    """The first simulated day: the one of the stored simulation when it had the same shape, so
-    --reload on another day sends the same events (ingest keeps each once), not a second month."""
-    path = data_dir / "simulation.json"
-    shape = {"users": users, "days": days, "seed": seed}
-    try:
-        saved = json.loads(path.read_text())
-        if {k: saved.get(k) for k in shape} == shape:
-            return datetime.fromisoformat(saved["start"])
-    except (OSError, ValueError, KeyError):
-        pass
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    start = today - timedelta(days=days)
-    path.write_text(json.dumps({**shape, "start": start.isoformat()}))
-    return start
+def simulation_start(database_url: str, tenant: str, config: SimulationConfig,
+                     today: datetime | None = None) -> datetime:
+    """The first simulated day: that of the simulation of this shape already in the store (its
+    event ids tell it), so a run on another day sends the same events, which ingest keeps once,
+    not a second month; else the `config.days` days before today (UTC)."""
+    import psycopg
+
+    from ueba.db import libpq_url
+    from ueba.simulator import start_date
+
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        row = conn.execute("SELECT event_id, time FROM events WHERE tenant = %s AND event_id = ANY(%s) LIMIT 1",
+                           (tenant, config.day_opening_ids())).fetchone()
+    if row is not None:
+        return datetime.combine(start_date(*row), datetime.min.time(), tzinfo=timezone.utc)
+    today = (today or datetime.now(timezone.utc)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today - timedelta(days=config.days)
 
 
-def load_simulation(address: str, users: int, days: int, seed: int, data_dir: Path,
-                    channel: ChannelConfig | None = None) -> datetime:
+def load_simulation(address: str, database_url: str, tenant: str, users: int, days: int, seed: int,
+                    today: datetime | None = None, channel: ChannelConfig | None = None) -> datetime:
     """Streams the simulation into ingest with a bar in simulated days; returns the first day.
     `channel` carries a token and TLS for services that ask for them."""
     from ueba.client.ingest import IngestClient
     from ueba.simulator import SimulationConfig, simulate
 
-    start = _simulation_start(data_dir, users, days, seed)
-    sim = simulate(SimulationConfig(users=users, days=days, seed=seed, start=start))
+    shape = SimulationConfig(users=users, days=days, seed=seed)
+    start = simulation_start(database_url, tenant, shape, today)
+    sim = simulate(dataclasses.replace(shape, start=start))
     with phase("streaming the simulated month", total=days, unit=" days") as bar:
         def timed(events):
             for i, event in enumerate(events):
@@ -307,19 +318,22 @@ def run(args) -> int:
     _say("Postgres " + ("(DATABASE_URL)" if settings.database_url else f"(embedded, {data_dir.parent / 'pg'})") + " ready")
     with phase("applying migrations"):
         upgrade(database_url)
-    futures = start_all(database_url, args.host, data_dir, args.port_base)
+    load = not args.no_load and (args.reload or not has_events(database_url))
+    # Serving stored data needs no scorer at once: it starts once the others are ready (its
+    # imports are the slowest) and is announced when it is.
+    later = () if load else ("scorer",)
+    futures = start_all(database_url, args.host, data_dir, args.port_base, later)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        load = not args.no_load and (args.reload or not has_events(database_url))
-        # Serving stored data needs no scorer at once: it joins when its (slow) imports are done.
-        first = SERVICES if load else tuple(n for n in SERVICES if n != "scorer")
+        first = tuple(n for n in SERVICES if n not in later)
         with phase("starting services"):
             services = _started(futures, first)
         for name, svc in services.items():
             _announce(name, svc)
         if load:
-            start = load_simulation(services["ingest"].address, args.users, args.days, args.seed, data_dir)
+            start = load_simulation(services["ingest"].address, database_url, settings.tenant, args.users, args.days,
+                                    args.seed)
             wait_for_profiles(database_url, start, args.days)
             run_scoring(services["scorer"].address, database_url, start, args.days)
             _say("stored: " + ", ".join(f"{v:,} {k}" for k, v in stored_counts(database_url).items()))

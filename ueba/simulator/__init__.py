@@ -8,10 +8,10 @@
 
 from ueba.simulator.labels import ATTACK_KINDS, BENIGN_KINDS, LABEL_KINDS, Label, read_labels, write_labels
 from ueba.simulator.org import SimUser
-from ueba.simulator.simulation import Simulation, SimulationConfig, simulate
+from ueba.simulator.simulation import Simulation, SimulationConfig, simulate, start_date
 from ueba.simulator.world import EXFIL_APPS, RISKY_COUNTRIES
 
 __all__ = [
     "ATTACK_KINDS", "BENIGN_KINDS", "EXFIL_APPS", "LABEL_KINDS", "RISKY_COUNTRIES", "Label", "SimUser", "Simulation", "SimulationConfig",
-    "read_labels", "simulate", "write_labels",
+    "read_labels", "simulate", "start_date", "write_labels",
 ]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import bisect
 import gc
 import hashlib
+import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from operator import itemgetter
 from typing import Iterator, Mapping
 
@@ -23,6 +24,7 @@ from ueba.v1.common_pb2 import Event
 # No time zone is ahead of UTC by more than this: events of local day d are never earlier than
 # UTC midnight of d minus this, which is what lets the stream be sorted one day at a time.
 MAX_UTC_LEAD_US = 14 * HOUR
+DAY_US = 24 * HOUR
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,38 @@ class SimulationConfig:
         return {kind: int(self.scenario_counts.get(kind, default)) for kind in LABEL_KINDS}
 
     def fingerprint(self) -> str:
-        """Short digest of everything that shapes the events; part of every event id, so two
-        different simulations never share an id (ingest would drop the second as duplicates)."""
-        text = repr((self.users, self.days, self.seed, self.start.astimezone(timezone.utc).isoformat(),
-                     sorted(self.counts().items()), self.first_scenario_day, self.traveller_share, self.remote_share,
-                     self.typo_rate, self.departments))
+        """Short digest of everything that shapes the events but the start; part of every event id.
+        The start is left out so that the ids of a stored simulation tell its start (see
+        start_date), whatever day a later run would have chosen."""
+        text = repr((self.users, self.days, self.seed, sorted(self.counts().items()), self.first_scenario_day,
+                     self.traveller_share, self.remote_share, self.typo_rate, self.departments))
         return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def day_opening_ids(self) -> list[str]:
+        """The id of the first event of each UTC day a simulation of this shape can cover,
+        whatever its start: one of them is stored with every loaded simulation."""
+        prefix = _id_prefix(self)
+        return [_event_id(prefix, day, 0) for day in range(self.days + 1)]
+
+
+def _id_prefix(config: SimulationConfig) -> str:
+    return f"sim-{config.fingerprint()}-"
+
+
+_SIMULATED_ID = re.compile(r"^sim-[0-9a-f]{8}-(\d+)-\d+$")
+
+
+def _event_id(prefix: str, day: int, n: int) -> str:
+    return f"{prefix}{day:03d}-{n:06d}"
+
+
+def start_date(event_id: str, time: datetime) -> date:
+    """The UTC date on which the simulation that made this event started: ids count UTC days
+    from it, so any stored event gives it."""
+    m = _SIMULATED_ID.match(event_id)
+    if m is None:
+        raise ValueError(f"{event_id!r} is not a simulated event id")
+    return time.astimezone(timezone.utc).date() - timedelta(days=int(m.group(1)))
 
 
 class Simulation:
@@ -93,7 +121,7 @@ class Simulation:
             (self._start_us + min(config.first_scenario_day, config.days - 1) * 86_400_000_000, self._end_us))
         self.labels: list[Label] = list(self._injected.labels)
         self.users: list[SimUser] = list(self._org.users)
-        self._id_prefix = f"sim-{config.fingerprint()}-"
+        self._id_prefix = _id_prefix(config)
 
     @property
     def start(self) -> datetime:
@@ -163,11 +191,16 @@ class Simulation:
         names = [u.name for u in users]
         departments = [u.department for u in users]
         prefix = self._id_prefix
-        n = 0
+        # Ids count UTC calendar days from the start's and events within each day.
+        first_day = self._start_us // DAY_US
+        day, n, next_day_us = 0, 0, (first_day + 1) * DAY_US
         for batch in self._batches():
             for r in batch:
+                if r[0] >= next_day_us:
+                    day, n = r[0] // DAY_US - first_day, 0
+                    next_day_us = (first_day + day + 1) * DAY_US
                 u = r[1]
-                yield to_event(r, f"{prefix}{n:09d}", names[u], departments[u])
+                yield to_event(r, _event_id(prefix, day, n), names[u], departments[u])
                 n += 1
 
 

@@ -32,10 +32,12 @@ def database_exists(server_url: str, name: str) -> bool:
         return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
 
 
-def create_database(server_url: str, name: str) -> str:
-    """Creates database `name` on the server; returns its URL."""
+def create_database(server_url: str, name: str, template: str | None = None) -> str:
+    """Creates database `name` on the server, a copy of `template` when given; returns its URL."""
+    # Generated or operator-given names, not request input.
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # a generated or operator-given name, not request input
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     return with_database(server_url, name)
 
 
@@ -44,10 +46,11 @@ def drop_database(server_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def new_database(server_url: str, prefix: str) -> tuple[str, str]:
-    """Creates an empty database named `<prefix>_<pid>_<random>`, so that runs never collide; returns (name, URL)."""
+def new_database(server_url: str, prefix: str, template: str | None = None) -> tuple[str, str]:
+    """Creates a database named `<prefix>_<pid>_<random>`, so that runs never collide, empty or a
+    copy of `template` (which must have no connections); returns (name, URL)."""
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    return name, create_database(server_url, name)
+    return name, create_database(server_url, name, template)
 
 
 @contextmanager

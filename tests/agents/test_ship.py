@@ -310,7 +310,7 @@ def test_linux_failures_naming_no_account_raise_nothing_on_an_account(datasets, 
 
     from services.scorer.runs import Scorer
     from services.scorer.settings import ScorerSettings
-    from services.scorer.sink import AnomalySink
+    from ueba.anomaly_log import AnomalySink
     from ueba.db import create_db_engine
     from ueba.v1 import common_pb2, profiles_pb2, profiles_pb2_grpc
 

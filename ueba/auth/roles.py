@@ -63,6 +63,9 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/ueba.v1.QueryService/ListIncidents": _READERS,
     "/ueba.v1.QueryService/GetIncident": _READERS,
     "/ueba.v1.QueryService/ReviewIncidents": _READERS,
+    # --- delivery ---
+    "/ueba.v1.DeliveryService/ListDeliveries": _READERS,
+    "/ueba.v1.DeliveryService/RetryDeliveries": _ADMINS,
 }
 
 # Open to everyone, with or without a token: probes and tooling need them.

@@ -27,7 +27,7 @@ from ueba.settings import BaseSettings
 from ueba.store.migrate import upgrade
 
 DEFAULT_PORT_BASE = 50051
-DEFAULT_METRICS = {"ingest": 9101, "profiles": 9102, "scorer": 9103, "query": 9104}
+DEFAULT_METRICS = {"ingest": 9101, "profiles": 9102, "scorer": 9103, "query": 9104, "delivery": 9105}
 PROGRESS_AFTER = 2.0  # seconds a phase runs before it shows progress
 
 

@@ -68,14 +68,16 @@ def claim(conn: Connection, destination: str, owner: str, lease_seconds: float, 
     return [Claimed(r.id, attempts[r.id], r.created_at, r.document) for r in docs]
 
 
-def delivered(conn: Connection, destination: str, outbox_id: int) -> datetime | None:
-    """Marks a delivery done, whoever holds its lease now; when it was delivered (None: it already was)."""
-    return conn.execute(
-        update(deliveries).where(d.outbox_id == outbox_id, d.destination == destination, d.status == PENDING)
+def delivered(conn: Connection, destination: str, outbox_ids: list[int]) -> dict[int, datetime]:
+    """Marks deliveries done, whoever holds their lease now; when each was (not those already done)."""
+    if not outbox_ids:
+        return {}
+    return dict(conn.execute(
+        update(deliveries).where(d.outbox_id.in_(outbox_ids), d.destination == destination, d.status == PENDING)
         .values(status=DELIVERED, delivered_at=func.clock_timestamp(), lease_owner=None, lease_until=None,
                 last_error=None)
-        .returning(d.delivered_at)
-    ).scalar()
+        .returning(d.outbox_id, d.delivered_at)
+    ).all())
 
 
 def failed(conn: Connection, destination: str, owner: str, outbox_id: int, error: str, retry_in: float | None) -> None:

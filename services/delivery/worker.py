@@ -66,7 +66,8 @@ class DestinationWorker(BackgroundWorker):
         return max(0, min(self.batch, dest.rate_limit - recent))
 
     def run_once(self) -> int:
-        """One leased batch; how many deliveries were attempted."""
+        """One leased batch; how many deliveries were attempted. The outcomes are recorded
+        together after the batch: a crash before that sends the batch again, under the same keys."""
         allowance = self._allowance()
         if not allowance:
             return 0
@@ -74,35 +75,40 @@ class DestinationWorker(BackgroundWorker):
         with self.engine.begin() as conn:
             claimed = store.claim(conn, self.destination.name, self.owner, self.lease_seconds, allowance,
                                   self.destination.held_back(datetime.now(timezone.utc)))
+        sent: list[store.Claimed] = []
+        failures: list[tuple[store.Claimed, DeliveryFailed]] = []
         for n, item in enumerate(claimed):
             # Stop well before the lease runs out, so no other worker sends these at the same time.
             if self.stopping.is_set() or time.monotonic() - leased_at > self.lease_seconds * 0.6:
-                with self.engine.begin() as conn:
-                    store.release(conn, self.destination.name, self.owner, [c.outbox_id for c in claimed[n:]])
+                self._record(sent, failures, [c.outbox_id for c in claimed[n:]])
                 return n
-            self._attempt(item)
+            try:
+                self.sender.send(item.document)
+                sent.append(item)
+            except DeliveryFailed as exc:
+                failures.append((item, exc))
+        self._record(sent, failures, [])
         return len(claimed)
 
-    def _attempt(self, item: store.Claimed) -> None:
+    def _record(self, sent: list[store.Claimed], failures: list[tuple[store.Claimed, DeliveryFailed]],
+                unsent: list[int]) -> None:
         dest = self.destination
-        try:
-            self.sender.send(item.document)
-        except DeliveryFailed as exc:
-            give_up = exc.permanent or item.attempts >= dest.max_attempts
-            retry_in = None if give_up else retry_delay(item.attempts, dest.backoff_seconds, dest.max_backoff_seconds,
-                                                        exc.retry_after)
-            with self.engine.begin() as conn:
-                store.failed(conn, dest.name, self.owner, item.outbox_id, str(exc), retry_in)
-            ATTEMPTS.labels(dest.name, "dead" if give_up else "failed").inc()
-            if give_up:
-                log.warning("delivery given up", extra={"destination": dest.name, "outbox_id": item.outbox_id,
-                                                        "attempts": item.attempts, "error": str(exc)})
-            return
         with self.engine.begin() as conn:
-            at = store.delivered(conn, dest.name, item.outbox_id)
-        ATTEMPTS.labels(dest.name, "delivered").inc()
-        if at is not None:
-            DELAY.labels(dest.name).observe(max(0.0, (at - item.created_at).total_seconds()))
+            done = store.delivered(conn, dest.name, [item.outbox_id for item in sent])
+            for item, exc in failures:
+                give_up = exc.permanent or item.attempts >= dest.max_attempts
+                retry_in = None if give_up else retry_delay(item.attempts, dest.backoff_seconds,
+                                                            dest.max_backoff_seconds, exc.retry_after)
+                store.failed(conn, dest.name, self.owner, item.outbox_id, str(exc), retry_in)
+                ATTEMPTS.labels(dest.name, "dead" if give_up else "failed").inc()
+                if give_up:
+                    log.warning("delivery given up", extra={"destination": dest.name, "outbox_id": item.outbox_id,
+                                                            "attempts": item.attempts, "error": str(exc)})
+            store.release(conn, dest.name, self.owner, unsent)
+        ATTEMPTS.labels(dest.name, "delivered").inc(len(sent))
+        for item in sent:
+            if item.outbox_id in done:
+                DELAY.labels(dest.name).observe(max(0.0, (done[item.outbox_id] - item.created_at).total_seconds()))
 
 
 class Upkeep(PeriodicWorker):

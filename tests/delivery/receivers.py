@@ -20,7 +20,7 @@ SECRET = "test-webhook-secret"
 class Received:
     key: str
     body: bytes
-    at: float
+    at: float  # time.time()
 
 
 @dataclass
@@ -36,6 +36,7 @@ class WebhookReceiver:
     bad_signatures: int = 0
     accepted: list[Received] = field(default_factory=list)
     failed_keys: list[str] = field(default_factory=list)
+    first_failure: dict[str, float] = field(default_factory=dict)  # key -> time.time() of its first failure
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=lambda: random.Random(17))
 
@@ -78,8 +79,9 @@ class WebhookReceiver:
                 self.bad_signatures += 1
             elif failing:
                 self.failed_keys.append(key)
+                self.first_failure.setdefault(key, time.time())
             elif self.status < 300:
-                self.accepted.append(Received(key, body, time.monotonic()))
+                self.accepted.append(Received(key, body, time.time()))
         self._answer(handler, 401 if not signed else 503 if failing else self.status)
 
     def keys(self) -> list[str]:

@@ -24,7 +24,7 @@ _KEYS = {
     "common": {"name", "type", "min_risk", "kinds", "tenants", "notify_levels", "quiet_hours", "quiet_timezone",
                "quiet_kinds", "quiet_min_risk", "rate_limit", "rate_period_seconds", "max_attempts",
                "backoff_seconds", "max_backoff_seconds"},
-    "webhook": {"url", "secret_env", "timeout_seconds", "ca_file", "headers"},
+    "webhook": {"url", "secret_env", "authorization_env", "timeout_seconds", "ca_file", "headers"},
     "syslog": {"address", "format", "framing", "facility", "app_name", "ca_file", "timeout_seconds"},
     "log": {"target"},
 }
@@ -59,10 +59,11 @@ class Destination:
     quiet_min_risk: int = 90  # at least this still goes out in quiet hours
     rate_limit: int = 0  # deliveries per rate period; 0: no limit
     rate_period_seconds: float = 60.0
-    max_attempts: int = 12
+    max_attempts: int = 20
     backoff_seconds: float = 1.0
     max_backoff_seconds: float = 600.0
     secret: bytes = field(default=b"", repr=False)
+    authorization: str = field(default="", repr=False)  # a receiver's own credential (Splunk HEC's token)
 
     def wants(self, tenant: str, kind: str, risk_score: int) -> bool:
         """Whether an outbox row goes to this destination at all."""
@@ -121,6 +122,12 @@ def _check_options(name: str, kind: str, raw: dict[str, Any], environ: dict[str,
         if not secret:
             raise SettingsError(f"destination {name!r}: secret_env must name a set environment variable holding "
                                 "the HMAC key (receivers check every request with it)")
+        authorization_env = raw.get("authorization_env", "")
+        if authorization_env and not environ.get(authorization_env):
+            raise SettingsError(f"destination {name!r}: authorization_env {authorization_env!r} is not set")
+        if any(str(k).lower() == "authorization" for k in raw.get("headers", {})):
+            raise SettingsError(f"destination {name!r}: put credentials in authorization_env, not in headers "
+                                "(the configuration is not a secret)")
         return secret.encode()
     if kind == "syslog":
         try:
@@ -147,7 +154,9 @@ def parse_destination(raw: Any, environ: dict[str, str]) -> Destination:
         raise SettingsError(f"destination {name!r}: unknown key {sorted(unknown)[0]!r} for type {kind}")
     secret = _check_options(name, kind, raw, environ)
     options = {k: v for k, v in raw.items() if k in _KEYS[kind]}
-    d = Destination(name=name, type=kind, options=options, secret=secret, quiet=_quiet(name, raw))
+    authorization = environ.get(raw.get("authorization_env", ""), "") if kind == "webhook" else ""
+    d = Destination(name=name, type=kind, options=options, secret=secret, authorization=authorization,
+                    quiet=_quiet(name, raw))
     values: dict[str, Any] = {}
     if "kinds" in raw:
         values["kinds"] = _strings(name, "kinds", raw["kinds"], KINDS)

@@ -61,6 +61,8 @@ class WebhookSender:
         self.secret = destination.secret
         self.timeout = float(opts.get("timeout_seconds", 10))
         self.headers = {str(k): str(v) for k, v in opts.get("headers", {}).items()}
+        if destination.authorization:
+            self.headers["Authorization"] = destination.authorization
         self.context = ssl.create_default_context(cafile=opts.get("ca_file") or None)
 
     def send(self, document: dict[str, Any]) -> None:

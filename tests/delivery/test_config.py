@@ -34,6 +34,8 @@ def test_the_anomaly_log_is_a_destination_of_every_finding_unless_off():
     ('[{"name": "x", "type": "log", "quiet_hours": "22-07"}]', "quiet_hours '22-07' is not HH:MM-HH:MM"),
     ('[{"name": "x", "type": "log", "quiet_hours": "22:00-07:00", "quiet_timezone": "Mars/Base"}]', "not a time zone"),
     ('[{"name": "x", "type": "log", "urll": 1}]', "unknown key 'urll' for type log"),
+    ('[{"name": "x", "type": "webhook", "url": "https://h/", "secret_env": "PATH", "headers": {"Authorization": "t"}}]',
+     "put credentials in authorization_env"),
     ('[{"name": "x", "type": "log"}, {"name": "x", "type": "log"}]', "'x' is used twice"),
 ])
 def test_a_bad_destination_stops_the_service_naming_what_is_wrong(raw, message):

@@ -45,6 +45,26 @@ def test_a_webhook_that_fails_at_first_gets_every_finding_once_signed(fresh_engi
     assert set(statuses(fresh_engine, "soar").values()) == {"delivered"}
 
 
+def test_a_receivers_own_credential_goes_in_the_authorization_header(fresh_engine):
+    seen = []
+
+    class Hec(WebhookReceiver):
+        def _handle(self, handler, body):
+            seen.append(handler.headers.get("Authorization"))
+            super()._handle(handler, body)
+
+    hec = Hec()
+    try:
+        write(fresh_engine, finding(score=30))
+        env = {**ENV, "HEC_TOKEN": "Splunk 0000-1111"}
+        splunk = parse_destination({"name": "splunk", "type": "webhook", "url": hec.url, "secret_env": "HOOK_SECRET",
+                                    "authorization_env": "HEC_TOKEN", "kinds": ["rule"]}, env)
+        deliver(fresh_engine, [splunk])
+        assert seen == ["Splunk 0000-1111"] and len(hec.accepted) == 1
+    finally:
+        hec.close()
+
+
 def test_a_forged_signature_is_refused_by_the_receiver(receiver):
     import urllib.error
     import urllib.request

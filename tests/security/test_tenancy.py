@@ -1,7 +1,7 @@
 """Tenant A can read or change nothing of tenant B, through any call of any service.
 
 Tenant B gets events, a profile, anomalies, scores, peer groups, an ignored
-user and a scoring run. Then every RPC is called as tenant A's admin (the role
+user, a scoring run and dead deliveries. Then every RPC is called as tenant A's admin (the role
 that may do everything) aimed at B's objects: B's ids, B's user names, filters
 naming them. Afterwards every row of B in every table is exactly as before, no
 answer carries anything of B, and look-ups of B's objects are NOT_FOUND.
@@ -10,6 +10,7 @@ answer carries anything of B, and look-ups of B's objects are NOT_FOUND.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from types import SimpleNamespace
 from datetime import datetime, timedelta, timezone
@@ -22,8 +23,8 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from sqlalchemy import insert, select
 
 from ueba.store.anomalies import AnomalyRecord, write_anomalies
-from ueba.store.schema import anomalies, metadata, peer_groups, user_scores
-from ueba.v1 import common_pb2, ingest_pb2, profiles_pb2, query_pb2, scorer_pb2
+from ueba.store.schema import anomalies, deliveries, metadata, outbox, peer_groups, user_scores
+from ueba.v1 import common_pb2, delivery_pb2, ingest_pb2, profiles_pb2, query_pb2, scorer_pb2
 
 from .rpcs import RPCS_BY_NAME, all_rpcs, call
 
@@ -32,7 +33,8 @@ B_USER = "zed-b-secret"
 B_IGNORED = "zed-b-ignored"
 B_PROFILE = "b-secret-profile"
 A_USER = "a-user"
-B_MARKERS = (B_USER, B_IGNORED, B_PROFILE, "b-secret-dept", "b-secret-reason", "b-secret-anomaly", "b-secret-group")
+B_MARKERS = (B_USER, B_IGNORED, B_PROFILE, "b-secret-dept", "b-secret-reason", "b-secret-anomaly", "b-secret-group",
+             "b-secret-destination")
 
 
 def ts(t: datetime):
@@ -99,6 +101,21 @@ class TenantB:
             conn.execute(insert(peer_groups).values(
                 tenant=self.tenant, id="g-b", name="b-secret-group", method="department", members=[B_USER],
             ))
+
+    def dead_deliveries(self) -> None:
+        """Deliveries of B's outbox rows, given up, once the delivery service routed them."""
+        deadline = time.monotonic() + 30
+        unrouted = select(outbox.c.id).where(outbox.c.tenant == self.tenant, outbox.c.routed.is_(False))
+        while True:
+            with self.stack.engine.connect() as conn:
+                if conn.execute(unrouted).first() is None:
+                    break
+            assert time.monotonic() < deadline, "the delivery service routed nothing"
+            time.sleep(0.2)
+        with self.stack.engine.begin() as conn:
+            self.outbox_ids = list(conn.execute(select(outbox.c.id).where(outbox.c.tenant == self.tenant)).scalars())
+            conn.execute(insert(deliveries), [{"outbox_id": i, "destination": "b-secret-destination", "tenant": self.tenant,
+                                               "status": "dead", "last_error": "HTTP 400"} for i in self.outbox_ids])
 
     def snapshot(self) -> dict[str, list[str]]:
         """Every row of this tenant in every table that has a tenant column."""
@@ -168,6 +185,8 @@ def requests_as_a(b: TenantB) -> dict[str, object]:
         "ListIncidents": query_pb2.ListIncidentsRequest(entity=b_user, page_size=100),
         "GetIncident": query_pb2.GetIncidentRequest(id=b.incident_id),
         "ReviewIncidents": query_pb2.ReviewIncidentsRequest(action=query_pb2.REVIEW_ACTION_RESOLVE, ids=[b.incident_id]),
+        "ListDeliveries": delivery_pb2.ListDeliveriesRequest(page_size=1000),
+        "RetryDeliveries": delivery_pb2.RetryDeliveriesRequest(outbox_ids=getattr(b, "outbox_ids", [1])),
     }
 
 
@@ -184,12 +203,13 @@ ECHOES = {"CreateProfile", "AddIgnoredUser", "RunScoring", "IngestEvents", "Stre
 def tenants(stack):
     b = TenantB(stack)
     b.seed()
+    b.dead_deliveries()
     a_tenant = f"a-{uuid.uuid4().hex[:8]}"
     a_admin = stack.token(a_tenant, "admin", "a-admin")
     before = b.snapshot()
     # What B owns: enough that "untouched" means something.
     for table in ("events", "profiles", "anomalies", "ignored_users", "scoring_runs", "event_scores", "user_scores",
-                  "peer_groups", "users", "audit_log", "api_tokens", "incidents"):
+                  "peer_groups", "users", "audit_log", "api_tokens", "incidents", "outbox", "deliveries"):
         assert before[table], f"tenant B has no {table} rows"
     return b, a_admin, before
 

@@ -121,11 +121,11 @@ class Upkeep(PeriodicWorker):
     def __init__(self, engine: Engine, destinations: list[Destination], retention_days: int):
         super().__init__()
         self.engine, self.destinations, self.retention_days = engine, destinations, retention_days
-        self._pruned_at = 0.0
+        self._pruned_at: float | None = None
 
     def run_once(self) -> None:
         with self.engine.begin() as conn:
-            if time.monotonic() - self._pruned_at > 3600:
+            if self._pruned_at is None or time.monotonic() - self._pruned_at > 3600:
                 store.prune(conn, datetime.now(timezone.utc) - timedelta(days=self.retention_days))
                 self._pruned_at = time.monotonic()
             counts = store.counts(conn)

@@ -8,6 +8,7 @@ import hmac
 import json
 import random
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -100,7 +101,8 @@ class WebhookReceiver:
 class SyslogTcpReceiver:
     """Collects the messages of every connection, octet-counted (RFC 6587) or newline-ended."""
 
-    def __init__(self):
+    def __init__(self, tls: ssl.SSLContext | None = None):
+        self.tls = tls
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.messages: list[bytes] = []
         self.lock = threading.Lock()
@@ -108,7 +110,7 @@ class SyslogTcpReceiver:
 
     @property
     def address(self) -> str:
-        return f"tcp://127.0.0.1:{self.sock.getsockname()[1]}"
+        return f"{'tls' if self.tls else 'tcp'}://localhost:{self.sock.getsockname()[1]}"
 
     def _accept(self) -> None:
         while True:
@@ -120,9 +122,17 @@ class SyslogTcpReceiver:
 
     def _read(self, conn: socket.socket) -> None:
         buffer = b""
+        if self.tls is not None:
+            try:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):  # a client that does not trust our certificate
+                return
         with conn:
             while True:
-                chunk = conn.recv(65536)
+                try:
+                    chunk = conn.recv(65536)
+                except (ssl.SSLError, OSError):
+                    return
                 if not chunk:
                     return
                 buffer += chunk

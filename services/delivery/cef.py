@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 VERSION = "1"
-# CEF severity 0-10 from the 1-100 risk score, at the levels' edges: low < 4, medium 4-6, high 7-8, critical 9-10.
 _LABELS = (("cs1", "incident"), ("cs2", "tenant"), ("cs3", "entityType"), ("cs4", "riskLevel"))
 
 
@@ -20,6 +19,7 @@ def _value(value: Any) -> str:
 
 
 def severity(score: int) -> int:
+    """CEF's 0-10 from the 1-100 score, on the levels' edges: low < 4, medium 4-6, high 7-8, critical 9-10."""
     return max(0, min(10, score // 10))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -171,7 +171,7 @@ def parse_destination(raw: Any, environ: dict[str, str]) -> Destination:
                                  ("backoff_seconds", 0.01, 3600, float), ("max_backoff_seconds", 0.01, 86400, float)):
         if key in raw:
             values[key] = cast(_number(name, key, raw[key], low, high))
-    return Destination(**{**d.__dict__, **values})
+    return replace(d, **values)
 
 
 def load_destinations(text: str, file_path: str, anomaly_log: str, environ: dict[str, str] | None = None) -> list[Destination]:

@@ -101,14 +101,16 @@ def write_anomalies(conn: Connection, records: Iterable[AnomalyRecord], refresh_
     ordered = sorted(latest.values(), key=lambda r: (r.tenant, "source_entity" in r.evidence, r.subject, r.time))
     subjects = risk_crossings.lock(conn, [(r.tenant, *r.subject) for r in ordered])
     before = risk_crossings.risks(conn, subjects, risk_window_days)
-    written = sum(_write(conn, record, refresh_unreviewed or record.refresh) for record in ordered)
+    announced: list[outbox.OutboxRow] = []
+    written = sum(_write(conn, record, refresh_unreviewed or record.refresh, announced) for record in ordered)
     if written:
-        risk_crossings.announce_rises(conn, before, risk_crossings.risks(conn, subjects, risk_window_days))
+        announced += risk_crossings.rises(before, risk_crossings.risks(conn, subjects, risk_window_days))
+    outbox.put(conn, announced)
     return written
 
 
-def _write(conn: Connection, record: AnomalyRecord, refresh: bool) -> bool:
-    """One record into its incident, with its outbox rows; False when its dedup key absorbed it."""
+def _write(conn: Connection, record: AnomalyRecord, refresh: bool, announced: list[outbox.OutboxRow]) -> bool:
+    """One record into its incident, its outbox rows added to `announced`; False when its dedup key absorbed it."""
     incidents.lock(conn, record.tenant, *_owner(record))
     found = incidents.find(conn, record)
     incident_id = found.id if found is not None else str(uuid.uuid4())
@@ -118,22 +120,22 @@ def _write(conn: Connection, record: AnomalyRecord, refresh: bool) -> bool:
     if stored is None:
         return False
     if not stored.inserted and stored.incident_id is not None:  # a refreshed row keeps its incident
-        _announce_escalation(conn, incidents.grow(conn, stored.incident_id, record, new_finding=False))
+        _escalated(announced, incidents.grow(conn, stored.incident_id, record, new_finding=False))
         return True
     if stored.incident_id is None:  # a refreshed row stored before incidents existed
         conn.execute(update(anomalies).where(anomalies.c.id == stored.id).values(incident_id=incident_id))
     if stored.inserted:
-        outbox.add_anomaly(conn, record, stored.id, incident_id)
+        announced.append(outbox.anomaly_row(record, stored.id, incident_id))
     if found is not None:
-        _announce_escalation(conn, incidents.grow(conn, incident_id, record, new_finding=True))
+        _escalated(announced, incidents.grow(conn, incident_id, record, new_finding=True))
     else:
-        outbox.add_incident(conn, incidents.create(conn, incident_id, record), findings.INCIDENT_OPENED)
+        announced.append(outbox.incident_row(incidents.create(conn, incident_id, record), findings.INCIDENT_OPENED))
     return True
 
 
-def _announce_escalation(conn: Connection, grown) -> None:
+def _escalated(announced: list[outbox.OutboxRow], grown) -> None:
     if grown is not None:
-        outbox.add_incident(conn, grown, findings.INCIDENT_ESCALATED)
+        announced.append(outbox.incident_row(grown, findings.INCIDENT_ESCALATED))
 
 
 def _owner(record: AnomalyRecord) -> tuple[str, str]:

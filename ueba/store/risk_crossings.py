@@ -7,7 +7,8 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Iterable
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Text, func, literal, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from ueba.risk import LEVELS, bounded_risk, open_entity_scores, risk_level
 from ueba.store import outbox
@@ -19,11 +20,14 @@ _LOCK_CLASS = 0x0E0E0014
 def lock(conn: Connection, subjects: Iterable[Subject]) -> list[Subject]:
     """Serialises the writers of each subject's risk until the transaction ends; the subjects, sorted.
 
-    Taken before any incident lock and in one order, so writers never wait in a circle.
+    Taken before any incident lock and in one order (the sorted subquery), so writers never
+    wait in a circle.
     """
     ordered = sorted(set(subjects))
-    for tenant, entity_type, entity in ordered:
-        conn.execute(select(func.pg_advisory_xact_lock(_LOCK_CLASS, func.hashtext(f"{tenant}|{entity_type}:{entity}"))))
+    if ordered:
+        keys = select(func.unnest(literal([f"{t}|{e}:{n}" for t, e, n in ordered], ARRAY(Text))).label("k"))
+        keys = keys.order_by(text("k")).subquery()
+        conn.execute(select(func.count(func.pg_advisory_xact_lock(_LOCK_CLASS, func.hashtext(keys.c.k)))))
     return ordered
 
 
@@ -41,12 +45,7 @@ def risks(conn: Connection, subjects: list[Subject], window_days: int) -> dict[S
     return found
 
 
-def announce_rises(conn: Connection, before: dict[Subject, int], after: dict[Subject, int]) -> int:
-    """An outbox row for each subject whose level rose above low; how many."""
-    n = 0
-    for subject, current in after.items():
-        previous = before.get(subject, 0)
-        if LEVELS.index(risk_level(current)) > max(LEVELS.index(risk_level(previous)), 0):
-            outbox.add_risk_crossing(conn, *subject, previous, current)
-            n += 1
-    return n
+def rises(before: dict[Subject, int], after: dict[Subject, int]) -> list[outbox.OutboxRow]:
+    """An outbox row for each subject whose level rose above low."""
+    return [outbox.risk_crossing_row(*subject, before.get(subject, 0), current) for subject, current in after.items()
+            if LEVELS.index(risk_level(current)) > LEVELS.index(risk_level(before.get(subject, 0)))]

@@ -42,7 +42,7 @@ WINDOW = (DAY, DAY + timedelta(days=1))
 def _replica(url: str, owner: str, replicas: int, fire_offset: int, go, ready, results) -> None:
     from services.scorer.runs import ScheduledBuckets, Scorer
     from services.scorer.settings import ScorerSettings
-    from services.scorer.sink import AnomalySink
+    from ueba.anomaly_log import AnomalySink
     from ueba.db import create_db_engine
     from ueba.leases import LeaseManager
 

@@ -82,7 +82,7 @@ def synthesise(url: str, users: int) -> int:
 def _score(url: str, sink: str, queue) -> None:
     from services.scorer.runs import Scorer
     from services.scorer.settings import ScorerSettings
-    from services.scorer.sink import AnomalySink
+    from ueba.anomaly_log import AnomalySink
     from ueba.db import create_db_engine
 
     engine = create_db_engine(url, pool_size=2)

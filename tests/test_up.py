@@ -35,8 +35,8 @@ def empty_database_url(server_url):
     drop_database(server_url, name)
 
 
-def _free_port_base(count: int = 14) -> int:
-    """A base with `count` free ports above it (gRPC at +0..3, metrics at +10..13)."""
+def _free_port_base(count: int = 15) -> int:
+    """A base with `count` free ports above it (gRPC at +0..4, metrics at +10..14)."""
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

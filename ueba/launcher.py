@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 READY = re.compile(r"^READY (\S+) port=(\d+) metrics_port=(\S+)")
-SERVICES = ("ingest", "profiles", "scorer", "query")
+SERVICES = ("ingest", "profiles", "scorer", "query", "delivery")
 
 
 @dataclass

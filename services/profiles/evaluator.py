@@ -49,8 +49,10 @@ class ProfileEvaluator(BackgroundWorker):
         start_from: str = "beginning",
         seed_defaults: bool = True,
         ownership: Ownership | None = None,
+        risk_window_days: int = 30,
     ):
         self.engine = engine
+        self.risk_window_days = risk_window_days
         self.poll_seconds = poll_seconds
         self.batch_events = batch_events
         self.start_from = start_from
@@ -164,7 +166,7 @@ class ProfileEvaluator(BackgroundWorker):
                 firings = self.evaluate(batch, [
                     d for pid, d in self._detectors.items() if (lane.per_user if self._per_user[pid] else lane.global_)
                 ])
-            created += write_anomalies(conn, firings)
+            created += write_anomalies(conn, firings, risk_window_days=self.risk_window_days)
             high_water = lane.high_water
             if batch:
                 newest = max(e.time for e in batch)

@@ -28,6 +28,7 @@ def create_server(settings: ProfilesSettings, engine: Engine) -> tuple[ServiceSe
         background.append(ProfileEvaluator(
             engine, poll_seconds=settings.poll_seconds, batch_events=settings.batch_events,
             start_from=settings.start_from, seed_defaults=settings.seed_defaults, ownership=leases,
+            risk_window_days=settings.risk_window_days,
         ))
     servicer = ProfileServicer(settings, engine)
     return build_server(

@@ -28,11 +28,9 @@ def write_model_anomalies(ctx: RunContext, conn: Connection, days: tuple[datetim
     withdraw_unreviewed(conn, ctx.tenant, "model",
                         [dedup_key(u, d) for u, d, s, learning in day_rows if s < threshold or learning])
     records = [describe(ctx, conn, user, day, float(score)) for user, day, score in high]
-    write_anomalies(conn, records, refresh_unreviewed=True)
-    for record, (user, day, _score) in zip(records, high):
-        ctx.lines.append(json.dumps({"type": "model_anomaly", "tenant": ctx.tenant, "user": user,
-                                     "day": day.isoformat(), "score": record.risk_score, "model": record.profile_id,
-                                     "description": record.description}, separators=(",", ":")))
+    # The anomalies reach anomaly.log and every other destination through the outbox
+    # (services/delivery), in the one schema of every finding.
+    write_anomalies(conn, records, refresh_unreviewed=True, risk_window_days=ctx.settings.risk_window_days)
     return len(records)
 
 

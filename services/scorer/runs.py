@@ -19,7 +19,7 @@ from services.scorer.features import FeatureRefresh, analyze_unless_busy
 from services.scorer.metrics import FAILED, SUCCEEDED
 from services.scorer.model_anomalies import write_model_anomalies
 from services.scorer.settings import ScorerSettings
-from services.scorer.sink import AnomalySink
+from ueba.anomaly_log import AnomalySink
 from services.scorer.store import buckets as bucket_store
 from services.scorer.store import event_scores, locks, tenant
 from services.scorer.store import runs as run_store

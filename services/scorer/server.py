@@ -11,7 +11,7 @@ from services.scorer.runs import Scorer, mark_interrupted
 from services.scorer.schedule import Schedule, ScheduledScoring
 from services.scorer.servicer import ScorerServicer
 from services.scorer.settings import ScorerSettings
-from services.scorer.sink import AnomalySink
+from ueba.anomaly_log import AnomalySink
 from services.scorer.store import ScorerStore
 from ueba.leases import LeaseManager, new_owner_id
 from ueba.server import Registration, ServiceServer, build_server

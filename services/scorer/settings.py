@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ueba.anomaly_log import check_target
 from ueba.leases import LeaseSettings
 from ueba.settings import SettingsError, env_field
 
@@ -111,11 +112,7 @@ class ScorerSettings(LeaseSettings):
         if self.score_retention_days < 0 or self.score_retention_days == 1:
             # A scheduled run's 24 hours reach into yesterday, whose earlier hours' scores it reads.
             raise SettingsError(f"UEBA_SCORE_RETENTION_DAYS={self.score_retention_days}: 0 (keep forever) or at least 2")
-        log = self.anomaly_log
-        if log.startswith("syslog://"):
-            host, sep, port = log[len("syslog://"):].rpartition(":")
-            if not sep or not host or not port.isdigit():
-                raise SettingsError(f"UEBA_ANOMALY_LOG={log!r}: expected syslog://host:port")
+        check_target(self.anomaly_log)
 
     def weights(self) -> dict[str, float]:
         from services.scorer.models import MODELS

@@ -51,7 +51,7 @@ def score_linux_months(url: str) -> None:
 
     from services.scorer.runs import Scorer
     from services.scorer.settings import ScorerSettings
-    from services.scorer.sink import AnomalySink
+    from ueba.anomaly_log import AnomalySink
     from ueba.db import create_db_engine
 
     engine = create_db_engine(url, pool_size=2)

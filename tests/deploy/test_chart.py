@@ -60,7 +60,7 @@ def test_app_version_is_the_project_version():
 def test_image_tag_defaults_to_app_version():
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     images = {c["image"] for _, _, c in containers(objects(helm_template()))}
-    assert images == {f"registry.example.com/ueba/ueba-{name}:{app_version}" for name in ("ingest", "profiles", "scorer", "query", "console", "cli")}
+    assert images == {f"registry.example.com/ueba/ueba-{name}:{app_version}" for name in ("ingest", "profiles", "scorer", "query", "delivery", "console", "cli")}
     images = {c["image"] for _, _, c in containers(objects(helm_template(sets=("image.tag=1.2.3", "image.registry=reg.example/ueba/", "query.image.tag=1.2.4"))))}
     assert "reg.example/ueba/ueba-ingest:1.2.3" in images and "reg.example/ueba/ueba-query:1.2.4" in images
 
@@ -144,10 +144,12 @@ def test_every_configured_variable_is_one_its_service_reads():
     from services.ingest.settings import IngestSettings
     from services.profiles.settings import ProfilesSettings
     from services.query.settings import QuerySettings
+    from services.delivery.settings import DeliverySettings
     from services.scorer.settings import ScorerSettings
     from ueba.settings import describe
 
-    classes = {"ingest": IngestSettings, "profiles": ProfilesSettings, "scorer": ScorerSettings, "query": QuerySettings}
+    classes = {"ingest": IngestSettings, "profiles": ProfilesSettings, "scorer": ScorerSettings, "query": QuerySettings,
+               "delivery": DeliverySettings}
     config = {cm["metadata"]["name"]: cm["data"] for cm in by_kind(objects(helm_template()), "ConfigMap")}
     for service, cls in classes.items():
         assert set(config[f"ueba-{service}"]) <= {env for env, _, _ in describe(cls)}, service
@@ -179,4 +181,4 @@ def test_notes_tell_how_to_reach_the_query_api(tmp_path):
     assert "grpcurl -plaintext localhost:50054 list ueba.v1.QueryService" in notes
     assert "ueba summary --address localhost:50054" in notes
     assert "helm test ueba -n sec --logs" in notes
-    assert "can open 441 Postgres connections" in notes
+    assert "can open 481 Postgres connections" in notes

@@ -35,6 +35,7 @@ SERVICE_NAMES = {
     "ingest": "ueba.v1.IngestService",
     "profiles": "ueba.v1.ProfileService",
     "scorer": "ueba.v1.ScorerService",
+    "delivery": "ueba.v1.DeliveryService",
     "query": "ueba.v1.QueryService",
 }
 

@@ -212,6 +212,7 @@ def test_network_policies_allow_exactly_the_needed_flows(render_name):
         "ueba-ingest": [{50051, 4317}, *metrics],
         "ueba-profiles": [{50051}, *metrics],
         "ueba-scorer": [{50051}, *metrics],
+        "ueba-delivery": [{50051}, *metrics],
         "ueba-query": [{50051}, *metrics],
         "ueba-migrations": [],
     }

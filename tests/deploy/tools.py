@@ -26,7 +26,7 @@ CI_VALUES = CHART / "ci"
 KUSTOMIZE = DEPLOY / "k8s" / "kustomize"
 BIN = Path(sys.prefix) / "bin"
 RELEASE = "ueba"
-SERVICES = ("ingest", "profiles", "scorer", "query")
+SERVICES = ("ingest", "profiles", "scorer", "query", "delivery")
 KUBE_VERSIONS = ("1.29", "1.30", "1.31", "1.32")
 
 

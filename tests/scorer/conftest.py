@@ -11,7 +11,7 @@ import pytest
 
 from services.scorer.runs import RunResult, Scorer
 from services.scorer.settings import ScorerSettings
-from services.scorer.sink import AnomalySink
+from ueba.anomaly_log import AnomalySink
 from ueba.store.databases import drop_database, new_database
 from tests.scorer.helpers import START, Activity
 from ueba.db import create_db_engine, libpq_url

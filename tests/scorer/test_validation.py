@@ -19,7 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.scorer.runs import Scorer
 from services.scorer.servicer import ScorerServicer
 from services.scorer.settings import ScorerSettings
-from services.scorer.sink import AnomalySink
+from ueba.anomaly_log import AnomalySink
 from services.scorer.store import ScorerStore
 from tests.scorer.conftest import SCORED_DAY
 from tests.scorer.helpers import Activity

@@ -61,9 +61,11 @@ def settings_for(service: str, url: str, env: dict[str, str]):
     from services.ingest.settings import IngestSettings
     from services.profiles.settings import ProfilesSettings
     from services.query.settings import QuerySettings
+    from services.delivery.settings import DeliverySettings
     from services.scorer.settings import ScorerSettings
 
-    classes = {"ingest": IngestSettings, "profiles": ProfilesSettings, "scorer": ScorerSettings, "query": QuerySettings}
+    classes = {"ingest": IngestSettings, "profiles": ProfilesSettings, "scorer": ScorerSettings, "query": QuerySettings,
+               "delivery": DeliverySettings}
     return classes[service].from_env({"DATABASE_URL": url, **env})
 
 
@@ -74,6 +76,8 @@ def create(service: str, settings, engine: Engine):
         from services.profiles.server import create_server
     elif service == "scorer":
         from services.scorer.server import create_server
+    elif service == "delivery":
+        from services.delivery.server import create_server
     else:
         from services.query.server import create_server
 
@@ -87,6 +91,7 @@ QUIET = {
     "UEBA_PROFILES_SEED_DEFAULTS": "false",
     "UEBA_SCORING_SCHEDULE": "off",
     "UEBA_QUERY_MAINTENANCE": "false",
+    "UEBA_ANOMALY_LOG": "off",
 }
 
 
@@ -105,7 +110,7 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(security_url, security_engine):
-    """The four services, in this process, with UEBA_AUTH=tokens; one channel to each."""
+    """The five services, in this process, with UEBA_AUTH=tokens; one channel to each."""
     s = Stack(security_engine)
     for service in SERVICES:
         settings = settings_for(service, security_url, {**AUTH_ENV, **QUIET})

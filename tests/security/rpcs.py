@@ -9,19 +9,20 @@ import grpc
 from google.protobuf import descriptor_pool, message_factory
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2  # noqa: F401  (registers the OTLP service)
 
-from ueba.v1 import cases_pb2, ingest_pb2, profiles_pb2, query_pb2, scorer_pb2  # noqa: F401  (register the services)
+from ueba.v1 import cases_pb2, delivery_pb2, ingest_pb2, profiles_pb2, query_pb2, scorer_pb2  # noqa: F401  (register the services)
 
 SERVICES = {
     "ingest": ("ueba.v1.IngestService", "opentelemetry.proto.collector.logs.v1.LogsService"),
     "profiles": ("ueba.v1.ProfileService",),
     "scorer": ("ueba.v1.ScorerService",),
     "query": ("ueba.v1.QueryService", "ueba.v1.CaseService"),
+    "delivery": ("ueba.v1.DeliveryService",),
 }
 
 
 @dataclass(frozen=True)
 class Rpc:
-    service: str  # which process serves it: ingest, profiles, scorer, query
+    service: str  # which process serves it: ingest, profiles, scorer, query, delivery
     path: str  # /package.Service/Method
     request_class: Any
     response_class: Any

@@ -26,7 +26,7 @@ def test_every_method_of_every_service_has_roles():
     assert missing_methods(names) == []
     assert sorted(METHOD_ROLES) == sorted(r.path for r in RPCS), "the table names a method no service has"
     assert all(roles <= set(ROLES) and roles for roles in METHOD_ROLES.values())
-    assert len(RPCS) == 45
+    assert len(RPCS) == 47
 
 
 def test_a_server_with_a_method_missing_from_the_table_does_not_start(monkeypatch, security_url, security_engine):

@@ -1,7 +1,7 @@
 """Tenant A can read or change nothing of tenant B, through any call of any service.
 
 Tenant B gets events, a profile, anomalies, scores, peer groups, an ignored
-user, a scoring run, a case and a suppression rule. Then every RPC is called as tenant A's admin (the role
+user, a scoring run, a case, a suppression rule and dead deliveries. Then every RPC is called as tenant A's admin (the role
 that may do everything) aimed at B's objects: B's ids, B's user names, filters
 naming them. Afterwards every row of B in every table is exactly as before, no
 answer carries anything of B, and look-ups of B's objects are NOT_FOUND.
@@ -10,6 +10,7 @@ answer carries anything of B, and look-ups of B's objects are NOT_FOUND.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from types import SimpleNamespace
 from datetime import datetime, timedelta, timezone
@@ -22,8 +23,8 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from sqlalchemy import insert, select
 
 from ueba.store.anomalies import AnomalyRecord, write_anomalies
-from ueba.store.schema import anomalies, metadata, peer_groups, user_scores
-from ueba.v1 import cases_pb2, common_pb2, ingest_pb2, profiles_pb2, query_pb2, scorer_pb2
+from ueba.store.schema import anomalies, deliveries, metadata, outbox, peer_groups, user_scores
+from ueba.v1 import cases_pb2, common_pb2, delivery_pb2, ingest_pb2, profiles_pb2, query_pb2, scorer_pb2
 
 from .rpcs import RPCS_BY_NAME, all_rpcs, call
 
@@ -33,7 +34,7 @@ B_IGNORED = "zed-b-ignored"
 B_PROFILE = "b-secret-profile"
 A_USER = "a-user"
 B_MARKERS = (B_USER, B_IGNORED, B_PROFILE, "b-secret-dept", "b-secret-reason", "b-secret-anomaly", "b-secret-group",
-             "b-secret-case", "b-secret-rule")
+             "b-secret-case", "b-secret-rule", "b-secret-destination")
 
 
 def ts(t: datetime):
@@ -108,6 +109,21 @@ class TenantB:
             action=query_pb2.SUPPRESSION_ACTION_SUPPRESS, match=query_pb2.SuppressionMatch(profile="b-secret-rule-profile"),
             reason="b-secret-rule"), admin)
         self.rule_id = rule.rule.id
+
+    def dead_deliveries(self) -> None:
+        """Deliveries of B's outbox rows, given up, once the delivery service routed them."""
+        deadline = time.monotonic() + 30
+        unrouted = select(outbox.c.id).where(outbox.c.tenant == self.tenant, outbox.c.routed.is_(False))
+        while True:
+            with self.stack.engine.connect() as conn:
+                if conn.execute(unrouted).first() is None:
+                    break
+            assert time.monotonic() < deadline, "the delivery service routed nothing"
+            time.sleep(0.2)
+        with self.stack.engine.begin() as conn:
+            self.outbox_ids = list(conn.execute(select(outbox.c.id).where(outbox.c.tenant == self.tenant)).scalars())
+            conn.execute(insert(deliveries), [{"outbox_id": i, "destination": "b-secret-destination", "tenant": self.tenant,
+                                               "status": "dead", "last_error": "HTTP 400"} for i in self.outbox_ids])
 
     def snapshot(self) -> dict[str, list[str]]:
         """Every row of this tenant in every table that has a tenant column."""
@@ -189,6 +205,8 @@ def requests_as_a(b: TenantB) -> dict[str, object]:
         "CommentCase": cases_pb2.CommentCaseRequest(id=b.case_id, text="a's comment"),
         "UpdateCase": cases_pb2.UpdateCaseRequest(id=b.case_id, update_mask=["owner"], owner="a-owner"),
         "CloseCase": cases_pb2.CloseCaseRequest(id=b.case_id, reason=cases_pb2.CLOSE_REASON_FALSE_POSITIVE),
+        "ListDeliveries": delivery_pb2.ListDeliveriesRequest(page_size=1000),
+        "RetryDeliveries": delivery_pb2.RetryDeliveriesRequest(outbox_ids=getattr(b, "outbox_ids", [1])),
     }
 
 
@@ -206,13 +224,14 @@ ECHOES = {"CreateProfile", "AddIgnoredUser", "RunScoring", "IngestEvents", "Stre
 def tenants(stack):
     b = TenantB(stack)
     b.seed()
+    b.dead_deliveries()
     a_tenant = f"a-{uuid.uuid4().hex[:8]}"
     a_admin = stack.token(a_tenant, "admin", "a-admin")
     before = b.snapshot()
     # What B owns: enough that "untouched" means something.
     for table in ("events", "profiles", "anomalies", "ignored_users", "scoring_runs", "event_scores", "user_scores",
                   "peer_groups", "users", "audit_log", "api_tokens", "incidents", "cases", "case_incidents", "case_entries",
-                  "suppression_rules"):
+                  "suppression_rules", "outbox", "deliveries"):
         assert before[table], f"tenant B has no {table} rows"
     return b, a_admin, before
 

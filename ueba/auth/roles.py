@@ -74,6 +74,9 @@ METHOD_ROLES: dict[str, frozenset[str]] = {
     "/ueba.v1.CaseService/CommentCase": _READERS,
     "/ueba.v1.CaseService/UpdateCase": _READERS,
     "/ueba.v1.CaseService/CloseCase": _READERS,
+    # --- delivery ---
+    "/ueba.v1.DeliveryService/ListDeliveries": _READERS,
+    "/ueba.v1.DeliveryService/RetryDeliveries": _ADMINS,
 }
 
 # Open to everyone, with or without a token: probes and tooling need them.

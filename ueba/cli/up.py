@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ueba.simulator import SimulationConfig
 
 DEFAULT_PORT_BASE = 50051
-DEFAULT_METRICS = {"ingest": 9101, "profiles": 9102, "scorer": 9103, "query": 9104}
+DEFAULT_METRICS = {"ingest": 9101, "profiles": 9102, "scorer": 9103, "query": 9104, "delivery": 9105}
 PROGRESS_AFTER = 2.0  # seconds a phase runs before it shows progress
 
 
@@ -42,8 +42,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--host", default="127.0.0.1", help="address the services listen on")
     p.add_argument("--port-base", type=int, default=DEFAULT_PORT_BASE,
-                   help="gRPC ports PORT..PORT+3 for ingest, profiles, scorer, query (default 50051); metrics on "
-                        "9101-9104, or PORT+10.. when moved")
+                   help="gRPC ports PORT..PORT+4 for ingest, profiles, scorer, query, delivery (default 50051); metrics on "
+                        "9101-9105, or PORT+10.. when moved")
     p.add_argument("--no-load", action="store_true", help="start the services without simulated activity")
     p.add_argument("--reload", action="store_true", help="stream the simulation again though data is stored")
     p.add_argument("--exit-after-load", action="store_true", help="stop once the start-up summary is printed")

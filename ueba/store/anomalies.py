@@ -11,7 +11,8 @@ from typing import Any, Iterable
 from sqlalchemy import Connection, delete, func, literal_column, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from ueba.store import incidents
+from ueba import findings
+from ueba.store import incidents, outbox, risk_crossings
 from ueba.store.schema import anomalies
 
 # What a re-raised finding may change on a row nobody has reviewed yet.
@@ -83,13 +84,16 @@ def _insert(conn: Connection, record: AnomalyRecord, incident_id: str, refresh: 
     return conn.execute(stmt.returning(anomalies.c.id, anomalies.c.incident_id, inserted)).first()
 
 
-def write_anomalies(conn: Connection, records: Iterable[AnomalyRecord], refresh_unreviewed: bool = False) -> int:
+def write_anomalies(conn: Connection, records: Iterable[AnomalyRecord], refresh_unreviewed: bool = False,
+                    risk_window_days: int = 30) -> int:
     """Inserts the records, each into its incident; returns how many rows were written.
 
     A record whose dedup_key exists is skipped, or with `refresh_unreviewed`
     (a rescored day, a brute force still going on) replaces the description, score,
     end and evidence of a row still `new`, and grows its incident: a reviewed anomaly is
     never rewritten behind its reviewer. Within one call the last record of a key wins.
+    Each new finding, opened or escalated incident and rise of a subject's risk level
+    goes into the outbox in the same transaction (ueba/store/outbox.py).
     """
     latest: dict[tuple[str, str], AnomalyRecord] = {}
     for r in records:
@@ -97,27 +101,43 @@ def write_anomalies(conn: Connection, records: Iterable[AnomalyRecord], refresh_
     # Sources before the accounts they link to; each subject's lock in one order, so two
     # writers never wait on each other in a circle.
     ordered = sorted(latest.values(), key=lambda r: (r.tenant, "source_entity" in r.evidence, r.subject, r.time))
-    written = 0
-    for record in ordered:
-        incidents.lock(conn, record.tenant, *_owner(record))
-        found = incidents.find(conn, record)
-        incident_id = found.id if found is not None else str(uuid.uuid4())
-        if found is not None and "source_entity" in record.evidence:
-            record = replace(record, evidence={**record.evidence, "source_incident": found.id})
-        stored = _insert(conn, record, incident_id, refresh_unreviewed or record.refresh)
-        if stored is None:
-            continue
-        written += 1
-        if not stored.inserted and stored.incident_id is not None:  # a refreshed row keeps its incident
-            incidents.grow(conn, stored.incident_id, record, new_finding=False)
-            continue
-        if stored.incident_id is None:  # a refreshed row stored before incidents existed
-            conn.execute(update(anomalies).where(anomalies.c.id == stored.id).values(incident_id=incident_id))
-        if found is not None:
-            incidents.grow(conn, incident_id, record, new_finding=True)
-        else:
-            incidents.create(conn, incident_id, record)
+    subjects = risk_crossings.lock(conn, [(r.tenant, *r.subject) for r in ordered])
+    before = risk_crossings.risks(conn, subjects, risk_window_days)
+    announced: list[outbox.OutboxRow] = []
+    written = sum(_write(conn, record, refresh_unreviewed or record.refresh, announced) for record in ordered)
+    if written:
+        announced += risk_crossings.rises(before, risk_crossings.risks(conn, subjects, risk_window_days))
+    outbox.put(conn, announced)
     return written
+
+
+def _write(conn: Connection, record: AnomalyRecord, refresh: bool, announced: list[outbox.OutboxRow]) -> bool:
+    """One record into its incident, its outbox rows added to `announced`; False when its dedup key absorbed it."""
+    incidents.lock(conn, record.tenant, *_owner(record))
+    found = incidents.find(conn, record)
+    incident_id = found.id if found is not None else str(uuid.uuid4())
+    if found is not None and "source_entity" in record.evidence:
+        record = replace(record, evidence={**record.evidence, "source_incident": found.id})
+    stored = _insert(conn, record, incident_id, refresh)
+    if stored is None:
+        return False
+    if not stored.inserted and stored.incident_id is not None:  # a refreshed row keeps its incident
+        _escalated(announced, incidents.grow(conn, stored.incident_id, record, new_finding=False))
+        return True
+    if stored.incident_id is None:  # a refreshed row stored before incidents existed
+        conn.execute(update(anomalies).where(anomalies.c.id == stored.id).values(incident_id=incident_id))
+    if stored.inserted:
+        announced.append(outbox.anomaly_row(record, stored.id, incident_id))
+    if found is not None:
+        _escalated(announced, incidents.grow(conn, incident_id, record, new_finding=True))
+    else:
+        announced.append(outbox.incident_row(incidents.create(conn, incident_id, record), findings.INCIDENT_OPENED))
+    return True
+
+
+def _escalated(announced: list[outbox.OutboxRow], grown) -> None:
+    if grown is not None:
+        announced.append(outbox.incident_row(grown, findings.INCIDENT_ESCALATED))
 
 
 def _owner(record: AnomalyRecord) -> tuple[str, str]:

@@ -122,19 +122,22 @@ def _evidence(old: dict[str, Any], record: AnomalyRecord) -> dict[str, Any]:
     }
 
 
-def create(conn: Connection, incident_id: str, record: AnomalyRecord) -> None:
+def create(conn: Connection, incident_id: str, record: AnomalyRecord) -> Row:
+    """The new incident's row."""
     first, last = span(record)
     entity_type, entity = record.subject
-    conn.execute(insert(incidents).values(
+    return conn.execute(insert(incidents).values(
         tenant=record.tenant, id=incident_id, entity_type=entity_type, entity=entity, kind=record.profile_kind,
         dimension=record.dimension, title=f"{record.profile_name}: {entity_type} {entity}",
         first_seen=first, last_seen=last, event_count=_count(record), risk_score=record.risk_score, anomaly_count=1,
         evidence=_evidence({}, record), created_at=func.clock_timestamp(), updated_at=func.clock_timestamp(),
-    ))
+    ).returning(incidents)).one()
 
 
-def grow(conn: Connection, incident_id: str, record: AnomalyRecord, new_finding: bool) -> None:
+def grow(conn: Connection, incident_id: str, record: AnomalyRecord, new_finding: bool) -> Row | None:
     """Takes in a finding (or a refreshed one): times, the true event count, strongest score, evidence.
+
+    Returns the incident's row when its strongest score rose (an escalation to announce), else None.
 
     A finding that starts after the incident's last event adds its count (the next
     window of the same activity); one that overlaps it counts the same events again,
@@ -142,10 +145,10 @@ def grow(conn: Connection, incident_id: str, record: AnomalyRecord, new_finding:
     """
     row = conn.execute(select(incidents).where(i.id == incident_id).with_for_update()).first()
     if row is None:
-        return
+        return None
     first, last = span(record)
     count = _count(record)
-    conn.execute(update(incidents).where(i.id == incident_id).values(
+    grown = conn.execute(update(incidents).where(i.id == incident_id).values(
         first_seen=min(row.first_seen, first),
         last_seen=max(row.last_seen, last),
         event_count=row.event_count + count if first > row.last_seen else max(row.event_count, count),
@@ -153,7 +156,8 @@ def grow(conn: Connection, incident_id: str, record: AnomalyRecord, new_finding:
         anomaly_count=row.anomaly_count + (1 if new_finding else 0),
         evidence=_evidence(row.evidence, record),
         updated_at=func.clock_timestamp(),
-    ))
+    ).returning(incidents)).one()
+    return grown if grown.risk_score > row.risk_score else None
 
 
 def recount(conn: Connection, tenant: str, ids: set[str]) -> None:

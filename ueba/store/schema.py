@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
+    ForeignKey,
     Float,
     Identity,
     Index,
@@ -662,4 +663,51 @@ suppression_rules = Table(
     Column("deleted_by", Text),
     PrimaryKeyConstraint("id"),
     Index(None, "tenant", "created_at"),
+)
+
+# The transactional outbox (ueba/store/outbox.py): one row per finding, incident change or risk
+# level crossing, written in the transaction that made it, so a rolled-back finding is never
+# announced and a committed one always is. `document` is what every destination receives
+# (docs/integrations.md); `event_id` is its idempotency key; `routed` turns true once the
+# delivery service has created the row's deliveries.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), nullable=False),
+    tenant_column(),
+    Column("event_id", UUID(as_uuid=False), nullable=False),
+    Column("kind", Text, nullable=False),  # rule, model, incident, risk
+    Column("action", Text, nullable=False),
+    Column("entity_type", Text, nullable=False),
+    Column("entity", Text, nullable=False),
+    Column("risk_score", SmallInteger, nullable=False),
+    Column("document", JSONB, nullable=False),
+    Column("routed", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", TZ, nullable=False, server_default=text("clock_timestamp()")),
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("event_id"),
+    Index(None, "routed", "id"),
+    Index(None, "created_at"),
+)
+
+# One outbox row's delivery to one configured destination: pending (waiting for its
+# next attempt, or leased by a worker until lease_until), delivered, or dead (given up).
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("outbox_id", BigInteger, ForeignKey("outbox.id", ondelete="CASCADE"), nullable=False),
+    Column("destination", Text, nullable=False),
+    tenant_column(),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", TZ, nullable=False, server_default=text("now()")),
+    Column("lease_owner", Text),
+    Column("lease_until", TZ),
+    Column("last_error", Text),
+    Column("created_at", TZ, nullable=False, server_default=text("now()")),
+    Column("delivered_at", TZ),
+    PrimaryKeyConstraint("outbox_id", "destination"),
+    Index(None, "destination", "status", "next_attempt_at"),
+    Index(None, "destination", "delivered_at"),
+    Index(None, "status", "outbox_id"),
 )

@@ -1,5 +1,5 @@
 {{/* The four services, in the order every template renders them. */}}
-{{- define "ueba.services" -}}ingest profiles scorer query{{- end }}
+{{- define "ueba.services" -}}ingest profiles scorer query delivery{{- end }}
 
 {{- define "ueba.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
@@ -102,6 +102,9 @@ UEBA_LOG_LEVEL: {{ .root.Values.config.logLevel | quote }}
 UEBA_DRAIN_SECONDS: {{ .root.Values.config.drainSeconds | toString | quote }}
 {{- range $key, $value := .svc.settings }}
 {{ $key }}: {{ $value | toString | quote }}
+{{- end }}
+{{- if hasKey .svc "destinations" }}
+UEBA_DELIVERY_DESTINATIONS: {{ toJson .svc.destinations | quote }}
 {{- end }}
 {{- end }}
 

@@ -1,31 +1,41 @@
-"""The anomaly.log sink: one JSON line per score, for the SIEM.
+"""The anomaly.log sink: JSON lines for the SIEM, to stdout, a file or syslog.
 
-stdout by default; a file when UEBA_ANOMALY_LOG is a path; syslog (RFC 3164
-over UDP, through logging.handlers.SysLogHandler) when it is syslog://host:port;
-nothing when it is `off`. Lines are written only after the run committed, so
-the SIEM never sees scores that were rolled back.
+stdout by default; a file when the target is a path; RFC 5424 syslog over UDP
+(ueba/syslog.py) when it is syslog://host:port; nothing when it is `off`. The
+scorer writes its score lines here after its run committed; the delivery service
+writes every finding (docs/integrations.md).
 """
 
 from __future__ import annotations
 
-import logging
-import logging.handlers
 import sys
 import threading
 from typing import IO, Iterable
 
+from ueba.settings import SettingsError
+from ueba.syslog import FACILITIES, SyslogTransport, message
+
+_INFO = 6
+
+
+def check_target(target: str) -> None:
+    """UEBA_ANOMALY_LOG: a syslog target must name host and port."""
+    if target.startswith("syslog://"):
+        host, sep, port = target[len("syslog://"):].rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise SettingsError(f"UEBA_ANOMALY_LOG={target!r}: expected syslog://host:port")
+
 
 class AnomalySink:
-    def __init__(self, target: str = ""):
+    def __init__(self, target: str = "", app_name: str = "ueba"):
         self.target = target
+        self.app_name = app_name
         self._lock = threading.Lock()
         self._file: IO[str] | None = None
-        self._syslog: logging.Handler | None = None
+        self._syslog: SyslogTransport | None = None
         self._off = target.strip().lower() == "off"
         if target.startswith("syslog://"):
-            host, _, port = target[len("syslog://"):].rpartition(":")
-            self._syslog = logging.handlers.SysLogHandler(address=(host, int(port)))
-            self._syslog.setFormatter(logging.Formatter("ueba-scorer: %(message)s"))
+            self._syslog = SyslogTransport("udp://" + target[len("syslog://"):])
         elif target and not self._off:
             self._file = open(target, "a", encoding="utf-8")
 
@@ -36,7 +46,8 @@ class AnomalySink:
         with self._lock:
             if self._syslog is not None:
                 for line in lines:
-                    self._syslog.emit(logging.LogRecord("anomaly", logging.INFO, __file__, 0, line, None, None))
+                    self._syslog.send(message(line, severity=_INFO, facility=FACILITIES["user"], app_name=self.app_name,
+                                              msg_id="anomaly"))
                     n += 1
                 return n
             out = self._file if self._file is not None else sys.stdout

@@ -9,6 +9,7 @@ import pytest
 
 from services.scorer import calibration
 from services.scorer.calibration import Calibration, Reference, RuleFinding, day_score, population_tail
+from services.scorer.model_anomalies import anomaly_score, decisive_feature
 from services.scorer.scoring import score_from_p, surprise_of_score
 from ueba.risk import bounded_risk, ranked_evidence
 
@@ -89,3 +90,15 @@ def test_risk_and_day_scores_combine_evidence_the_same_way():
     assert ranked_evidence([3.0, 1.0], neutral=2.0) == 3.0
     # Risk's documented figures are unchanged by sharing the combination.
     assert bounded_risk([70, 70]) == 80 and bounded_risk([90, 70]) == 94 and bounded_risk([30] * 1000) < 40
+
+
+def test_a_day_decided_by_accounts_failing_from_the_origin_is_charged_at_half():
+    spray = [{"name": "max_accounts_failing_from_origin", "share": 0.8}, {"name": "new_source_ips", "share": 0.2}]
+    quoted = [{"name": "login_time.active", "share": 0.1},
+              {"name": "origin_host.max_accounts_failing_from_origin", "share": 0.7}]
+    own = [{"name": "files_downloaded", "share": 0.9}, {"name": "max_accounts_failing_from_origin", "share": 0.1}]
+    assert decisive_feature(spray) == "max_accounts_failing_from_origin"
+    assert anomaly_score(96.4, decisive_feature(spray)) == 48
+    assert anomaly_score(96.4, decisive_feature(quoted)) == 48
+    assert anomaly_score(96.4, decisive_feature(own)) == 96
+    assert decisive_feature([]) == "" and anomaly_score(0.2, "") == 1

@@ -70,6 +70,22 @@ def day_score(evidence: float) -> float:
     return 100.0 / (1.0 + math.exp(-SLOPE * (evidence - HALF)))
 
 
+# A model anomaly's risk score: how rare its day's score is among the organisation's user-days of the
+# days before, linear in log-odds: 50 at 1 in 100, critical (90) at 1 in 1,000. Its levels thus
+# mean the same share of user-days in every organisation, whatever the evidence scale does at its top.
+RISK_HALF = 2.0
+RISK_NINETY = 3.0
+RISK_SLOPE = math.log(9.0) / (RISK_NINETY - RISK_HALF)
+
+
+def rarity_score(as_strong: int, user_days: int) -> float | None:
+    """0-100 from the share of reference user-days scoring at least as high; None with too few of them."""
+    if user_days < MIN_REFERENCE:
+        return None
+    decades = -math.log10((as_strong + 1) / (user_days + 1))
+    return 100.0 / (1.0 + math.exp(-RISK_SLOPE * (decades - RISK_HALF)))
+
+
 @dataclass(frozen=True)
 class RuleFinding:
     user: str

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from sqlalchemy import Connection
 
 from services.scorer.context import RunContext
+from services.scorer.calibration import rarity_score
 from services.scorer.models import BY_NAME
 from services.scorer.store import event_scores, evidence, user_scores
 from services.scorer.window import DAY, day_start
@@ -27,9 +28,14 @@ def decisive_feature(features: list) -> str:
     return str(max(named, key=lambda f: float(f.get("share") or 0.0)).get("name", "")) if named else ""
 
 
-def anomaly_score(day_score: float, decisive: str) -> int:
-    """The anomaly's risk score, 1-100: the day's score, halved when the source's pattern decides it."""
-    score = day_score / 2.0 if decisive.split(".")[-1] == SOURCE_PATTERN else day_score
+def anomaly_score(day_score: float, decisive: str, as_strong: int = 0, user_days: int = 0) -> int:
+    """The anomaly's risk score, 1-100: how rare its day's score is among the `user_days` of the days
+    before (`as_strong` of them scoring at least as high; with too few, the day's score itself),
+    halved when the source's pattern decides it."""
+    rarity = rarity_score(as_strong, user_days)
+    score = day_score if rarity is None else rarity
+    if decisive.split(".")[-1] == SOURCE_PATTERN:
+        score /= 2.0
     return int(min(100, max(1, round(score))))
 
 
@@ -64,6 +70,7 @@ def describe(ctx: RunContext, conn: Connection, user: str, day: date, score: flo
                        lambda entity_type, hour: evidence.first_seen_in(conn, ctx.tenant, user, entity_type, hour))
     model = BY_NAME[top.model]
     decisive = decisive_feature(top.features)
+    as_strong, reference = user_scores.as_strong_before(conn, ctx.tenant, day, score, ctx.settings.baseline_days)
     proof = {
         "event_ids": evidence.event_ids(conn, ctx.tenant, user, top.hour),
         "day_score": score,
@@ -76,7 +83,7 @@ def describe(ctx: RunContext, conn: Connection, user: str, day: date, score: flo
     return AnomalyRecord(
         tenant=ctx.tenant, user=user, source="model", profile_id=top.model,
         profile_name=f"{model_words(model.name)} model", profile_kind=top.model,
-        risk_score=anomaly_score(score, decisive), description=wording.description, dimension=model.dimension,
+        risk_score=anomaly_score(score, decisive, as_strong, reference), description=wording.description, dimension=model.dimension,
         time=top.hour, window_start=start, window_end=start + DAY,
         evidence=json.loads(json.dumps(proof, default=str)), dedup_key=dedup_key(user, day),
     )

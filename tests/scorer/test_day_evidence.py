@@ -102,3 +102,15 @@ def test_a_day_decided_by_accounts_failing_from_the_origin_is_charged_at_half():
     assert anomaly_score(96.4, decisive_feature(quoted)) == 48
     assert anomaly_score(96.4, decisive_feature(own)) == 96
     assert decisive_feature([]) == "" and anomaly_score(0.2, "") == 1
+
+
+def test_an_anomalys_risk_reads_how_rare_its_day_is_in_the_organisation():
+    # Stronger than every one of 6,000 earlier user-days: critical; one in a hundred: medium.
+    assert anomaly_score(75.0, "files_downloaded", 0, 6000) >= 97
+    assert anomaly_score(99.0, "files_downloaded", 60, 6000) == 50
+    assert 89 <= anomaly_score(80.0, "files_downloaded", 5, 6000) <= 91  # one in a thousand
+    # The same day decided by a spray's pattern: half.
+    assert anomaly_score(99.0, "max_accounts_failing_from_origin", 60, 6000) == 25
+    # Too few user-days before it: the day's own score.
+    assert anomaly_score(83.4, "files_downloaded", 0, calibration.MIN_REFERENCE - 1) == 83
+    assert calibration.rarity_score(0, 50) is None

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import Connection, delete, select, text
+from sqlalchemy import Connection, delete, func, select, text
 
 from services.scorer.context import UserScope
 from services.scorer.store.scope import SCOPE_SQL, scope_clauses, scope_params
@@ -123,3 +123,11 @@ def rule_findings(conn: Connection, tenant: str, d0: datetime, d1: datetime) -> 
                   AND status <> 'false_positive' AND time >= :d0 AND time < :d1"""),
         {"tenant": tenant, "d0": d0, "d1": d1},
     ).all()
+
+
+def as_strong_before(conn: Connection, tenant: str, day: date, score: float, days: int) -> tuple[int, int]:
+    """(stored user-days past learning at least `score`, all of them) of the `days` before `day`."""
+    return tuple(conn.execute(
+        select(func.count().filter(user_scores.c.score >= score), func.count()).where(
+            user_scores.c.tenant == tenant, user_scores.c.day >= day - timedelta(days=days),
+            user_scores.c.day < day, user_scores.c.learning.is_(False))).one())

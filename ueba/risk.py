@@ -50,20 +50,32 @@ def _logit(p: float) -> float:
     return math.log(p / (1.0 - p))
 
 
+def ranked_evidence(values: Iterable[float], neutral: float = 0.0) -> float:
+    """The strongest value, plus what each further one carries above `neutral` divided by rank^2.
+
+    The one way evidence is combined: a user's findings into risk (in log-odds) and a
+    user-day's sources into its calibrated score (in decades of tail probability).
+    """
+    ranked = sorted(values, reverse=True)
+    if not ranked:
+        return 0.0
+    total = ranked[0]
+    for rank, value in enumerate(ranked[1:], start=2):
+        total += max(0.0, value - neutral) / rank**RANK_EXPONENT
+    return total
+
+
 def bounded_risk(scores: Iterable[int]) -> int:
     """0-99: the strongest score, raised by the log-odds each further score adds above NEUTRAL.
 
     One finding of s gives s (at most 97); [70, 70] gives 80; [90, 70] 94;
     any number of findings at or below 20 gives the strongest of them.
     """
-    ranked = sorted((min(MAX_ONE, s / 100.0) for s in scores if s > 0), reverse=True)
-    if not ranked:
+    log_odds = [_logit(min(MAX_ONE, s / 100.0)) for s in scores if s > 0]
+    if not log_odds:
         return 0
-    neutral = _logit(NEUTRAL)
-    log_odds = _logit(ranked[0])
-    for rank, p in enumerate(ranked[1:], start=2):
-        log_odds += max(0.0, _logit(p) - neutral) / rank**RANK_EXPONENT
-    return min(MAX_RISK, round(100.0 / (1.0 + math.exp(-log_odds))))
+    combined = ranked_evidence(log_odds, neutral=_logit(NEUTRAL))
+    return min(MAX_RISK, round(100.0 / (1.0 + math.exp(-combined))))
 
 
 def open_scores(

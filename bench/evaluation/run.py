@@ -64,7 +64,8 @@ def evaluate(server_url: str, org: Organisation, log_dir: Path, keep: bool = Fal
     truth = Truth.from_labels(sim.labels)
     # Graded: every user-day with activity from the first day attacks can happen on.
     keys = [k for k in features.keys() if first.date() <= k[1] < end.date()]
-    detectors = {"product": readout.analyst_scores(), **peer_scores(features, keys)}
+    detectors = {"product": readout.product_scores(), "max_of_scales": readout.max_of_scales(),
+                 **peer_scores(features, keys)}
     graded = {name: grade(scores, keys, truth) for name, scores in detectors.items()}
     lap("grading")
     return {

@@ -44,8 +44,13 @@ class Readout:
     anomalies: int
     risks: dict[str, tuple[int, str]]      # user -> (risk 0-100, level)
 
-    def analyst_scores(self) -> dict[UserDay, float]:
-        """Per user-day, the higher of the user anomaly score and the risk of that day's anomalies."""
+    def product_scores(self) -> dict[UserDay, float]:
+        """Per user-day, the scorer's calibrated user-day score: models and rule findings on one scale."""
+        return dict(self.day_scores)
+
+    def max_of_scales(self) -> dict[UserDay, float]:
+        """Per user-day, the higher of the user-day score and the risk of that day's anomalies: what the
+        evaluation read before the user-day score took in rule findings, kept for comparison."""
         out = dict(self.day_scores)
         for key, risk in self.anomaly_risk.items():
             out[key] = max(out.get(key, 0.0), float(risk))

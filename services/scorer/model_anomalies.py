@@ -8,11 +8,35 @@ from datetime import date, datetime
 from sqlalchemy import Connection
 
 from services.scorer.context import RunContext
+from services.scorer.calibration import rarity_score
 from services.scorer.models import BY_NAME
 from services.scorer.store import event_scores, evidence, user_scores
 from services.scorer.window import DAY, day_start
 from services.scorer.wording import model_words, word_day
 from ueba.store.anomalies import AnomalyRecord, withdraw_unreviewed, write_anomalies
+
+
+# How many accounts fail to log on from the user's origin is the source's doing (a spray), not
+# the account's: like a rule spray's linked account finding, such a day's anomaly carries half
+# the day's score into the account's risk, while the user-day score itself keeps ranking it.
+SOURCE_PATTERN = "max_accounts_failing_from_origin"
+
+
+def decisive_feature(features: list) -> str:
+    """The name of the feature with the largest share of an hourly score's surprise."""
+    named = [f for f in features or () if isinstance(f, dict)]
+    return str(max(named, key=lambda f: float(f.get("share") or 0.0)).get("name", "")) if named else ""
+
+
+def anomaly_score(day_score: float, decisive: str, as_strong: int = 0, user_days: int = 0) -> int:
+    """The anomaly's risk score, 1-100: how rare its day's score is among the `user_days` of the days
+    before (`as_strong` of them scoring at least as high; with too few, the day's score itself),
+    halved when the source's pattern decides it."""
+    rarity = rarity_score(as_strong, user_days)
+    score = day_score if rarity is None else rarity
+    if decisive.split(".")[-1] == SOURCE_PATTERN:
+        score /= 2.0
+    return int(min(100, max(1, round(score))))
 
 
 def dedup_key(user: str, day: date) -> str:
@@ -43,6 +67,8 @@ def describe(ctx: RunContext, conn: Connection, user: str, day: date, score: flo
     wording = word_day(ranked, ctx.weights, ctx.settings.mean_threshold,
                        lambda entity_type, hour: evidence.first_seen_in(conn, ctx.tenant, user, entity_type, hour))
     model = BY_NAME[top.model]
+    decisive = decisive_feature(top.features)
+    as_strong, reference = user_scores.as_strong_before(conn, ctx.tenant, day, score, ctx.settings.baseline_days)
     proof = {
         "event_ids": evidence.event_ids(conn, ctx.tenant, user, top.hour),
         "day_score": score,
@@ -50,11 +76,12 @@ def describe(ctx: RunContext, conn: Connection, user: str, day: date, score: flo
         "top_hour": top.hour.isoformat(),
         "model_scores": {m: max(r.score for r in rows if r.model == m) for m in sorted({r.model for r in rows})},
         "features": wording.features,
+        "decisive_feature": decisive,
     }
     return AnomalyRecord(
         tenant=ctx.tenant, user=user, source="model", profile_id=top.model,
         profile_name=f"{model_words(model.name)} model", profile_kind=top.model,
-        risk_score=int(min(100, max(1, round(score)))), description=wording.description, dimension=model.dimension,
+        risk_score=anomaly_score(score, decisive, as_strong, reference), description=wording.description, dimension=model.dimension,
         time=top.hour, window_start=start, window_end=start + DAY,
         evidence=json.loads(json.dumps(proof, default=str)), dedup_key=dedup_key(user, day),
     )

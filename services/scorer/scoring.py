@@ -53,6 +53,11 @@ def score_from_p(p: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.interp(lg, ANCHORS_L, ANCHORS_S)), 1, 100).astype(np.int16)
 
 
+def surprise_of_score(score: np.ndarray) -> np.ndarray:
+    """Score 1-100 -> the -log10(p) it stands for along the same anchors (8 for 100, the most a score says)."""
+    return np.interp(score, ANCHORS_S, ANCHORS_L)
+
+
 def count_tail(observed: np.ndarray, mean: np.ndarray, dispersion: np.ndarray) -> np.ndarray:
     """P(X >= observed) for X negative binomial with this mean and variance/mean ratio (Poisson at 1)."""
     k = np.ceil(np.maximum(observed, 0.0) - 1e-9)
@@ -322,22 +327,3 @@ def corroborate(activity: np.ndarray, rows: np.ndarray, scores: list[ModelScores
 
 def model_named(name: str) -> Model:
     return BY_NAME[name]
-
-
-def conditioned_mean(group: np.ndarray, scaled: np.ndarray, threshold: float) -> np.ndarray:
-    """A user-day's anomaly score, per group of its threat-scaled hourly scores.
-
-    `scaled[i]` is an hourly model score times its model's threat weight (so a
-    low-relevance model alone cannot make a critical day) and `group[i]` numbers
-    the user-day it belongs to (0 to G-1). The score is the mean of the group's
-    scaled scores at or over `threshold`; a group with none scores its highest,
-    which stays under the threshold. Hours without scores are not rows, so they
-    never dilute the mean. Sums run in row order.
-    """
-    n = int(group.max()) + 1 if group.size else 0
-    kept = scaled >= threshold
-    total = np.bincount(group, weights=np.where(kept, scaled, 0.0), minlength=n)
-    count = np.bincount(group, weights=kept.astype(np.float64), minlength=n)
-    top = np.full(n, -np.inf)
-    np.maximum.at(top, group, scaled)
-    return np.where(count > 0, total / np.maximum(count, 1.0), top)

@@ -66,7 +66,7 @@ class ScorerSettings(LeaseSettings):
     )
     baseline_days: int = env_field("UEBA_BASELINE_DAYS", 30, "days of history a user's baseline covers")
     mean_threshold: float = env_field(
-        "UEBA_SCORING_MEAN_THRESHOLD", 60.0, "hourly model scores under this are left out of the 24-hour conditioned mean"
+        "UEBA_SCORING_MEAN_THRESHOLD", 60.0, "threat-weighted hourly scores under this are left out of a model anomaly's description"
     )
     anomaly_threshold: float = env_field(
         "UEBA_SCORING_ANOMALY_THRESHOLD", 70.0, "user-days scoring at least this become model anomalies"

@@ -1,15 +1,16 @@
-"""A run's user-day anomaly scores: the conditioned mean of every stored hourly score of each day."""
+"""A run's user-day anomaly scores: each day's models and rule findings, calibrated against the population."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from collections import defaultdict
+from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 from sqlalchemy import Connection
 
+from services.scorer.calibration import Calibration, Reference, RuleFinding, day_score
 from services.scorer.context import RunContext
-from services.scorer.scoring import conditioned_mean
 from services.scorer.store import user_scores as store
 from services.scorer.store.user_scores import HourlyScores, UserDays
 
@@ -21,8 +22,8 @@ def write_user_scores(ctx: RunContext, conn: Connection, days: tuple[datetime, d
     store.delete_days(conn, ctx.tenant, d0, d1, ctx.scope)
     models = sorted(ctx.weights)
     hourly = store.hourly_scores(conn, ctx.tenant, d0, d1, ctx.scope, ignored, models)
-    rows = store.insert_user_days(conn, ctx.tenant, ctx.run_id, user_days(hourly, ctx.weights,
-                                                                           ctx.settings.mean_threshold))
+    calibration, findings = calibrate(conn, ctx.tenant, days, ignored, ctx.settings.baseline_days)
+    rows = store.insert_user_days(conn, ctx.tenant, ctx.run_id, user_days(hourly, ctx.weights, calibration, findings))
     tenant_json, run_json = json.dumps(ctx.tenant), json.dumps(str(ctx.run_id))
     for user, day, score, hours, learning, top in rows:
         ctx.lines.append(
@@ -33,8 +34,31 @@ def write_user_scores(ctx: RunContext, conn: Connection, days: tuple[datetime, d
     return len(rows)
 
 
-def user_days(hourly: HourlyScores, weights: dict[str, float], threshold: float) -> UserDays:
-    """Each user-day's conditioned mean, distinct scored hours, learning flag and strongest score."""
+def calibrate(conn: Connection, tenant: str, days: tuple[datetime, datetime], ignored: frozenset[str],
+              reference_days: int) -> tuple[Calibration, dict[tuple[str, date], list[RuleFinding]]]:
+    """The population of the `reference_days` before each day of `days`, and the days' rule findings by user-day."""
+    d0, d1 = days
+    r0 = d0 - timedelta(days=reference_days)
+    row_of: dict[tuple[str, date], int] = {}
+    by_model: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
+    for user, day, model, score in store.day_maxima(conn, tenant, r0, d1, ignored):
+        by_model[model][0].append(row_of.setdefault((user, day), len(row_of)))
+        by_model[model][1].append(float(score))
+    found = [RuleFinding(*row) for row in store.rule_findings(conn, tenant, r0, d1)]
+    reference = Reference(np.array([d.toordinal() for _, d in row_of], dtype=np.int64),
+                          {m: (np.array(rows, dtype=np.int64), np.array(s, dtype=np.float64))
+                           for m, (rows, s) in by_model.items()},
+                          found)
+    of_day: dict[tuple[str, date], list[RuleFinding]] = defaultdict(list)
+    for f in found:
+        if d0.date() <= f.day < d1.date():
+            of_day[(f.user, f.day)].append(f)
+    return Calibration(reference, reference_days), of_day
+
+
+def user_days(hourly: HourlyScores, weights: dict[str, float], calibration: Calibration,
+              findings: dict[tuple[str, date], list[RuleFinding]]) -> UserDays:
+    """Each user-day's calibrated score, distinct scored hours, learning flag and strongest score."""
     names = sorted(set(hourly.model))
     rank = {m: i for i, m in enumerate(names)}
     model = np.array([rank[m] for m in hourly.model], dtype=np.int64)
@@ -44,7 +68,14 @@ def user_days(hourly: HourlyScores, weights: dict[str, float], threshold: float)
     group = np.fromiter((keys.setdefault(k, len(keys)) for k in zip(hourly.users, day.tolist())),
                         dtype=np.int64, count=len(hourly.users))
     n = len(keys)
-    score = conditioned_mean(group, scaled, threshold)
+    strongest: list[dict[str, float]] = [{} for _ in range(n)]
+    for g, m, value in zip(group.tolist(), model.tolist(), hourly.score.tolist()):
+        name = names[m]
+        strongest[g][name] = max(strongest[g].get(name, 0.0), value)
+    score = []
+    for (user, d), models in zip(keys, strongest):
+        on = datetime.fromtimestamp(d * 86400, timezone.utc).date()
+        score.append(day_score(calibration.evidence(on, models, findings.get((user, on), ()))))
     span = int(hourly.hour.max() - hourly.hour.min()) + 1 if n else 1
     distinct = np.unique(group * span + (hourly.hour - (hourly.hour.min() if n else 0)))
     scored_hours = np.bincount(distinct // span, minlength=n)
@@ -56,7 +87,7 @@ def user_days(hourly: HourlyScores, weights: dict[str, float], threshold: float)
     return UserDays(
         users=[u for u, _ in pairs],
         days=[datetime.fromtimestamp(d * 86400, timezone.utc).date() for _, d in pairs],
-        score=score.tolist(),
+        score=score,
         scored_hours=scored_hours.tolist(),
         learning=learning.tolist(),
         hour=[datetime.fromtimestamp(h * 3600, timezone.utc) for h in hourly.hour[best].tolist()],

@@ -20,7 +20,7 @@ def test_one_organisation_is_shipped_scored_read_back_and_graded(server_url, tmp
     assert run["ingest"]["accepted"] == run["ingest"]["sent"] > 10_000
     assert run["scoring"]["user_scores"] > 0 and run["anomalies"] > 0
     graded = run["detectors"]
-    assert set(graded) == {"product", "ecod", "isolation_forest"}
+    assert set(graded) == {"product", "max_of_scales", "ecod", "isolation_forest"}
     sizes = {(g["user_days"], g["attack_user_days"]) for g in graded.values()}
     assert len(sizes) == 1  # every detector judged on the same user-days
     user_days, attack_days = sizes.pop()

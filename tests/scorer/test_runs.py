@@ -5,16 +5,21 @@ and crash safety."""
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from datetime import timedelta
 
 import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
+from services.scorer.calibration import MIN_REFERENCE, day_score
+from services.scorer.models import BY_NAME
+from services.scorer.scoring import surprise_of_score
 from services.scorer.settings import ScorerSettings
 from tests.scorer.conftest import SCORED_DAY, make_scorer
 from tests.scorer.helpers import START, Activity
 from ueba.db import libpq_url
+from ueba.risk import ranked_evidence
 
 
 def _features(scn, user: str, hour: int, model: str) -> dict:
@@ -89,16 +94,27 @@ def test_ordinary_users_stay_low(scenario):
     assert hot == 0
 
 
-def test_user_score_is_the_conditioned_mean_of_threat_scaled_scores(scenario):
-    weights = ScorerSettings.from_env({}).weights()
-    threshold = ScorerSettings.from_env({}).mean_threshold
+def _expected_day_score(scn, user: str) -> float:
+    """With too few user-days for a population, each source keeps its nominal surprise."""
+    best: dict[str, float] = defaultdict(float)
+    for model, score in scn.query("SELECT model, max(score) FROM event_scores WHERE user_name = %s GROUP BY model", user):
+        dimension = BY_NAME[model].dimension
+        best[dimension] = max(best[dimension], float(surprise_of_score(float(score))))
+    for dimension, kind, score in scn.query(
+            "SELECT dimension, profile_kind, max(risk_score) FROM anomalies WHERE user_name = %s AND source = 'rule' "
+            "AND entity_type = 'user' GROUP BY 1, 2", user):
+        key = dimension or f"rule:{kind}"
+        best[key] = max(best[key], float(surprise_of_score(float(score))))
+    return day_score(ranked_evidence(best.values()))
+
+
+def test_user_score_combines_the_strongest_evidence_of_each_dimension(scenario):
+    (user_days,) = scenario.query(
+        "SELECT count(DISTINCT (user_name, CAST(hour AS date))) FROM event_scores WHERE NOT learning")[0]
+    assert user_days < MIN_REFERENCE
     for user in ("user0", "user1", "user3", "user7"):
-        rows = scenario.query("SELECT model, score FROM event_scores WHERE user_name = %s", user)
-        scaled = [weights[m] * s for m, s in rows]
-        kept = [v for v in scaled if v >= threshold]
-        expected = sum(kept) / len(kept) if kept else max(scaled)
         ((score, hours),) = scenario.query("SELECT score, scored_hours FROM user_scores WHERE user_name = %s", user)
-        assert score == pytest.approx(expected, abs=0.01)
+        assert score == pytest.approx(_expected_day_score(scenario, user), abs=0.01)
         (n_hours,) = scenario.query("SELECT count(DISTINCT hour) FROM event_scores WHERE user_name = %s", user)[0]
         assert hours == n_hours
 
@@ -282,3 +298,24 @@ def test_failures_naming_no_account_are_no_user_and_no_failing_account(scratch_u
     assert users == {"user_hour_features": {"u1"}, "entity_seen": {"u1"}, "event_scores": {"u1"}}
     assert failing == "1"
     scorer.engine.dispose()
+
+
+def test_a_rule_finding_about_the_user_enters_the_day_score(scenario):
+    before = scenario.query("SELECT score FROM user_scores WHERE user_name = 'user11'")[0][0]
+    when = SCORED_DAY + timedelta(hours=10)
+    with psycopg.connect(libpq_url(scenario.url), autocommit=True) as conn:
+        conn.execute(
+            """INSERT INTO anomalies (tenant, user_name, source, profile_id, profile_name, profile_kind, risk_score,
+                                      description, dimension, time, window_start, window_end, dedup_key, entity)
+               VALUES ('default', 'user11', 'rule', 'p', 'Risky countries', 'risky_countries', 70, 'from RU',
+                       'location', %s, %s, %s, 'test:user11', 'user11')""", (when, when, when))
+    try:
+        run = scenario.scorer.run("default", SCORED_DAY, SCORED_DAY + timedelta(days=1))
+        assert run.status == "succeeded", run.error
+        after = scenario.query("SELECT score FROM user_scores WHERE user_name = 'user11'")[0][0]
+        assert after > before + 20
+        assert after == pytest.approx(_expected_day_score(scenario, "user11"), abs=0.01)
+    finally:
+        with psycopg.connect(libpq_url(scenario.url), autocommit=True) as conn:
+            conn.execute("DELETE FROM anomalies WHERE dedup_key = 'test:user11'")
+        assert scenario.scorer.run("default", SCORED_DAY, SCORED_DAY + timedelta(days=1)).status == "succeeded"

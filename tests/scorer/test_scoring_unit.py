@@ -12,8 +12,10 @@ from services.scorer.models import CORROBORATING, IMPACTED_HOST, MODELS, ORIGIN_
 from services.scorer.schedule import Schedule, next_fire
 from services.scorer.settings import ScorerSettings, parse_every, parse_schedule
 from services.scorer.store.user_scores import HourlyScores
+from services.scorer.calibration import Calibration, Reference, day_score
 from services.scorer.user_scores import user_days
 from services.scorer.window import default_window, requested_window
+from ueba.risk import ranked_evidence
 from ueba.settings import SettingsError
 
 DAY = datetime(2026, 3, 30, tzinfo=timezone.utc)
@@ -185,30 +187,6 @@ def test_default_and_requested_windows_are_whole_hours():
     assert requested_window(at(1, 2, 10), at(1, 2, 50), now) == (at(1, 2), at(1, 2))
 
 
-def _plain_conditioned_mean(scaled: list[float], threshold: float) -> float:
-    # Postgres avg(): a running sum in row order, divided by the count.
-    kept = [v for v in scaled if v >= threshold]
-    if not kept:
-        return max(scaled)
-    total = 0.0
-    for v in kept:
-        total += v
-    return total / len(kept)
-
-
-def test_conditioned_mean_equals_a_direct_computation():
-    rng = np.random.default_rng(7)
-    weights = np.array([1.0, 0.6, 0.2, 0.9])
-    group = rng.integers(0, 300, 5000)
-    scaled = weights[rng.integers(0, 4, group.size)] * rng.integers(1, 101, group.size)
-    got = scoring.conditioned_mean(group, scaled, 60.0)
-    for g in range(300):
-        assert got[g] == _plain_conditioned_mean(scaled[group == g].tolist(), 60.0)
-    # Nothing over the threshold: the highest, which stays under it.
-    assert scoring.conditioned_mean(np.array([0, 0, 1]), np.array([12.0, 59.5, 80.0]), 60.0).tolist() == [59.5, 80.0]
-    assert scoring.conditioned_mean(np.zeros(0, dtype=np.int64), np.zeros(0), 60.0).size == 0
-
-
 def test_user_days_group_by_utc_day_and_name_the_strongest_score():
     day = 20_000 * 24  # whole hours since the epoch at a UTC midnight
     hourly = HourlyScores(
@@ -219,11 +197,15 @@ def test_user_days_group_by_utc_day_and_name_the_strongest_score():
         learning=np.array([False, False, False, False, True, False]),
     )
     weights = {"authentication": 1.0, "origin_host": 1.0, "login_time": 0.2}
-    days = user_days(hourly, weights, 60.0)
+    # Without a population each model keeps its nominal surprise, one per dimension (auth 80, host 80, time 95).
+    nominal = Calibration(Reference(np.zeros(0, dtype=np.int64), {}, []), days=30)
+    days = user_days(hourly, weights, nominal, {})
     first = datetime.fromtimestamp(day * 3600, timezone.utc)
     assert days.users == ["a", "b", "a"]
     assert days.days == [first.date(), first.date(), (first + timedelta(days=1)).date()]
-    assert days.score == [80.0, 8.0, 75.0]  # login_time's 95 scales to 19: under the threshold
+    s = scoring.surprise_of_score
+    expected = [ranked_evidence([s(80.0), s(80.0), s(95.0)]), s(40.0), s(75.0)]
+    assert days.score == pytest.approx([day_score(float(e)) for e in expected])
     assert days.scored_hours == [3, 1, 1] and days.learning == [False, True, False]
     # A tie at 80 in one hour goes to the model name first in order.
     assert days.hour[0] == first + timedelta(hours=3) and days.model == ["authentication", "login_time", "authentication"]

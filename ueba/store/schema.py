@@ -250,7 +250,7 @@ event_scores = Table(
     postgresql_partition_by="RANGE (hour)",
 )
 
-# The 24-hour user anomaly score (conditioned mean of the hourly scores).
+# The calibrated user-day score (models and rule findings, services/scorer/calibration.py).
 user_scores = Table(
     "user_scores",
     metadata,

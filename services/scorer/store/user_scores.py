@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import Connection, delete, select, text
+from sqlalchemy import Connection, delete, func, select, text
 
 from services.scorer.context import UserScope
 from services.scorer.store.scope import SCOPE_SQL, scope_clauses, scope_params
@@ -98,3 +98,36 @@ def scores_of_days(conn: Connection, tenant: str, d0: datetime, d1: datetime, sc
                                user_scores.c.learning).where(
         user_scores.c.tenant == tenant, user_scores.c.day >= d0.date(), user_scores.c.day < d1.date(),
         *scope_clauses(scope, user_scores))).all()
+
+
+def day_maxima(conn: Connection, tenant: str, d0: datetime, d1: datetime, ignored: frozenset[str]) -> list[tuple]:
+    """(user, day, model, strongest score) of every user past learning, the ignored excepted, from `d0` to `d1`."""
+    return conn.execute(
+        text("""SELECT user_name, CAST(hour AT TIME ZONE 'UTC' AS date) AS day, model, max(score)
+                FROM event_scores
+                WHERE tenant = :tenant AND hour >= :d0 AND hour < :d1 AND NOT learning
+                  AND NOT user_name = ANY(CAST(:ignored AS text[]))
+                GROUP BY 1, 2, 3"""),
+        {"tenant": tenant, "d0": d0, "d1": d1, "ignored": sorted(ignored)},
+    ).all()
+
+
+def rule_findings(conn: Connection, tenant: str, d0: datetime, d1: datetime) -> list[tuple]:
+    """(user, day, kind, dimension, score, incident) of the rule findings about accounts from `d0` to `d1`,
+    those reviewed as false positives excepted; a finding outside any incident is its own."""
+    return conn.execute(
+        text("""SELECT user_name, CAST(time AT TIME ZONE 'UTC' AS date), profile_kind, dimension, risk_score,
+                       CAST(coalesce(incident_id, id) AS text)
+                FROM anomalies
+                WHERE tenant = :tenant AND source = 'rule' AND entity_type = 'user' AND user_name <> ''
+                  AND status <> 'false_positive' AND time >= :d0 AND time < :d1"""),
+        {"tenant": tenant, "d0": d0, "d1": d1},
+    ).all()
+
+
+def as_strong_before(conn: Connection, tenant: str, day: date, score: float, days: int) -> tuple[int, int]:
+    """(stored user-days past learning at least `score`, all of them) of the `days` before `day`."""
+    return tuple(conn.execute(
+        select(func.count().filter(user_scores.c.score >= score), func.count()).where(
+            user_scores.c.tenant == tenant, user_scores.c.day >= day - timedelta(days=days),
+            user_scores.c.day < day, user_scores.c.learning.is_(False))).one())

@@ -1,0 +1,116 @@
+"""The calibrated user-day score: each source judged against the population, combined by dimension."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+
+from services.scorer import calibration
+from services.scorer.calibration import Calibration, Reference, RuleFinding, day_score, population_tail
+from services.scorer.model_anomalies import anomaly_score, decisive_feature
+from services.scorer.scoring import score_from_p, surprise_of_score
+from ueba.risk import bounded_risk, ranked_evidence
+
+DAY = date(2026, 11, 30)
+
+
+def _reference(days: int, users: int, models: dict[str, np.ndarray], findings: list[RuleFinding] = ()) -> Reference:
+    """`users` user-days on each of the `days` before DAY; models[m][i] is user-day i's strongest score of m."""
+    on = np.array([(DAY - timedelta(days=1 + i // users)).toordinal() for i in range(days * users)], dtype=np.int64)
+    maxima = {m: (np.arange(on.size, dtype=np.int64), np.asarray(s, dtype=np.float64)) for m, s in models.items()}
+    return Reference(on, maxima, list(findings))
+
+
+def test_surprise_of_score_inverts_the_score_scale():
+    p = np.array([1e-1, 1e-2, 1e-4, 1e-6, 1e-8])
+    assert surprise_of_score(score_from_p(p).astype(np.float64)) == pytest.approx(-np.log10(p), abs=0.06)
+
+
+def test_population_tail_reads_the_quantiles_with_absent_sources_as_zero():
+    # 1,000 user-days, 100 of them with the source: the 20% level is 0, the 5% level the 50th strongest.
+    surprises = np.linspace(4.0, 1.0, 100)
+    tail = population_tail(surprises, 1000)
+    assert tail.low == 0.0 and tail.scale == pytest.approx(surprises[50])
+    assert population_tail(surprises, calibration.MIN_REFERENCE - 1) is None
+
+
+def test_what_is_common_in_the_organisation_is_not_rare_for_one_user():
+    rng = np.random.default_rng(3)
+    # Authentication scores of 50 (1e-3 nominally: a few typos) on a quarter of user-days,
+    # data movement rarely above 20.
+    auth = np.where(rng.random(2000) < 0.25, 50.0, 10.0)
+    data = rng.uniform(1.0, 20.0, 2000)
+    cal = Calibration(_reference(20, 100, {"authentication": auth, "data_movement": data}), days=30)
+    typos = cal.evidence(DAY, {"authentication": 50.0, "data_movement": 10.0}, ())
+    assert typos < 1.0  # nominally 3 decades; in this organisation, ordinary
+    blatant = cal.evidence(DAY, {"authentication": 10.0, "data_movement": 100.0}, ())
+    assert blatant == pytest.approx(8.0)  # beyond anything seen: the model's own surprise, no more
+    assert day_score(blatant) > 85 > 50 > day_score(typos)
+
+
+def test_a_rule_finding_counts_no_more_than_its_kind_is_rare():
+    quiet = np.full(2000, 5.0)
+    # 40 earlier incidents of failed logons at 50 among 2,000 user-days: about 1 in 50.
+    earlier = [RuleFinding(f"u{i}", DAY - timedelta(days=2), "failed_logins", "authentication", 50, f"i{i}")
+               for i in range(40)]
+    # One spray over 30 accounts is one incident.
+    earlier += [RuleFinding(f"v{i}", DAY - timedelta(days=3), "bulk_delete", "data", 60, "spray") for i in range(30)]
+    cal = Calibration(_reference(20, 100, {"authentication": quiet}, earlier), days=30)
+    common = RuleFinding("x", DAY, "failed_logins", "authentication", 50, "new")
+    rare = RuleFinding("x", DAY, "bulk_delete", "data", 60, "new2")
+    assert cal.evidence(DAY, {}, [common]) == pytest.approx(-np.log10(41 / 2001))
+    assert cal.evidence(DAY, {}, [rare]) == pytest.approx(min(surprise_of_score(60.0), -np.log10(2 / 2001)))
+    # Too few reference user-days: the nominal surprise.
+    empty = Calibration(_reference(0, 0, {}), days=30)
+    assert empty.evidence(DAY, {}, [common]) == pytest.approx(surprise_of_score(50.0))
+
+
+def test_sources_of_one_dimension_count_once_and_further_dimensions_add_by_rank():
+    cal = Calibration(_reference(0, 0, {}), days=30)  # no population: nominal surprises
+    origin = cal.evidence(DAY, {"origin_host": 70.0}, ())
+    same_dimension = cal.evidence(DAY, {"origin_host": 70.0, "impacted_host": 70.0}, ())
+    two_dimensions = cal.evidence(DAY, {"origin_host": 70.0, "origin_location": 70.0}, ())
+    assert origin == pytest.approx(4.0) and same_dimension == pytest.approx(4.0)
+    assert two_dimensions == pytest.approx(4.0 + 4.0 / 4)
+    finding = RuleFinding("x", DAY, "risky_countries", "location", 70, "i")
+    assert cal.evidence(DAY, {"origin_location": 50.0}, [finding]) == pytest.approx(4.0)
+
+
+def test_the_day_scale_is_linear_in_log_odds_and_never_reaches_100():
+    assert day_score(calibration.HALF) == pytest.approx(50.0)
+    assert day_score(calibration.NINETY) == pytest.approx(90.0)
+    assert day_score(30.0) < 100.0 and day_score(20.0) < day_score(30.0)
+
+
+def test_risk_and_day_scores_combine_evidence_the_same_way():
+    assert ranked_evidence([]) == 0.0
+    assert ranked_evidence([1.0, 3.0, 2.0]) == pytest.approx(3.0 + 2.0 / 4 + 1.0 / 9)
+    assert ranked_evidence([3.0, 1.0], neutral=2.0) == 3.0
+    # Risk's documented figures are unchanged by sharing the combination.
+    assert bounded_risk([70, 70]) == 80 and bounded_risk([90, 70]) == 94 and bounded_risk([30] * 1000) < 40
+
+
+def test_a_day_decided_by_accounts_failing_from_the_origin_is_charged_at_half():
+    spray = [{"name": "max_accounts_failing_from_origin", "share": 0.8}, {"name": "new_source_ips", "share": 0.2}]
+    quoted = [{"name": "login_time.active", "share": 0.1},
+              {"name": "origin_host.max_accounts_failing_from_origin", "share": 0.7}]
+    own = [{"name": "files_downloaded", "share": 0.9}, {"name": "max_accounts_failing_from_origin", "share": 0.1}]
+    assert decisive_feature(spray) == "max_accounts_failing_from_origin"
+    assert anomaly_score(96.4, decisive_feature(spray)) == 48
+    assert anomaly_score(96.4, decisive_feature(quoted)) == 48
+    assert anomaly_score(96.4, decisive_feature(own)) == 96
+    assert decisive_feature([]) == "" and anomaly_score(0.2, "") == 1
+
+
+def test_an_anomalys_risk_reads_how_rare_its_day_is_in_the_organisation():
+    # Stronger than every one of 6,000 earlier user-days: critical; one in a hundred: medium.
+    assert anomaly_score(75.0, "files_downloaded", 0, 6000) >= 97
+    assert anomaly_score(99.0, "files_downloaded", 60, 6000) == 50
+    assert 89 <= anomaly_score(80.0, "files_downloaded", 5, 6000) <= 91  # one in a thousand
+    # The same day decided by a spray's pattern: half.
+    assert anomaly_score(99.0, "max_accounts_failing_from_origin", 60, 6000) == 25
+    # Too few user-days before it: the day's own score.
+    assert anomaly_score(83.4, "files_downloaded", 0, calibration.MIN_REFERENCE - 1) == 83
+    assert calibration.rarity_score(0, 50) is None

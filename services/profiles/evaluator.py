@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from datetime import datetime
@@ -20,6 +21,7 @@ from services.profiles.store.events import BucketSet
 from services.profiles.warmup import warm_detector
 from ueba.leases import LeaseLost, buckets_of
 from ueba.store.anomalies import AnomalyRecord, write_anomalies
+from ueba.store.commits import CommitListener
 from ueba.worker import BackgroundWorker
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,10 @@ class ProfileEvaluator(BackgroundWorker):
         start_from: str = "beginning",
         seed_defaults: bool = True,
         ownership: Ownership | None = None,
+        listen: bool = True,
     ):
         self.engine = engine
-        self.poll_seconds = poll_seconds
+        self.poll_seconds = poll_seconds  # the fallback when no commit is announced (README: "Waking on commit")
         self.batch_events = batch_events
         self.start_from = start_from
         self.seed_defaults = seed_defaults
@@ -70,6 +73,9 @@ class ProfileEvaluator(BackgroundWorker):
         # (tenant, snapshot, users) -> where the tenant's processed events end, during one sync.
         self._positions: dict[tuple[str, str, BucketSet | None], datetime | None] = {}
         super().__init__()
+        # Set by an announced commit (and by stop()); the loop waits on it instead of sleeping.
+        self.wake = threading.Event()
+        self.listener = CommitListener(engine, self.wake) if listen else None
         self.processed = 0
         self.created = 0
         self.backlog = False
@@ -77,21 +83,31 @@ class ProfileEvaluator(BackgroundWorker):
     # --- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
         self.ownership.start()
+        if self.listener is not None:
+            self.listener.start()
         super().start()
 
     def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
         super().stop()
+        if self.listener is not None:
+            self.listener.stop()
         self.ownership.stop()
 
     def run(self) -> None:
         backoff = self.poll_seconds
         while not self.stopping.is_set():
             try:
+                # Cleared before the batch reads its snapshot: a commit announced from here on
+                # is either in this batch or wakes the next one.
+                self.wake.clear()
                 self.run_once()
                 backoff = self.poll_seconds
                 if not self.backlog:
-                    # Idle: poll. With a backlog the next batch starts at once.
-                    self.stopping.wait(self.poll_seconds)
+                    # Idle until a commit is announced, or the poll interval passes (a lost
+                    # announcement). With a backlog the next batch starts at once.
+                    self.wake.wait(self.poll_seconds)
             except LeaseLost as exc:
                 # A bucket was released or taken over mid-batch: the batch rolled back. Go on as
                 # soon as the heartbeat has seen the new share (not at once: the same share would

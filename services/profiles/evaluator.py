@@ -8,6 +8,7 @@ import threading
 import time
 from collections import defaultdict
 from datetime import datetime
+from operator import attrgetter
 from typing import Callable, Iterable
 
 from prometheus_client import Counter, Histogram
@@ -32,8 +33,8 @@ BATCH_SECONDS = Histogram("ueba_profiles_batch_seconds", "time of one evaluator 
                           buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
 
 
-def _event_order(e: EventRecord) -> tuple[float, str]:
-    return e.ts, e.event_id
+# In C: a Python key function cost as much as the sort's share of the detectors.
+_event_order = attrgetter("ts", "event_id")
 
 
 class ProfileEvaluator(BackgroundWorker):

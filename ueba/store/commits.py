@@ -57,13 +57,17 @@ class CommitListener:
             self._thread = None
 
     def _run(self) -> None:
+        warned = False  # once per outage: a database down for minutes would log every retry
         while not self._stopping.is_set():
             try:
                 self._listen()
-            except (psycopg.Error, OSError) as exc:
-                log.warning("commit listener disconnected; readers fall back to polling", extra={"reason": str(exc)})
-            except Exception as exc:  # SQLAlchemy wraps connect errors
-                log.warning("commit listener cannot connect; readers fall back to polling", extra={"reason": str(exc)})
+            except Exception as exc:  # psycopg's errors, or SQLAlchemy's wrapping of a failed connect
+                if not self._stopping.is_set():
+                    warned = warned and not self.connected.is_set()  # a new outage after a connection
+                    (log.debug if warned else log.warning)(
+                        "commit listener disconnected; readers fall back to polling", extra={"reason": str(exc)}
+                    )
+                    warned = True
             finally:
                 self.connected.clear()
                 self.backend_pid = None

@@ -10,7 +10,7 @@ from ueba.settings import SettingsError, env_field
 
 @dataclass(frozen=True)
 class ProfilesSettings(LeaseSettings):
-    poll_seconds: float = env_field("UEBA_PROFILES_POLL_SECONDS", 0.5, "how often the evaluator looks for newly committed events")
+    poll_seconds: float = env_field("UEBA_PROFILES_POLL_SECONDS", 0.5, "how often the evaluator looks for new events when no commit is announced")
     batch_events: int = env_field("UEBA_PROFILES_BATCH_EVENTS", 5000, "most events the evaluator takes in one transaction")
     start_from: str = env_field(
         "UEBA_PROFILES_START", "beginning", "where a new evaluator starts: beginning (every stored event) or now"

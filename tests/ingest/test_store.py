@@ -175,3 +175,14 @@ def test_metrics_count_accepted_duplicate_and_rejected_events(pipeline, tenant):
     pipeline.ingest(tenant, events[:2])
     assert {r: value(r) - before[r] for r in before} == {"accepted": 3, "duplicate": 2, "rejected": 1}
     assert REGISTRY.get_sample_value("ueba_ingest_batch_commit_seconds_count") >= 2
+
+
+def test_a_batch_that_stored_events_announces_its_commit_and_one_of_repeats_does_not(pipeline, pg, tenant):
+    from ueba.store.commits import CHANNEL
+
+    pg.execute(f"LISTEN {CHANNEL}")
+    pipeline.ingest(tenant, batch(5))
+    heard = list(pg.notifies(timeout=5, stop_after=1))
+    assert [n.channel for n in heard] == [CHANNEL]
+    pipeline.ingest(tenant, batch(5))  # stored before: nothing new to look at
+    assert list(pg.notifies(timeout=0.5)) == []

@@ -11,6 +11,7 @@ from services.profiles.kinds import KINDS
 from services.profiles.records import EventRecord
 from services.profiles.store import definitions
 from ueba.db import libpq_url
+from ueba.store.commits import announce_commit
 from ueba.store.partitions import ensure_partitions
 from ueba.store.schema import anomalies
 
@@ -32,8 +33,11 @@ def connect(url: str, autocommit: bool = True) -> psycopg.Connection:
     return psycopg.connect(libpq_url(url), autocommit=autocommit)
 
 
-def insert_events(url: str, events: Iterable[EventRecord], tenant: str = "default", per_transaction: int = 0) -> None:
-    """Commits the events, `per_transaction` at a time (0: all in one transaction)."""
+def insert_events(
+    url: str, events: Iterable[EventRecord], tenant: str = "default", per_transaction: int = 0, announce: bool = False
+) -> None:
+    """Commits the events, `per_transaction` at a time (0: all in one transaction), announcing
+    each commit as ingest does when `announce`."""
     events = list(events)
     with connect(url) as conn:
         ensure_partitions(conn, {e.time.date() for e in events})
@@ -42,6 +46,8 @@ def insert_events(url: str, events: Iterable[EventRecord], tenant: str = "defaul
             with conn.transaction():
                 with conn.cursor() as cur:
                     cur.executemany(INSERT, [row(e, tenant) for e in events[i : i + step]])
+                    if announce:
+                        announce_commit(cur)
 
 
 def add_profile(engine: Engine, kind: str, name: str | None = None, tenant: str = "default", risk_score: int = 50,

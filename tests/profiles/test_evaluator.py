@@ -195,3 +195,63 @@ def test_background_worker_raises_anomalies_as_events_commit(fresh_database_url,
     assert [a.user_name for a in stored_anomalies(fresh_engine)] == ["oli"]
     with fresh_engine.connect() as conn:
         assert conn.execute(select(profile_cursors.c.snapshot)).scalar()
+
+
+def _wait_for_anomalies(engine, n: int, seconds: float) -> float:
+    """Seconds until `n` anomalies are stored; fails after `seconds`."""
+    import time
+
+    started = time.monotonic()
+    while len(stored_anomalies(engine)) < n:
+        if time.monotonic() - started > seconds:
+            raise AssertionError(f"fewer than {n} anomalies after {seconds} s")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def _idle(evaluator: ProfileEvaluator) -> None:
+    """Until the evaluator listens and has finished the rounds its start and connection began."""
+    import time
+
+    assert evaluator.listener.connected.wait(30)
+    deadline = time.monotonic() + 30
+    while evaluator.wake.is_set() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(1.0)  # the round the last wake began
+
+
+def test_an_announced_commit_wakes_the_evaluator_long_before_its_poll(fresh_database_url, fresh_engine):
+    add_profile(fresh_engine, "risky_countries", countries=["IR"])
+    evaluator = ProfileEvaluator(fresh_engine, seed_defaults=False, poll_seconds=60)
+    evaluator.start()
+    try:
+        _idle(evaluator)
+        insert_events(fresh_database_url, [event("oli", "logon", 0, country="IR")], announce=True)
+        assert _wait_for_anomalies(fresh_engine, 1, seconds=10) < 10  # the poll would take 60
+    finally:
+        evaluator.stop()
+    assert [a.user_name for a in stored_anomalies(fresh_engine)] == ["oli"]
+
+
+def test_the_listener_reconnects_and_commits_missed_meanwhile_are_taken_by_the_poll(fresh_database_url, fresh_engine):
+    add_profile(fresh_engine, "risky_countries", countries=["IR"])
+    evaluator = ProfileEvaluator(fresh_engine, seed_defaults=False, poll_seconds=2)
+    evaluator.listener.retry_seconds = 3  # long enough that the commits below happen while it is away
+    evaluator.start()
+    try:
+        _idle(evaluator)
+        lost = evaluator.listener.backend_pid
+        with connect(fresh_database_url) as admin:
+            assert admin.execute("SELECT pg_terminate_backend(%s)", (lost,)).fetchone()[0]
+        # Not announced (as when the announcement went to a listener that was away): the poll finds it.
+        insert_events(fresh_database_url, [event("oli", "logon", 0, country="IR")])
+        _wait_for_anomalies(fresh_engine, 1, seconds=15)
+        assert evaluator.listener.connected.wait(30)
+        assert evaluator.listener.backend_pid not in (None, lost)
+        evaluator.poll_seconds = 60  # from here on only an announcement can wake it in time
+        _idle(evaluator)
+        insert_events(fresh_database_url, [event("ivy", "logon", 0, country="IR")], announce=True)
+        assert _wait_for_anomalies(fresh_engine, 2, seconds=10) < 10
+    finally:
+        evaluator.stop()
+    assert sorted(a.user_name for a in stored_anomalies(fresh_engine)) == ["ivy", "oli"]

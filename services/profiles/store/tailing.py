@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Sequence
 
-from sqlalchemy import Connection, func, select, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Connection, select, text
 
 from services.profiles.records import EventRecord
 from services.profiles.store.events import BucketSet
@@ -45,18 +44,22 @@ def read_cursors(conn: Connection, consumers: Iterable[str]) -> dict[str, Cursor
     return {r.consumer: Cursor(r.snapshot, r.high_water) for r in rows}
 
 
+# One statement text for any number of consumers: SQLAlchemy compiled the multi-row insert afresh
+# on every batch, a fifth of a small batch's time.
+_WRITE_CURSORS = text("""
+INSERT INTO profile_cursors (tenant, consumer, snapshot, high_water, updated_at)
+SELECT :tenant, consumer, :snapshot, CAST(:high_water AS timestamptz), clock_timestamp()
+FROM unnest(CAST(:consumers AS text[])) AS consumer
+ON CONFLICT (tenant, consumer) DO UPDATE
+SET snapshot = EXCLUDED.snapshot, high_water = EXCLUDED.high_water, updated_at = EXCLUDED.updated_at""")
+
+
 def write_cursor(conn: Connection, consumer: str | Sequence[str], cursor: Cursor) -> None:
     """Stores `cursor` as the cursor of one consumer, or of several at once (buckets that moved together)."""
     names = [consumer] if isinstance(consumer, str) else list(consumer)
-    stmt = pg_insert(profile_cursors).values([
-        {"tenant": ALL_TENANTS, "consumer": name, "snapshot": cursor.snapshot, "high_water": cursor.high_water,
-         "updated_at": func.clock_timestamp()}
-        for name in names
-    ])
-    conn.execute(stmt.on_conflict_do_update(
-        index_elements=["tenant", "consumer"],
-        set_={"snapshot": stmt.excluded.snapshot, "high_water": stmt.excluded.high_water, "updated_at": stmt.excluded.updated_at},
-    ))
+    conn.execute(_WRITE_CURSORS, {
+        "tenant": ALL_TENANTS, "consumers": names, "snapshot": cursor.snapshot, "high_water": cursor.high_water,
+    })
 
 
 def current_snapshot(conn: Connection) -> str:

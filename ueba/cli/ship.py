@@ -28,10 +28,11 @@ from typing import Callable, Iterator
 from ueba.cli.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, HELP
 from ueba.cli.output import add_output_option, emit, printable
 from ueba.client.channel import add_channel_options, channel_config
-from ueba.parsers import FORMATS
+from ueba.parsers import FORMATS, INDEPENDENT_FORMATS
 from ueba.parsers.base import Event, ParseOptions, zone
 from ueba.parsers.detect import DetectionError
 from ueba.parsers.files import ParsedRecord, Source, iter_records, parse_records, resolve_format, sources
+from ueba.parsers.parallel import MIN_PARALLEL_BYTES, default_workers, parse_in_parallel
 
 STATE_VERSION = 2
 CHUNK_BATCHES = 8  # batches per acknowledged chunk: the unit of resume
@@ -209,8 +210,17 @@ def _resend_rejected(shipper: _Shipper, kind: str, options: ParseOptions, upto: 
         shipper.fs.resent_lines += len(set(lines))
 
 
+def _parsed(source: Source, kind: str, fmt: str, options: ParseOptions, offset: int, line: int,
+            workers: int) -> Iterator[ParsedRecord]:
+    """The source's records from a resume point, parsed on `workers` processes where that pays."""
+    records = iter_records(source, kind, offset, line)
+    if workers > 1 and fmt in INDEPENDENT_FORMATS and source.size - offset >= MIN_PARALLEL_BYTES:
+        return parse_in_parallel(records, fmt, options, workers)
+    return parse_records(records, fmt, options)
+
+
 def _ship_source(source: Source, fs: FileSummary, state: ShipState | None, client, kind: str, options: ParseOptions,
-                 chunk_size: int, show_progress: bool, progress, resend_rejected: bool) -> None:
+                 chunk_size: int, show_progress: bool, progress, resend_rejected: bool, workers: int) -> None:
     shipper = _Shipper(source, fs, state, client, chunk_size, progress)
     offset, line = (0, 0) if state is None else state.resume_point(source)
     if state is not None:
@@ -239,7 +249,7 @@ def _ship_source(source: Source, fs: FileSummary, state: ShipState | None, clien
             yield p
 
     try:
-        parsed = counted(parse_records(iter_records(source, kind, offset, line), fs.format, options))
+        parsed = counted(_parsed(source, kind, fs.format, options, offset, line, workers))
         for events, lines, reached, reached_line in shipper.chunks(parsed):
             shipper.send(events, lines)
             if reached > offset:
@@ -269,6 +279,7 @@ def ship_files(
     show_progress: bool = False,
     progress: Callable[[int], None] | None = None,
     names: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> ShipSummary:
     """Ships every file; `client` is an IngestClient (unused with dry_run). `destination` (the
     ingest address) keys the resume state with the content; `names` shows a path as another
@@ -297,7 +308,7 @@ def ship_files(
                 if state is not None and restart:
                     state.clear()
                 _ship_source(source, fs, state, client, kind, options, batch_size * CHUNK_BATCHES, show_progress,
-                             progress, resend_rejected)
+                             progress, resend_rejected, workers)
     except KeyboardInterrupt:
         summary.interrupted = True
         summary.failed = "interrupted; run again to resume from the last acknowledged record"
@@ -390,6 +401,8 @@ def register(sub) -> None:
     p.add_argument("--resend-rejected", action="store_true",
                    help="send again the lines ingest rejected in earlier runs (after fixing the cause)")
     p.add_argument("--dry-run", action="store_true", help="parse and summarise without sending")
+    p.add_argument("--workers", type=int, default=default_workers(),
+                   help="processes that parse files over 8 MB, while batches are sent (default: one per CPU, at most 8)")
     p.add_argument("--token", default=os.environ.get("UEBA_TOKEN"), help="bearer token (agent role)")
     p.add_argument("--retries", type=int, default=10, help="reconnect attempts before giving up (default 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -410,6 +423,9 @@ def run(args) -> int:
     if args.batch_size < 1:
         print("--batch-size: at least 1", file=sys.stderr)
         return EXIT_USAGE
+    if args.workers < 1:
+        print("--workers: at least 1", file=sys.stderr)
+        return EXIT_USAGE
     try:
         tz = zone(args.timezone)
     except ValueError as exc:
@@ -429,7 +445,7 @@ def run(args) -> int:
     try:
         if args.dry_run:
             summary = ship_files(paths, None, fmt=args.format, options=options, batch_size=args.batch_size,
-                                 dry_run=True, names=names)
+                                 dry_run=True, names=names, workers=args.workers)
         else:
             from ueba.client.ingest import IngestClient
 
@@ -437,7 +453,8 @@ def run(args) -> int:
                               channel=channel_config(args)) as client:
                 summary = ship_files(paths, client, fmt=args.format, options=options, batch_size=args.batch_size,
                                      state_dir=state_dir, destination=args.address, restart=args.restart,
-                                     resend_rejected=args.resend_rejected, show_progress=show, names=names)
+                                     resend_rejected=args.resend_rejected, show_progress=show, names=names,
+                                     workers=args.workers)
     finally:
         if spool is not None:
             spool.unlink(missing_ok=True)

@@ -20,6 +20,9 @@ from __future__ import annotations
 from ueba.parsers.base import Event, ParseError, ParseOptions, Parser, zone
 
 FORMATS = ("ecs", "winevent", "syslog", "cef", "m365", "entra")
+# Formats whose records parse without reference to earlier ones, so they may be parsed in
+# parallel; syslog's parser counts repeats of a line to give each its own event id.
+INDEPENDENT_FORMATS = frozenset(FORMATS) - {"syslog"}
 
 
 def parser_for(fmt: str, options: ParseOptions | None = None) -> Parser:
@@ -43,4 +46,4 @@ def parser_for(fmt: str, options: ParseOptions | None = None) -> Parser:
     return classes[fmt](options or ParseOptions())
 
 
-__all__ = ["Event", "FORMATS", "ParseError", "ParseOptions", "Parser", "parser_for", "zone"]
+__all__ = ["Event", "FORMATS", "INDEPENDENT_FORMATS", "ParseError", "ParseOptions", "Parser", "parser_for", "zone"]

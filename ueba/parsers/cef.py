@@ -8,8 +8,9 @@ has no `rt`. Header fields escape `|` and `\\`; extension values escape `=`,
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from ueba.parsers.base import (
     Event,

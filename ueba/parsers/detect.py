@@ -6,7 +6,8 @@ import csv
 import io
 import json
 from collections import Counter
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ueba.parsers.syslog import ISO_HEADER, RFC3164, RFC5424
 

@@ -8,9 +8,11 @@ receiver share it, so an agent gets the same mapping whichever way it sends.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from ueba.parsers.base import (
     FAILURE,
@@ -32,12 +34,17 @@ from ueba.parsers.winevent import set_logon_type
 from ueba.v1 import common_pb2
 
 
+_LEAVES = frozenset((str, int, float, bool, list, type(None)))
+
+
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'user': {'name': 'a'}} and {'user.name': 'a'} both give {'user.name': 'a'}."""
     flat: dict[str, Any] = {}
     for key, item in value.items():
         path = f"{prefix}{key}"
-        if isinstance(item, Mapping) and item:
+        # JSON decoding gives dicts and scalars: exact types first, the abstract check only for others.
+        kind = type(item)
+        if (kind is dict or (kind not in _LEAVES and isinstance(item, Mapping))) and item:
             flat.update(flatten(item, path + "."))
         else:
             flat[path] = item
@@ -85,12 +92,21 @@ def type_from_words(*texts: Any) -> int | None:
             if found:
                 return found
             continue
-        words = _words(text)
-        if words.replace(" ", "_") in TYPE_BY_NAME:
-            return TYPE_BY_NAME[words.replace(" ", "_")]
-        for pattern, kind in _TYPE_WORDS:
-            if pattern.search(words):
-                return kind
+        kind = _type_of_text(str(text))
+        if kind:
+            return kind
+    return None
+
+
+# Logs repeat a few hundred action names; matching each anew was a tenth of the parse.
+@functools.lru_cache(maxsize=4096)
+def _type_of_text(text: str) -> int | None:
+    words = _words(text)
+    if words.replace(" ", "_") in TYPE_BY_NAME:
+        return TYPE_BY_NAME[words.replace(" ", "_")]
+    for pattern, kind in _TYPE_WORDS:
+        if pattern.search(words):
+            return kind
     return None
 
 

@@ -12,8 +12,9 @@ whose CSV form carries JSON in cells (`LocationDetails_dynamic`) and a
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from ueba.parsers.base import (
     FAILURE,

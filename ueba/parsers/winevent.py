@@ -12,9 +12,10 @@ Each is read into one `WinRecord`; the mapping of event ids to Events is shared.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from typing import Any
 
 from ueba.parsers.base import (
     FAILURE,

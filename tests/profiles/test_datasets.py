@@ -16,7 +16,7 @@ from services.profiles.defaults import DEFAULT_PROFILES
 from services.profiles.kinds import ProfileSpec, build_detector
 from services.profiles.kinds.trust import TrustedNetworks
 from tests.profiles.simutil import records
-from tests.agents.helpers import drop_database, fresh_database, ingest_env
+from tests.agents.helpers import ingest_env
 from ueba.cli.main import main
 from ueba.db import libpq_url
 from ueba.launcher import start_service
@@ -82,10 +82,10 @@ def test_a_trusted_network_silences_every_address_based_profile_on_the_sign_in_l
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("trusted", [False, True], ids=["nothing trusted", "ingest trusts the lab's network"])
-def test_ingests_trusted_networks_silence_the_address_profiles_of_the_running_service(datasets, server_url, tmp_path,
+def test_ingests_trusted_networks_silence_the_address_profiles_of_the_running_service(datasets, migrated_databases, tmp_path,
                                                                                        capsys, trusted):
     """The same through a real ingest (UEBA_TRUSTED_NETWORKS marks the events) and profiles service."""
-    name, url = fresh_database(server_url)
+    name, url = migrated_databases.new("ueba_lab")
     ingest = profiles = None
     try:
         extra = {"UEBA_TRUSTED_NETWORKS": LAB_NETWORK} if trusted else {}
@@ -114,7 +114,7 @@ def test_ingests_trusted_networks_silence_the_address_profiles_of_the_running_se
         for service in (profiles, ingest):
             if service is not None:
                 service.stop()
-        drop_database(server_url, name)
+        migrated_databases.drop(name)
     print(f"\nsign-in lab through the services, {'trusted' if trusted else 'untrusted'}: events marked {marked}, "
           f"findings {dict(found)}")
     assert marked == ((56 if trusted else 0), 56)

@@ -20,6 +20,7 @@ KINDS = ("rule", "model", "incident", "risk")
 ANOMALY_DETECTED = "anomaly-detected"
 INCIDENT_OPENED = "incident-opened"
 INCIDENT_ESCALATED = "incident-escalated"
+INCIDENT_REVIEWED = "incident-reviewed"
 RISK_RAISED = "risk-level-raised"
 
 

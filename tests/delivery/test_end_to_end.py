@@ -1,5 +1,7 @@
 """End to end: events in through ingest; a rule anomaly (profiles) and a model anomaly (scorer)
-out through a signed webhook and syslog by the delivery service; a risk crossing notified once."""
+out through a signed webhook and syslog by the delivery service; a risk crossing notified once;
+then an analyst works the riskiest user's incident as a case (query) and closes it as a false
+positive, which lowers the user's risk, every step in the case's timeline with its actor."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from tests.scorer.conftest import constructed_activity
 from tests.scorer.helpers import COLUMNS
 from ueba.client.ingest import IngestClient
 from ueba.timestamps import to_proto
-from ueba.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
+from ueba.v1 import cases_pb2, cases_pb2_grpc, common_pb2, query_pb2, query_pb2_grpc, scorer_pb2, scorer_pb2_grpc
 
 pytestmark = pytest.mark.e2e
 
@@ -58,6 +60,29 @@ def _wait(check, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _work_a_case(query_address: str) -> str:
+    """The riskiest user's strongest incident: opened, commented and closed as a false positive."""
+    analyst = (("x-ueba-actor", "sara"),)
+    with grpc.insecure_channel(query_address) as channel:
+        query, cases = query_pb2_grpc.QueryServiceStub(channel), cases_pb2_grpc.CaseServiceStub(channel)
+        top = query.ListUsers(query_pb2.ListUsersRequest(page_size=1)).users[0].risk
+        before = query.GetUser(query_pb2.GetUserRequest(user=top.user)).risk
+        incidents = query.ListIncidents(query_pb2.ListIncidentsRequest(
+            entity=common_pb2.EntityRef(type=common_pb2.ENTITY_TYPE_USER, name=top.user), page_size=100)).incidents
+        assert before.risk > 0 and incidents, top
+        strongest = max(incidents, key=lambda i: i.risk_score)
+        case = cases.OpenCase(cases_pb2.OpenCaseRequest(incident_ids=[strongest.id]), metadata=analyst)
+        cases.CommentCase(cases_pb2.CommentCaseRequest(id=case.id, text="travelling, confirmed by phone"),
+                          metadata=(("x-ueba-actor", "ben"),))
+        closed = cases.CloseCase(cases_pb2.CloseCaseRequest(id=case.id, reason=cases_pb2.CLOSE_REASON_FALSE_POSITIVE),
+                                 metadata=analyst)
+        after = query.GetUser(query_pb2.GetUserRequest(user=top.user)).risk
+        assert closed.anomalies_updated >= 1 and after.risk < before.risk, (before, after)
+        timeline = [(e.actor, e.kind) for e in cases.GetCase(cases_pb2.GetCaseRequest(id=case.id)).timeline]
+        assert timeline == [("sara", "opened"), ("ben", "comment"), ("sara", "findings_reviewed"), ("sara", "closed")]
+    return strongest.id
+
+
 def test_findings_go_out_through_webhook_and_syslog_and_a_crossing_once(fresh_database_url, service_processes):
     hook, collector = WebhookReceiver(fail_first=2), SyslogTcpReceiver()
     try:
@@ -70,6 +95,7 @@ def test_findings_go_out_through_webhook_and_syslog_and_a_crossing_once(fresh_da
         ingest = service_processes.start("ingest", env)
         service_processes.start("profiles", {**env, "UEBA_PROFILES_POLL_SECONDS": "0.2"})
         scorer = service_processes.start("scorer", {**env, "UEBA_SCORING_SCHEDULE": "off"})
+        query = service_processes.start("query", env)
         service_processes.start("delivery", {**env, "HOOK_SECRET": SECRET, "UEBA_ANOMALY_LOG": "off",
                                              "UEBA_DELIVERY_DESTINATIONS": json.dumps(destinations)})
         with IngestClient(ingest.address, batch_size=2000, window=1) as client:
@@ -96,6 +122,11 @@ def test_findings_go_out_through_webhook_and_syslog_and_a_crossing_once(fresh_da
 
         cef = [m for m in collector.wait_for(len(rule) + len(model)) if b"CEF:0|UEBA|UEBA|" in m]
         assert any(b"|rule:" in m for m in cef) and any(b"|model:" in m for m in cef)
+
+        incident = _work_a_case(query.address)
+        reviewed = _wait(lambda: [d for d in hook.documents() if d["event"]["action"] == "incident-reviewed"], 60,
+                         "the closed case's incident announced")
+        assert [(d["ueba"]["incident_id"], d["ueba"]["status"]) for d in reviewed] == [(incident, "false_positive")]
     finally:
         hook.close()
         collector.close()

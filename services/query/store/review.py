@@ -8,7 +8,9 @@ from sqlalchemy import Connection, Row, exists, func, insert, select, update
 
 from services.query.filters import AnomalyCriteria
 from services.query.store.conditions import anomaly_conditions
+from ueba.findings import INCIDENT_REVIEWED
 from ueba.risk import OPEN_STATUS
+from ueba.store import outbox
 from ueba.store.schema import anomalies, audit_log, incidents
 
 a = anomalies.c
@@ -72,10 +74,12 @@ def sync_incidents(conn: Connection, tenant: str, ids: set[str], target: str, re
             status=OPEN_STATUS, reviewed_by=None, reviewed_at=None, review_comment=None, updated_at=now)
     )
     if target != OPEN_STATUS:
-        conn.execute(
+        closed = conn.execute(
             update(incidents).where(i.tenant == tenant, i.id.in_(sorted(ids)), ~still_open).values(
-                status=target, updated_at=now, **reviewed)
-        )
+                status=target, updated_at=now, **reviewed).returning(*incidents.c)
+        ).all()
+        # Announced in the review's transaction, as findings are in theirs (docs/integrations.md).
+        outbox.put(conn, [outbox.incident_row(row, INCIDENT_REVIEWED) for row in closed])
 
 
 def record(conn: Connection, tenant: str, now: datetime, actor: str, action: str, changed: list[Row], details: dict) -> None:

@@ -1,7 +1,8 @@
 """Runs every benchmark module bench/bench_*.py and writes its JSON result.
 
 Each module has `run(out_dir: Path) -> dict`; the result goes to
-bench-results/<name>.json. `python -m bench ingest` runs only bench_ingest.
+bench-results/<name>.json. `python -m bench ingest` runs only bench_ingest. Then one table of
+every targeted figure (bench/summary.py), printed and written to bench-results/summary.json.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import bench
+from bench.summary import summarise, table
 
 OUT = Path(__file__).resolve().parent.parent / "bench-results"
 
@@ -38,6 +40,9 @@ def main(argv: list[str]) -> int:
             failed.append(name)
     if failed:
         print(f"targets missed: {failed}", file=sys.stderr)
+    summary = summarise(OUT)
+    (OUT / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(table(summary))
     return 0
 
 

@@ -85,12 +85,12 @@ def _backends(url: str) -> list[int]:
         )]  # fmt: skip
 
 
-def _count(url: str) -> int:
+def count_events(url: str) -> int:
     with psycopg.connect(libpq_url(url)) as conn:
         return conn.execute("SELECT count(*) FROM events").fetchone()[0]
 
 
-def _raw_copy(url: str, batches: list[list[tuple]], days, binary: bool) -> tuple[float, dict]:
+def raw_copy(url: str, batches: list[list[tuple]], days, binary: bool) -> tuple[float, dict]:
     """COPY of ready rows, one transaction per batch: binary with ingest's own encoded rows,
     or text with the same rows as plain Python values (datetime, address strings, JSON text)."""
     from services.ingest.prepare import COLUMNS, COPY_TYPES
@@ -176,12 +176,12 @@ def run(out_dir: Path) -> dict:
 
         log_path = Path(tempfile.gettempdir()) / f"bench-ingest-{uuid.uuid4().hex[:8]}.log"
         e2e_seconds, peak_rss, totals, e2e_cpu = _end_to_end(url, events, log_path)
-        e2e_rows = _count(url)
-        copy_seconds, copy_cpu = _raw_copy(url, batches, days, binary=True)
-        copy_rows = _count(url)
+        e2e_rows = count_events(url)
+        copy_seconds, copy_cpu = raw_copy(url, batches, days, binary=True)
+        copy_rows = count_events(url)
         plain = [[_plain(r) for r in rows] for rows in batches]
-        text_seconds, text_cpu = _raw_copy(url, plain, days, binary=False)
-        text_rows = _count(url)
+        text_seconds, text_cpu = raw_copy(url, plain, days, binary=False)
+        text_rows = count_events(url)
 
     e2e_rate = e2e_rows / e2e_seconds
     copy_rate = copy_rows / copy_seconds

@@ -402,7 +402,7 @@ def register(sub) -> None:
                    help="send again the lines ingest rejected in earlier runs (after fixing the cause)")
     p.add_argument("--dry-run", action="store_true", help="parse and summarise without sending")
     p.add_argument("--workers", type=int, default=default_workers(),
-                   help="processes that parse files over 8 MB, while batches are sent (default: one per CPU, at most 8)")
+                   help="processes that parse files over 8 MB while batches are sent (default: one per CPU but one, at most 8; 1 parses in line)")
     p.add_argument("--token", default=os.environ.get("UEBA_TOKEN"), help="bearer token (agent role)")
     p.add_argument("--retries", type=int, default=10, help="reconnect attempts before giving up (default 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -1,0 +1,93 @@
+"""What a user runs: `ueba ship` of an ECS JSON-lines file into ingest, against raw COPY of the
+same rows, and the shipper's parsing alone (`--dry-run`) on one process and on every CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from bench import DATA
+from bench.bench_ingest import count_events, raw_copy, simulated_events
+from bench.ecs_lines import write_ecs_lines
+from ueba.store.databases import postgres_server, scratch_database
+
+# 300 users over 10 days is about 160,000 lines (75 MB): enough for the parsing workers to pay.
+USERS = int(os.environ.get("BENCH_SHIP_USERS", "300"))
+DAYS = int(os.environ.get("BENCH_SHIP_DAYS", "10"))
+BATCH_SIZE = 5000
+TARGETS = {"ratio_to_raw_copy_min": 0.5}
+
+
+def _ship(args: list[str], env: dict[str, str] | None = None) -> tuple[float, dict]:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "ueba.cli.main", "ship", "--no-progress", "-o", "json", *args],
+                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=3600)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"ueba ship {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return elapsed, json.loads(proc.stdout)
+
+
+def run(out_dir: Path) -> dict:
+    from services.ingest.pipeline import preparer_from
+    from services.ingest.settings import IngestSettings
+    from ueba.launcher import start_service
+    from ueba.parsers.files import read_file
+    from ueba.parsers.parallel import default_workers
+    from ueba.store.migrate import upgrade
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ship-"))
+    path = work / "ecs.jsonl"
+    lines = write_ecs_lines(simulated_events(USERS, DAYS), path)
+    workers = default_workers()
+    dry_one, _ = _ship(["--dry-run", "--workers", "1", str(path)])
+    dry_all, _ = _ship(["--dry-run", "--workers", str(workers), str(path)])
+
+    with postgres_server(DATA / "bench") as server_url, scratch_database(server_url, "ueba_bench_ship") as url:
+        upgrade(url)
+        env = {"DATABASE_URL": url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1", "UEBA_RETENTION_DAYS": "0",
+               "UEBA_LOG_LEVEL": "WARNING"}
+        service = start_service("ingest", env, log_path=work / f"ingest-{uuid.uuid4().hex[:8]}.log")
+        try:
+            ship_seconds, summary = _ship(["--address", service.address, "--batch-size", "1000",
+                                           "--state-dir", str(work / "state"), str(path)])
+        finally:
+            service.stop()
+        shipped = count_events(url)
+        # Raw COPY gets the very rows ingest wrote, parsed and converted ahead of the clock.
+        preparer = preparer_from(IngestSettings.from_env({}, retention_days=0))
+        events = read_file(path, "ecs").events
+        batches, days = [], set()
+        for i in range(0, len(events), BATCH_SIZE):
+            prepared = preparer.prepare("default", events[i: i + BATCH_SIZE])
+            batches.append(prepared.rows)
+            days |= prepared.days
+        copy_seconds, _cpu = raw_copy(url, batches, days, binary=True)
+        copied = count_events(url)
+
+    ship_rate, copy_rate = shipped / ship_seconds, copied / copy_seconds
+    result = {
+        "lines": lines,
+        "file_mb": round(path.stat().st_size / 1e6, 1),
+        "dry_run": {
+            "one_process_lines_per_second": round(lines / dry_one),
+            "workers": workers,
+            "all_workers_lines_per_second": round(lines / dry_all),
+        },
+        "ship": {"seconds": round(ship_seconds, 2), "rows": shipped, "events_per_second": round(ship_rate),
+                 "accepted": summary["files"][0]["accepted"]},
+        "raw_copy": {"seconds": round(copy_seconds, 2), "rows": copied, "events_per_second": round(copy_rate)},
+        "ratio_to_raw_copy": round(ship_rate / copy_rate, 3),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+        "targets": TARGETS,
+    }
+    result["targets_met"] = bool(shipped == lines and result["ratio_to_raw_copy"] >= TARGETS["ratio_to_raw_copy_min"])
+    path.unlink()
+    return result

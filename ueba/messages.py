@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from ueba.risk import LEVELS, risk_level
-from ueba.store.anomalies import AnomalyRecord
 from ueba.timestamps import to_proto
 from ueba.v1 import common_pb2
+
+if TYPE_CHECKING:  # the CLI reads the enums without loading the store
+    from ueba.store.anomalies import AnomalyRecord
 
 
 def enum_words(enum, prefix: str, words) -> dict[str, int]:

@@ -15,11 +15,12 @@ from ueba.cli import output
 from ueba.cli.common import UsageError, duration, moment
 from ueba.cli.entities import INCIDENT_HEADERS, entity, incident_row, shown
 from ueba.cli.output import emit, enum_word, page, say, when
-from ueba.cli.query import LEVELS, _common, _leaf, _more, _pages, emit_risk_changes, level_name
+from ueba.cli.query import LEVELS, emit_risk_changes, level_name
+from ueba.cli.query_calls import common_options, leaf, more_hint, pages
+from ueba.messages import enum_words
 from ueba.v1 import cases_pb2, cases_pb2_grpc, query_pb2
 
-CASE_STATUSES = {"new": cases_pb2.CASE_STATUS_NEW, "in_progress": cases_pb2.CASE_STATUS_IN_PROGRESS,
-                 "closed": cases_pb2.CASE_STATUS_CLOSED}
+CASE_STATUSES = enum_words(cases_pb2.CaseStatus, "CASE_STATUS", ("new", "in_progress", "closed"))
 REASONS = {"true-positive": cases_pb2.CLOSE_REASON_TRUE_POSITIVE, "benign": cases_pb2.CLOSE_REASON_BENIGN,
            "false-positive": cases_pb2.CLOSE_REASON_FALSE_POSITIVE}
 CASE_HEADERS = ["id", "status", "severity", "owner", "title", "incidents", "comments", "reason", "updated_at"]
@@ -42,10 +43,10 @@ def emit_case(fmt: str, c: cases_pb2.Case, out) -> None:
 def cmd_cases_list(args, stub, out):
     req = cases_pb2.ListCasesRequest(statuses=[CASE_STATUSES[s] for s in args.status or []], owner=args.owner or "",
                                      page_size=args.limit, page_token=args.page_token or "")
-    found, token, _total = _pages(stub.ListCases, req, "cases", args.all, args.timeout)
+    found, token, _total = pages(stub.ListCases, req, "cases", args.all, args.timeout)
     emit(args.output, page("cases", found, token), [case_row(c) for c in found], CASE_HEADERS, out, items=found)
     if args.output == "table":
-        _more(len(found), None, token, out)
+        more_hint(len(found), None, token, out)
 
 
 def cmd_cases_get(args, stub, out):
@@ -131,7 +132,7 @@ def cmd_suppressions_add(args, stub, out):
 
 def cmd_suppressions_list(args, stub, out):
     req = query_pb2.ListSuppressionRulesRequest(include_inactive=args.all_rules, page_size=500)
-    rules, token, _total = _pages(stub.ListSuppressionRules, req, "rules", True, args.timeout)
+    rules, token, _total = pages(stub.ListSuppressionRules, req, "rules", True, args.timeout)
     emit(args.output, page("rules", rules, token), [rule_row(r) for r in rules], RULE_HEADERS, out, items=rules)
 
 
@@ -146,41 +147,41 @@ def cmd_suppressions_delete(args, stub, out):
 # --- argument parsing -------------------------------------------------------------------------
 
 def register(sub) -> None:
-    common = _common()
+    common = common_options()
     cases = sub.add_parser("cases", help="work incidents as cases: owner, status, comments, timeline").add_subparsers(
         dest="cases_command", required=True, metavar="ACTION")
     stub = cases_pb2_grpc.CaseServiceStub
-    p = _leaf(cases, "list", cmd_cases_list, "cases, most recently changed first", common, stub)
+    p = leaf(cases, "list", cmd_cases_list, "cases, most recently changed first", common, stub)
     p.add_argument("--status", action="append", choices=CASE_STATUSES)
     p.add_argument("--owner")
     p.add_argument("--limit", type=int, default=50, help="page size")
     p.add_argument("--page-token")
     p.add_argument("--all", action="store_true", help="follow every page")
-    p = _leaf(cases, "get", cmd_cases_get, "a case with its incidents and timeline", common, stub)
+    p = leaf(cases, "get", cmd_cases_get, "a case with its incidents and timeline", common, stub)
     p.add_argument("id")
-    p = _leaf(cases, "open", cmd_cases_open, "open a case over one or more incidents", common, stub)
+    p = leaf(cases, "open", cmd_cases_open, "open a case over one or more incidents", common, stub)
     p.add_argument("incidents", nargs="+", metavar="INCIDENT_ID")
     p.add_argument("--title", help="default: the strongest incident's title")
     p.add_argument("--severity", choices=LEVELS, help="default: the strongest incident's risk level")
     p.add_argument("--owner")
     p.add_argument("--comment")
-    p = _leaf(cases, "comment", cmd_cases_comment, "add a comment to a case's timeline", common, stub)
+    p = leaf(cases, "comment", cmd_cases_comment, "add a comment to a case's timeline", common, stub)
     p.add_argument("id")
     p.add_argument("text", nargs="+")
-    p = _leaf(cases, "assign", cmd_cases_assign, "give a case an owner ('' unassigns)", common, stub)
+    p = leaf(cases, "assign", cmd_cases_assign, "give a case an owner ('' unassigns)", common, stub)
     p.add_argument("id")
     p.add_argument("owner")
     p.add_argument("--start", action="store_true", help="also set the status to in progress")
-    p = _leaf(cases, "close", cmd_cases_close, "close a case; as false positive its findings are reviewed so", common, stub)
+    p = leaf(cases, "close", cmd_cases_close, "close a case; as false positive its findings are reviewed so", common, stub)
     p.add_argument("id")
     p.add_argument("--reason", required=True, choices=REASONS)
     p.add_argument("--comment")
 
     rules = sub.add_parser("suppressions", help="rules that suppress or down-weight findings").add_subparsers(
         dest="suppressions_command", required=True, metavar="ACTION")
-    p = _leaf(rules, "list", cmd_suppressions_list, "the rules in force", common)
+    p = leaf(rules, "list", cmd_suppressions_list, "the rules in force", common)
     p.add_argument("--all", dest="all_rules", action="store_true", help="expired and deleted rules too")
-    p = _leaf(rules, "add", cmd_suppressions_add, "suppress (or down-weight) findings matching every criterion given",
+    p = leaf(rules, "add", cmd_suppressions_add, "suppress (or down-weight) findings matching every criterion given",
               common)
     p.add_argument("--entity", help="ip:ADDRESS, host:NAME, user:NAME, or a bare address or account")
     p.add_argument("--profile", help="profile id, name or kind, or model name")
@@ -189,5 +190,5 @@ def register(sub) -> None:
     p.add_argument("--reason", required=True, help="why these findings are not risk (kept in the audit log)")
     p.add_argument("--down-weight", type=float, metavar="FACTOR", help="keep the findings at this factor of their score")
     p.add_argument("--expires", help="an age from now (7d, 12h) or an ISO time; default: until deleted")
-    p = _leaf(rules, "delete", cmd_suppressions_delete, "stop a rule", common)
+    p = leaf(rules, "delete", cmd_suppressions_delete, "stop a rule", common)
     p.add_argument("id")

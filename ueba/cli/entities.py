@@ -9,12 +9,10 @@ from __future__ import annotations
 import ipaddress
 
 from ueba.cli import output
-from ueba.cli.common import UsageError, duration
+from ueba.cli.common import UsageError, add_range_options, duration
 from ueba.cli.output import emit, page, when
-from ueba.cli.query import (
-    ANOMALY_HEADERS, LEVELS, REVIEWS, STATUSES, _common, _leaf, _more, _pages, _range_options, anomaly_row, level_name,
-    status_name, time_range,
-)
+from ueba.cli.query import ANOMALY_HEADERS, LEVELS, REVIEWS, STATUSES, anomaly_row, level_name, status_name, time_range
+from ueba.cli.query_calls import common_options, leaf, more_hint, pages
 from ueba.v1 import common_pb2, query_pb2
 
 TYPES = {"user": common_pb2.ENTITY_TYPE_USER, "ip": common_pb2.ENTITY_TYPE_IP, "host": common_pb2.ENTITY_TYPE_HOST}
@@ -55,13 +53,13 @@ def incident_row(i: query_pb2.Incident) -> list:
 def cmd_entities_list(args, stub, out):
     req = query_pb2.ListEntitiesRequest(type=TYPES.get(args.type or "", 0), min_risk_level=LEVELS.get(args.min_risk or "", 0),
                                         page_size=args.limit, page_token=args.page_token or "")
-    found, token, _total = _pages(stub.ListEntities, req, "entities", args.all, args.timeout)
+    found, token, _total = pages(stub.ListEntities, req, "entities", args.all, args.timeout)
     rows = [[type_name(e.entity.type), e.entity.name, e.risk, level_name(e.risk_level), e.total_points, e.open_anomalies]
             for e in found]
     emit(args.output, page("entities", found, token), rows, ["type", "entity", "risk", "level", "points", "open"], out,
          items=found)
     if args.output == "table":
-        _more(len(found), None, token, out)
+        more_hint(len(found), None, token, out)
 
 
 def cmd_entities_get(args, stub, out):
@@ -95,10 +93,10 @@ def cmd_incidents_list(args, stub, out):
         entity=entity(args.entity) if args.entity else None, statuses=[STATUSES[s] for s in args.status or []],
         min_risk_level=LEVELS.get(args.min_risk or "", 0), range=time_range(args), page_size=args.limit,
         page_token=args.page_token or "", order_by=args.order)
-    found, token, _total = _pages(stub.ListIncidents, req, "incidents", args.all, args.timeout)
+    found, token, _total = pages(stub.ListIncidents, req, "incidents", args.all, args.timeout)
     emit(args.output, page("incidents", found, token), [incident_row(i) for i in found], INCIDENT_HEADERS, out, items=found)
     if args.output == "table":
-        _more(len(found), None, token, out)
+        more_hint(len(found), None, token, out)
 
 
 def cmd_incidents_get(args, stub, out):
@@ -136,32 +134,32 @@ def _paging(p) -> None:
 
 
 def register(sub) -> None:
-    common = _common()
+    common = common_options()
     entities = sub.add_parser("entities", help="accounts, source addresses and hosts by risk").add_subparsers(
         dest="entities_command", required=True, metavar="ACTION")
-    p = _leaf(entities, "list", cmd_entities_list, "entities ordered by risk", common)
+    p = leaf(entities, "list", cmd_entities_list, "entities ordered by risk", common)
     p.add_argument("--type", choices=TYPES)
     _paging(p)
-    p = _leaf(entities, "get", cmd_entities_get, "an entity's risk, incidents, links and anomalies", common)
+    p = leaf(entities, "get", cmd_entities_get, "an entity's risk, incidents, links and anomalies", common)
     p.add_argument("entity", help="ip:ADDRESS, host:NAME, user:NAME, or a bare address or account")
     p.add_argument("--recent", type=int, default=20)
-    p = _leaf(entities, "timeline", cmd_entities_timeline, "an entity's risk over time", common)
+    p = leaf(entities, "timeline", cmd_entities_timeline, "an entity's risk over time", common)
     p.add_argument("entity")
-    _range_options(p)
+    add_range_options(p)
     p.add_argument("--bucket", default="1h", help="bucket size: 15m, 1h, 1d, ...")
 
     incidents = sub.add_parser("incidents", help="list, inspect and review incidents").add_subparsers(
         dest="incidents_command", required=True, metavar="ACTION")
-    p = _leaf(incidents, "list", cmd_incidents_list, "incidents, newest or strongest first", common)
+    p = leaf(incidents, "list", cmd_incidents_list, "incidents, newest or strongest first", common)
     p.add_argument("--entity", help="incidents of (or joined by) this entity")
     p.add_argument("--status", action="append", choices=STATUSES)
     p.add_argument("--order", default="time desc", choices=ORDERS)
-    _range_options(p)
+    add_range_options(p)
     _paging(p)
-    p = _leaf(incidents, "get", cmd_incidents_get, "one incident with its anomalies", common)
+    p = leaf(incidents, "get", cmd_incidents_get, "one incident with its anomalies", common)
     p.add_argument("id")
     for action, help in (("ack", "acknowledge"), ("resolve", "resolve"), ("false-positive", "mark false positive"), ("reopen", "reopen")):
-        p = _leaf(incidents, action, cmd_incidents_review, f"{help} incidents with all their anomalies", common)
+        p = leaf(incidents, action, cmd_incidents_review, f"{help} incidents with all their anomalies", common)
         p.add_argument("ids", nargs="+")
         p.add_argument("--comment")
         p.set_defaults(action=action)

@@ -8,28 +8,22 @@ $UEBA_QUERY_ADDRESS or 127.0.0.1:50054) and prints through ueba.cli.output
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 import grpc
 
 from ueba.cli import output
-from ueba.cli.common import UsageError, add_range_options, duration, explain, moment, range_of
-from ueba.cli.exits import EXIT_USAGE
+from ueba.cli.common import UsageError, add_range_options, duration, moment, range_of
 from ueba.cli.output import day, emit, enum_word, page, say, when
+from ueba.cli.query_calls import common_options, explain_error, leaf, more_hint, pages
 from ueba.cli.pictures import heat_row, sparkline
-from ueba.client.channel import ChannelConfig, add_channel_options, channel_config, open_channel
+from ueba.client.channel import ChannelConfig, open_channel
+from ueba.messages import LEVEL_ENUM, SOURCE_ENUM, STATUS_ENUM
 from ueba.v1 import common_pb2, query_pb2, query_pb2_grpc
 
-DEFAULT_ADDRESS = "127.0.0.1:50054"
-LEVELS = {"low": common_pb2.RISK_LEVEL_LOW, "medium": common_pb2.RISK_LEVEL_MEDIUM,
-          "high": common_pb2.RISK_LEVEL_HIGH, "critical": common_pb2.RISK_LEVEL_CRITICAL}
-STATUSES = {"new": common_pb2.ANOMALY_STATUS_NEW, "acknowledged": common_pb2.ANOMALY_STATUS_ACKNOWLEDGED,
-            "resolved": common_pb2.ANOMALY_STATUS_RESOLVED, "false_positive": common_pb2.ANOMALY_STATUS_FALSE_POSITIVE,
-            "suppressed": common_pb2.ANOMALY_STATUS_SUPPRESSED}
-SOURCES = {"rule": common_pb2.ANOMALY_SOURCE_RULE, "model": common_pb2.ANOMALY_SOURCE_MODEL}
+LEVELS, STATUSES, SOURCES = LEVEL_ENUM, STATUS_ENUM, SOURCE_ENUM
 REVIEWS = {"ack": query_pb2.REVIEW_ACTION_ACKNOWLEDGE, "resolve": query_pb2.REVIEW_ACTION_RESOLVE,
            "false-positive": query_pb2.REVIEW_ACTION_FALSE_POSITIVE, "reopen": query_pb2.REVIEW_ACTION_REOPEN}
 QUERY_HELP = ("query string, e.g. user:anna.weber risk>=high \"new country\"; the language is in docs/query-language.md "
@@ -61,35 +55,6 @@ def time_range(args) -> common_pb2.TimeRange | None:
 
 
 # --- calls ----------------------------------------------------------------------
-
-def _stub(args, stub_class=query_pb2_grpc.QueryServiceStub) -> tuple[grpc.Channel, Any]:
-    """A stub of one of the query process's services (QueryService, CaseService) at --address."""
-    channel = open_channel(args.address, channel_config(args))
-    return channel, stub_class(channel)
-
-
-def _explain(exc: grpc.RpcError, address: str) -> tuple[str, int]:
-    return explain(exc, "query", address, "UEBA_QUERY_ADDRESS")
-
-
-def _command(fn: Callable[[Any, Any, TextIO], None], stub_class=query_pb2_grpc.QueryServiceStub) -> Callable[[Any], int]:
-    def run(args) -> int:
-        channel, stub = _stub(args, stub_class)
-        try:
-            fn(args, stub, sys.stdout)
-            return 0
-        except grpc.RpcError as exc:
-            message, code = _explain(exc, args.address)
-            print(message, file=sys.stderr)
-            return code
-        except UsageError as exc:
-            print(f"ueba: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        finally:
-            channel.close()
-
-    return run
-
 
 def anomaly_filter(args) -> query_pb2.AnomalyFilter:
     return query_pb2.AnomalyFilter(
@@ -130,28 +95,6 @@ def emit_anomalies(fmt: str, data: Any, anomalies, out: TextIO) -> None:
         emit(fmt, data, [anomaly_row(a) for a in anomalies], ANOMALY_HEADERS, out, items=list(anomalies))
 
 
-def _pages(call: Callable, request, key: str, follow: bool, timeout: float) -> tuple[list, str, int | None]:
-    """Items of one page, or of every page with `follow`; the next page token; the server's total, if it tells."""
-    items: list = []
-    while True:
-        resp = call(request, timeout=timeout)
-        items.extend(getattr(resp, key))
-        token = resp.next_page_token
-        if not follow or not token:
-            total = resp.total_size if hasattr(resp, "total_size") else None
-            return items, token, total
-        request.page_token = token
-
-
-def _more(shown: int, total: int | None, token: str, out: TextIO, capped: bool = False) -> None:
-    if token or (total is not None and total > shown):
-        of = f" of {total:,}{'+' if capped else ''}" if total is not None else ""
-        say(f"{shown:,} shown{of}; --all for every one, or the next page with --page-token "
-            "(next_page_token of -o json)", out)
-    elif total is not None:
-        say(f"{shown:,} shown of {total:,}", out)
-
-
 # --- summary ------------------------------------------------------------------------
 
 def write_summary(s: query_pb2.Summary, out: TextIO) -> None:
@@ -187,7 +130,7 @@ def print_summary(address: str, out: TextIO = sys.stdout, timeout: float = 30.0)
         with open_channel(address, ChannelConfig.from_env()) as channel:
             s = query_pb2_grpc.QueryServiceStub(channel).GetSummary(query_pb2.GetSummaryRequest(), timeout=timeout)
     except grpc.RpcError as exc:
-        print(_explain(exc, address)[0], file=out)
+        print(explain_error(exc, address)[0], file=out)
         return False
     write_summary(s, out)
     return True
@@ -198,10 +141,10 @@ def print_summary(address: str, out: TextIO = sys.stdout, timeout: float = 30.0)
 def cmd_anomalies_list(args, stub, out):
     req = query_pb2.ListAnomaliesRequest(filter=anomaly_filter(args), page_size=args.limit,
                                          page_token=args.page_token or "", order_by=args.order)
-    found, token, total = _pages(stub.ListAnomalies, req, "anomalies", args.all, args.timeout)
+    found, token, total = pages(stub.ListAnomalies, req, "anomalies", args.all, args.timeout)
     emit_anomalies(args.output, page("anomalies", found, token, total), found, out)
     if args.output == "table":
-        _more(len(found), total, token, out)
+        more_hint(len(found), total, token, out)
 
 
 def cmd_anomalies_get(args, stub, out):
@@ -241,10 +184,10 @@ def event_table_row(e: common_pb2.Event) -> list[Any]:
 
 def cmd_anomalies_events(args, stub, out):
     req = query_pb2.ListAnomalyEventsRequest(anomaly_id=args.id, page_size=args.limit, page_token=args.page_token or "")
-    found, token, _total = _pages(stub.ListAnomalyEvents, req, "events", args.all, args.timeout)
+    found, token, _total = pages(stub.ListAnomalyEvents, req, "events", args.all, args.timeout)
     if args.output == "table":
         output.table([event_table_row(e) for e in found], EVENT_TABLE, out, **EVENT_TABLE_FIT)
-        _more(len(found), None, token, out)
+        more_hint(len(found), None, token, out)
         return
     emit(args.output, page("events", found, token), [event_row(e) for e in found], EVENT_HEADERS, out, items=found)
 
@@ -309,7 +252,7 @@ def cmd_export(args, stub, out):
     """The server's CSV (formula cells already neutralised there), or every anomaly as JSON/NDJSON."""
     if args.output in ("json", "ndjson"):
         req = query_pb2.ListAnomaliesRequest(filter=anomaly_filter(args), page_size=500, order_by="time asc")
-        found, _token, total = _pages(stub.ListAnomalies, req, "anomalies", True, args.timeout)
+        found, _token, total = pages(stub.ListAnomalies, req, "anomalies", True, args.timeout)
         emit(args.output, page("anomalies", found, "", total), [], [], out, items=found)
         return
     target = open(args.file, "wb") if args.file else out.buffer if hasattr(out, "buffer") else None
@@ -338,7 +281,7 @@ def _daily_scores(stub, users: list[str], days: int, timeout: float) -> dict[str
     rng.start.FromDatetime(first)
     req = query_pb2.ListUserScoresRequest(range=rng, users=users, page_size=1000, include_ignored=True)
     try:
-        scores, _token, _total = _pages(stub.ListUserScores, req, "scores", True, timeout)
+        scores, _token, _total = pages(stub.ListUserScores, req, "scores", True, timeout)
     except grpc.RpcError as exc:
         if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:  # a stored name the filter refuses: no history shown
             raise
@@ -356,13 +299,13 @@ def cmd_users_list(args, stub, out):
                                      min_risk_level=LEVELS.get(args.min_risk or "", 0), department=args.department or "",
                                      peer_group=args.peer_group or "", user_prefix=args.prefix or "",
                                      include_ignored=args.include_ignored)
-    users, token, _total = _pages(stub.ListUsers, req, "users", args.all, args.timeout)
+    users, token, _total = pages(stub.ListUsers, req, "users", args.all, args.timeout)
     if args.output == "table":
         history = _daily_scores(stub, [u.risk.user for u in users], 14, args.timeout)
         rows = [[u.risk.user, u.risk.risk, level_name(u.risk.risk_level), u.risk.open_anomalies, u.department,
                  "learning" if u.learning else "", sparkline(history.get(u.risk.user, []))] for u in users]
         output.table(rows, ["user", "risk", "level", "open", "department", "baseline", "last 14 days"], out)
-        _more(len(users), None, token, out)
+        more_hint(len(users), None, token, out)
         return
     rows = [[u.risk.user, u.risk.risk, level_name(u.risk.risk_level), u.risk.total_points, u.risk.open_anomalies,
              u.department, u.peer_group, u.learning, when(u.last_seen), u.last_anomaly_score] for u in users]
@@ -394,7 +337,7 @@ def cmd_users_get(args, stub, out):
 def cmd_users_scores(args, stub, out):
     req = query_pb2.ListUserScoresRequest(range=time_range(args), users=args.users, min_score=args.min_score,
                                           page_size=args.limit, include_ignored=args.include_ignored)
-    scores, _token, _total = _pages(stub.ListUserScores, req, "scores", True, args.timeout)
+    scores, _token, _total = pages(stub.ListUserScores, req, "scores", True, args.timeout)
     rows = [[s.user, day(s.day), s.anomaly_score, s.learning, s.scored_hours] for s in scores]
     emit(args.output, page("scores", scores), rows, ["user", "day", "anomaly_score", "learning", "scored_hours"], out,
          items=scores)
@@ -475,7 +418,7 @@ def cmd_ignore_remove(args, stub, out):
 
 
 def cmd_ignore_list(args, stub, out):
-    users, _token, _total = _pages(stub.ListIgnoredUsers, query_pb2.ListIgnoredUsersRequest(page_size=500), "users",
+    users, _token, _total = pages(stub.ListIgnoredUsers, query_pb2.ListIgnoredUsersRequest(page_size=500), "users",
                                    True, args.timeout)
     emit(args.output, page("users", users), [[u.user, u.reason, u.added_by, when(u.added_at)] for u in users],
          IGNORED_HEADERS, out, items=users)
@@ -483,22 +426,8 @@ def cmd_ignore_list(args, stub, out):
 
 # --- argument parsing ------------------------------------------------------------------------------
 
-def _common() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--address", default=os.environ.get("UEBA_QUERY_ADDRESS", DEFAULT_ADDRESS),
-                   help="query service host:port (default $UEBA_QUERY_ADDRESS or %(default)s)")
-    output.add_output_option(p)
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for an answer")
-    add_channel_options(p)
-    return p
-
-
-def _range_options(p: argparse.ArgumentParser) -> None:
-    add_range_options(p)
-
-
 def _filter_options(p: argparse.ArgumentParser) -> None:
-    _range_options(p)
+    add_range_options(p)
     p.add_argument("-q", "--query", nargs="+", help=QUERY_HELP)
     p.add_argument("--user", action="append")
     p.add_argument("--risk", action="append", choices=LEVELS)
@@ -509,49 +438,43 @@ def _filter_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include-ignored", action="store_true")
 
 
-def _leaf(sub, name: str, fn, help: str, common, stub_class=query_pb2_grpc.QueryServiceStub) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help, parents=[common])
-    p.set_defaults(func=_command(fn, stub_class))
-    return p
-
-
 def register(sub) -> None:
-    common = _common()
-    p = _leaf(sub, "summary", cmd_summary, "anomaly totals and the riskiest users", common)
-    _range_options(p)
+    common = common_options()
+    p = leaf(sub, "summary", cmd_summary, "anomaly totals and the riskiest users", common)
+    add_range_options(p)
     p.add_argument("--top", type=int, default=10)
     p.add_argument("--include-ignored", action="store_true")
 
     anomalies = sub.add_parser("anomalies", help="list, inspect, review and export anomalies").add_subparsers(
         dest="anomalies_command", required=True, metavar="ACTION")
-    p = _leaf(anomalies, "list", cmd_anomalies_list, "anomalies matching a filter", common)
+    p = leaf(anomalies, "list", cmd_anomalies_list, "anomalies matching a filter", common)
     _filter_options(p)
     p.add_argument("--order", default="time desc", help="'time desc', 'time asc' or 'risk desc'")
     p.add_argument("--limit", type=int, default=50, help="page size")
     p.add_argument("--page-token")
     p.add_argument("--all", action="store_true", help="follow every page")
-    p = _leaf(anomalies, "get", cmd_anomalies_get, "one anomaly with its evidence", common)
+    p = leaf(anomalies, "get", cmd_anomalies_get, "one anomaly with its evidence", common)
     p.add_argument("id")
-    p = _leaf(anomalies, "events", cmd_anomalies_events, "the stored events behind an anomaly, oldest first", common)
+    p = leaf(anomalies, "events", cmd_anomalies_events, "the stored events behind an anomaly, oldest first", common)
     p.add_argument("id")
     p.add_argument("--limit", type=int, default=50, help="page size")
     p.add_argument("--page-token")
     p.add_argument("--all", action="store_true", help="follow every page")
     for action, help in (("ack", "acknowledge"), ("resolve", "resolve"), ("false-positive", "mark false positive"), ("reopen", "reopen")):
-        p = _leaf(anomalies, action, cmd_review, f"{help} anomalies by id, or every anomaly matching a filter", common)
+        p = leaf(anomalies, action, cmd_review, f"{help} anomalies by id, or every anomaly matching a filter", common)
         p.add_argument("ids", nargs="*")
         p.add_argument("--comment")
         p.add_argument("-y", "--yes", action="store_true",
                        help="review what a filter matches without asking (the count is still checked)")
         _filter_options(p)
         p.set_defaults(action=action)
-    p = _leaf(anomalies, "export", cmd_export, "CSV of every anomaly matching a filter", common)
+    p = leaf(anomalies, "export", cmd_export, "CSV of every anomaly matching a filter", common)
     _filter_options(p)
     p.add_argument("--file", help="write to this file instead of stdout")
 
     users = sub.add_parser("users", help="users by risk, one user, daily scores, hourly timeline").add_subparsers(
         dest="users_command", required=True, metavar="ACTION")
-    p = _leaf(users, "list", cmd_users_list, "users ordered by risk", common)
+    p = leaf(users, "list", cmd_users_list, "users ordered by risk", common)
     p.add_argument("--min-risk", choices=LEVELS)
     p.add_argument("--department")
     p.add_argument("--peer-group")
@@ -560,27 +483,27 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--page-token")
     p.add_argument("--all", action="store_true")
-    p = _leaf(users, "get", cmd_users_get, "a user's risk, anomalies and baseline", common)
+    p = leaf(users, "get", cmd_users_get, "a user's risk, anomalies and baseline", common)
     p.add_argument("user")
     p.add_argument("--recent", type=int, default=20)
-    p = _leaf(users, "scores", cmd_users_scores, "daily anomaly scores", common)
+    p = leaf(users, "scores", cmd_users_scores, "daily anomaly scores", common)
     p.add_argument("users", nargs="*")
-    _range_options(p)
+    add_range_options(p)
     p.add_argument("--min-score", type=float, default=0.0)
     p.add_argument("--limit", type=int, default=500)
     p.add_argument("--include-ignored", action="store_true")
-    p = _leaf(users, "timeline", cmd_users_timeline, "a user's day hour by hour", common)
+    p = leaf(users, "timeline", cmd_users_timeline, "a user's day hour by hour", common)
     p.add_argument("user")
     p.add_argument("--day", help="the UTC date (default yesterday)")
 
-    p = _leaf(sub, "risk-timeline", cmd_risk_timeline, "risk over time with surges", common)
-    _range_options(p)
+    p = leaf(sub, "risk-timeline", cmd_risk_timeline, "risk over time with surges", common)
+    add_range_options(p)
     p.add_argument("--bucket", default="1h", help="bucket size: 15m, 1h, 1d, ...")
 
     ignore = sub.add_parser("ignore", help="the ignore list").add_subparsers(dest="ignore_command", required=True, metavar="ACTION")
-    p = _leaf(ignore, "add", cmd_ignore_add, "hide a user", common)
+    p = leaf(ignore, "add", cmd_ignore_add, "hide a user", common)
     p.add_argument("user")
     p.add_argument("--reason")
-    p = _leaf(ignore, "remove", cmd_ignore_remove, "stop hiding a user", common)
+    p = leaf(ignore, "remove", cmd_ignore_remove, "stop hiding a user", common)
     p.add_argument("user")
-    _leaf(ignore, "list", cmd_ignore_list, "hidden users", common)
+    leaf(ignore, "list", cmd_ignore_list, "hidden users", common)

@@ -19,6 +19,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from harness.browser import HEIGHT, WIDTH, Page, chromium
+from tests.query.conftest import Store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -258,6 +259,19 @@ def test_a_case_opened_from_an_incident_is_worked_and_closed_as_false_positive(p
     assert case_id in [r.get_attribute("data-id") for r in page.find_all("#cases tbody tr")]
     assert not page.errors_shown()
     page.screenshot("cases")
+
+
+def test_without_tokens_the_name_given_on_the_page_is_the_actor(driver, without_tokens, output_dir):
+    incident, _ = Store(without_tokens.engine, without_tokens.database_url, "default").incident("frank", (75,))
+    page = Page(driver, without_tokens.url, output_dir)
+    page.open("/cases", "cases")
+    assert page.find("#actor-field").is_displayed()
+    page.find("#actor").send_keys("erin", Keys.TAB)
+    page.open(f"/incidents/{incident}", "incidents")
+    before = page.ready_mark()
+    page.find("#open-case").click()
+    page.wait_ready("cases", before)
+    assert [li.get_attribute("data-actor") for li in page.find_all("#case-timeline li")] == ["erin"]
 
 
 def test_profiles_are_tuned_with_a_preview_before_saving(page, api):

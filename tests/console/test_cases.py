@@ -9,9 +9,6 @@ from __future__ import annotations
 import pytest
 
 from tests.query.conftest import Store
-from ueba.db import create_db_engine
-
-from .conftest import start_system
 
 pytestmark = pytest.mark.e2e
 
@@ -38,20 +35,8 @@ def test_with_tokens_the_actor_is_the_tokens_name_whatever_the_header_says(api):
     assert case["id"] in [c["id"] for c in listed["cases"]]
 
 
-@pytest.fixture(scope="module")
-def without_tokens(migrated_databases, output_dir):
-    """The query service (which serves cases) and the console, with UEBA_AUTH=off."""
-    name, url = migrated_databases.new("ueba_console_cases")
-    running = start_system(url, ("query",), output_dir / "logs-cases", env={"UEBA_AUTH": "off"})
-    try:
-        yield running
-    finally:
-        running.stop()
-        migrated_databases.drop(name)
-
-
-def test_without_tokens_the_header_names_the_actor(without_tokens, engine_for):
-    store = Store(engine_for(without_tokens.database_url), without_tokens.database_url, "default")
+def test_without_tokens_the_header_names_the_actor(without_tokens):
+    store = Store(without_tokens.engine, without_tokens.database_url, "default")
     incident, _ = store.incident("alice", (80, 60))
     with without_tokens.client() as client:
         case = client.post("/api/v1/cases/OpenCase", json={"incident_ids": [incident]},
@@ -66,16 +51,3 @@ def test_without_tokens_the_header_names_the_actor(without_tokens, engine_for):
         for bad in ("", "x" * 129):
             refused = client.post("/api/v1/cases/CommentCase", json={"id": case["id"], "text": "x"}, headers={"x-ueba-actor": bad})
             assert refused.status_code == 400 and refused.headers["content-type"] == "application/problem+json"
-
-
-@pytest.fixture
-def engine_for():
-    engines = []
-
-    def make(url: str):
-        engines.append(create_db_engine(url, pool_size=1))
-        return engines[-1]
-
-    yield make
-    for e in engines:
-        e.dispose()

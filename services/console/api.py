@@ -17,12 +17,17 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from services.console import problems
-from services.console.gateway import Backends, BadBody
+from services.console.gateway import Backends, BadBody, Metadata
 from services.console.routes import Route, all_routes
 from services.console.schema import message_schemas, ref
+from ueba.callctx import ACTOR_METADATA
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 1024 * 1024
+ACTOR_PARAMETER = {
+    "name": ACTOR_METADATA, "in": "header", "required": False, "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+    "description": "who acts (reviews, cases), when the services run without tokens; with tokens the token's name is the actor",
+}
 PROBLEM = {"description": "an error (RFC 9457 problem details)",
            "content": {problems.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
@@ -38,7 +43,7 @@ def create_app(backends: Backends, auth: str, cors_origins: tuple[str, ...] = ()
     app = FastAPI(title="UEBA console API", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     if cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"])
+                           allow_headers=["Authorization", "Content-Type", ACTOR_METADATA])
     _add_problem_handlers(app)
     routes = all_routes()
     for route in routes:
@@ -65,12 +70,12 @@ def create_app(backends: Backends, auth: str, cors_origins: tuple[str, ...] = ()
 def _add_route(app: FastAPI, backends: Backends, route: Route) -> None:
     async def endpoint(request: Request):
         body = await _json_body(request)
-        authorization = _authorization(request)
+        metadata = forwarded_metadata(request)
         if route.streams_csv:
-            chunks = await backends.stream_csv(route, body, authorization)
+            chunks = await backends.stream_csv(route, body, metadata)
             return StreamingResponse(chunks, media_type="text/csv; charset=utf-8",
                                      headers={"Content-Disposition": 'attachment; filename="anomalies.csv"'})
-        return JSONResponse(await backends.call(route, body, authorization))
+        return JSONResponse(await backends.call(route, body, metadata))
 
     ok = ({"text/csv": {"schema": {"type": "string"}}} if route.streams_csv
           else {"application/json": {"schema": ref(route.method.output_type)}})
@@ -78,7 +83,7 @@ def _add_route(app: FastAPI, backends: Backends, route: Route) -> None:
         route.path, endpoint, methods=["POST"], tags=[route.service], operation_id=f"{route.service}.{route.method.name}",
         summary=f"{route.method.containing_service.name}.{route.method.name}",
         responses={200: {"description": route.method.output_type.name, "content": ok}, "4XX": PROBLEM, "5XX": PROBLEM},
-        openapi_extra={"requestBody": {"required": False, "content": {
+        openapi_extra={"parameters": [ACTOR_PARAMETER], "requestBody": {"required": False, "content": {
             "application/json": {"schema": ref(route.method.input_type)}}}},
     )
 
@@ -99,14 +104,31 @@ class BadAuthorization(ValueError):
     pass
 
 
-def _authorization(request: Request) -> str | None:
-    value = request.headers.get("authorization")
-    if value is None:
-        return None
-    # gRPC metadata carries printable ASCII only; anything else is no token of ours.
-    if not value.isascii() or not value.isprintable():
-        raise BadAuthorization("the Authorization header is not a bearer token")
-    return value
+class BadActor(ValueError):
+    pass
+
+
+def forwarded_metadata(request: Request) -> Metadata:
+    """The caller's token and named actor as gRPC metadata; the services decide what they are worth."""
+    metadata = []
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        # gRPC metadata carries printable ASCII only; anything else is no token of ours.
+        if not _printable_ascii(authorization):
+            raise BadAuthorization("the Authorization header is not a bearer token")
+        metadata.append(("authorization", authorization))
+    actor = request.headers.get(ACTOR_METADATA)
+    if actor is not None:
+        # The services check the name itself (1-128 printable characters); only what gRPC
+        # metadata cannot carry is refused here.
+        if not _printable_ascii(actor):
+            raise BadActor(f"{ACTOR_METADATA}: a name of printable ASCII characters")
+        metadata.append((ACTOR_METADATA, actor))
+    return tuple(metadata)
+
+
+def _printable_ascii(value: str) -> bool:
+    return value.isascii() and value.isprintable()
 
 
 def _add_problem_handlers(app: FastAPI) -> None:
@@ -117,6 +139,10 @@ def _add_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(BadAuthorization)
     async def bad_authorization(_request, exc: BadAuthorization):
         return problems.problem(401, str(exc), "UNAUTHENTICATED")
+
+    @app.exception_handler(BadActor)
+    async def bad_actor(_request, exc: BadActor):
+        return problems.problem(400, str(exc), "INVALID_ARGUMENT")
 
     @app.exception_handler(grpc.RpcError)
     async def rpc_error(_request, exc: grpc.RpcError):

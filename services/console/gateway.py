@@ -15,6 +15,10 @@ from services.console.routes import Route
 from ueba.client.channel import ChannelConfig
 
 
+# gRPC metadata pairs passed on from the HTTP request (services/console/api.py forwarded_metadata)
+Metadata = tuple[tuple[str, str], ...]
+
+
 class BadBody(ValueError):
     """The JSON body is not the method's request message; the message names the field."""
 
@@ -42,17 +46,17 @@ class Backends:
             await channel.close()
         self.channels.clear()
 
-    async def call(self, route: Route, body: Any, authorization: str | None) -> dict[str, Any]:
+    async def call(self, route: Route, body: Any, metadata: Metadata) -> dict[str, Any]:
         request = parse_request(route, body)
         method = self.channels[route.service].unary_unary(
             route.grpc_path,
             request_serializer=route.request_class.SerializeToString,
             response_deserializer=route.response_class.FromString,
         )
-        response = await method(request, metadata=_metadata(authorization), timeout=self.timeout)
+        response = await method(request, metadata=metadata, timeout=self.timeout)
         return json_format.MessageToDict(response, preserving_proto_field_name=True)
 
-    async def stream_csv(self, route: Route, body: Any, authorization: str | None) -> AsyncIterator[bytes]:
+    async def stream_csv(self, route: Route, body: Any, metadata: Metadata) -> AsyncIterator[bytes]:
         """The chunks' bytes; the first is read before returning, so a refusal raises here."""
         request = parse_request(route, body)
         method = self.channels[route.service].unary_stream(
@@ -60,7 +64,7 @@ class Backends:
             request_serializer=route.request_class.SerializeToString,
             response_deserializer=route.response_class.FromString,
         )
-        call = method(request, metadata=_metadata(authorization), timeout=self.timeout)
+        call = method(request, metadata=metadata, timeout=self.timeout)
         chunks = call.__aiter__()
         try:
             first = await chunks.__anext__()
@@ -83,7 +87,3 @@ def parse_request(route: Route, body: Any):
         return json_format.ParseDict(body, route.request_class())
     except (json_format.ParseError, ValueError, TypeError, OverflowError) as exc:
         raise BadBody(str(exc)) from None
-
-
-def _metadata(authorization: str | None) -> tuple[tuple[str, str], ...]:
-    return (("authorization", authorization),) if authorization else ()

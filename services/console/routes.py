@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 
-from ueba.v1 import profiles_pb2, query_pb2, scorer_pb2
+from ueba.v1 import cases_pb2, profiles_pb2, query_pb2, scorer_pb2
 
 # short name in the path -> the gRPC service
 SERVICES = {
     "query": query_pb2.DESCRIPTOR.services_by_name["QueryService"],
     "profiles": profiles_pb2.DESCRIPTOR.services_by_name["ProfileService"],
     "scorer": scorer_pb2.DESCRIPTOR.services_by_name["ScorerService"],
+    "cases": cases_pb2.DESCRIPTOR.services_by_name["CaseService"],
 }
 CSV_CHUNK = "ueba.v1.CsvChunk"
 

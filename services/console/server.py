@@ -31,8 +31,10 @@ def create_server(settings: ConsoleSettings) -> tuple[ReadyServer, socket.socket
     """The HTTP server with its listening socket bound (port 0 picks one) and the port."""
     # The services' TLS client settings (UEBA_TLS, UEBA_TLS_CA_FILE, ...), never a token of
     # the console's own: each call carries its caller's.
+    # CaseService is served by the query process on its port (services/query/README.md).
     backends = Backends(
-        {"query": settings.query_address, "profiles": settings.profiles_address, "scorer": settings.scorer_address},
+        {"query": settings.query_address, "profiles": settings.profiles_address, "scorer": settings.scorer_address,
+         "cases": settings.query_address},
         dataclasses.replace(ChannelConfig.from_env(), token=None),
         settings.call_timeout_seconds,
     )

@@ -124,6 +124,20 @@ def organisation(server_url, output_dir) -> Running:
         drop_database(server_url, name)
 
 
+@pytest.fixture(scope="session")
+def without_tokens(migrated_databases, output_dir) -> Running:
+    """The query service (which serves cases) and the console with UEBA_AUTH=off, on an empty database."""
+    name, url = migrated_databases.new("ueba_console_open")
+    running = start_system(url, ("query",), output_dir / "logs-open", env={"UEBA_AUTH": "off"})
+    running.engine = create_db_engine(url, pool_size=1)
+    try:
+        yield running
+    finally:
+        running.stop()
+        running.engine.dispose()
+        migrated_databases.drop(name)
+
+
 @pytest.fixture
 def api(organisation) -> httpx.Client:
     with organisation.client(organisation.token) as client:

@@ -4,7 +4,9 @@ One walk through, in the order an analyst goes: the summary, the riskiest user,
 a heat-map cell (its values checked against GetUserTimeline), an acknowledgement
 that lowers the user's risk, the events behind one of the user's anomalies; the
 incidents, one incident with its findings and the entity it is about, the entities;
-the anomalies list with the query field and a CSV export, the profiles with a preview. Screenshots go to .data/test-output/console/.
+the anomalies list with the query field and a CSV export, the profiles with a preview; a case
+opened from an incident, commented, assigned and closed as false positive, which lowers the
+user's risk. Screenshots go to .data/test-output/console/.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from harness.browser import HEIGHT, WIDTH, Page, chromium
+from tests.query.conftest import Store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 
@@ -196,6 +199,79 @@ def test_anomalies_query_suggestions_bulk_review_and_csv(page, api, tmp_path):
         rows = list(csv.DictReader(f))
     assert {r["id"] for r in rows} == {a["id"] for a in listed["anomalies"]}
     page.screenshot("anomalies")
+
+
+def test_a_case_opened_from_an_incident_is_worked_and_closed_as_false_positive(page, api):
+    listed = api.post("/api/v1/query/ListIncidents", json={"statuses": ["ANOMALY_STATUS_NEW"], "order_by": "risk desc",
+                                                           "page_size": 100}).json()["incidents"]
+    # The strongest open incident about an account: closing it must lower that account's risk.
+    incident = next(i for i in listed if i["entity"].get("type") == "ENTITY_TYPE_USER")
+    user = incident["entity"]["name"]
+    risk_before = api.post("/api/v1/query/GetUser", json={"user": user}).json()["risk"].get("risk", 0)
+    assert risk_before > 0
+
+    page.open(f"/incidents/{incident['id']}", "incidents")
+    before = page.ready_mark()
+    page.find("#open-case").send_keys(Keys.ENTER)  # a button: the keyboard opens the case
+    page.wait_ready("cases", before)
+    assert [r.get_attribute("data-id") for r in page.find_all("#case-incidents tbody tr")] == [incident["id"]]
+    assert page.find("#case-status").text == "new" and not page.errors_shown()
+    assert not page.find("#actor-field").is_displayed()  # with tokens the token names the actor
+
+    page.find("#case-comment").send_keys("same host as last week's test")
+    page.find("#comment-form button").click()
+    comment = page.wait_for("#case-timeline li[data-kind=comment]")
+    assert comment.find_element("css selector", ".text").text == "same host as last week's test"
+    owner = page.find("#case-owner")
+    owner.clear()
+    owner.send_keys("tier2")
+    page.find("#assign-form button").click()
+    page.wait_for("#case-timeline li[data-kind=assigned]")
+    page.screenshot("case")
+
+    assert page.find("#close-reason").get_attribute("value") == "FALSE_POSITIVE"
+    page.find("#close-case").click()
+    findings = int(incident["anomaly_count"])
+    marks = f"{findings} finding" + ("" if findings == 1 else "s")
+    assert page.find("#confirm-text").text == f"Close as false positive: it will mark {marks} of 1 incident as false positive?"
+    page.screenshot("case-close-confirm")
+    page.find("#confirm-ok").click()
+    page.wait_text("#case-result")
+    assert page.find("#case-status").text == "closed"
+    assert page.find("#case-result p").text == f"Closed as false positive; {marks} marked false positive."
+
+    case_id = page.driver.current_url.rsplit("/", 1)[1]
+    detail = api.post("/api/v1/cases/GetCase", json={"id": case_id}).json()
+    shown = [(li.get_attribute("data-kind"), li.get_attribute("data-actor")) for li in page.find_all("#case-timeline li")]
+    assert shown == [(e["kind"], e["actor"]) for e in detail["timeline"]]
+    assert {"opened", "comment", "assigned", "findings_reviewed", "closed"} <= {kind for kind, _ in shown}
+    assert {actor for _, actor in shown} == {detail["case"]["created_by"]}  # the token's name, on every entry
+
+    risk_after = api.post("/api/v1/query/GetUser", json={"user": user}).json()["risk"].get("risk", 0)
+    assert risk_after < risk_before
+    change = page.find(f"#risk-changes li[data-user='{user}']").text
+    assert change.endswith(f"risk {risk_before} → {risk_after}")
+    page.screenshot("case-closed")
+    page.open(f"/users/{user}", "users")
+    assert int(page.find("#user-risk").text) == risk_after
+
+    page.open("/cases?status=closed&owner=tier2", "cases")
+    assert case_id in [r.get_attribute("data-id") for r in page.find_all("#cases tbody tr")]
+    assert not page.errors_shown()
+    page.screenshot("cases")
+
+
+def test_without_tokens_the_name_given_on_the_page_is_the_actor(driver, without_tokens, output_dir):
+    incident, _ = Store(without_tokens.engine, without_tokens.database_url, "default").incident("frank", (75,))
+    page = Page(driver, without_tokens.url, output_dir)
+    page.open("/cases", "cases")
+    assert page.find("#actor-field").is_displayed()
+    page.find("#actor").send_keys("erin", Keys.TAB)
+    page.open(f"/incidents/{incident}", "incidents")
+    before = page.ready_mark()
+    page.find("#open-case").click()
+    page.wait_ready("cases", before)
+    assert [li.get_attribute("data-actor") for li in page.find_all("#case-timeline li")] == ["erin"]
 
 
 def test_profiles_are_tuned_with_a_preview_before_saving(page, api):

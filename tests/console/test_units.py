@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from starlette.requests import Request
 from starlette.testclient import TestClient
 
 from services.console import problems
-from services.console.api import create_app
+from services.console.api import create_app, forwarded_metadata
 from services.console.gateway import Backends
 from services.console.schema import message_schemas
 from services.console.settings import ConsoleSettings
@@ -70,3 +71,15 @@ def test_a_service_that_is_down_is_503_and_a_non_ascii_token_401(client):
     assert response.status_code == 503 and response.json()["code"] == "UNAVAILABLE"
     response = client.post("/api/v1/query/GetSummary", json={}, headers={"Authorization": "Bearer caf\u00e9".encode("latin-1")})
     assert response.status_code == 401
+
+
+def test_the_token_and_a_named_actor_are_passed_on_as_metadata():
+    request = Request({"type": "http", "headers": [(b"authorization", b"Bearer abc"), (b"x-ueba-actor", b"carol")]})
+    assert forwarded_metadata(request) == (("authorization", "Bearer abc"), ("x-ueba-actor", "carol"))
+    assert forwarded_metadata(Request({"type": "http", "headers": []})) == ()
+
+
+def test_an_actor_gRPC_metadata_cannot_carry_is_400(client):
+    response = client.post("/api/v1/query/GetSummary", json={}, headers={"x-ueba-actor": "jos\u00e9".encode("latin-1")})
+    assert response.status_code == 400 and response.json()["code"] == "INVALID_ARGUMENT"
+    assert "x-ueba-actor" in response.json()["detail"]

@@ -15,7 +15,10 @@ class Problem extends Error {
 
 function authHeaders() {
   const token = sessionStorage.getItem("ueba-token");
-  return token ? { Authorization: "Bearer " + token } : {};
+  // Without tokens the services take the actor of reviews and cases from this name;
+  // with tokens they ignore it and use the token's name.
+  const actor = localStorage.getItem("ueba-actor");
+  return { ...(token ? { Authorization: "Bearer " + token } : {}), ...(actor ? { "x-ueba-actor": actor } : {}) };
 }
 
 async function post(service, method, body) {
@@ -59,6 +62,7 @@ const subjectLink = (a) => a.user ? userLink(a.user) : entityLink(a.entity);
 const anomalyLink = (a) => h("a", { href: "#/anomalies/" + a.id, class: "anomaly-link" }, a.description || a.id);
 const incidentLink = (i) => h("a", { href: "#/incidents/" + i.id }, i.title || i.kind || i.id);
 const statusWord = (s) => short(s, "ANOMALY_STATUS_").toLowerCase().replace("_", " ");
+const plural = (n, word) => `${n} ${word}${num(n) === 1 ? "" : "s"}`;
 const lastDays = (days) => ({ start: iso(Date.now() - days * DAY), end: iso(Date.now() + 3600e3) });
 
 function busy(text) { statusEl.textContent = text; }
@@ -446,7 +450,7 @@ async function anomalyPage(id) {
   const add = (page) => {
     body.append(...(page.events || []).map(eventRow));
     const n = body.children.length;
-    count.textContent = `${n} event${n === 1 ? "" : "s"}${page.next_page_token ? " so far" : ""}`;
+    count.textContent = `${plural(n, "event")}${page.next_page_token ? " so far" : ""}`;
     more.hidden = !page.next_page_token;
     more.onclick = async () => {
       more.disabled = true;
@@ -568,9 +572,16 @@ async function incidentPage(id) {
       await incidentPage(id);
     } catch (err) { showError(err); }
   };
+  const openCase = async () => {
+    try {
+      const opened = await call("cases", "OpenCase", { incident_ids: [id] });
+      location.hash = "#/cases/" + encodeURIComponent(opened.id);
+    } catch (err) { showError(err); }
+  };
   main.replaceChildren(h("h1", {}, "Incident: ", h("span", { id: "incident-title" }, incident.title || incident.kind)),
     h("div", { class: "toolbar" }, [["ACKNOWLEDGE", "Acknowledge"], ["RESOLVE", "Resolve"], ["FALSE_POSITIVE", "False positive"]]
-      .map(([a, label]) => h("button", { type: "button", "data-action": a, onclick: () => review(a, label) }, label))),
+      .map(([a, label]) => h("button", { type: "button", "data-action": a, onclick: () => review(a, label) }, label)),
+      h("button", { type: "button", id: "open-case", onclick: openCase }, "Open a case")),
     h("div", { class: "grid" },
       h("div", { class: "card span4" }, facts([["About", entityLink(incident.entity)], ["Level", level(incident.risk_level)],
         ["Score", incident.risk_score || 0], ["Status", h("span", { id: "incident-status" }, statusWord(incident.status))],
@@ -581,6 +592,95 @@ async function incidentPage(id) {
         ["Sources", (evidence.sources || []).join(", ") || "-"],
         ["Reviewed", incident.reviewed_by ? `${incident.reviewed_by} at ${when(incident.reviewed_at)}` : "-"]])),
       h("div", { class: "card span12" }, h("h2", {}, "Findings"), anomalyTable(detail.anomalies || [], null))));
+}
+
+// ---- Cases ----------------------------------------------------------------------------------
+const CASE_STATUSES = ["new", "in_progress", "closed"];
+const REASONS = [["FALSE_POSITIVE", "false positive"], ["TRUE_POSITIVE", "true positive"], ["BENIGN", "benign"]];
+const caseStatus = (s) => short(s, "CASE_STATUS_").toLowerCase().replace("_", " ");
+const caseLink = (c) => h("a", { href: "#/cases/" + encodeURIComponent(c.id) }, c.title || c.id);
+
+async function casesPage(params) {
+  const status = params.get("status") ?? "open";
+  const owner = params.get("owner") || "";
+  const statuses = status === "open" ? ["new", "in_progress"] : status ? [status] : [];
+  const list = await call("cases", "ListCases", { page_size: 100, owner, page_token: params.get("page") || "",
+    statuses: statuses.map((s) => "CASE_STATUS_" + s.toUpperCase()) });
+  const go = (form) => {
+    location.hash = `#/cases?status=${form.status.value}&owner=${encodeURIComponent(form.owner.value.trim())}`;
+  };
+  const form = h("form", { class: "filters", id: "case-filters", onsubmit: (e) => { e.preventDefault(); go(e.target); } },
+    h("label", {}, "Status", h("select", { name: "status", onchange: (e) => go(e.target.form) },
+      [["open", "open"], ["", "any"], ...CASE_STATUSES.map((s) => [s, s.replace("_", " ")])]
+        .map(([v, label]) => h("option", { value: v, selected: v === status }, label)))),
+    h("label", {}, "Owner", h("input", { name: "owner", value: owner, placeholder: "anyone" })),
+    h("button", { type: "submit" }, "Filter"));
+  const cases = list.cases || [];
+  main.replaceChildren(h("h1", {}, "Cases"), form, h("div", { class: "card" },
+    h("table", { id: "cases" }, h("thead", {}, h("tr", {}, h("th", {}, "Changed"), h("th", {}, "Case"), h("th", {}, "Severity"),
+      h("th", {}, "Status"), h("th", {}, "Owner"), h("th", { class: "num" }, "Incidents"), h("th", { class: "num" }, "Comments"))),
+    h("tbody", {}, cases.map((c) => h("tr", { "data-id": c.id }, h("td", {}, when(c.updated_at)), h("td", {}, caseLink(c)),
+      h("td", {}, level(c.severity)), h("td", {}, caseStatus(c.status)), h("td", {}, c.owner || "-"),
+      h("td", { class: "num" }, (c.incident_ids || []).length), h("td", { class: "num" }, c.comments || 0))))),
+    cases.length ? null : h("p", { class: "muted" }, "No case matches. Open one from an incident's page."),
+    nextPage(params, list.next_page_token)));
+}
+
+async function casePage(id) {
+  const detail = await call("cases", "GetCase", { id });
+  const kase = detail.case || {};
+  const incidents = detail.incidents || [];
+  const closed = kase.status === "CASE_STATUS_CLOSED";
+  const findings = incidents.reduce((n, i) => n + num(i.anomaly_count), 0);
+  const result = h("div", { id: "case-result", role: "status" });
+  const act = async (method, body, done) => {
+    try {
+      const out = await call("cases", method, { id, ...body });
+      await casePage(id);
+      if (done) document.getElementById("case-result").replaceChildren(...done(out));
+    } catch (err) { showError(err, result); }
+  };
+  const comment = h("textarea", { id: "case-comment", rows: 3, "aria-label": "Comment" });
+  const owner = h("input", { id: "case-owner", value: kase.owner || "", "aria-label": "Owner" });
+  const reason = h("select", { id: "close-reason", "aria-label": "Reason" },
+    REASONS.map(([v, label]) => h("option", { value: v }, label)));
+  const closeNote = h("input", { id: "close-comment", "aria-label": "Closing comment", placeholder: "why (optional)" });
+  const close = async () => {
+    const label = REASONS.find(([v]) => v === reason.value)[1];
+    const marks = reason.value === "FALSE_POSITIVE"
+      ? `it will mark ${plural(findings, "finding")} of ${plural(incidents.length, "incident")} as false positive`
+      : "the findings keep their status";
+    if (!(await confirmDialog(`Close as ${label}: ${marks}?`))) return;
+    await act("CloseCase", { reason: "CLOSE_REASON_" + reason.value, comment: closeNote.value }, (out) => [
+      h("p", {}, `Closed as ${label}; ${plural(out.anomalies_updated || 0, "finding")} marked false positive.`),
+      (out.risk_changes || []).length ? h("ul", { id: "risk-changes" }, out.risk_changes.map((r) => h("li", { "data-user": r.user },
+        userLink(r.user), `: risk ${r.risk_before || 0} → ${r.risk_after || 0}`))) : null]);
+  };
+  const reopen = () => act("UpdateCase", { update_mask: ["status"], status: "CASE_STATUS_IN_PROGRESS" });
+  main.replaceChildren(h("h1", {}, "Case: ", h("span", { id: "case-title" }, kase.title || kase.id)),
+    h("div", { class: "grid" },
+      h("div", { class: "card span4" }, facts([["Status", h("span", { id: "case-status" }, caseStatus(kase.status))],
+        ["Reason", short(kase.close_reason, "CLOSE_REASON_").toLowerCase().replace("_", " ") || "-"],
+        ["Severity", level(kase.severity)], ["Owner", kase.owner || "-"], ["Opened by", kase.created_by],
+        ["Opened", when(kase.created_at)], ["Closed", when(kase.closed_at) || "-"]])),
+      h("div", { class: "card span8" }, h("h2", {}, "Work"), result,
+        h("form", { class: "toolbar", id: "comment-form", onsubmit: (e) => {
+          e.preventDefault();
+          if (comment.value.trim()) act("CommentCase", { text: comment.value.trim() });
+        } }, comment, h("button", { type: "submit" }, "Comment")),
+        closed ? h("div", { class: "toolbar" }, h("button", { type: "button", id: "reopen", onclick: reopen }, "Reopen")) : [
+          h("form", { class: "toolbar", id: "assign-form", onsubmit: (e) => {
+            e.preventDefault();
+            act("UpdateCase", { update_mask: ["owner"], owner: owner.value.trim() });
+          } }, h("label", {}, "Owner ", owner), h("button", { type: "submit" }, "Assign")),
+          h("form", { class: "toolbar", id: "close-form", onsubmit: (e) => { e.preventDefault(); close(); } },
+            h("label", {}, "Close as ", reason), closeNote, h("button", { type: "submit", id: "close-case" }, "Close case"),
+            h("span", { class: "muted", id: "close-count" }, `${plural(findings, "finding")} in ${plural(incidents.length, "incident")}`))]),
+      h("div", { class: "card span12" }, h("h2", {}, "Incidents"), incidentTable(incidents, "case-incidents")),
+      h("div", { class: "card span12" }, h("h2", {}, "Timeline"), h("ol", { id: "case-timeline", class: "timeline" },
+        (detail.timeline || []).map((e) => h("li", { "data-kind": e.kind, "data-actor": e.actor },
+          h("time", {}, when(e.at)), " ", h("strong", { class: "actor" }, e.actor), " ", h("span", { class: "kind" }, e.kind.replace("_", " ")),
+          e.text ? [": ", h("span", { class: "text" }, e.text)] : null))))));
 }
 
 // ---- Profiles -----------------------------------------------------------------------------
@@ -659,6 +759,17 @@ document.getElementById("login-form").addEventListener("submit", () => {
 });
 document.getElementById("logout").addEventListener("click", () => { sessionStorage.removeItem("ueba-token"); location.reload(); });
 
+// Without tokens nothing names the analyst: the pages ask for a name to act under.
+function actorField() {
+  const input = document.getElementById("actor");
+  input.value = localStorage.getItem("ueba-actor") || "";
+  input.addEventListener("change", () => {
+    const name = input.value.trim();
+    if (name) localStorage.setItem("ueba-actor", name); else localStorage.removeItem("ueba-actor");
+  });
+  document.getElementById("actor-field").hidden = false;
+}
+
 async function route() {
   const [path, query] = (location.hash.slice(1) || "/summary").split("?");
   const params = new URLSearchParams(query || "");
@@ -674,6 +785,8 @@ async function route() {
     else if (parts[0] === "entities") await entitiesPage(params);
     else if (parts[0] === "incidents" && parts[1]) await incidentPage(decodeURIComponent(parts[1]));
     else if (parts[0] === "incidents") await incidentsPage(params);
+    else if (parts[0] === "cases" && parts[1]) await casePage(decodeURIComponent(parts[1]));
+    else if (parts[0] === "cases") await casesPage(params);
     else if (parts[0] === "users" && parts[1]) await userPage(decodeURIComponent(parts[1]), params);
     else if (parts[0] === "profiles") await profilesPage();
     else await summaryPage();
@@ -688,6 +801,7 @@ async function route() {
   const config = await (await fetch("/api/v1/config")).json();
   document.getElementById("logout").hidden = !sessionStorage.getItem("ueba-token");
   window.addEventListener("hashchange", route);
+  if (config.auth === "off") actorField();
   if (config.auth !== "off" && !sessionStorage.getItem("ueba-token")) login();
   else route();
 })();

@@ -1,7 +1,7 @@
 """Hourly risk timelines from the merged hour totals, checked against counts made here."""
 
 import random
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 from sqlalchemy import select, update
 
@@ -83,3 +83,19 @@ def test_truncating_anomalies_empties_the_hour_totals(svc, store, engine):
     with engine.begin() as conn:
         conn.exec_driver_sql("TRUNCATE anomalies CASCADE")
     assert not store.rows(select(risk_hour_totals))
+
+
+def test_a_start_on_the_clock_of_another_offset_is_not_a_utc_hour(store, engine):
+    """09:00 at +05:30 is 03:30 UTC: its buckets straddle the hour totals and are counted per bucket."""
+    india = timezone(timedelta(hours=5, minutes=30))
+    start = (NOW.replace(minute=30, second=0, microsecond=0) - timedelta(hours=12)).astimezone(india)
+    assert start.minute == 0
+    for minutes in (10, 40, 70, 100, 130):
+        store.anomaly(f"u{minutes}", 10, start + timedelta(minutes=minutes))
+    while merge_rollups(engine):
+        pass
+    rows = store.rows(select(anomalies).where(anomalies.c.tenant == store.tenant))
+    end = start + timedelta(hours=3)
+    with engine.connect() as conn:
+        got = timelines.risk_buckets(conn, store.tenant, start, end, 3600)
+    assert [b[1:] for b in got] == expected(rows, start, end, timedelta(hours=1)) == [(2, 20, 2), (2, 20, 2), (1, 10, 1)]

@@ -102,7 +102,8 @@ HOUR = timedelta(hours=1)
 
 
 def _on_utc_hours(start: datetime, step: timedelta) -> bool:
-    return step == HOUR and start == start.replace(minute=0, second=0, microsecond=0)
+    # By the epoch, not the clock fields: a start given in another offset (+05:30) is no UTC hour.
+    return step == HOUR and start.timestamp() % 3600 == 0
 
 
 def risk_buckets(

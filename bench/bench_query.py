@@ -344,6 +344,35 @@ def _store(server_url: str) -> Iterator[tuple[str, bool]]:
         yield create_database(server_url, kept), True
 
 
+def risk_timeline(address: str, end: datetime, calls: int = 30) -> dict:
+    """GetRiskTimeline over the 30 days before `end` in hourly buckets, one client, the two paths
+    interleaved: a start on a UTC hour (merged hour totals) and one 23 minutes past (per bucket)."""
+    import grpc
+
+    from ueba.v1 import common_pb2, query_pb2, query_pb2_grpc
+
+    on_hour = end.replace(minute=0, second=0, microsecond=0) - timedelta(days=30)
+    starts = {"start_on_hour": on_hour, "start_between_hours": on_hour + timedelta(minutes=23)}
+    stub = query_pb2_grpc.QueryServiceStub(grpc.insecure_channel(address))
+    latencies: dict[str, list[float]] = {name: [] for name in starts}
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    for i in range(calls + 2):  # the first two of each warm the prepared statements
+        for name, start in starts.items():
+            span = common_pb2.TimeRange()
+            span.start.FromDatetime(start)
+            span.end.FromDatetime(start + timedelta(days=30))
+            began = time.perf_counter()
+            stub.GetRiskTimeline(query_pb2.GetRiskTimelineRequest(range=span, bucket_seconds=3600), timeout=60)
+            if i >= 2:
+                latencies[name].append((time.perf_counter() - began) * 1000)
+    out: dict = {"calls": calls, "load_average_before": load_before}
+    for name, values in latencies.items():
+        values.sort()
+        out[name] = {"p50_ms": round(statistics.median(values), 1), "p90_ms": round(values[int(0.9 * (len(values) - 1))], 1)}
+    out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
 def run(out_dir: Path) -> dict:
     settings = BaseSettings.from_env()
     with postgres_server(settings.data_dir) as server_url, _store(server_url) as (url, new):
@@ -379,6 +408,8 @@ def _run(out_dir: Path, url: str, new: bool) -> dict:
             print(f"  paced, {method} only: {result['paced_each'][method]}", flush=True)
         result["closed_loop_mixed"] = measure(service, url, name, METHODS, CLOSED_SECONDS, end, paced=False)
         print(f"  closed loop, mixed: {result['closed_loop_mixed']}", flush=True)
+        result["risk_timeline"] = risk_timeline(service.address, end)
+        print(f"  GetRiskTimeline, 30 days hourly: {result['risk_timeline']}", flush=True)
         result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
         result["targets"] = {f"{m}_p99_ms": TARGET_P99_MS for m in METHODS}
         paced = [result["paced_mixed"][m] for m in METHODS] + [result["paced_each"][m][m] for m in METHODS]

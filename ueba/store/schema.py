@@ -441,6 +441,20 @@ query_rollup_versions = Table(
     PrimaryKeyConstraint("tenant"),
 )
 
+# Each whole hour's anomalies, points and distinct accounts, false positives and suppressed
+# findings left out (migration 0016): recomputed by the query service's rollup merge for the
+# hours whose deltas it merges, so an hour without unmerged 'hour' deltas is current here.
+risk_hour_totals = Table(
+    "risk_hour_totals",
+    metadata,
+    tenant_column(),
+    Column("hour", TZ, nullable=False),
+    Column("anomalies", BigInteger, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("accounts", BigInteger, nullable=False),
+    PrimaryKeyConstraint("tenant", "hour"),
+)
+
 # --- hash-bucket leases of profiles and scorer replicas (migration 0008_work_leases) ---
 
 # Tables that describe the deployment rather than a tenant's data (test_store exempts them

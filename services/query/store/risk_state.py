@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, delete, exists, func, or_, select, text
 from sqlalchemy.dialects.postgresql import insert
 
+from services.query.store.timelines import BUCKET_TOTALS_SQL
 from ueba.risk import OPEN_STATUS
 from ueba.store.schema import anomalies, entity_risk, entity_risk_dirty, user_risk, user_risk_dirty
 
@@ -17,11 +18,20 @@ _MERGE_LOCK = 0x0E0E0005
 
 # Moves each chosen bucket's deltas into one merged row per key, and bumps the
 # rollup generation of every tenant it touched in the same transaction: cached
-# summary totals (services/query/summary.py) are checked against it.
+# summary totals (services/query/summary.py) are checked against it. The hours it
+# merges get their risk_hour_totals recomputed from anomalies in the same statement,
+# so an hour without unmerged deltas has current totals (the risk timeline relies on it).
 _MERGE_ANOMALY_ROLLUP = text(
-    """
+    f"""
     WITH target AS (
         SELECT DISTINCT tenant, grain, bucket FROM anomaly_rollup WHERE NOT merged LIMIT :buckets
+    ), totals AS (
+        INSERT INTO risk_hour_totals (tenant, hour, anomalies, points, accounts)
+        SELECT t.tenant, t.bucket, s.n, s.p, s.u FROM target t
+        CROSS JOIN LATERAL ({BUCKET_TOTALS_SQL.format(tenant="t.tenant", lo="t.bucket", hi="t.bucket + interval '1 hour'", conditions="")}) s
+        WHERE t.grain = 'hour'
+        ON CONFLICT (tenant, hour) DO UPDATE
+        SET anomalies = excluded.anomalies, points = excluded.points, accounts = excluded.accounts
     ), moved AS (
         DELETE FROM anomaly_rollup r USING target t
         WHERE r.tenant = t.tenant AND r.grain = t.grain AND r.bucket = t.bucket
@@ -37,7 +47,7 @@ _MERGE_ANOMALY_ROLLUP = text(
         SELECT DISTINCT tenant, 1 FROM moved
         ON CONFLICT (tenant) DO UPDATE SET generation = query_rollup_versions.generation + 1
     )
-    SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM merged)  -- "bumped" runs all the same
+    SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM merged)  -- "bumped" and "totals" run all the same
     """
 )
 _MERGE_EVENT_COUNTS = text(

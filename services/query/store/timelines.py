@@ -31,28 +31,79 @@ def user_day(reads: Reads, tenant: str, user: str, day: datetime) -> Row:
     return reads.one(_USER_DAY_SQL, {"tenant": tenant, "user": user, "day": day, "end": day + timedelta(days=1), "date": day.date()})
 
 
-# Each bucket is one index-only range scan of ix_anomalies_tenant_time_covering, its accounts counted
-# distinct among ~100 rows; one GROUP BY over the whole range sorted ~93,000 rows on disk instead
-# (README, "Indexes"). The ignore list is a hashed NOT IN, read once, rather than a probe per row.
-_BUCKETS_SQL = """
-    SELECT g.b, s.n, s.p, s.u
-    FROM generate_series(CAST(:start AS timestamptz), CAST(:last AS timestamptz), CAST(:step AS interval)) AS g(b)
-    CROSS JOIN LATERAL (
-        SELECT count(*) AS n, coalesce(sum(a.risk_score), 0) AS p, count(DISTINCT nullif(a.user_name, '')) AS u
-        FROM anomalies a
-        WHERE a.tenant = :tenant AND a.time >= g.b AND a.time < least(g.b + CAST(:step AS interval), :end)
-          AND a.status NOT IN ('false_positive', 'suppressed') {conditions}
-    ) AS s
-    WHERE s.n > 0
+# The counted findings of one bucket (false positives and suppressed ones never were risk): also
+# the statement the rollup merge (store/risk_state.py) recomputes risk_hour_totals with.
+BUCKET_TOTALS_SQL = """
+    SELECT count(*) AS n, coalesce(sum(a.risk_score), 0) AS p, count(DISTINCT nullif(a.user_name, '')) AS u
+    FROM anomalies a
+    WHERE a.tenant = {tenant} AND a.time >= {lo} AND a.time < {hi}
+      AND a.status NOT IN ('false_positive', 'suppressed') {conditions}
 """
 _NOT_IGNORED = "AND a.user_name NOT IN (SELECT i.user_name FROM ignored_users i WHERE i.tenant = :tenant)"
 _OF_ENTITY = "AND a.entity_type = :entity_type AND a.entity = :entity"
+
+
+def _bucket_totals(lo: str, hi: str, ignored: bool, entity: bool = False) -> str:
+    conditions = " ".join(([] if ignored else [_NOT_IGNORED]) + ([_OF_ENTITY] if entity else []))
+    return BUCKET_TOTALS_SQL.format(tenant=":tenant", lo=lo, hi=hi, conditions=conditions)
+
+
+# Any range and step: each bucket is one index-only range scan of ix_anomalies_tenant_time_covering,
+# its accounts counted distinct among ~100 rows; one GROUP BY over the whole range sorted ~93,000
+# rows on disk instead (README, "Indexes"). The ignore list is a hashed NOT IN, read once.
+_BUCKETS_SQL = """
+    SELECT g.b, s.n, s.p, s.u
+    FROM generate_series(CAST(:start AS timestamptz), CAST(:last AS timestamptz), CAST(:step AS interval)) AS g(b)
+    CROSS JOIN LATERAL ({totals}) AS s
+    WHERE s.n > 0
+"""
 # Fixed texts, so each is compiled once and prepared by psycopg.
 _BUCKETS = {
-    (ignored, entity): text(_BUCKETS_SQL.format(conditions=" ".join(
-        ([] if ignored else [_NOT_IGNORED]) + ([_OF_ENTITY] if entity else []))))
+    (ignored, entity): text(_BUCKETS_SQL.format(
+        totals=_bucket_totals("g.b", "least(g.b + CAST(:step AS interval), :end)", ignored, entity)))
     for ignored in (False, True) for entity in (False, True)
 }
+
+# Hourly buckets on UTC hours: a whole hour whose deltas are all merged is its risk_hour_totals
+# row, less the ignored accounts' share (read from their own rows, (tenant, user_name, time));
+# hours with unmerged deltas and a cut last hour are counted from anomalies as above.
+_HOURS_SQL = """
+    WITH dirty AS MATERIALIZED (
+        SELECT DISTINCT r.bucket AS hour FROM anomaly_rollup r
+        WHERE r.tenant = :tenant AND r.grain = 'hour' AND NOT r.merged AND r.bucket >= :start AND r.bucket < :whole_end
+    )
+    SELECT hour, sum(n), sum(p), sum(u) FROM (
+        SELECT t.hour, t.anomalies AS n, t.points AS p, t.accounts AS u FROM risk_hour_totals t
+        WHERE t.tenant = :tenant AND t.hour >= :start AND t.hour < :whole_end
+          AND t.hour NOT IN (SELECT hour FROM dirty)
+        {ignored_share}
+        UNION ALL
+        SELECT g.b, s.n, s.p, s.u
+        FROM (SELECT hour FROM dirty UNION ALL SELECT CAST(:whole_end AS timestamptz) WHERE :whole_end < :end) AS g(b)
+        CROSS JOIN LATERAL ({totals}) AS s
+    ) x
+    GROUP BY hour HAVING sum(n) > 0
+"""
+_IGNORED_SHARE = """
+        UNION ALL
+        SELECT date_trunc('hour', a.time, 'UTC'), -count(*), -sum(a.risk_score), -count(DISTINCT nullif(a.user_name, ''))
+        FROM anomalies a
+        WHERE a.tenant = :tenant AND a.user_name IN (SELECT i.user_name FROM ignored_users i WHERE i.tenant = :tenant)
+          AND a.time >= :start AND a.time < :whole_end AND a.status NOT IN ('false_positive', 'suppressed')
+          AND date_trunc('hour', a.time, 'UTC') NOT IN (SELECT hour FROM dirty)
+        GROUP BY 1"""
+_HOURS = {
+    ignored: text(_HOURS_SQL.format(
+        ignored_share="" if ignored else _IGNORED_SHARE,
+        totals=_bucket_totals("g.b", "least(g.b + interval '1 hour', :end)", ignored)))
+    for ignored in (False, True)
+}
+HOUR = timedelta(hours=1)
+
+
+def _on_utc_hours(start: datetime, step: timedelta) -> bool:
+    # By the epoch, not the clock fields: a start given in another offset (+05:30) is no UTC hour.
+    return step == HOUR and start.timestamp() % 3600 == 0
 
 
 def risk_buckets(
@@ -61,9 +112,13 @@ def risk_buckets(
 ) -> dict:
     """{bucket start: (anomalies, risk points, accounts)} of the non-empty buckets of [start, end), of one
     entity's findings when given; false positives left out."""
-    last = start + (-(-(end - start) // step) - 1) * step
-    params = {"tenant": tenant, "start": start, "last": last, "end": end, "step": step}
-    if entity is not None:
-        params.update(entity_type=entity[0], entity=entity[1])
-    statement = _BUCKETS[(include_ignored, entity is not None)]
-    return {b: (n, int(p), u) for b, n, p, u in conn.execute(statement, params)}
+    params = {"tenant": tenant, "start": start, "end": end}
+    if entity is None and _on_utc_hours(start, step):
+        params["whole_end"] = start + (end - start) // HOUR * HOUR
+        statement = _HOURS[include_ignored]
+    else:
+        params.update(last=start + (-(-(end - start) // step) - 1) * step, step=step)
+        if entity is not None:
+            params.update(entity_type=entity[0], entity=entity[1])
+        statement = _BUCKETS[(include_ignored, entity is not None)]
+    return {b: (int(n), int(p), int(u)) for b, n, p, u in conn.execute(statement, params)}

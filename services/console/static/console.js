@@ -63,7 +63,11 @@ const anomalyLink = (a) => h("a", { href: "#/anomalies/" + a.id, class: "anomaly
 const incidentLink = (i) => h("a", { href: "#/incidents/" + i.id }, i.title || i.kind || i.id);
 const statusWord = (s) => short(s, "ANOMALY_STATUS_").toLowerCase().replace("_", " ");
 const plural = (n, word) => `${n} ${word}${num(n) === 1 ? "" : "s"}`;
-const lastDays = (days) => ({ start: iso(Date.now() - days * DAY), end: iso(Date.now() + 3600e3) });
+// Whole UTC hours: the query service answers hour-aligned risk timelines from its hourly totals.
+const lastDays = (days) => {
+  const hour = 3600e3, next = Math.ceil(Date.now() / hour) * hour;
+  return { start: iso(next - days * DAY), end: iso(next + hour) };
+};
 
 function busy(text) { statusEl.textContent = text; }
 function showError(err, where) {

@@ -32,6 +32,10 @@ K_USER = 24.0  # the peer rate weighs at least as much as a day of the user's ac
 K_MAX_USER = 2000.0  # ... and at most this many
 K_PEER = 48.0  # everyone's rate in a peer group's estimate
 K_DISPERSION = 48.0
+# The user's own tail carries n / (n + K_HISTORY) of a count's surprise (n: its active hours), the
+# population's the rest: a few days say little of a user's busy hour, and what the organisation
+# shows often is not rare for anyone.
+K_HISTORY = 48.0
 K_NOVELTY_USER = 100.0
 K_NOVELTY_PEER = 500.0
 K_WEEKS = 2.0  # activity: the user's hour-of-day rate weighs as much as two weeks at this hour of week
@@ -75,6 +79,13 @@ def count_tail(observed: np.ndarray, mean: np.ndarray, dispersion: np.ndarray) -
     return p
 
 
+def judged_by_history(own: np.ndarray, population: np.ndarray, history: np.ndarray) -> np.ndarray:
+    """The tail probability as surprise (-log p) averaged between the user's own tail and the
+    population's, weighted by how much history the user has (1: all its own)."""
+    own, population = np.clip(own, MIN_P, 1.0), np.clip(population, MIN_P, 1.0)
+    return np.exp(history * np.log(own) + (1.0 - history) * np.log(population))
+
+
 def ratio_tail(hits: np.ndarray, trials: np.ndarray, ratio: np.ndarray) -> np.ndarray:
     p = np.ones_like(ratio)
     nz = hits > 0
@@ -109,6 +120,9 @@ class Rates:
     peer_how: np.ndarray  # [U, 24, J] the peers' hour-of-week rate, without the user
     peer_dispersion: np.ndarray  # [U, J]
     activity: np.ndarray  # [U, 24] probability of activity at this hour of the week
+    population: np.ndarray  # [U, J] everyone's rate per active hour (the same for every user)
+    population_dispersion: np.ndarray  # [U, J]
+    history: np.ndarray  # [U] weight of the user's own tail against the population's, 0-1
 
 
 def _pseudo_hours(sums: GroupSums) -> np.ndarray:
@@ -188,7 +202,10 @@ def shrunk_rates(data: DayData, group: np.ndarray, sums: GroupSums, baseline: in
     hod = (data.a_hod + K_DAYS * peer_a) / (days[:, None] + K_DAYS)
     activity = (np.minimum(data.n_how, weeks[:, None]) + K_WEEKS * hod) / (weeks[:, None] + K_WEEKS)
     activity = np.clip(activity, MIN_ACTIVITY, 1.0)
-    return Rates(user, disp, novelty, peer_how, peer_d, activity)
+    history = data.n_all / (data.n_all + K_HISTORY)
+    population = np.broadcast_to(glob, user.shape).copy()
+    population_d = np.broadcast_to(glob_d, user.shape).copy()
+    return Rates(user, disp, novelty, peer_how, peer_d, activity, population, population_d, history)
 
 
 def shares(p: np.ndarray) -> np.ndarray:
@@ -223,7 +240,11 @@ def score_day(data: DayData, rates: Rates, rows: np.ndarray) -> list[ModelScores
                 x = data.x[r, c]
                 e = (data.s_how[u, h, c] + K_HOW * rates.per_user[u, c]) / (data.n_how[u, h] + K_HOW)
                 obs[:, fi], exp[:, fi] = x, e
-                p[:, fi] = count_tail(x / feat.unit, e / feat.unit, rates.dispersion[u, c] / feat.unit)
+                p[:, fi] = judged_by_history(
+                    count_tail(x / feat.unit, e / feat.unit, rates.dispersion[u, c] / feat.unit),
+                    count_tail(x / feat.unit, rates.population[u, c] / feat.unit,
+                               rates.population_dispersion[u, c] / feat.unit),
+                    rates.history[u])
             elif feat.kind == "novelty":
                 c = COLUMN[(model.name, feat.name)]
                 x = data.x[r, c]

@@ -246,3 +246,29 @@ def test_corroboration_is_a_tail_probability_per_user_hour():
     c = scoring.corroborate(np.full(n, 0.01), rows, models)
     hot = int((c.score >= 70).sum()) if c is not None else 0
     assert 0.01 * hot / n <= 1e-4
+
+
+def test_a_count_surprise_shades_from_the_population_to_the_user_with_history():
+    own, population = np.array([1e-8, 1e-8, 1e-8]), np.array([1e-2, 1e-2, 1e-2])
+    p = scoring.judged_by_history(own, population, np.array([1.0, 0.5, 0.0]))
+    assert p == pytest.approx([1e-8, 1e-5, 1e-2])  # surprise 8, 5 and 2 decades
+
+
+def test_what_the_organisation_shows_often_is_less_rare_for_a_user_who_never_did_it():
+    data = _day(6)
+    shared = COLUMN[("data_movement", "files_shared")]
+    # Everyone but u0 shares files in bursts (mean 4 an hour, variance 40); u0 never has.
+    data.s_all[1:, shared] = 4 * data.n_all[1:]
+    data.q_all[1:, shared] = 56 * data.n_all[1:]
+    data.s_how[1:, 9:17, shared] = 4 * 4
+    data.x[0, shared] = 12
+    data.present["data_movement"][0] = True
+    group = np.zeros(len(data.users), dtype=np.int64)
+    rates = _rates(data, group)
+    assert rates.history[0] == pytest.approx(data.n_all[0] / (data.n_all[0] + scoring.K_HISTORY))
+    moved = {ms.model.name: ms for ms in scoring.score_day(data, rates, np.arange(len(data.users)))}["data_movement"]
+    e = (data.s_how[0, 10, shared] + scoring.K_HOW * rates.per_user[0, shared]) / (data.n_how[0, 10] + scoring.K_HOW)
+    own_only = scoring.count_tail(np.array([12.0]), np.array([e]), rates.dispersion[0:1, shared])
+    features = len(moved.model.features)
+    assert moved.p[0] > 2 * features * own_only[0]
+    assert moved.score[0] < scoring.score_from_p(np.minimum(1.0, features * own_only))[0]

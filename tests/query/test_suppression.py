@@ -1,6 +1,6 @@
 """Suppression rules: what they match, how suppressed and down-weighted findings count, expiry, audit."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -105,10 +105,12 @@ def test_an_address_range_matches_source_addresses_and_never_fails_on_names(svc,
 
 def test_an_expired_or_deleted_rule_stops_matching_and_keeps_what_it_did(svc, store, engine):
     first = store.anomaly("eve", 70)
-    soon = rule(svc, query="user:eve", expires=NOW + timedelta(minutes=5))
+    # The real clock, not the module's NOW: a long session may be past NOW + 5 minutes by now.
+    now = datetime.now(timezone.utc)
+    soon = rule(svc, query="user:eve", expires=now + timedelta(minutes=5))
     assert soon.applied == 1
     store.anomaly("eve", 65)
-    later = NOW + timedelta(minutes=10)
+    later = now + timedelta(minutes=10)
     refresh(store.engine, store.tenant, later)  # past its expiry: the new finding stays open
     assert sorted(store.statuses().values()) == ["new", "suppressed"] and store.statuses()[first] == "suppressed"
     kept = rule(svc, query="user:eve", reason="noise")

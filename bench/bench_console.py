@@ -67,7 +67,10 @@ def _time_pages(url: str, user: str) -> dict:
     from harness.browser import Page, chromium  # selenium: only when a benchmark drives the browser
 
     pages = {"summary": ("/summary", "summary"), "anomalies": ("/anomalies", "anomalies"),
-             "user": (f"/users/{user}", "users"), "profiles": ("/profiles", "profiles")}
+             "user": (f"/users/{user}", "users"), "entities": ("/entities", "entities"),
+             "incidents": ("/incidents", "incidents"), "cases": ("/cases", "cases"),
+             # Last: each load starts from /profiles, and a hash the tab already shows does not reload.
+             "profiles": ("/profiles", "profiles")}
     with tempfile.TemporaryDirectory() as downloads:
         driver = chromium(Path(downloads))
         try:

@@ -4,8 +4,8 @@ Store: bench_query's (1,000 users, 5 million events, 100,000 anomalies, made in
 SQL; BENCH_QUERY_DATABASE keeps it between runs). Services: query, profiles and
 scorer as processes, and the console. Each page (summary, anomalies, a risky
 user with its heat map, entities, incidents, cases, profiles) is opened
-PAGE_LOADS times in one tab; a load is timed from the hash change to the page marking itself ready (every API call
-it makes answered and drawn). Target: p99 under 300 ms per page.
+PAGE_LOADS times in one tab; a load is timed from the hash change to the page
+marking itself ready (every API call it makes answered and drawn). Target: p99 under 300 ms per page.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ from ueba.v1 import common_pb2
 USERS = int(os.environ.get("BENCH_INGEST_USERS", "500"))
 DAYS = int(os.environ.get("BENCH_INGEST_DAYS", "10"))
 BATCH_SIZE = int(os.environ.get("BENCH_INGEST_BATCH", "5000"))
-TARGETS = {"events_per_second_min": 20000, "ratio_to_raw_copy_min": 0.5, "ingest_peak_rss_mib_max": 500}
+# The ratio is the capacity target of bench/summary.py (round 2); events/s and memory are floors.
+TARGETS = {"events_per_second_min": 20000, "ratio_to_raw_copy_min": 0.8, "ingest_peak_rss_mib_max": 500}
 
 def simulated_events(users: int, days: int) -> list[common_pb2.Event]:
     """A simulated organisation's recent activity (ueba.simulator), ending yesterday."""

@@ -9,9 +9,10 @@ from typing import Mapping
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.query.timelines import surge_threshold
-from ueba.messages import LEVEL_ENUM, OUTCOME_ENUM, STATUS_ENUM, anomaly_message, entity_message, enum_words
+from ueba.messages import (
+    LEVEL_ENUM, OUTCOME_ENUM, STATUS_ENUM, anomaly_message, entity_message, enum_words, level_enum,
+)
 from ueba.parsers.base import TYPE_BY_NAME
-from ueba.risk import risk_level
 from ueba.timestamps import to_proto
 from ueba.v1 import cases_pb2, common_pb2, query_pb2
 
@@ -25,7 +26,7 @@ def user_risk_message(user: str, points: int, risk: int, open_anomalies: int) ->
         user=user,
         total_points=points,
         risk=risk,
-        risk_level=LEVEL_ENUM[risk_level(risk)],
+        risk_level=level_enum(risk),
         open_anomalies=open_anomalies,
     )
 
@@ -99,7 +100,7 @@ def entity_risk_message(entity_type: str, name: str, points: int, risk: int, ope
         entity=entity_message(entity_type, name),
         total_points=points,
         risk=risk,
-        risk_level=LEVEL_ENUM[risk_level(risk)],
+        risk_level=level_enum(risk),
         open_anomalies=open_anomalies,
     )
 
@@ -115,7 +116,7 @@ def incident(row) -> query_pb2.Incident:
         last_seen=to_proto(row.last_seen),
         event_count=row.event_count,
         risk_score=row.risk_score,
-        risk_level=LEVEL_ENUM[risk_level(row.risk_score)],
+        risk_level=level_enum(row.risk_score),
         anomaly_count=row.anomaly_count,
         status=STATUS_ENUM.get(row.status, common_pb2.ANOMALY_STATUS_UNSPECIFIED),
         reviewed_by=row.reviewed_by or "",

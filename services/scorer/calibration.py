@@ -15,7 +15,7 @@ from typing import Iterable
 
 import numpy as np
 
-from services.scorer.models import BY_NAME
+from services.scorer.models import BY_NAME, RESTATING
 from services.scorer.scoring import surprise_of_score
 from ueba.risk import ranked_evidence
 
@@ -161,14 +161,19 @@ class Calibration:
         as_strong = sum(1 for s in yardstick.strength_by_kind.get(f.kind, ()) if s >= f.score)
         return rule_evidence(surprise, as_strong, yardstick.user_days)
 
-    def evidence(self, day: date, models: dict[str, float], findings: Iterable[RuleFinding]) -> float:
-        """Combined evidence of one user-day: the strongest source per dimension, ranked and added."""
+    def evidence(self, day: date, models: dict[str, float], findings: Iterable[RuleFinding],
+                 deciding: dict[str, str] | None = None) -> float:
+        """Combined evidence of one user-day: the strongest source per dimension, ranked and added;
+        a model's evidence counts in the dimension of the feature deciding it (`deciding`: model ->
+        feature name), and restating dimensions only stand alone."""
         yardstick = self.yardstick(day)
         best: dict[str, float] = defaultdict(float)
         for model, score in models.items():
             z = float(self._model_evidence(yardstick, model, np.array([score], dtype=np.float64))[0])
-            best[BY_NAME[model].dimension] = max(best[BY_NAME[model].dimension], z)
+            dimension = BY_NAME[model].dimension_of((deciding or {}).get(model))
+            best[dimension] = max(best[dimension], z)
         for f in findings:
             key = f.dimension or f"rule:{f.kind}"
             best[key] = max(best[key], self._rule_evidence(yardstick, f))
-        return ranked_evidence(best.values())
+        restating = max((best.pop(d) for d in RESTATING if d in best), default=0.0)
+        return max(ranked_evidence(best.values()), restating)

@@ -38,6 +38,15 @@ class Feature:
     # The most one hour may add to the baseline: an attack (a spray across many
     # accounts) must not teach everyone's baseline that attacks are normal.
     baseline_cap: float | None = None
+    # What the feature's evidence is about, where that is not its model's dimension (a peer
+    # re-reading of data volumes is data; an hour's event count is volume, see RESTATING).
+    dimension: str = ""
+
+
+# Dimensions whose evidence restates the others': an hour's or one origin's event count is the sum
+# of what the other features count, and the corroboration model combines two other models. In a
+# user-day's calibrated score they stand only when strongest and never add to the others.
+RESTATING = frozenset({"volume", "combined"})
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,18 @@ class Model:
     def stored(self) -> tuple[Feature, ...]:
         """Features kept in user_hour_features (derived ones are computed when scoring)."""
         return tuple(f for f in self.features if f.kind in ("count", "novelty"))
+
+    @property
+    def mixed(self) -> bool:
+        """Whether some feature's evidence is about another dimension than the model's."""
+        return any(f.dimension and f.dimension != self.dimension for f in self.features)
+
+    def dimension_of(self, feature: str | None) -> str:
+        """The dimension of the named feature's evidence (the model's for an unknown or missing name)."""
+        for f in self.features:
+            if f.name == feature:
+                return f.dimension or self.dimension
+        return self.dimension
 
 
 AUTHENTICATION = Model(
@@ -90,7 +111,7 @@ LOGIN_TIME = Model(
     (
         Feature("active", "activity at this hour of the week (observed 1; expected is its probability)", "activity",
                 phrase="active at an unusual hour (probability {e})"),
-        Feature("events", "events in the hour", phrase="{o} events in the hour vs {e} expected"),
+        Feature("events", "events in the hour", phrase="{o} events in the hour vs {e} expected", dimension="volume"),
     ),
 )
 
@@ -103,7 +124,8 @@ ORIGIN_HOST = Model(
         Feature("distinct_origins", "distinct origin hosts or addresses", phrase="{o} origin hosts vs {e} expected"),
         Feature("new_origins", "named origin hosts new to the user", "novelty", phrase="{o} new origin hosts ({entities})"),
         Feature("new_source_ips", "source addresses new to the user", "novelty", phrase="{o} new source addresses ({entities})"),
-        Feature("max_from_one_origin", "most events from a single origin", phrase="{o} attempts from one origin vs {e} expected"),
+        Feature("max_from_one_origin", "most events from a single origin", phrase="{o} attempts from one origin vs {e} expected",
+                dimension="volume"),
         Feature("max_accounts_failing_from_origin",
                 "most distinct accounts failing to log on from one of the user's origins in the hour (spraying)",
                 phrase="{o} accounts failing from the same origin vs {e} expected", baseline_cap=2.0),
@@ -144,7 +166,10 @@ DATA_MOVEMENT = Model(
     ),
 )
 
-# The peer model re-reads other models' counts against the peer group's profile.
+# The peer model re-reads other models' counts against the peer group's profile; each re-reading
+# is evidence about what its source feature is about.
+_SOURCE_DIMENSION = {"authentication": "authentication", "impacted_host": "host", "origin_host": "host",
+                     "origin_location": "location", "login_time": "volume", "data_movement": "data"}
 _PEER_SOURCES = (
     ("failures", "authentication", "failed logons"),
     ("distinct_hosts", "impacted_host", "destination hosts"),
@@ -168,7 +193,8 @@ PEER_GROUP = Model(
     tuple(
         Feature(f"peer_{name}", f"{label} against peers", "peer",
                 unit=1e6 if name.startswith("bytes") else 1.0,
-                source=f"{model}.{name}", phrase=f"{{o}} {label} vs {{e}} for peers")
+                source=f"{model}.{name}", phrase=f"{{o}} {label} vs {{e}} for peers",
+                dimension=_SOURCE_DIMENSION[model])
         for name, model, label in _PEER_SOURCES
     ),
 )

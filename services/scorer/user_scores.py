@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from services.scorer.calibration import Calibration, Reference, RuleFinding, day_score
 from services.scorer.context import RunContext
+from services.scorer.models import BY_NAME
 from services.scorer.store import user_scores as store
 from services.scorer.store.user_scores import HourlyScores, UserDays
 
@@ -21,7 +22,8 @@ def write_user_scores(ctx: RunContext, conn: Connection, days: tuple[datetime, d
     d0, d1 = days
     store.delete_days(conn, ctx.tenant, d0, d1, ctx.scope)
     models = sorted(ctx.weights)
-    hourly = store.hourly_scores(conn, ctx.tenant, d0, d1, ctx.scope, ignored, models)
+    hourly = store.hourly_scores(conn, ctx.tenant, d0, d1, ctx.scope, ignored, models,
+                                 [m for m in models if BY_NAME[m].mixed])
     calibration, findings = calibrate(conn, ctx.tenant, days, ignored, ctx.settings.baseline_days)
     rows = store.insert_user_days(conn, ctx.tenant, ctx.run_id, user_days(hourly, ctx.weights, calibration, findings))
     tenant_json, run_json = json.dumps(ctx.tenant), json.dumps(str(ctx.run_id))
@@ -69,13 +71,20 @@ def user_days(hourly: HourlyScores, weights: dict[str, float], calibration: Cali
                         dtype=np.int64, count=len(hourly.users))
     n = len(keys)
     strongest: list[dict[str, float]] = [{} for _ in range(n)]
-    for g, m, value in zip(group.tolist(), model.tolist(), hourly.score.tolist()):
+    # model -> the feature deciding its strongest score (ties: the earliest hour's)
+    deciding: list[dict[str, tuple[int, str | None]]] = [{} for _ in range(n)]
+    for g, m, hour, value, feature in zip(group.tolist(), model.tolist(), hourly.hour.tolist(), hourly.score.tolist(),
+                                          hourly.decisive):
         name = names[m]
-        strongest[g][name] = max(strongest[g].get(name, 0.0), value)
+        best = strongest[g].get(name, -1.0)
+        if value > best or (value == best and hour < deciding[g][name][0]):
+            strongest[g][name] = value
+            deciding[g][name] = (hour, feature)
     score = []
-    for (user, d), models in zip(keys, strongest):
+    for (user, d), models, features in zip(keys, strongest, deciding):
         on = datetime.fromtimestamp(d * 86400, timezone.utc).date()
-        score.append(day_score(calibration.evidence(on, models, findings.get((user, on), ()))))
+        score.append(day_score(calibration.evidence(on, models, findings.get((user, on), ()),
+                                                    {m: f for m, (_, f) in features.items() if f})))
     span = int(hourly.hour.max() - hourly.hour.min()) + 1 if n else 1
     distinct = np.unique(group * span + (hourly.hour - (hourly.hour.min() if n else 0)))
     scored_hours = np.bincount(distinct // span, minlength=n)

@@ -114,3 +114,23 @@ def test_an_anomalys_risk_reads_how_rare_its_day_is_in_the_organisation():
     # Too few user-days before it: the day's own score.
     assert anomaly_score(83.4, "files_downloaded", 0, calibration.MIN_REFERENCE - 1) == 83
     assert calibration.rarity_score(0, 50) is None
+
+
+def test_a_models_evidence_counts_in_the_dimension_of_the_feature_deciding_it():
+    cal = Calibration(_reference(0, 0, {}), days=30)
+    # A sync of a thousand files: the hour's event count (login_time), the events from the one
+    # origin (origin_host) and the peers' view of both restate the data volume, and add nothing.
+    burst = {"data_movement": 100.0, "login_time": 100.0, "origin_host": 100.0, "peer_group": 100.0}
+    volume = {"login_time": "events", "origin_host": "max_from_one_origin", "peer_group": "peer_events"}
+    assert cal.evidence(DAY, burst, (), volume) == pytest.approx(8.0)
+    # The same scores decided by an unusual hour, a new origin and the peers' failed logons are
+    # four independent dimensions.
+    other = {"login_time": "active", "origin_host": "new_origins", "peer_group": "peer_failures"}
+    assert cal.evidence(DAY, burst, (), other) == pytest.approx(8.0 + 8.0 / 4 + 8.0 / 9 + 8.0 / 16)
+    # Restating evidence still stands alone where it is the strongest.
+    assert cal.evidence(DAY, {"login_time": 100.0, "authentication": 50.0}, (), {"login_time": "events"}) \
+        == pytest.approx(8.0)
+    # The corroboration model combines two others: it never adds to them.
+    assert cal.evidence(DAY, {"corroboration": 70.0, "origin_location": 70.0}, ()) == pytest.approx(4.0)
+    # Without the deciding feature, a model's evidence is in its own dimension.
+    assert cal.evidence(DAY, {"origin_host": 70.0, "origin_location": 70.0}, ()) == pytest.approx(5.0)

@@ -13,9 +13,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.scorer.calibration import MIN_REFERENCE, day_score
-from services.scorer.models import BY_NAME
+from services.scorer.model_anomalies import decisive_feature
+from services.scorer.models import BY_NAME, RESTATING
 from services.scorer.scoring import surprise_of_score
 from services.scorer.settings import ScorerSettings
+from services.scorer.store.user_scores import DECISIVE_FROM
 from tests.scorer.conftest import SCORED_DAY, make_scorer
 from tests.scorer.helpers import START, Activity
 from ueba.db import libpq_url
@@ -95,17 +97,22 @@ def test_ordinary_users_stay_low(scenario):
 
 
 def _expected_day_score(scn, user: str) -> float:
-    """With too few user-days for a population, each source keeps its nominal surprise."""
+    """With too few user-days for a population, each source keeps its nominal surprise, in the
+    dimension of the feature deciding the model's strongest hour; restating dimensions only stand alone."""
     best: dict[str, float] = defaultdict(float)
-    for model, score in scn.query("SELECT model, max(score) FROM event_scores WHERE user_name = %s GROUP BY model", user):
-        dimension = BY_NAME[model].dimension
+    for model, score, features in scn.query(
+            "SELECT DISTINCT ON (model) model, score, features FROM event_scores WHERE user_name = %s "
+            "ORDER BY model, score DESC, hour", user):
+        mixed = BY_NAME[model].mixed and score >= DECISIVE_FROM
+        dimension = BY_NAME[model].dimension_of(decisive_feature(features) if mixed else None)
         best[dimension] = max(best[dimension], float(surprise_of_score(float(score))))
     for dimension, kind, score in scn.query(
             "SELECT dimension, profile_kind, max(risk_score) FROM anomalies WHERE user_name = %s AND source = 'rule' "
             "AND entity_type = 'user' GROUP BY 1, 2", user):
         key = dimension or f"rule:{kind}"
         best[key] = max(best[key], float(surprise_of_score(float(score))))
-    return day_score(ranked_evidence(best.values()))
+    restating = max((best.pop(d) for d in RESTATING if d in best), default=0.0)
+    return day_score(max(ranked_evidence(best.values()), restating))
 
 
 def test_user_score_combines_the_strongest_evidence_of_each_dimension(scenario):

@@ -22,6 +22,14 @@ class HourlyScores:
     model: list[str]
     score: np.ndarray
     learning: np.ndarray
+    # The feature deciding each score, read only where it can change the score's dimension (a
+    # mixed model's scores of at least DECISIVE_FROM); None elsewhere.
+    decisive: list[str | None]
+
+
+# Below this hourly score (under half a decade of surprise) a mixed model's evidence counts in its
+# own dimension: too weak to matter, and reading its features costs a JSON scan per row.
+DECISIVE_FROM = 20
 
 
 @dataclass(frozen=True)
@@ -44,24 +52,29 @@ def delete_days(conn: Connection, tenant: str, d0: datetime, d1: datetime, scope
 
 
 def hourly_scores(conn: Connection, tenant: str, d0: datetime, d1: datetime, scope: UserScope,
-                  ignored: frozenset[str], models: list[str]) -> HourlyScores:
-    """Every stored event score of the days from `d0` to `d1` of the scope's users, but the ignored."""
+                  ignored: frozenset[str], models: list[str], mixed: list[str]) -> HourlyScores:
+    """Every stored event score of the days from `d0` to `d1` of the scope's users, but the ignored;
+    of the `mixed` models' scores from DECISIVE_FROM, the deciding feature."""
     # One pass, no joins: after a run's COPY the planner has no statistics for
     # the new rows, and a join misjudged as one row each becomes quadratic. On the
     # driver's cursor: SQLAlchemy's rows cost four times the query at 200,000 of them.
     with conn.connection.driver_connection.cursor(binary=True) as cur:
         cur.execute(
-            f"""SELECT t.user_name, CAST(extract(epoch FROM t.hour) AS bigint) / 3600, t.model, t.score, t.learning
+            f"""SELECT t.user_name, CAST(extract(epoch FROM t.hour) AS bigint) / 3600, t.model, t.score, t.learning,
+                       CASE WHEN t.score >= %(decisive_from)s AND t.model = ANY(%(mixed)s::text[]) THEN
+                           (SELECT f ->> 'name' FROM jsonb_array_elements(t.features) f
+                            ORDER BY (f ->> 'share')::float8 DESC LIMIT 1) END
                 FROM event_scores t
                 WHERE t.tenant = %(tenant)s AND t.hour >= %(d0)s AND t.hour < %(d1)s
                   AND t.model = ANY(%(models)s::text[]) AND {SCOPE_SQL}
                   AND NOT t.user_name = ANY(%(ignored)s::text[])""",
-            {"tenant": tenant, "d0": d0, "d1": d1, "models": models, "ignored": sorted(ignored), **scope_params(scope)},
+            {"tenant": tenant, "d0": d0, "d1": d1, "models": models, "ignored": sorted(ignored),
+             "mixed": mixed, "decisive_from": DECISIVE_FROM, **scope_params(scope)},
         )
         rows = cur.fetchall()
-    users, hours, names, scores, learning = zip(*rows) if rows else ((), (), (), (), ())
+    users, hours, names, scores, learning, decisive = zip(*rows) if rows else ((), (), (), (), (), ())
     return HourlyScores(list(users), np.array(hours, dtype=np.int64), list(names),
-                        np.array(scores, dtype=np.float64), np.array(learning, dtype=bool))
+                        np.array(scores, dtype=np.float64), np.array(learning, dtype=bool), list(decisive))
 
 
 def insert_user_days(conn: Connection, tenant: str, run_id: str, days: UserDays) -> list:
@@ -114,13 +127,23 @@ def day_maxima(conn: Connection, tenant: str, d0: datetime, d1: datetime, ignore
 
 def rule_findings(conn: Connection, tenant: str, d0: datetime, d1: datetime) -> list[tuple]:
     """(user, day, kind, dimension, score, incident) of the rule findings about accounts from `d0` to `d1`,
-    those reviewed as false positives excepted; a finding outside any incident is its own."""
+    those reviewed as false positives excepted; a finding outside any incident is its own.
+
+    A finding linked to the source that targeted the account (a spray's account) counts at the
+    strength of the source's finding in its incident: the account's day is part of that attack,
+    though its risk carries only the linked share."""
     return conn.execute(
-        text("""SELECT user_name, CAST(time AT TIME ZONE 'UTC' AS date), profile_kind, dimension, risk_score,
-                       CAST(coalesce(incident_id, id) AS text)
-                FROM anomalies
-                WHERE tenant = :tenant AND source = 'rule' AND entity_type = 'user' AND user_name <> ''
-                  AND status <> 'false_positive' AND time >= :d0 AND time < :d1"""),
+        text("""SELECT a.user_name, CAST(a.time AT TIME ZONE 'UTC' AS date), a.profile_kind, a.dimension,
+                       CASE WHEN a.incident_id IS NOT NULL AND a.evidence ? 'source_entity' THEN
+                           greatest(a.risk_score, coalesce(
+                               (SELECT max(s.risk_score) FROM anomalies s
+                                WHERE s.tenant = a.tenant AND s.incident_id = a.incident_id AND s.source = 'rule'
+                                  AND s.entity_type <> 'user' AND s.status <> 'false_positive'), 0))
+                       ELSE a.risk_score END,
+                       CAST(coalesce(a.incident_id, a.id) AS text)
+                FROM anomalies a
+                WHERE a.tenant = :tenant AND a.source = 'rule' AND a.entity_type = 'user' AND a.user_name <> ''
+                  AND a.status <> 'false_positive' AND a.time >= :d0 AND a.time < :d1"""),
         {"tenant": tenant, "d0": d0, "d1": d1},
     ).all()
 

@@ -127,8 +127,8 @@ def _update_entity_seen(conn: Connection, new: str, params: dict) -> int:
                 ('destination_host', nullif(e.destination_host, '')),
                 ('source_ip', host(e.source_ip)),
                 ('source_host', lower(nullif(e.source_host, ''))),
-                ('country', nullif(e.country, '')),
-                ('city', nullif(e.country, '') || '/' || nullif(e.city, '')),
+                ('country', CASE WHEN e.outcome <> 'failure' THEN nullif(e.country, '') END),
+                ('city', CASE WHEN e.outcome <> 'failure' THEN nullif(e.country, '') || '/' || nullif(e.city, '') END),
                 ('application', nullif(e.application, '')),
                 ('event_type', e.event_type)
             ) AS v(entity_type, entity)
@@ -170,11 +170,17 @@ def _stage_events(conn: Connection, tenant: str, lo: datetime, hi: datetime) -> 
             SELECT e.user_name, date_trunc('hour', e.time) AS hour, e.event_id, e.time, e.event_type, e.outcome,
                    nullif(e.destination_host, '') AS destination_host,
                    coalesce(nullif(e.source_host, ''), host(e.source_ip)) AS origin,
-                   nullif(e.country, '') AS country, nullif(e.country, '') || '/' || nullif(e.city, '') AS city,
+                   located.country, located.country || '/' || nullif(e.city, '') AS city,
                    nullif(e.application, '') AS application, e.bytes, greatest(e.file_count, 1) AS files,
                    lower(nullif(e.source_host, '')) AS source_host, host(e.source_ip) AS source_ip,
-                   e.latitude, e.longitude
+                   located.latitude, located.longitude,
+                   CASE WHEN e.outcome = 'failure' THEN nullif(e.country, '') END AS failed_country
             FROM events e
+            -- A failed logon does not place the user anywhere (someone tried the account from
+            -- there): location is read from the other events, as the location profiles read it.
+            CROSS JOIN LATERAL (SELECT CASE WHEN e.outcome <> 'failure' THEN nullif(e.country, '') END AS country,
+                                       CASE WHEN e.outcome <> 'failure' THEN e.latitude END AS latitude,
+                                       CASE WHEN e.outcome <> 'failure' THEN e.longitude END AS longitude) located
             WHERE e.tenant = :tenant AND e.time >= CAST(:lo AS timestamptz) - interval '1 day' AND e.time < :hi
               AND e.user_name IN (SELECT DISTINCT user_name FROM scorer_dirty)"""
         ),
@@ -229,7 +235,8 @@ def _stage_events(conn: Connection, tenant: str, lo: datetime, hi: datetime) -> 
                    coalesce(si.first_seen >= s.hour, false) AS new_source_ip, s.source_host, s.source_ip,
                    coalesce(co.first_seen >= s.hour, false) AS new_country,
                    coalesce(ci.first_seen >= s.hour, false) AS new_city,
-                   coalesce(ap.first_seen >= s.hour, false) AS new_application
+                   coalesce(ap.first_seen >= s.hour, false) AS new_application, s.failed_country,
+                   coalesce(fc.first_seen >= s.hour, s.failed_country IS NOT NULL) AS new_failed_country
             FROM scorer_raw s
             JOIN scorer_dirty d ON d.user_name = s.user_name AND d.hour = s.hour
             LEFT JOIN scorer_moves m ON m.event_id = s.event_id AND m.time = s.time
@@ -247,7 +254,9 @@ def _stage_events(conn: Connection, tenant: str, lo: datetime, hi: datetime) -> 
             LEFT JOIN entity_seen ci ON ci.tenant = :tenant AND ci.user_name = s.user_name
                  AND ci.entity_type = 'city' AND ci.entity = s.city
             LEFT JOIN entity_seen ap ON ap.tenant = :tenant AND ap.user_name = s.user_name
-                 AND ap.entity_type = 'application' AND ap.entity = s.application"""
+                 AND ap.entity_type = 'application' AND ap.entity = s.application
+            LEFT JOIN entity_seen fc ON fc.tenant = :tenant AND fc.user_name = s.user_name
+                 AND fc.entity_type = 'country' AND fc.entity = s.failed_country"""
         ),
         params,
     )
@@ -269,7 +278,8 @@ _MODEL_INSERTS = (
         jsonb_build_object(
             'successes', count(*) FILTER (WHERE event_type = ANY(:auth) AND outcome = 'success'),
             'failures', count(*) FILTER (WHERE outcome = 'failure'),
-            'new_event_types', count(DISTINCT event_type) FILTER (WHERE new_event_type)),
+            'new_event_types', count(DISTINCT event_type) FILTER (WHERE new_event_type),
+            'failures_from_new_countries', count(DISTINCT failed_country) FILTER (WHERE new_failed_country)),
         count(*) FILTER (WHERE event_type = ANY(:auth) OR outcome = 'failure')
     FROM scorer_ev GROUP BY user_name, hour
     HAVING count(*) FILTER (WHERE event_type = ANY(:auth) OR outcome = 'failure') > 0 OR bool_or(new_event_type)""",

@@ -77,7 +77,8 @@ class Model:
 
 AUTHENTICATION = Model(
     "authentication",
-    "Logon and credential events: successes, failures, the failure ratio and event types new to the user",
+    "Logon and credential events: successes, failures, the failure ratio, event types new to the user and"
+    " failures from countries the account never acted from",
     "authentication",
     1.0,
     (
@@ -87,6 +88,11 @@ AUTHENTICATION = Model(
                 phrase="failure ratio {o} vs {e} expected"),
         Feature("new_event_types", "event types the user never produced before", "novelty",
                 phrase="{o} new event types ({entities})"),
+        # Where a failed logon came from says nothing of where the user is (the location model
+        # leaves failures out), but an attempt from a country the account never acted from is
+        # how sprays and stuffing look from the account's side.
+        Feature("failures_from_new_countries", "countries failed logons came from that the account never acted from",
+                "novelty", phrase="failed logons from {o} countries the account never acted from"),
     ),
 )
 
@@ -134,7 +140,8 @@ ORIGIN_HOST = Model(
 
 ORIGIN_LOCATION = Model(
     "origin_location",
-    "Where the user is: distinct and new countries and cities, distance and implied speed between consecutive locations",
+    "Where the user is: distinct and new countries and cities, distance and implied speed between consecutive"
+    " locations (failed logons left out: they place whoever tried the account, not the user)",
     "location",
     1.0,
     (

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
+import numpy as np
 from sqlalchemy import Connection
 
 from services.scorer.context import RunContext
@@ -51,14 +52,38 @@ def write_model_anomalies(ctx: RunContext, conn: Connection, days: tuple[datetim
     # Re-runs that no longer reach the threshold withdraw their unreviewed anomaly.
     withdraw_unreviewed(conn, ctx.tenant, "model",
                         [dedup_key(u, d) for u, d, s, learning in day_rows if s < threshold or learning])
-    records = [describe(ctx, conn, user, day, float(score)) for user, day, score in high]
+    records = []
+    if high:
+        span = ctx.settings.baseline_days
+        first, last = min(d for _, d, _ in high), max(d for _, d, _ in high)
+        rarity = DayRarity(user_scores.reference_days(conn, ctx.tenant, first - timedelta(days=span), last), span)
+        records = [describe(ctx, conn, user, day, float(score), rarity) for user, day, score in high]
     # The anomalies reach anomaly.log and every other destination through the outbox
     # (services/delivery), in the one schema of every finding.
     write_anomalies(conn, records, refresh_unreviewed=True, risk_window_days=ctx.settings.risk_window_days)
     return len(records)
 
 
-def describe(ctx: RunContext, conn: Connection, user: str, day: date, score: float) -> AnomalyRecord:
+class DayRarity:
+    """How many of the stored user-days before a day score at least as high, counting the days of
+    one attack on many accounts once (`user_scores.reference_days`)."""
+
+    def __init__(self, rows: list[tuple[date, float, str]], days: int):
+        self._days = days
+        self._ordinal = np.array([d.toordinal() for d, _, _ in rows], dtype=np.int64)
+        self._score = np.array([s for _, s, _ in rows], dtype=np.float64)
+        groups: dict[str, int] = {}
+        self._group = np.array([groups.setdefault(g, len(groups)) for _, _, g in rows], dtype=np.int64)
+
+    def as_strong(self, day: date, score: float) -> tuple[int, int]:
+        """(groups with a user-day at least `score`, all groups) of the `days` before `day`."""
+        inside = (self._ordinal >= (day - timedelta(days=self._days)).toordinal()) & (self._ordinal < day.toordinal())
+        return (int(np.unique(self._group[inside & (self._score >= score)]).size),
+                int(np.unique(self._group[inside]).size))
+
+
+def describe(ctx: RunContext, conn: Connection, user: str, day: date, score: float,
+             rarity: DayRarity) -> AnomalyRecord:
     """The anomaly of one user-day: its strongest hourly score names the model, hour and events."""
     start = day_start(day)
     rows = event_scores.scores_of_day(conn, ctx.tenant, user, start)
@@ -68,7 +93,7 @@ def describe(ctx: RunContext, conn: Connection, user: str, day: date, score: flo
                        lambda entity_type, hour: evidence.first_seen_in(conn, ctx.tenant, user, entity_type, hour))
     model = BY_NAME[top.model]
     decisive = decisive_feature(top.features)
-    as_strong, reference = user_scores.as_strong_before(conn, ctx.tenant, day, score, ctx.settings.baseline_days)
+    as_strong, reference = rarity.as_strong(day, score)
     proof = {
         "event_ids": evidence.event_ids(conn, ctx.tenant, user, top.hour),
         "day_score": score,

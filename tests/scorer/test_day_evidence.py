@@ -9,7 +9,7 @@ import pytest
 
 from services.scorer import calibration
 from services.scorer.calibration import Calibration, Reference, RuleFinding, day_score, population_tail
-from services.scorer.model_anomalies import anomaly_score, decisive_feature
+from services.scorer.model_anomalies import DayRarity, anomaly_score, decisive_feature
 from services.scorer.scoring import score_from_p, surprise_of_score
 from ueba.risk import bounded_risk, ranked_evidence
 
@@ -134,3 +134,16 @@ def test_a_models_evidence_counts_in_the_dimension_of_the_feature_deciding_it():
     assert cal.evidence(DAY, {"corroboration": 70.0, "origin_location": 70.0}, ()) == pytest.approx(4.0)
     # Without the deciding feature, a model's evidence is in its own dimension.
     assert cal.evidence(DAY, {"origin_host": 70.0, "origin_location": 70.0}, ()) == pytest.approx(5.0)
+
+
+def test_the_days_of_one_attack_on_many_accounts_count_once_in_a_days_rarity():
+    before = DAY - timedelta(days=3)
+    # Fifty sprayed accounts' days at 96 (one incident), one earlier bulk download at 95, and
+    # 2,000 ordinary user-days: a new day at 95 is the second strongest event, not the fifty-first.
+    rows = [(before, 96.0, "spray-incident") for _ in range(50)] + [(before, 95.0, "x|bulk")]
+    rows += [(before - timedelta(days=i % 20), 20.0, f"u{i}|day") for i in range(2000)]
+    rarity = DayRarity(rows, days=30)
+    assert rarity.as_strong(DAY, 95.0) == (2, 2002)
+    assert rarity.as_strong(DAY, 97.0) == (0, 2002)
+    # Only the days before, within the window.
+    assert rarity.as_strong(before, 10.0) == (1900, 1900)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from ueba.db import create_db_engine
 from ueba.store.anomalies import AnomalyRecord, write_anomalies
-from services.scorer.store.user_scores import rule_findings
+from services.scorer.store.user_scores import reference_days, rule_findings
 
 T = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
 
@@ -39,3 +39,24 @@ def test_an_account_targeted_by_a_source_counts_at_the_strength_of_the_sources_f
         ).scalar_one()
     engine.dispose()
     assert incidents == 1 and found["ann"][5] != found["bob"][5]
+
+
+def test_the_reference_days_of_accounts_targeted_together_share_their_incident(scratch_url):
+    source = {"type": "ip", "entity": "203.0.113.9"}
+    engine = create_db_engine(scratch_url, pool_size=1)
+    day = T.date()
+    with engine.begin() as conn:
+        write_anomalies(conn, [
+            _finding("", 70, "source:203.0.113.9", entity_type="ip", entity="203.0.113.9"),
+            _finding("ann", 35, "target:ann", evidence={"source_entity": source}),
+            _finding("cid", 35, "target:cid", evidence={"source_entity": source}),
+        ])
+        conn.exec_driver_sql(
+            """INSERT INTO user_scores (tenant, user_name, day, score, scored_hours, learning, top_features, run_id)
+               SELECT 'default', u, %(day)s, 96, 3, false, '[]', gen_random_uuid()
+               FROM unnest(ARRAY['ann', 'cid', 'dee']) AS u""", {"day": day})
+    with engine.connect() as conn:
+        rows = reference_days(conn, "default", day, day + timedelta(days=1))
+    engine.dispose()
+    groups = {g for _, _, g in rows}
+    assert len(rows) == 3 and len(groups) == 2 and f"dee|{day.isoformat()}" in groups

@@ -148,9 +148,20 @@ def rule_findings(conn: Connection, tenant: str, d0: datetime, d1: datetime) -> 
     ).all()
 
 
-def as_strong_before(conn: Connection, tenant: str, day: date, score: float, days: int) -> tuple[int, int]:
-    """(stored user-days past learning at least `score`, all of them) of the `days` before `day`."""
-    return tuple(conn.execute(
-        select(func.count().filter(user_scores.c.score >= score), func.count()).where(
-            user_scores.c.tenant == tenant, user_scores.c.day >= day - timedelta(days=days),
-            user_scores.c.day < day, user_scores.c.learning.is_(False))).one())
+def reference_days(conn: Connection, tenant: str, d0: date, d1: date) -> list[tuple[date, float, str]]:
+    """(day, score, group) of the stored user-days past learning from `d0` to `d1`. The group is the
+    incident of a rule finding linked to the source that targeted the account that day (one spray
+    over fifty accounts is one attack, as rule rarity counts it), else the user-day itself."""
+    return [(d, float(score), group) for d, score, group in conn.execute(
+        text("""SELECT s.day, s.score, coalesce(t.incident, s.user_name || '|' || CAST(s.day AS text))
+                FROM user_scores s
+                LEFT JOIN (SELECT DISTINCT ON (user_name, CAST(time AT TIME ZONE 'UTC' AS date))
+                                  user_name, CAST(time AT TIME ZONE 'UTC' AS date) AS day,
+                                  CAST(incident_id AS text) AS incident
+                           FROM anomalies
+                           WHERE tenant = :tenant AND source = 'rule' AND entity_type = 'user'
+                             AND incident_id IS NOT NULL AND evidence ? 'source_entity'
+                             AND time >= :d0 AND time < CAST(:d1 AS date) + 1
+                           ORDER BY 1, 2, time) t ON t.user_name = s.user_name AND t.day = s.day
+                WHERE s.tenant = :tenant AND s.day >= :d0 AND s.day < :d1 AND NOT s.learning"""),
+        {"tenant": tenant, "d0": d0, "d1": d1})]

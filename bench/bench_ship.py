@@ -85,10 +85,9 @@ def run(out_dir: Path) -> dict:
     ship_rate, copy_rate = shipped / ship_seconds, copied / copy_seconds
     ship_us = {name: round(seconds / shipped * 1e6, 2) for name, seconds in ship_cpu.items()}
     copy_us = {name: round(seconds / copied * 1e6, 2) for name, seconds in copy_cpu.items()}
-    # What the CPUs allow, whatever else the machine runs: shipping needs all three processes'
-    # CPU per event out of every core; raw COPY is two processes in step, as fast as the busier one.
+    # What the CPUs allow when nothing else runs: shipping needs the three processes' CPU per event
+    # out of every core. Raw COPY is not CPU-bound (a commit per batch), so its measured rate stays.
     ship_limit = (os.cpu_count() or 1) / (sum(ship_us.values()) / 1e6)
-    copy_limit = 1 / (max(copy_us.values()) / 1e6)
     result = {
         "lines": lines,
         "file_mb": round(path.stat().st_size / 1e6, 1),
@@ -102,8 +101,7 @@ def run(out_dir: Path) -> dict:
         "raw_copy": {"seconds": round(copy_seconds, 2), "rows": copied, "events_per_second": round(copy_rate),
                      "cpu_us_per_event": copy_us},
         "ratio_to_raw_copy": round(ship_rate / copy_rate, 3),
-        "cpu_bound": {"ship_events_per_second": round(ship_limit), "raw_copy_events_per_second": round(copy_limit),
-                      "ratio": round(ship_limit / copy_limit, 3)},
+        "cpu_bound": {"ship_events_per_second": round(ship_limit), "ratio_to_raw_copy": round(ship_limit / copy_rate, 3)},
         "load_average_1m": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
         "targets": TARGETS,

@@ -41,6 +41,42 @@ def _ship(args: list[str], env: dict[str, str] | None = None) -> tuple[float, di
     return elapsed, json.loads(proc.stdout)
 
 
+def _otlp_mapping_us(path: Path, records: int = 20_000) -> dict:
+    """CPU per record of the OTLP receiver's mapping, for the same documents sent as a JSON body
+    and as attributes (what the Collector's filelog receiver and an SDK send)."""
+    import orjson
+    from opentelemetry.proto.common.v1 import common_pb2 as otel_common
+    from opentelemetry.proto.logs.v1 import logs_pb2
+
+    from services.ingest.otlp import RecordMapper
+    from ueba.parsers.fields import flatten
+
+    def value(v) -> otel_common.AnyValue:
+        if isinstance(v, list):
+            return otel_common.AnyValue(array_value=otel_common.ArrayValue(values=[value(x) for x in v]))
+        kind = {str: "string_value", bool: "bool_value", int: "int_value", float: "double_value"}[type(v)]
+        return otel_common.AnyValue(**{kind: v})
+
+    with path.open() as f:
+        lines = [line for _, line in zip(range(records), f)]
+    shapes: dict[str, list] = {"json_body": [], "attributes": []}
+    for i, line in enumerate(lines):
+        when = 1_764_115_200_000_000_000 + i * 10**9
+        shapes["json_body"].append(logs_pb2.LogRecord(time_unix_nano=when, body=otel_common.AnyValue(string_value=line)))
+        flat = flatten(orjson.loads(line))
+        flat.pop("@timestamp")
+        shapes["attributes"].append(logs_pb2.LogRecord(
+            time_unix_nano=when, attributes=[otel_common.KeyValue(key=k, value=value(v)) for k, v in flat.items()]))
+    result = {}
+    for name, shaped in shapes.items():
+        mapper = RecordMapper()
+        started = time.process_time()
+        for record in shaped:
+            mapper.map({"service.name": "bench"}, b"", record)
+        result[name] = round((time.process_time() - started) / len(shaped) * 1e6, 2)
+    return result
+
+
 def run(out_dir: Path) -> dict:
     from services.ingest.pipeline import preparer_from
     from services.ingest.settings import IngestSettings
@@ -55,6 +91,7 @@ def run(out_dir: Path) -> dict:
     workers = default_workers()
     dry_one, _ = _ship(["--dry-run", "--workers", "1", str(path)])
     dry_all, _ = _ship(["--dry-run", "--workers", str(workers), str(path)])
+    otlp_us = _otlp_mapping_us(path)
 
     with postgres_server(DATA / "bench") as server_url, scratch_database(server_url, "ueba_bench_ship") as url:
         upgrade(url)
@@ -101,6 +138,7 @@ def run(out_dir: Path) -> dict:
         "raw_copy": {"seconds": round(copy_seconds, 2), "rows": copied, "events_per_second": round(copy_rate),
                      "cpu_us_per_event": copy_us},
         "ratio_to_raw_copy": round(ship_rate / copy_rate, 3),
+        "otlp_mapping_cpu_us_per_record": otlp_us,
         "cpu_bound": {"ship_events_per_second": round(ship_limit), "ratio_to_raw_copy": round(ship_limit / copy_rate, 3)},
         "load_average_1m": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),

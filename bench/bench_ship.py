@@ -123,7 +123,7 @@ def run(out_dir: Path) -> dict:
     ship_us = {name: round(seconds / shipped * 1e6, 2) for name, seconds in ship_cpu.items()}
     copy_us = {name: round(seconds / copied * 1e6, 2) for name, seconds in copy_cpu.items()}
     # What the CPUs allow when nothing else runs: shipping needs the three processes' CPU per event
-    # out of every core. Raw COPY is not CPU-bound (a commit per batch), so its measured rate stays.
+    # out of every core. Raw COPY is not CPU-bound (9 us a row, a commit per batch).
     ship_limit = (os.cpu_count() or 1) / (sum(ship_us.values()) / 1e6)
     result = {
         "lines": lines,
@@ -139,7 +139,8 @@ def run(out_dir: Path) -> dict:
                      "cpu_us_per_event": copy_us},
         "ratio_to_raw_copy": round(ship_rate / copy_rate, 3),
         "otlp_mapping_cpu_us_per_record": otlp_us,
-        "cpu_bound": {"ship_events_per_second": round(ship_limit), "ratio_to_raw_copy": round(ship_limit / copy_rate, 3)},
+        # Set beside raw COPY on a quiet machine: under load raw COPY's own rate falls too.
+        "cpu_bound_ship_events_per_second": round(ship_limit),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
         "targets": TARGETS,

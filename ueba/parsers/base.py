@@ -227,11 +227,15 @@ def parse_epoch(value: Any) -> datetime:
     return datetime.fromtimestamp(number, timezone.utc)
 
 
+# What a log writes for "no value".
+EMPTY_VALUES = (None, "", "-", [], {})
+
+
 def first(mapping: Mapping[str, Any], *keys: str) -> Any:
     """The first present, non-empty value among keys."""
     for key in keys:
         value = mapping.get(key)
-        if value not in (None, "", "-", [], {}):
+        if value not in EMPTY_VALUES:
             return value
     return None
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ueba.parsers.base import (
+    EMPTY_VALUES,
     FAILURE,
     SUCCESS,
     TYPE_BY_NAME,
@@ -246,7 +247,6 @@ _KNOWN_KEYS = frozenset(
     [key for keys in _FIRST_OF.values() for key in keys] + [key for keys in _GEO_KEYS.values() for key in keys]
     + [*SOURCE_KEYS, *DESTINATION_KEYS, *PROCESS_KEYS, *_ATTRIBUTE_KEYS]
 )
-_EMPTY = (None, "", "-", [], {})
 
 
 class _Plan:
@@ -272,7 +272,7 @@ class _Plan:
         for part, keys in self.firsts:
             for key in keys:
                 value = flat[key]
-                if value not in _EMPTY:
+                if value not in EMPTY_VALUES:
                     found[part] = value
                     break
         return found

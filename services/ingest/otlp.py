@@ -23,12 +23,12 @@ a store outage answers UNAVAILABLE, which OTLP exporters retry.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
 import grpc
+import orjson
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.common.v1 import common_pb2 as otel_common
 from opentelemetry.proto.logs.v1 import logs_pb2
@@ -48,17 +48,21 @@ MAX_REASONS = 5
 SYSLOG_KEYS = ("appname", "hostname")
 
 
+# Most attribute values are scalars, read by the name WhichOneof gives.
+_CONTAINERS = frozenset(("kvlist_value", "array_value", "bytes_value"))
+
+
 def any_value(value: otel_common.AnyValue) -> Any:
     kind = value.WhichOneof("value")
     if kind is None:
         return None
+    if kind not in _CONTAINERS:
+        return getattr(value, kind)
     if kind == "kvlist_value":
         return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
     if kind == "array_value":
         return [any_value(v) for v in value.array_value.values]
-    if kind == "bytes_value":
-        return value.bytes_value.hex()
-    return getattr(value, kind)
+    return value.bytes_value.hex()
 
 
 def attributes(kvs) -> dict[str, Any]:
@@ -113,8 +117,8 @@ class RecordMapper:
             return _with_ids(events, str(uid)) if uid else events
         if stripped.startswith("{"):
             try:
-                decoded = json.loads(stripped)
-            except json.JSONDecodeError:
+                decoded = orjson.loads(stripped)  # the ECS parser's decoder, several times the standard one's speed
+            except orjson.JSONDecodeError:
                 decoded = None
             if isinstance(decoded, dict):
                 return self._map_object(decoded, attrs, when, uid, record_id)

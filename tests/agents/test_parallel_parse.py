@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 
@@ -11,7 +13,7 @@ from ueba.cli import ship
 from ueba.cli.ship import ship_files
 from ueba.parsers import ParseOptions
 from ueba.parsers.files import iter_records, parse_records, sources
-from ueba.parsers.parallel import parse_in_parallel
+from ueba.parsers.parallel import parse_in_parallel, read_ahead
 
 
 def _ecs_lines(n: int) -> list[str]:
@@ -60,3 +62,37 @@ def test_ship_with_workers_sends_what_a_serial_ship_sends(ecs_file, tmp_path, mo
         assert summary.files[0].unparseable == 10
         sent[workers] = [e.event_id for call in client.calls for e in call]
     assert sent[2] == sent[1] and len(sent[1]) == 5000
+
+
+def test_reading_ahead_keeps_order_stays_one_item_ahead_and_hands_over_errors():
+    pulled: list[int] = []
+    closed = threading.Event()
+
+    def numbers(fail_at: int | None = None):
+        try:
+            for i in range(6):
+                if i == fail_at:
+                    raise OSError("file went away")
+                pulled.append(i)
+                yield i
+        finally:
+            closed.set()
+
+    ahead = read_ahead(numbers())
+    assert next(ahead) == 0
+    deadline = time.monotonic() + 5
+    while len(pulled) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    # One item waits in the slot and the producer holds the next: no further.
+    assert pulled == [0, 1, 2]
+    assert list(ahead) == [1, 2, 3, 4, 5]
+
+    with pytest.raises(OSError, match="file went away"):
+        list(read_ahead(numbers(fail_at=3)))
+
+    closed.clear()
+    early = read_ahead(numbers())
+    assert next(early) == 0
+    early.close()
+    assert closed.wait(2), "the producer's source is closed when the consumer stops early"

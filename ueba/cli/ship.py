@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +33,7 @@ from ueba.parsers import FORMATS, INDEPENDENT_FORMATS
 from ueba.parsers.base import Event, ParseOptions, zone
 from ueba.parsers.detect import DetectionError
 from ueba.parsers.files import ParsedRecord, Source, iter_records, parse_records, resolve_format, sources
-from ueba.parsers.parallel import MIN_PARALLEL_BYTES, default_workers, parse_in_parallel
+from ueba.parsers.parallel import MIN_PARALLEL_BYTES, default_workers, parse_in_parallel, read_ahead
 
 STATE_VERSION = 2
 CHUNK_BATCHES = 8  # batches per acknowledged chunk: the unit of resume
@@ -250,13 +251,15 @@ def _ship_source(source: Source, fs: FileSummary, state: ShipState | None, clien
 
     try:
         parsed = counted(_parsed(source, kind, fs.format, options, offset, line, workers))
-        for events, lines, reached, reached_line in shipper.chunks(parsed):
-            shipper.send(events, lines)
-            if reached > offset:
-                offset, line = reached, reached_line
-            shipper.save(offset, line)
-            bar.update(max(0, offset - shown))
-            shown = max(shown, offset)
+        chunks = shipper.chunks(parsed)
+        with closing(chunks if state is None else read_ahead(chunks)) as ahead:
+            for events, lines, reached, reached_line in ahead:
+                shipper.send(events, lines)
+                if reached > offset:
+                    offset, line = reached, reached_line
+                shipper.save(offset, line)
+                bar.update(max(0, offset - shown))
+                shown = max(shown, offset)
         if kind in ("lines", "json-array") and source.exact_size and offset < source.size:
             shipper.save(source.size, line)  # only blank lines after the last record
     finally:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ueba.parsers.base import (
+    EMPTY_VALUES,
     FAILURE,
     SUCCESS,
     TYPE_BY_NAME,
@@ -23,6 +24,7 @@ from ueba.parsers.base import (
     ParseOptions,
     clean_ip,
     first,
+    load_json_object,
     names_its_source,
     parse_epoch,
     parse_iso_time,
@@ -40,15 +42,19 @@ _LEAVES = frozenset((str, int, float, bool, list, type(None)))
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'user': {'name': 'a'}} and {'user.name': 'a'} both give {'user.name': 'a'}."""
     flat: dict[str, Any] = {}
+    _flatten_into(flat, value, prefix)
+    return flat
+
+
+def _flatten_into(flat: dict[str, Any], value: Mapping[str, Any], prefix: str) -> None:
+    # One dict filled in place: a dict per level merged upwards was a sixth of the parse.
     for key, item in value.items():
-        path = f"{prefix}{key}"
         # JSON decoding gives dicts and scalars: exact types first, the abstract check only for others.
         kind = type(item)
         if (kind is dict or (kind not in _LEAVES and isinstance(item, Mapping))) and item:
-            flat.update(flatten(item, path + "."))
+            _flatten_into(flat, item, f"{prefix}{key}.")
         else:
-            flat[path] = item
-    return flat
+            flat[f"{prefix}{key}"] = item
 
 
 USER_KEYS = ("user.name", "user.email", "enduser.id", "user.id", "user")
@@ -170,8 +176,8 @@ def _coordinate(flat: Mapping[str, Any], prefix: str) -> tuple[float, float] | N
         return None
 
 
-def set_geo(event: Event, flat: Mapping[str, Any]) -> None:
-    for prefix in GEO_PREFIXES:
+def set_geo(event: Event, flat: Mapping[str, Any], prefixes: tuple[str, ...] = GEO_PREFIXES) -> None:
+    for prefix in prefixes:
         country = first(flat, prefix + "country_iso_code", prefix + "country.iso_code")
         city = first(flat, prefix + "city_name", prefix + "city.name", prefix + "locality.name")
         coords = _coordinate(flat, prefix)
@@ -212,6 +218,71 @@ def parse_time_value(value: Any, options: ParseOptions) -> datetime:
     return parse_iso_time(str(value), options.timezone)
 
 
+# The fields each part of an Event is taken from, best first.
+_FIRST_OF = {
+    "user": USER_KEYS,
+    "time": TIME_KEYS,
+    "action": ("event.action", "event.name", "action", "event.code"),
+    "explicit": ("ueba.event_type",),
+    "host_ip": ("host.ip",),
+    "application": ("application", "app.name", "service.name", "event.provider"),
+    "agent": ("user_agent.original", "http.user_agent", "user_agent"),
+    "size": ("file.size", "bytes", "network.bytes", "http.response.body.bytes"),
+    "count": ("file.count", "file_count"),
+    "object": ("file.path", "file.name", "url.original", "url.full", "object"),
+    "department": ("user.department", "department", "organization.unit"),
+    "reason": ("event.reason", "error.message", "failure_reason"),
+    # A number (`logon_type`, `winlog.logon.type_id`) or Winlogbeat's word (`winlog.logon.type`: "Network").
+    "logon_type": ("logon_type", "winlog.logon.type_id", "winlog.logon.type"),
+    "producer": ("event.module", "event.provider"),
+    "event_id": ("event.id", "log.record.uid"),
+}
+_ATTRIBUTE_KEYS = ("event.category", "event.type", "event.dataset", "event.module")
+_GEO_KEYS = {
+    prefix: tuple(prefix + name for name in ("country_iso_code", "country.iso_code", "city_name", "city.name",
+                                             "locality.name", "location", "location.lat", "location.lon"))
+    for prefix in GEO_PREFIXES
+}
+_KNOWN_KEYS = frozenset(
+    [key for keys in _FIRST_OF.values() for key in keys] + [key for keys in _GEO_KEYS.values() for key in keys]
+    + [*SOURCE_KEYS, *DESTINATION_KEYS, *PROCESS_KEYS, *_ATTRIBUTE_KEYS]
+)
+
+
+class _Plan:
+    """Which of the mapped fields a record has, worked out once for every record with the same ones.
+
+    A log repeats a few shapes; probing some 80 field names on every record was half of the parse.
+    """
+
+    def __init__(self, present: frozenset[str]):
+        def having(keys: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(k for k in keys if k in present)
+
+        self.firsts = tuple((part, having(keys)) for part, keys in _FIRST_OF.items() if having(keys))
+        self.source = having(SOURCE_KEYS)
+        self.destination = having(DESTINATION_KEYS)
+        self.geo = tuple(prefix for prefix, keys in _GEO_KEYS.items() if having(keys))
+        self.process = having(PROCESS_KEYS)
+        self.attributes = having(_ATTRIBUTE_KEYS)
+
+    def values(self, flat: Mapping[str, Any]) -> dict[str, Any]:
+        """Each part's first present, non-empty value, as `first` would find it."""
+        found = {}
+        for part, keys in self.firsts:
+            for key in keys:
+                value = flat[key]
+                if value not in EMPTY_VALUES:
+                    found[part] = value
+                    break
+        return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(present: frozenset[str]) -> _Plan:
+    return _Plan(present)
+
+
 def event_from_fields(
     fields: Mapping[str, Any],
     producer: str,
@@ -226,27 +297,26 @@ def event_from_fields(
     (an OTLP record's time and uid); otherwise from the fields.
     """
     flat = flatten(fields)
+    plan = _plan(_KNOWN_KEYS.intersection(flat))
+    got = plan.values(flat)
     event = Event()
-    user = first(flat, *USER_KEYS)
+    user = got.get("user")
     if user and not isinstance(user, (str, int)):
         raise ParseError("user.name is not a string")
     set_user(event, str(user or ""))
 
     if when is None:
-        raw_time = first(flat, *TIME_KEYS)
+        raw_time = got.get("time")
         if raw_time is None:
             raise ParseError("no time (@timestamp)")
         when = parse_time_value(raw_time, options)
     set_time(event, when)
 
-    action = first(flat, "event.action", "event.name", "action", "event.code")
-    categories = _as_list(flat.get("event.category"))
-    types = _as_list(flat.get("event.type"))
-    explicit = first(flat, "ueba.event_type")
+    action = got.get("action")
     kind = (
-        type_from_words(explicit)
+        type_from_words(got.get("explicit"))
         or type_from_words(action, flat.get("message") if not action else None)
-        or type_from_categories(categories, types, str(action or ""))
+        or type_from_categories(_as_list(flat.get("event.category")), _as_list(flat.get("event.type")), str(action or ""))
     )
     if not kind:
         raise ParseError("cannot tell what happened: set event.action, event.name or event.category")
@@ -255,57 +325,64 @@ def event_from_fields(
     if action:
         event.action = str(action)[:256]
 
-    event.source_ip, event.source_host = _address_and_host(flat, SOURCE_KEYS)
-    event.destination_ip, event.destination_host = _address_and_host(flat, DESTINATION_KEYS)
+    if plan.source:
+        event.source_ip, event.source_host = _address_and_host(flat, plan.source)
+    if plan.destination:
+        event.destination_ip, event.destination_host = _address_and_host(flat, plan.destination)
     if not event.user and not names_its_source(event):
         raise ParseError("no user (user.name); only a failure with a source address or host may name none")
-    host_ip = first(flat, "host.ip")
+    host_ip = got.get("host_ip")
     if not event.destination_ip and host_ip:
         ip = clean_ip(host_ip[0] if isinstance(host_ip, list) else host_ip)
         if ip:
             event.destination_ip = ip
-    set_geo(event, flat)
+    if plan.geo:
+        set_geo(event, flat, plan.geo)
+    _set_details(event, got)
+    for key in plan.process:
+        value = flat[key]
+        if isinstance(value, (str, int)) and str(value).strip():
+            event.attributes[key] = str(value).strip()[:1024]
+    for key in plan.attributes:
+        value = flat[key]
+        if value not in (None, "", []):
+            event.attributes[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    event.producer = str(got.get("producer") or producer)
+    event.event_id = str(event_id or got.get("event_id") or record_hash_id(producer, fields))
+    return event
 
-    application = first(flat, "application", "app.name", "service.name", "event.provider")
+
+def _set_details(event: Event, got: Mapping[str, Any]) -> None:
+    application = got.get("application")
     if application:
         event.application = str(application)
-    agent = first(flat, "user_agent.original", "http.user_agent", "user_agent")
+    agent = got.get("agent")
     if agent and isinstance(agent, str):
         event.user_agent = agent
-    size = first(flat, "file.size", "bytes", "network.bytes", "http.response.body.bytes")
+    size = got.get("size")
     if size is not None:
         try:
             event.bytes = int(size)
         except (TypeError, ValueError):
             raise ParseError(f"file.size is not a number: {size!r}") from None
-    count = first(flat, "file.count", "file_count")
+    count = got.get("count")
     if count is not None:
         try:
             event.file_count = int(count)
         except (TypeError, ValueError):
             raise ParseError(f"file.count is not a number: {count!r}") from None
-    obj = first(flat, "file.path", "file.name", "url.original", "url.full", "object")
+    obj = got.get("object")
     if obj:
         event.object = str(obj)[:1024]
-    department = first(flat, "user.department", "department", "organization.unit")
+    department = got.get("department")
     if department:
         event.department = str(department)
-    reason = first(flat, "event.reason", "error.message", "failure_reason")
+    reason = got.get("reason")
     if reason and event.outcome == FAILURE:
         event.failure_reason = str(reason)[:256]
-    # A number (`logon_type`, `winlog.logon.type_id`) or Winlogbeat's word (`winlog.logon.type`: "Network").
-    set_logon_type(event, first(flat, "logon_type", "winlog.logon.type_id", "winlog.logon.type"))
-    for key in PROCESS_KEYS:
-        value = flat.get(key)
-        if isinstance(value, (str, int)) and str(value).strip():
-            event.attributes[key] = str(value).strip()[:1024]
-    for key in ("event.category", "event.type", "event.dataset", "event.module"):
-        if key in flat and flat[key] not in (None, "", []):
-            value = flat[key]
-            event.attributes[key] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-    event.producer = str(first(flat, "event.module", "event.provider") or producer)
-    event.event_id = str(event_id or first(flat, "event.id", "log.record.uid") or record_hash_id(producer, fields))
-    return event
+    logon_type = got.get("logon_type")
+    if logon_type is not None:
+        set_logon_type(event, logon_type)
 
 
 class EcsParser:
@@ -317,6 +394,4 @@ class EcsParser:
         self.options = options or ParseOptions()
 
     def parse(self, record: str | Mapping[str, Any]) -> list[Event]:
-        from ueba.parsers.base import load_json_object
-
         return [event_from_fields(load_json_object(record), "ecs", self.options)]

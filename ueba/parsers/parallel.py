@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
+import threading
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import islice
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 from ueba.parsers import INDEPENDENT_FORMATS
 from ueba.parsers.base import ParseOptions
@@ -18,6 +20,7 @@ CHUNK_RECORDS = 2000
 MIN_PARALLEL_BYTES = 8 << 20
 
 _parse: Callable | None = None
+T = TypeVar("T")
 
 
 def default_workers() -> int:
@@ -58,3 +61,50 @@ def parse_in_parallel(records: Iterator, fmt: str, options: ParseOptions, worker
                 yield from in_flight.popleft().result()
         while in_flight:
             yield from in_flight.popleft().result()
+
+
+def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """`items` produced on a thread, up to `depth` ahead of the consumer.
+
+    The shipper parses the next chunk while the last one is being sent and acknowledged:
+    the parse holds the GIL, but gRPC sends and waits for acknowledgements without it, so
+    ingest and Postgres work on one chunk while the next parses instead of after it.
+    """
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(("item", item)):
+                    return
+            offer(("done", None))
+        except BaseException as exc:  # handed to the consumer, which raises it as its own
+            offer(("error", exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    producer = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            kind, value = slots.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        producer.join(timeout=5)

@@ -65,6 +65,20 @@ def ranked_evidence(values: Iterable[float], neutral: float = 0.0) -> float:
     return total
 
 
+# Risk from rarity: how many of a population of comparable observations (user-days, a source's
+# windows) were at least as strong, linear in log-odds: 50 at 1 in 100, critical (90) at 1 in 1,000.
+# Its levels thus mean the same share of the population in every organisation.
+RARITY_HALF = 2.0
+RARITY_NINETY = 3.0
+RARITY_SLOPE = math.log(9.0) / (RARITY_NINETY - RARITY_HALF)
+
+
+def rarity_risk(as_strong: int, population: int) -> float:
+    """0-100 from `as_strong` of `population` observations being at least as strong."""
+    decades = -math.log10((as_strong + 1) / (population + 1))
+    return 100.0 / (1.0 + math.exp(-RARITY_SLOPE * (decades - RARITY_HALF)))
+
+
 def bounded_risk(scores: Iterable[int]) -> int:
     """0-99: the strongest score, raised by the log-odds each further score adds above NEUTRAL.
 

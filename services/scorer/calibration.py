@@ -17,7 +17,7 @@ import numpy as np
 
 from services.scorer.models import BY_NAME, RESTATING
 from services.scorer.scoring import surprise_of_score
-from ueba.risk import ranked_evidence
+from ueba.risk import ranked_evidence, rarity_risk
 
 # The population's tail is read at these shares of user-days: low enough that one attack on
 # many accounts (a spray is a few percent of a month's user-days) does not move them.
@@ -70,20 +70,12 @@ def day_score(evidence: float) -> float:
     return 100.0 / (1.0 + math.exp(-SLOPE * (evidence - HALF)))
 
 
-# A model anomaly's risk score: how rare its day's score is among the organisation's user-days of the
-# days before, linear in log-odds: 50 at 1 in 100, critical (90) at 1 in 1,000. Its levels thus
-# mean the same share of user-days in every organisation, whatever the evidence scale does at its top.
-RISK_HALF = 2.0
-RISK_NINETY = 3.0
-RISK_SLOPE = math.log(9.0) / (RISK_NINETY - RISK_HALF)
-
-
 def rarity_score(as_strong: int, user_days: int) -> float | None:
-    """0-100 from the share of reference user-days scoring at least as high; None with too few of them."""
+    """A model anomaly's risk: how rare its day's score is among the reference user-days
+    (`ueba.risk.rarity_risk`); None with too few of them."""
     if user_days < MIN_REFERENCE:
         return None
-    decades = -math.log10((as_strong + 1) / (user_days + 1))
-    return 100.0 / (1.0 + math.exp(-RISK_SLOPE * (decades - RISK_HALF)))
+    return rarity_risk(as_strong, user_days)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 import psycopg
 
-from bench import DATA
+from bench import DATA, backend_pids, cpu_seconds
 from ueba.store.databases import postgres_server, scratch_database
 from ueba.db import libpq_url
 from ueba.v1 import common_pb2
@@ -70,22 +70,6 @@ class PeakRss:
         return self.sampled
 
 
-def _cpu(pid: int) -> float:
-    try:
-        times = psutil.Process(pid).cpu_times()
-        return times.user + times.system
-    except psutil.Error:
-        return 0.0
-
-
-def _backends(url: str) -> list[int]:
-    """Server processes of the benchmark database's connections (Postgres runs on this machine)."""
-    with psycopg.connect(libpq_url(url)) as conn:
-        return [r[0] for r in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )]  # fmt: skip
-
-
 def count_events(url: str) -> int:
     with psycopg.connect(libpq_url(url)) as conn:
         return conn.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -103,7 +87,7 @@ def raw_copy(url: str, batches: list[list[tuple]], days, binary: bool) -> tuple[
         conn.commit()
         ensure_partitions(conn, days)
         backend = conn.info.backend_pid
-        cpu_start = (_cpu(os.getpid()), _cpu(backend))
+        cpu_start = (cpu_seconds(os.getpid()), cpu_seconds(backend))
         started = time.perf_counter()
         with conn.cursor() as cur:
             for rows in batches:
@@ -114,7 +98,7 @@ def raw_copy(url: str, batches: list[list[tuple]], days, binary: bool) -> tuple[
                         copy.write_row(row)
                 conn.commit()
         elapsed = time.perf_counter() - started
-        cpu = {"python": _cpu(os.getpid()) - cpu_start[0], "postgres": _cpu(backend) - cpu_start[1]}
+        cpu = {"python": cpu_seconds(os.getpid()) - cpu_start[0], "postgres": cpu_seconds(backend) - cpu_start[1]}
         return elapsed, cpu
 
 
@@ -141,16 +125,16 @@ def _end_to_end(url: str, events: list[common_pb2.Event], log_path: Path) -> tup
     service = start_service("ingest", env, log_path=log_path)
     try:
         rss = PeakRss(service.process.pid)
-        cpu_start = (_cpu(os.getpid()), _cpu(service.process.pid))
+        cpu_start = (cpu_seconds(os.getpid()), cpu_seconds(service.process.pid))
         with IngestClient(service.address, batch_size=BATCH_SIZE, window=4) as client:
             started = time.perf_counter()
             totals = client.send(events)
             elapsed = time.perf_counter() - started
         # The service's connections were opened during the run: their whole CPU time counts.
         cpu = {
-            "client": _cpu(os.getpid()) - cpu_start[0],
-            "ingest": _cpu(service.process.pid) - cpu_start[1],
-            "postgres": sum(_cpu(pid) for pid in _backends(url)),
+            "client": cpu_seconds(os.getpid()) - cpu_start[0],
+            "ingest": cpu_seconds(service.process.pid) - cpu_start[1],
+            "postgres": sum(cpu_seconds(pid) for pid in backend_pids(url)),
         }
         peak = rss.peak()
     finally:

@@ -4,7 +4,8 @@ End to end: the ingest service runs as a process (as in a container) against a
 fresh database; an IngestClient streams pre-built events over gRPC; the clock
 stops when the last batch is acknowledged, i.e. committed. Raw COPY: the same
 rows, already converted, COPY'd with psycopg into `events` in batches of the
-same size, one commit each, after a TRUNCATE. Their ratio is the price of gRPC,
+same size, one commit each, after a TRUNCATE; once before the end-to-end run and
+once after it, the mean of the two being the baseline. Their ratio is the price of gRPC,
 validation, normalisation and deduplication.
 """
 
@@ -16,13 +17,13 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import psutil
 import psycopg
 
-from bench import DATA
+from bench import DATA, backend_pids, cpu_seconds
 from ueba.store.databases import postgres_server, scratch_database
 from ueba.db import libpq_url
 from ueba.v1 import common_pb2
@@ -70,22 +71,6 @@ class PeakRss:
         return self.sampled
 
 
-def _cpu(pid: int) -> float:
-    try:
-        times = psutil.Process(pid).cpu_times()
-        return times.user + times.system
-    except psutil.Error:
-        return 0.0
-
-
-def _backends(url: str) -> list[int]:
-    """Server processes of the benchmark database's connections (Postgres runs on this machine)."""
-    with psycopg.connect(libpq_url(url)) as conn:
-        return [r[0] for r in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )]  # fmt: skip
-
-
 def count_events(url: str) -> int:
     with psycopg.connect(libpq_url(url)) as conn:
         return conn.execute("SELECT count(*) FROM events").fetchone()[0]
@@ -103,7 +88,7 @@ def raw_copy(url: str, batches: list[list[tuple]], days, binary: bool) -> tuple[
         conn.commit()
         ensure_partitions(conn, days)
         backend = conn.info.backend_pid
-        cpu_start = (_cpu(os.getpid()), _cpu(backend))
+        cpu_start = (cpu_seconds(os.getpid()), cpu_seconds(backend))
         started = time.perf_counter()
         with conn.cursor() as cur:
             for rows in batches:
@@ -114,8 +99,16 @@ def raw_copy(url: str, batches: list[list[tuple]], days, binary: bool) -> tuple[
                         copy.write_row(row)
                 conn.commit()
         elapsed = time.perf_counter() - started
-        cpu = {"python": _cpu(os.getpid()) - cpu_start[0], "postgres": _cpu(backend) - cpu_start[1]}
+        cpu = {"python": cpu_seconds(os.getpid()) - cpu_start[0], "postgres": cpu_seconds(backend) - cpu_start[1]}
         return elapsed, cpu
+
+
+def _empty_events(url: str) -> None:
+    """No rows and no partitions, as the end-to-end run found the database before raw COPY ran first."""
+    from ueba.store.partitions import drop_before
+
+    with psycopg.connect(libpq_url(url)) as conn:
+        drop_before(conn, date.max)
 
 
 def _plain(row: tuple) -> tuple:
@@ -141,16 +134,16 @@ def _end_to_end(url: str, events: list[common_pb2.Event], log_path: Path) -> tup
     service = start_service("ingest", env, log_path=log_path)
     try:
         rss = PeakRss(service.process.pid)
-        cpu_start = (_cpu(os.getpid()), _cpu(service.process.pid))
+        cpu_start = (cpu_seconds(os.getpid()), cpu_seconds(service.process.pid))
         with IngestClient(service.address, batch_size=BATCH_SIZE, window=4) as client:
             started = time.perf_counter()
             totals = client.send(events)
             elapsed = time.perf_counter() - started
         # The service's connections were opened during the run: their whole CPU time counts.
         cpu = {
-            "client": _cpu(os.getpid()) - cpu_start[0],
-            "ingest": _cpu(service.process.pid) - cpu_start[1],
-            "postgres": sum(_cpu(pid) for pid in _backends(url)),
+            "client": cpu_seconds(os.getpid()) - cpu_start[0],
+            "ingest": cpu_seconds(service.process.pid) - cpu_start[1],
+            "postgres": sum(cpu_seconds(pid) for pid in backend_pids(url)),
         }
         peak = rss.peak()
     finally:
@@ -175,11 +168,18 @@ def run(out_dir: Path) -> dict:
             batches.append(prepared.rows)
             days |= prepared.days
 
+        # Raw COPY runs before and after the end-to-end run and the ratio takes their mean: on a
+        # shared machine the load moves within a minute, and one raw run after it measured
+        # anything from 46,000 to 113,000 rows/s beside end-to-end runs of one configuration.
+        before_seconds, before_cpu = raw_copy(url, batches, days, binary=True)
+        _empty_events(url)
         log_path = Path(tempfile.gettempdir()) / f"bench-ingest-{uuid.uuid4().hex[:8]}.log"
         e2e_seconds, peak_rss, totals, e2e_cpu = _end_to_end(url, events, log_path)
         e2e_rows = count_events(url)
-        copy_seconds, copy_cpu = raw_copy(url, batches, days, binary=True)
+        after_seconds, after_cpu = raw_copy(url, batches, days, binary=True)
         copy_rows = count_events(url)
+        copy_seconds = (before_seconds + after_seconds) / 2
+        copy_cpu = {name: (before_cpu[name] + after_cpu[name]) / 2 for name in before_cpu}
         plain = [[_plain(r) for r in rows] for rows in batches]
         text_seconds, text_cpu = raw_copy(url, plain, days, binary=False)
         text_rows = count_events(url)
@@ -204,6 +204,7 @@ def run(out_dir: Path) -> dict:
         "raw_copy": {
             "seconds": round(copy_seconds, 2), "rows": copy_rows, "events_per_second": round(copy_rate),
             "cpu_us_per_event": per_event(copy_cpu, copy_rows),
+            "events_per_second_before_and_after": [round(copy_rows / before_seconds), round(copy_rows / after_seconds)],
         },  # fmt: skip
         # The same rows as plain Python values through psycopg's text COPY, for comparison.
         "raw_copy_text": {

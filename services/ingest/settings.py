@@ -35,7 +35,7 @@ class IngestSettings(BaseSettings):
     max_inflight_batches: int = env_field(
         "UEBA_INGEST_MAX_INFLIGHT_BATCHES", 4, "batches being written at once in this process"
     )
-    stream_window: int = env_field("UEBA_STREAM_WINDOW", 2, "batches one stream may have read but not acknowledged")
+    stream_window: int = env_field("UEBA_STREAM_WINDOW", 4, "batches one stream may have read but not acknowledged")
     stream_max_bytes: int = env_field(
         "UEBA_STREAM_MAX_BYTES", 8 * 1024 * 1024, "bytes of batches one stream may have read but not acknowledged (one batch always)"
     )

@@ -143,6 +143,35 @@ def test_events_older_than_retention_are_rejected_even_within_the_age_limit():
     assert "retention" in batch.rejections[0].reason
 
 
+def _with_raw_time(seconds: int, nanos: int) -> common_pb2.Event:
+    ev = event()
+    ev.time.seconds, ev.time.nanos = seconds, nanos
+    return ev
+
+
+TIME_REASONS = [
+    ("missing", event(time=None), "missing"),
+    ("nanos beyond a second", _with_raw_time(int(NOW.timestamp()), 1_000_000_000), "not a valid timestamp"),
+    ("beyond year 9999", _with_raw_time(253402300800, 0), "not a valid timestamp"),
+    ("ahead", event(time=NOW + timedelta(hours=1)), "more than 900 seconds in the future"),
+    ("behind", event(time=NOW - timedelta(days=401)), "more than 400 days in the past"),
+]
+
+
+@pytest.mark.parametrize("bad, reason", [r[1:] for r in TIME_REASONS], ids=[r[0] for r in TIME_REASONS])
+def test_a_rejected_time_says_which_check_it_failed(bad, reason):
+    batch = prepare([bad], max_past_days=400, retention_days=0)
+    assert [(r.field, r.reason) for r in batch.rejections] == [("time", reason)]
+
+
+def test_country_codes_are_stored_upper_case_and_bad_ones_rejected_each_time_they_come():
+    codes = ("de", "DE", "d1", "de", "d1")
+    events = [event(event_id=f"e{i}", geo=common_pb2.GeoLocation(country_code=c)) for i, c in enumerate(codes)]
+    batch = prepare(events)
+    assert [decode_row(r)["country"] for r in batch.rows] == ["DE", "DE", "DE"]
+    assert [(r.index, r.field) for r in batch.rejections] == [(2, "geo.country_code"), (4, "geo.country_code")]
+
+
 def test_a_repeated_event_in_one_batch_counts_as_a_duplicate():
     first = event(event_id="same")
     later = event(event_id="same", time=NOW - timedelta(minutes=5))  # same id, other time: another row

@@ -14,7 +14,8 @@ import uuid
 from pathlib import Path
 
 from bench import DATA
-from bench.bench_ingest import _backends, _cpu, count_events, raw_copy, simulated_events
+from bench import backend_pids, cpu_seconds
+from bench.bench_ingest import count_events, raw_copy, simulated_events
 from bench.ecs_lines import write_ecs_lines
 from ueba.store.databases import postgres_server, scratch_database
 
@@ -99,12 +100,12 @@ def run(out_dir: Path) -> dict:
                "UEBA_LOG_LEVEL": "WARNING"}
         service = start_service("ingest", env, log_path=work / f"ingest-{uuid.uuid4().hex[:8]}.log")
         try:
-            cpu_start = (_children_cpu(), _cpu(service.process.pid))
+            cpu_start = (_children_cpu(), cpu_seconds(service.process.pid))
             ship_seconds, summary = _ship(["--address", service.address, "--batch-size", "1000",
                                            "--state-dir", str(work / "state"), str(path)])
             # The service's connections were opened during the run: their whole CPU time counts.
-            ship_cpu = {"shipper": _children_cpu() - cpu_start[0], "ingest": _cpu(service.process.pid) - cpu_start[1],
-                        "postgres": sum(_cpu(pid) for pid in _backends(url))}
+            ship_cpu = {"shipper": _children_cpu() - cpu_start[0], "ingest": cpu_seconds(service.process.pid) - cpu_start[1],
+                        "postgres": sum(cpu_seconds(pid) for pid in backend_pids(url))}
         finally:
             service.stop()
         shipped = count_events(url)

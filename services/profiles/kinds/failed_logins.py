@@ -282,13 +282,12 @@ class FailedLoginsProfile(ProfileDetector):
     def _started(self, e: EventRecord) -> SourceActivity:
         return SourceActivity(start=e.ts, first=e.time, last_ts=e.ts, last=e.time, span=self.interval)
 
-    @staticmethod
-    def _count(act: SourceActivity, a: Attempt) -> SourceActivity:
+    def _count(self, act: SourceActivity, a: Attempt) -> SourceActivity:
         act.count += 1
         if a.user:
             act.accounts[a.user] += 1
             if a.known:
-                FailedLoginsProfile._target(act, a)
+                self._target(act, a)
         else:
             act.nameless += 1
         if a.destination and len(act.destinations) < MAX_EVIDENCE_USERS:

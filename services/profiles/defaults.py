@@ -27,9 +27,10 @@ DEFAULT_PROFILES: tuple[DefaultProfile, ...] = (
     DefaultProfile(
         "Failed logins", "failed_logins", 50,
         "Many failed logons from one source (brute force), or on more accounts than the organisation's sources "
-        "usually fail on (password spray, credential stuffing); a success right after them is raised higher.",
+        "usually fail on, in minutes or over a day (password spray, credential stuffing); a success right after "
+        "them is raised higher.",
         {"count": 10, "interval_seconds": 900, "spray_users": 5, "spray_quantile": 0.995, "spray_baseline_days": 30,
-         "success_risk_score": 80},
+         "spray_interval_seconds": 86400, "success_risk_score": 80},
         "authentication",
     ),
     DefaultProfile(

@@ -28,8 +28,9 @@ def warm_detector(
     lookback = timedelta(seconds=type(detector).lookback_seconds(params))
     replay_from = until - lookback
     if fired_from_store:
-        for group, start in history.fired_windows(conn, tenant, detector.spec.id, replay_from, until, lookback, buckets):
-            detector.restore_fired(group, start.timestamp())
+        carried = replay_from - timedelta(seconds=type(detector).fired_carry_seconds(params))
+        for group, start, end in history.fired_windows(conn, tenant, detector.spec.id, carried, until, lookback, buckets):
+            detector.restore_fired(group, start.timestamp(), end.timestamp())
     needs = type(detector).history_needs(params)
     if needs is not None:
         since = until - timedelta(days=needs.days)
@@ -41,10 +42,10 @@ def warm_detector(
         if needs.daily_uploads:
             # The replay below adds the last stretch itself.
             detector.seed_daily_uploads(history.daily_upload_history(conn, tenant, since, replay_from, visible_in, buckets))
-        if needs.failure_spread:
+        for interval in needs.failure_spread:
             # Up to the replay, which adds its own windows.
-            detector.seed_failure_spread(history.failure_spread_history(
-                conn, tenant, since, replay_from, float(params["interval_seconds"]),
+            detector.seed_failure_spread(interval, history.failure_spread_history(
+                conn, tenant, since, replay_from, interval,
                 include_trusted=not params.get("spray_ignore_trusted", True),
                 applications=[a.lower() for a in detector.spec.applications], visible_in=visible_in))
     replayed = 0

@@ -227,6 +227,10 @@ def test_restarts_after_every_batch_raise_the_anomalies_of_one_uninterrupted_run
     ("failed_logins", {"count": 5, "interval_seconds": 300, "spray_users": 3},
      lambda rng, user, t: event(user, "logon", t, outcome=rng.choice(["failure"] * 6 + ["success"]),
                                 source_ip=rng.choice(["192.0.2.1", "192.0.2.2"]))),
+    # Only the long window (an hour) sees three accounts from one source.
+    ("failed_logins", {"count": 50, "interval_seconds": 60, "spray_users": 3, "spray_interval_seconds": 3600},
+     lambda rng, user, t: event(user, "logon", t, outcome=rng.choice(["failure"] * 6 + ["success"]),
+                                source_ip=rng.choice(["192.0.2.1", "192.0.2.2"]))),
 ])
 def test_restored_fired_windows_make_a_replayed_detector_decide_like_the_live_one(kind, params, make):
     rng = random.Random(3)
@@ -242,9 +246,10 @@ def test_restored_fired_windows_make_a_replayed_detector_decide_like_the_live_on
             position = max(e.ts for e in stream[:kill])
             since = position - KINDS[kind].lookback_seconds(live.params)
             warmed = detector(kind, **params)
+            carried = since - KINDS[kind].fired_carry_seconds(live.params)
             for f in before:  # what warm-up reads back from the stored anomalies
-                if f.window_end.timestamp() > since:
-                    warmed.restore_fired(f.evidence["group"], f.window_start.timestamp())
+                if f.window_end.timestamp() > carried:
+                    warmed.restore_fired(f.evidence["group"], f.window_start.timestamp(), f.window_end.timestamp())
             warmed.process([e for e in stream[:kill] if since <= e.ts])
             got = sorted([f.dedup_key for f in before] + [f.dedup_key for f in warmed.process(stream[kill:])])
             assert got == expected, (kind, kill)
@@ -261,7 +266,10 @@ def test_a_warmed_failed_logins_detector_knows_the_tenants_spray_threshold_from_
     live = detector("failed_logins", count=50, interval_seconds=600)
     live.process(stream)
     warmed = detector("failed_logins", count=50, interval_seconds=600)
+    until = max(e.time for e in stream)
     with fresh_engine.connect() as conn:
-        replayed = warm_detector(conn, warmed, max(e.time for e in stream), until_inclusive=True)
-    assert replayed < 10  # the history came from the aggregate, not from replaying a week of events
+        replayed = warm_detector(conn, warmed, until, until_inclusive=True)
+    # The history came from the aggregate; only the slow spray's day is replayed, not the week.
+    assert replayed == sum(1 for e in stream if e.time >= until - timedelta(days=1)) < len(stream) / 5
     assert live.spray_threshold() == warmed.spray_threshold() == 7
+    assert live.slow_spray_threshold() == warmed.slow_spray_threshold() == 7

@@ -199,7 +199,7 @@ class TestSprayRelativeToTheOrganisation:
         today = int(T0.timestamp() // DAY)
         history = [(today - 20, 1, 900), (today - 20, 9, 100)]  # a tenth of the windows fail on 9 accounts
         d = detector("failed_logins", count=50, spray_baseline_days=30)
-        d.seed_failure_spread(history)
+        d.seed_failure_spread(600, history)
         assert d.spray_threshold() == 10
         d.process([event("x", "logon", at, outcome="failure", source_ip="192.0.2.1") for at in (0, 700)])
         assert d.spray_threshold() == 10

@@ -135,9 +135,12 @@ def test_postgres_restarted_mid_stream_loses_and_doubles_nothing(private_pg, tmp
 # --- profiles killed mid-evaluation --------------------------------------------------------------------
 
 def rule_anomalies(url: str) -> list[tuple]:
+    """(profile, user, window start, what finding, dedup key): an account's linked finding and its
+    high-risk success during the same attack share the attack's start; the group's kind tells them apart."""
     with psycopg.connect(libpq_url(url)) as conn:
         return sorted(conn.execute(
-            "SELECT profile_name, user_name, window_start, dedup_key FROM anomalies WHERE source = 'rule'"
+            "SELECT profile_name, user_name, window_start, split_part(evidence->>'group', ':', 1), dedup_key"
+            " FROM anomalies WHERE source = 'rule'"
         ).fetchall())
 
 
@@ -178,7 +181,7 @@ def test_profiles_killed_mid_evaluation_gives_no_duplicates_and_no_gaps(own_db, 
         assert second.stop() == 0
     got = rule_anomalies(own_db)
     assert behind_at_kill > 0, "the kill did not land mid-way"
-    assert len({g[3] for g in got}) == len(got) and len({g[:3] for g in got}) == len(got), "duplicates"
+    assert len({g[4] for g in got}) == len(got) and len({g[:4] for g in got}) == len(got), "duplicates"
 
     # The reference: one evaluator, never interrupted, over the same events and profiles.
     engine = create_db_engine(own_db, pool_size=2)
@@ -190,7 +193,7 @@ def test_profiles_killed_mid_evaluation_gives_no_duplicates_and_no_gaps(own_db, 
         pass
     engine.dispose()
     expected = rule_anomalies(own_db)
-    assert [g[:3] for g in got] == [e[:3] for e in expected]  # same anomalies: none lost, none extra
+    assert [g[:4] for g in got] == [e[:4] for e in expected]  # same anomalies: none lost, none extra
     assert len(expected) > 10
 
 

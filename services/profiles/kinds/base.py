@@ -48,7 +48,7 @@ class HistoryNeeds:
     seen_entities: tuple[str, ...] = ()  # entity types: application, country, host, ...
     days: int = 0
     daily_uploads: bool = False
-    failure_spread: bool = False  # distinct accounts failing per source and window (password spray)
+    failure_spread: tuple[float, ...] = ()  # window lengths: distinct accounts failing per source and window (password spray)
     users: bool = True  # (user, department, first seen)
 
 
@@ -89,6 +89,12 @@ class ProfileDetector(ABC):
         return float(params.get("interval_seconds") or 0)
 
     @classmethod
+    def fired_carry_seconds(cls, params: dict[str, Any]) -> float:
+        """How long before the replay a fired window that ended there still shapes decisions
+        (failed logins: a source's finding closes its long window for a day); 0 for most kinds."""
+        return 0.0
+
+    @classmethod
     def history_needs(cls, params: dict[str, Any]) -> HistoryNeeds | None:
         return None
 
@@ -111,10 +117,10 @@ class ProfileDetector(ABC):
     def observe(self, e: EventRecord) -> list[AnomalyRecord]:
         """Takes one accepted event; returns the anomalies it completes."""
 
-    def restore_fired(self, group: str, start: float) -> None:
-        """Marks a burst window this profile fired (read back from its stored anomaly) before a
-        warm-up replay, so that the replay absorbs that window's events as the live detector
-        did and rebuilds the same windows after it, not windows anchored elsewhere."""
+    def restore_fired(self, group: str, start: float, end: float | None = None) -> None:
+        """Marks a burst window this profile fired (read back from its stored anomaly, which ends
+        at `end`) before a warm-up replay, so that the replay absorbs that window's events as the
+        live detector did and rebuilds the same windows after it, not windows anchored elsewhere."""
         windows = self.fired_windows(group)
         if windows is not None:
             windows.mark_fired(group, start)
@@ -139,8 +145,8 @@ class ProfileDetector(ABC):
     def seed_daily_uploads(self, rows: Iterable[tuple[str, datetime, int]]) -> None:
         """(user, day, uploaded bytes) from history."""
 
-    def seed_failure_spread(self, rows: Iterable[tuple[int, int, int]]) -> None:
-        """(day index, distinct accounts, source-windows) from history."""
+    def seed_failure_spread(self, interval: float, rows: Iterable[tuple[int, int, int]]) -> None:
+        """(day index, distinct accounts, source-windows of `interval` seconds) from history."""
 
     # --- output -----------------------------------------------------------
     def fire(

@@ -112,16 +112,16 @@ def tenant_position(conn: Connection, tenant: str, visible_in: str, buckets: Buc
 def fired_windows(
     conn: Connection, tenant: str, profile_id: str, since: datetime, until: datetime, longest: timedelta,
     buckets: BucketSet | None = None,
-) -> list[tuple[str, datetime]]:
-    """(group, window start) of the windows a profile fired that end after `since`, whose anomaly
-    time is at most `until` and (windows being at most `longest`) after since - longest."""
-    q = select(anomalies.c.evidence["group"].astext, anomalies.c.window_start).where(
+) -> list[tuple[str, datetime, datetime]]:
+    """(group, window start, window end) of the windows a profile fired that end after `since`, whose
+    anomaly time is at most `until` and (windows being at most `longest`) after since - longest."""
+    q = select(anomalies.c.evidence["group"].astext, anomalies.c.window_start, anomalies.c.window_end).where(
         anomalies.c.tenant == tenant, anomalies.c.source == "rule", anomalies.c.profile_id == profile_id,
         anomalies.c.time >= since - longest, anomalies.c.time <= until, anomalies.c.window_end > since,
     )
     if buckets is not None:
         q = q.where(buckets.clause(anomalies))
-    return [(group, start) for group, start in conn.execute(q) if group]
+    return [(group, start, end) for group, start, end in conn.execute(q) if group]
 
 
 def failure_spread_history(

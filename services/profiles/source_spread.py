@@ -61,6 +61,17 @@ class SourceSpread:
             self._threshold = max(self.floor, self._usual() + 1)
         return self._threshold
 
+    def as_wide(self, accounts: int) -> tuple[int, int] | None:
+        """(closed source-windows of the tenant's history that reached `accounts` or more, all of
+        them): how rare a spray this wide is here; None without enough history to tell."""
+        total = as_wide = 0
+        for c in self._days.values():
+            for n, windows in c.items():
+                total += windows
+                if n >= accounts:
+                    as_wide += windows
+        return (as_wide, total) if total >= MIN_WINDOWS else None
+
     def windows(self) -> int:
         return sum(sum(c.values()) for c in self._days.values())
 

@@ -116,3 +116,20 @@ def test_restarts_during_a_slow_spray_raise_what_one_uninterrupted_run_raises(fr
     assert restarted == uninterrupted_run(fresh_engine, batch_events=5)
     sources = [key for _, key in restarted if f"|slow:{SPRAYER}|" in key]
     assert len(sources) == 1 and len(restarted) == 71  # the source's finding and its 70 accounts'
+
+
+def test_a_spray_wider_than_the_organisation_ever_saw_carries_the_risk_of_its_rarity():
+    # 30 days of 20 addresses failing on 1-2 accounts a day: 600 source-days, none near 8 accounts.
+    history = organisation(30)
+    d = failed_logins()
+    assert d.process(history) == []
+    (source,), linked = by_entity(d.process(slow_spray(8, start=30 * DAY + 9 * 3600)))
+    # None of the ~600 closed source-days as wide: about 1 in 600, above the profile's 50, short of critical.
+    rarity = source.evidence["as_wide"]
+    assert rarity["source_windows"] == 0 and 500 <= rarity["of"] <= 600
+    assert 80 <= source.risk_score < 90
+    # The accounts keep the linked share of the profile's risk: the attack is the source's.
+    assert {f.risk_score for f in linked} == {25}
+    # Without enough history to tell (a new tenant), the profile's own risk.
+    (fresh,), _ = by_entity(failed_logins().process(slow_spray(8)))
+    assert fresh.risk_score == 50 and fresh.evidence["as_wide"] is None

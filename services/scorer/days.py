@@ -67,8 +67,7 @@ def _score_day(ctx: RunContext, conn: Connection, auto: Connection, facts: Tenan
     rows = _rows_in_scope(ctx, conn, data, facts.ignored)
     results = scoring.score_day(data, rates, rows)
     scored = time.perf_counter()
-    copy_rows = event_score_rows(ctx, data, results, learning)
-    copy_event_scores(conn, copy_rows)
+    written_rows = copy_event_scores(conn, event_score_rows(ctx, data, results, learning))
     written = time.perf_counter()
 
     ctx.seconds.load += baselines_done - began - sharing_before_groups
@@ -77,7 +76,7 @@ def _score_day(ctx: RunContext, conn: Connection, auto: Connection, facts: Tenan
     ctx.seconds.write_event_scores += written - scored
     totals.baseline_bytes = max(totals.baseline_bytes, data.baseline_nbytes + people.nbytes + sums.nbytes)
     totals.assignment, totals.people = assignment, people
-    totals.event_scores += len(copy_rows)
+    totals.event_scores += written_rows
     totals.hours_scored += rows.size
     users = np.unique(data.w_user[rows])
     totals.scored_users.update(data.users[i] for i in users)

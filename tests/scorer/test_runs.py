@@ -326,3 +326,28 @@ def test_a_rule_finding_about_the_user_enters_the_day_score(scenario):
         with psycopg.connect(libpq_url(scenario.url), autocommit=True) as conn:
             conn.execute("DELETE FROM anomalies WHERE dedup_key = 'test:user11'")
         assert scenario.scorer.run("default", SCORED_DAY, SCORED_DAY + timedelta(days=1)).status == "succeeded"
+
+
+def test_user_names_with_tabs_backslashes_and_line_breaks_are_scored_under_their_own_names(scratch_url, tmp_path):
+    """Event scores reach Postgres as COPY text lines: every character COPY gives a meaning must
+    arrive as itself, in the table and in anomaly.log."""
+    odd = ["tab\tuser", "back\\slash", "line\nbreak", "cr\rreturn", 'quote"d \\N']
+    act = Activity()
+    for user in ["plain", *odd]:
+        act.office_month(user, 9)
+    act.write(scratch_url)
+    sink = tmp_path / "anomaly.log"
+    scorer = make_scorer(scratch_url, sink)
+    run = scorer.run("default", START + timedelta(days=8), START + timedelta(days=9))
+    assert run.status == "succeeded"
+    with psycopg.connect(libpq_url(scratch_url)) as conn:
+        stored = conn.execute("SELECT user_name, count(*), bool_and(jsonb_typeof(features) = 'array') "
+                              "FROM event_scores GROUP BY user_name").fetchall()
+    per_user = {user: (n, arrays) for user, n, arrays in stored}
+    assert set(per_user) == {"plain", *odd}
+    assert all(arrays for _n, arrays in per_user.values())
+    assert len({n for n, _ in per_user.values()}) == 1  # the same office hours, so the same rows each
+    logged = [json.loads(line) for line in sink.read_text().splitlines()]
+    assert {e["user"] for e in logged if e["type"] == "event_score"} == {"plain", *odd}
+    assert run.figures["event_scores"] == sum(n for n, _ in per_user.values())
+    scorer.engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import Connection, delete, select
@@ -18,16 +19,33 @@ def delete_window(conn: Connection, tenant: str, start: datetime, end: datetime,
         *scope_clauses(scope, event_scores)))
 
 
-def copy_event_scores(conn: Connection, rows: list[tuple]) -> None:
-    """(tenant, user_name, hour, model, score, features JSON, learning, run_id) rows, by COPY."""
-    if not rows:
-        return
+# COPY's text format: backslash, tab and line ends inside a field are escaped.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_CHUNK = 1 << 20
+
+
+def copy_text(value: str) -> str:
+    """`value` as one field of a COPY text line."""
+    return value.translate(_COPY_ESCAPES)
+
+
+def copy_event_scores(conn: Connection, lines: Iterable[str]) -> int:
+    """Writes COPY text lines (tenant, user_name, hour, model, score, features JSON, learning, run_id),
+    each ending in a newline, fields escaped by copy_text, in chunks as they come; the number written."""
+    written, chunk, size = 0, [], 0
     with conn.connection.driver_connection.cursor() as cur:
         with cur.copy(
             "COPY event_scores (tenant, user_name, hour, model, score, features, learning, run_id) FROM STDIN"
         ) as copy:
-            for row in rows:
-                copy.write_row(row)
+            for line in lines:
+                chunk.append(line)
+                size += len(line)
+                if size >= _CHUNK:
+                    copy.write("".join(chunk))
+                    written, chunk, size = written + len(chunk), [], 0
+            if chunk:
+                copy.write("".join(chunk))
+    return written + len(chunk)
 
 
 def scores_of_day(conn: Connection, tenant: str, user: str, day_start: datetime) -> list:

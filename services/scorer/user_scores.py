@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from services.scorer.calibration import Calibration, Reference, RuleFinding, day_score
 from services.scorer.context import RunContext
+from services.scorer.model_anomalies import decisive_feature
 from services.scorer.models import BY_NAME
 from services.scorer.store import user_scores as store
 from services.scorer.store.user_scores import HourlyScores, UserDays
@@ -71,20 +72,20 @@ def user_days(hourly: HourlyScores, weights: dict[str, float], calibration: Cali
                         dtype=np.int64, count=len(hourly.users))
     n = len(keys)
     strongest: list[dict[str, float]] = [{} for _ in range(n)]
-    # model -> the feature deciding its strongest score (ties: the earliest hour's)
-    deciding: list[dict[str, tuple[int, str | None]]] = [{} for _ in range(n)]
-    for g, m, hour, value, feature in zip(group.tolist(), model.tolist(), hourly.hour.tolist(), hourly.score.tolist(),
-                                          hourly.decisive):
+    # model -> (hour, stored features) of its strongest score (ties: the earliest hour's)
+    at_best: list[dict[str, tuple[int, list | None]]] = [{} for _ in range(n)]
+    for g, m, hour, value, features in zip(group.tolist(), model.tolist(), hourly.hour.tolist(), hourly.score.tolist(),
+                                           hourly.features):
         name = names[m]
         best = strongest[g].get(name, -1.0)
-        if value > best or (value == best and hour < deciding[g][name][0]):
+        if value > best or (value == best and hour < at_best[g][name][0]):
             strongest[g][name] = value
-            deciding[g][name] = (hour, feature)
+            at_best[g][name] = (hour, features)
     score = []
-    for (user, d), models, features in zip(keys, strongest, deciding):
+    for (user, d), models, best_rows in zip(keys, strongest, at_best):
         on = datetime.fromtimestamp(d * 86400, timezone.utc).date()
-        score.append(day_score(calibration.evidence(on, models, findings.get((user, on), ()),
-                                                    {m: f for m, (_, f) in features.items() if f})))
+        deciding = {m: decisive_feature(f) for m, (_, f) in best_rows.items() if f}
+        score.append(day_score(calibration.evidence(on, models, findings.get((user, on), ()), deciding)))
     span = int(hourly.hour.max() - hourly.hour.min()) + 1 if n else 1
     distinct = np.unique(group * span + (hourly.hour - (hourly.hour.min() if n else 0)))
     scored_hours = np.bincount(distinct // span, minlength=n)

@@ -195,7 +195,7 @@ def test_user_days_group_by_utc_day_and_name_the_strongest_score():
         model=["origin_host", "authentication", "login_time", "authentication", "login_time", "authentication"],
         score=np.array([80.0, 80.0, 95.0, 20.0, 40.0, 75.0]),
         learning=np.array([False, False, False, False, True, False]),
-        decisive=[None] * 6,
+        features=[None] * 6,
     )
     weights = {"authentication": 1.0, "origin_host": 1.0, "login_time": 0.2}
     # Without a population each model keeps its nominal surprise, one per dimension (auth 80, host 80, time 95).

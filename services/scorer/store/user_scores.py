@@ -22,13 +22,13 @@ class HourlyScores:
     model: list[str]
     score: np.ndarray
     learning: np.ndarray
-    # The feature deciding each score, read only where it can change the score's dimension (a
-    # mixed model's scores of at least DECISIVE_FROM); None elsewhere.
-    decisive: list[str | None]
+    # The stored features of each score, read only where their deciding feature can change the
+    # score's dimension (a mixed model's scores of at least DECISIVE_FROM); None elsewhere.
+    features: list[list | None]
 
 
 # Below this hourly score (under half a decade of surprise) a mixed model's evidence counts in its
-# own dimension: too weak to matter, and reading its features costs a JSON scan per row.
+# own dimension: too weak to matter, and reading its features costs a JSON transfer per row.
 DECISIVE_FROM = 20
 
 
@@ -54,16 +54,14 @@ def delete_days(conn: Connection, tenant: str, d0: datetime, d1: datetime, scope
 def hourly_scores(conn: Connection, tenant: str, d0: datetime, d1: datetime, scope: UserScope,
                   ignored: frozenset[str], models: list[str], mixed: list[str]) -> HourlyScores:
     """Every stored event score of the days from `d0` to `d1` of the scope's users, but the ignored;
-    of the `mixed` models' scores from DECISIVE_FROM, the deciding feature."""
+    of the `mixed` models' scores from DECISIVE_FROM, their features."""
     # One pass, no joins: after a run's COPY the planner has no statistics for
     # the new rows, and a join misjudged as one row each becomes quadratic. On the
     # driver's cursor: SQLAlchemy's rows cost four times the query at 200,000 of them.
     with conn.connection.driver_connection.cursor(binary=True) as cur:
         cur.execute(
             f"""SELECT t.user_name, CAST(extract(epoch FROM t.hour) AS bigint) / 3600, t.model, t.score, t.learning,
-                       CASE WHEN t.score >= %(decisive_from)s AND t.model = ANY(%(mixed)s::text[]) THEN
-                           (SELECT f ->> 'name' FROM jsonb_array_elements(t.features) f
-                            ORDER BY (f ->> 'share')::float8 DESC LIMIT 1) END
+                       CASE WHEN t.score >= %(decisive_from)s AND t.model = ANY(%(mixed)s::text[]) THEN t.features END
                 FROM event_scores t
                 WHERE t.tenant = %(tenant)s AND t.hour >= %(d0)s AND t.hour < %(d1)s
                   AND t.model = ANY(%(models)s::text[]) AND {SCOPE_SQL}
@@ -72,9 +70,9 @@ def hourly_scores(conn: Connection, tenant: str, d0: datetime, d1: datetime, sco
              "mixed": mixed, "decisive_from": DECISIVE_FROM, **scope_params(scope)},
         )
         rows = cur.fetchall()
-    users, hours, names, scores, learning, decisive = zip(*rows) if rows else ((), (), (), (), (), ())
+    users, hours, names, scores, learning, features = zip(*rows) if rows else ((), (), (), (), (), ())
     return HourlyScores(list(users), np.array(hours, dtype=np.int64), list(names),
-                        np.array(scores, dtype=np.float64), np.array(learning, dtype=bool), list(decisive))
+                        np.array(scores, dtype=np.float64), np.array(learning, dtype=bool), list(features))
 
 
 def insert_user_days(conn: Connection, tenant: str, run_id: str, days: UserDays) -> list:

@@ -64,12 +64,9 @@ class SourceSpread:
     def as_wide(self, accounts: int) -> tuple[int, int] | None:
         """(closed source-windows of the tenant's history that reached `accounts` or more, all of
         them): how rare a spray this wide is here; None without enough history to tell."""
-        total = as_wide = 0
-        for c in self._days.values():
-            for n, windows in c.items():
-                total += windows
-                if n >= accounts:
-                    as_wide += windows
+        histogram = self._histogram()
+        total = sum(histogram.values())
+        as_wide = sum(windows for n, windows in histogram.items() if n >= accounts)
         return (as_wide, total) if total >= MIN_WINDOWS else None
 
     def windows(self) -> int:
@@ -80,9 +77,7 @@ class SourceSpread:
 
     def _usual(self) -> int:
         """The quantile of accounts per source-window, or 0 without enough history."""
-        total = Counter()
-        for c in self._days.values():
-            total.update(c)
+        total = self._histogram()
         n = sum(total.values())
         if not self.quantile or n < MIN_WINDOWS:
             return 0
@@ -92,6 +87,13 @@ class SourceSpread:
             if seen >= rank:
                 return accounts
         return max(total)
+
+    def _histogram(self) -> Counter:
+        """{accounts: source-windows} over the days kept."""
+        total = Counter()
+        for c in self._days.values():
+            total.update(c)
+        return total
 
     def _close(self, window: tuple[int, set[str]]) -> None:
         index, accounts = window

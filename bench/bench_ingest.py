@@ -120,18 +120,36 @@ def _plain(row: tuple) -> tuple:
     return tuple(values[c] for c in COLUMNS)
 
 
+def ingest_env(url: str) -> dict[str, str]:
+    """The ingest service of a benchmark: any port, no metrics, no retention, quiet logs."""
+    return {"DATABASE_URL": url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1", "UEBA_RETENTION_DAYS": "0",
+            "UEBA_LOG_LEVEL": "WARNING"}
+
+
+def copy_batches(events: list[common_pb2.Event], batch_size: int = BATCH_SIZE) -> tuple[list[list[tuple]], set]:
+    """The very rows ingest writes for `events`, prepared ahead of the clock for raw COPY, and their days."""
+    from services.ingest.pipeline import preparer_from
+    from services.ingest.settings import IngestSettings
+
+    preparer = preparer_from(IngestSettings.from_env({}, retention_days=0))
+    batches, days = [], set()
+    for i in range(0, len(events), batch_size):
+        prepared = preparer.prepare("default", events[i : i + batch_size])
+        batches.append(prepared.rows)
+        days |= prepared.days
+    return batches, days
+
+
+def per_event(cpu: dict[str, float], rows: int) -> dict[str, float]:
+    """CPU seconds per process -> microseconds per event."""
+    return {name: round(seconds / rows * 1e6, 2) for name, seconds in cpu.items()}
+
+
 def _end_to_end(url: str, events: list[common_pb2.Event], log_path: Path) -> tuple[float, int, dict, dict]:
     from ueba.client.ingest import IngestClient
     from ueba.launcher import start_service
 
-    env = {
-        "DATABASE_URL": url,
-        "UEBA_LISTEN": "127.0.0.1:0",
-        "UEBA_METRICS_PORT": "-1",
-        "UEBA_RETENTION_DAYS": "0",
-        "UEBA_LOG_LEVEL": "WARNING",
-    }
-    service = start_service("ingest", env, log_path=log_path)
+    service = start_service("ingest", ingest_env(url), log_path=log_path)
     try:
         rss = PeakRss(service.process.pid)
         cpu_start = (cpu_seconds(os.getpid()), cpu_seconds(service.process.pid))
@@ -153,20 +171,12 @@ def _end_to_end(url: str, events: list[common_pb2.Event], log_path: Path) -> tup
 
 
 def run(out_dir: Path) -> dict:
-    from services.ingest.pipeline import preparer_from
-    from services.ingest.settings import IngestSettings
     from ueba.store.migrate import upgrade
 
     with postgres_server(DATA / "bench") as server_url, scratch_database(server_url, "ueba_bench") as url:
         upgrade(url)
         events = simulated_events(USERS, DAYS)
-        # Raw COPY gets the very rows ingest would write, converted ahead of the clock.
-        preparer = preparer_from(IngestSettings.from_env({}, retention_days=0))
-        batches, days = [], set()
-        for i in range(0, len(events), BATCH_SIZE):
-            prepared = preparer.prepare("default", events[i : i + BATCH_SIZE])
-            batches.append(prepared.rows)
-            days |= prepared.days
+        batches, days = copy_batches(events)
 
         # Raw COPY runs before and after the end-to-end run and the ratio takes their mean: on a
         # shared machine the load moves within a minute, and one raw run after it measured
@@ -189,9 +199,6 @@ def run(out_dir: Path) -> dict:
     text_rate = text_rows / text_seconds
     ratio = e2e_rate / copy_rate
     peak_mib = peak_rss / 2**20
-
-    def per_event(cpu: dict, rows: int) -> dict:
-        return {name: round(seconds / rows * 1e6, 2) for name, seconds in cpu.items()}
 
     result = {
         "events": len(events),

@@ -13,9 +13,8 @@ import time
 import uuid
 from pathlib import Path
 
-from bench import DATA
-from bench import backend_pids, cpu_seconds
-from bench.bench_ingest import count_events, raw_copy, simulated_events
+from bench import DATA, backend_pids, cpu_seconds
+from bench.bench_ingest import copy_batches, count_events, ingest_env, per_event, raw_copy, simulated_events
 from bench.ecs_lines import write_ecs_lines
 from ueba.store.databases import postgres_server, scratch_database
 
@@ -79,8 +78,6 @@ def _otlp_mapping_us(path: Path, records: int = 20_000) -> dict:
 
 
 def run(out_dir: Path) -> dict:
-    from services.ingest.pipeline import preparer_from
-    from services.ingest.settings import IngestSettings
     from ueba.launcher import start_service
     from ueba.parsers.files import read_file
     from ueba.parsers.parallel import default_workers
@@ -96,9 +93,7 @@ def run(out_dir: Path) -> dict:
 
     with postgres_server(DATA / "bench") as server_url, scratch_database(server_url, "ueba_bench_ship") as url:
         upgrade(url)
-        env = {"DATABASE_URL": url, "UEBA_LISTEN": "127.0.0.1:0", "UEBA_METRICS_PORT": "-1", "UEBA_RETENTION_DAYS": "0",
-               "UEBA_LOG_LEVEL": "WARNING"}
-        service = start_service("ingest", env, log_path=work / f"ingest-{uuid.uuid4().hex[:8]}.log")
+        service = start_service("ingest", ingest_env(url), log_path=work / f"ingest-{uuid.uuid4().hex[:8]}.log")
         try:
             cpu_start = (_children_cpu(), cpu_seconds(service.process.pid))
             ship_seconds, summary = _ship(["--address", service.address, "--batch-size", "1000",
@@ -110,19 +105,12 @@ def run(out_dir: Path) -> dict:
             service.stop()
         shipped = count_events(url)
         # Raw COPY gets the very rows ingest wrote, parsed and converted ahead of the clock.
-        preparer = preparer_from(IngestSettings.from_env({}, retention_days=0))
-        events = read_file(path, "ecs").events
-        batches, days = [], set()
-        for i in range(0, len(events), BATCH_SIZE):
-            prepared = preparer.prepare("default", events[i: i + BATCH_SIZE])
-            batches.append(prepared.rows)
-            days |= prepared.days
+        batches, days = copy_batches(read_file(path, "ecs").events, BATCH_SIZE)
         copy_seconds, copy_cpu = raw_copy(url, batches, days, binary=True)
         copied = count_events(url)
 
     ship_rate, copy_rate = shipped / ship_seconds, copied / copy_seconds
-    ship_us = {name: round(seconds / shipped * 1e6, 2) for name, seconds in ship_cpu.items()}
-    copy_us = {name: round(seconds / copied * 1e6, 2) for name, seconds in copy_cpu.items()}
+    ship_us, copy_us = per_event(ship_cpu, shipped), per_event(copy_cpu, copied)
     # What the CPUs allow when nothing else runs: shipping needs the three processes' CPU per event
     # out of every core. Raw COPY is not CPU-bound (9 us a row, a commit per batch).
     ship_limit = (os.cpu_count() or 1) / (sum(ship_us.values()) / 1e6)

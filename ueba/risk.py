@@ -75,7 +75,16 @@ RARITY_SLOPE = math.log(9.0) / (RARITY_NINETY - RARITY_HALF)
 
 def rarity_risk(as_strong: int, population: int) -> float:
     """0-100 from `as_strong` of `population` observations being at least as strong."""
-    decades = -math.log10((as_strong + 1) / (population + 1))
+    return decades_risk(rarity_decades(as_strong, population))
+
+
+def rarity_decades(as_strong: int, population: int) -> float:
+    """-log10 of the share of a population at least as strong, counting the observation itself."""
+    return -math.log10((as_strong + 1) / (population + 1))
+
+
+def decades_risk(decades: float) -> float:
+    """0-100 from a tail probability of 10^-decades, on the rarity scale."""
     return 100.0 / (1.0 + math.exp(-RARITY_SLOPE * (decades - RARITY_HALF)))
 
 

@@ -5,13 +5,31 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import dataclass
 from typing import Iterable
+
+from ueba.risk import rarity_decades
 
 DAY = 86400
 # Below this many source-windows a high quantile is the largest few values of a small sample
 # (one earlier spray would set it): the floor alone decides.
 MIN_WINDOWS = 500
 SWEEP_EVERY = 1024
+
+
+@dataclass(frozen=True)
+class SpreadRarity:
+    """A run of failures' rarity among the tenant's source-windows: counted (how many were as
+    wide, of all) and fitted (a geometric tail), `decades` the stronger of the two."""
+
+    as_wide: int
+    windows: int
+    per_account: float  # decades of tail each further account adds
+    decades: float
+
+    def evidence(self) -> dict:
+        return {"source_windows": self.as_wide, "of": self.windows, "per_account_decades": self.per_account,
+                "decades": self.decades}
 
 
 class SourceSpread:
@@ -61,13 +79,20 @@ class SourceSpread:
             self._threshold = max(self.floor, self._usual() + 1)
         return self._threshold
 
-    def as_wide(self, accounts: int) -> tuple[int, int] | None:
-        """(closed source-windows of the tenant's history that reached `accounts` or more, all of
-        them): how rare a spray this wide is here; None without enough history to tell."""
+    def rarity(self, accounts: int) -> "SpreadRarity":
+        """How rare a run of failures over `accounts` accounts (or hosts) from one source is here."""
         histogram = self._histogram()
         total = sum(histogram.values())
         as_wide = sum(windows for n, windows in histogram.items() if n >= accounts)
-        return (as_wide, total) if total >= MIN_WINDOWS else None
+        # Each account past the first multiplies the tail by the share of the tenant's usual
+        # windows (below the spray threshold: earlier sprays teach nothing) that went on to a
+        # second account; add-one smoothing keeps a new tenant's guess at one in two.
+        usual = {n: w for n, w in histogram.items() if n < self.threshold()}
+        wider = sum(w for n, w in usual.items() if n >= 2)
+        step = -math.log10((wider + 1) / (sum(usual.values()) + 2))
+        fitted = step * max(accounts - 1, 0)
+        counted = rarity_decades(as_wide, total) if total >= MIN_WINDOWS else 0.0
+        return SpreadRarity(as_wide, total, round(step, 3), round(max(fitted, counted), 3))
 
     def windows(self) -> int:
         return sum(sum(c.values()) for c in self._days.values())

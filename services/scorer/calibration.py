@@ -16,8 +16,8 @@ from typing import Iterable
 import numpy as np
 
 from services.scorer.models import BY_NAME, RESTATING
-from services.scorer.scoring import surprise_of_score
-from ueba.risk import ranked_evidence, rarity_risk
+from services.scorer.scoring import MAX_SURPRISE, surprise_of_score
+from ueba.risk import ranked_evidence, rarity_decades, rarity_risk
 
 # The population's tail is read at these shares of user-days: low enough that one attack on
 # many accounts (a spray is a few percent of a month's user-days) does not move them.
@@ -62,7 +62,7 @@ def rule_evidence(surprise: float, as_strong: int, user_days: int) -> float:
     (counted by incident, so a spray over many accounts is one) among the reference user-days."""
     if user_days < MIN_REFERENCE:
         return surprise
-    return min(surprise, -math.log10((as_strong + 1) / (user_days + 1)))
+    return min(surprise, rarity_decades(as_strong, user_days))
 
 
 def day_score(evidence: float) -> float:
@@ -86,6 +86,11 @@ class RuleFinding:
     dimension: str
     score: int
     incident: str
+    # The rarity, in decades, that the finding's source measured among its own population (a
+    # spray's among the tenant's source-windows); None where the score is the profile's setting.
+    decades: float | None = None
+    # Linked to the source that targeted the account: the source's doing, not the account's.
+    linked: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,7 +156,10 @@ class Calibration:
     def _rule_evidence(yardstick: DayYardstick, f: RuleFinding) -> float:
         surprise = float(surprise_of_score(np.float64(f.score)))
         as_strong = sum(1 for s in yardstick.strength_by_kind.get(f.kind, ()) if s >= f.score)
-        return rule_evidence(surprise, as_strong, yardstick.user_days)
+        counted = rule_evidence(surprise, as_strong, yardstick.user_days)
+        # A measured rarity is a tail probability already: the user-days' count would only bound
+        # it by the size of the organisation.
+        return counted if f.decades is None else max(counted, min(f.decades, MAX_SURPRISE))
 
     def evidence(self, day: date, models: dict[str, float], findings: Iterable[RuleFinding],
                  deciding: dict[str, str] | None = None) -> float:

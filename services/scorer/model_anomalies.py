@@ -44,10 +44,15 @@ def dedup_key(user: str, day: date) -> str:
     return f"model:{user}:{day.isoformat()}"
 
 
-def write_model_anomalies(ctx: RunContext, conn: Connection, days: tuple[datetime, datetime]) -> int:
-    """Upserts the anomalies of the scope's user-days from days[0] to days[1]; the number written."""
+def write_model_anomalies(ctx: RunContext, conn: Connection, days: tuple[datetime, datetime],
+                          own: dict[tuple[str, date], float]) -> int:
+    """Upserts the anomalies of the scope's user-days from days[0] to days[1]; the number written.
+
+    A user-day is judged by its own score where `own` gives one (`user_scores.write_user_scores`): a
+    spray's account carries the source's attack into its risk by the linked finding alone."""
     threshold = ctx.settings.anomaly_threshold
-    day_rows = user_scores.scores_of_days(conn, ctx.tenant, *days, ctx.scope)
+    day_rows = [(u, d, own.get((u, d), s), learning)
+                for u, d, s, learning in user_scores.scores_of_days(conn, ctx.tenant, *days, ctx.scope)]
     high = [(u, d, s) for u, d, s, learning in day_rows if s >= threshold and not learning]
     # Re-runs that no longer reach the threshold withdraw their unreviewed anomaly.
     withdraw_unreviewed(conn, ctx.tenant, "model",
@@ -65,21 +70,17 @@ def write_model_anomalies(ctx: RunContext, conn: Connection, days: tuple[datetim
 
 
 class DayRarity:
-    """How many of the stored user-days before a day score at least as high, counting the days of
-    one attack on many accounts once (`user_scores.reference_days`)."""
+    """How many of the stored user-days before a day score at least as high (`user_scores.reference_days`)."""
 
-    def __init__(self, rows: list[tuple[date, float, str]], days: int):
+    def __init__(self, rows: list[tuple[date, float]], days: int):
         self._days = days
-        self._ordinal = np.array([d.toordinal() for d, _, _ in rows], dtype=np.int64)
-        self._score = np.array([s for _, s, _ in rows], dtype=np.float64)
-        groups: dict[str, int] = {}
-        self._group = np.array([groups.setdefault(g, len(groups)) for _, _, g in rows], dtype=np.int64)
+        self._ordinal = np.array([d.toordinal() for d, _ in rows], dtype=np.int64)
+        self._score = np.array([s for _, s in rows], dtype=np.float64)
 
     def as_strong(self, day: date, score: float) -> tuple[int, int]:
-        """(groups with a user-day at least `score`, all groups) of the `days` before `day`."""
+        """(user-days at least `score`, all user-days) of the `days` before `day`."""
         inside = (self._ordinal >= (day - timedelta(days=self._days)).toordinal()) & (self._ordinal < day.toordinal())
-        return (int(np.unique(self._group[inside & (self._score >= score)]).size),
-                int(np.unique(self._group[inside]).size))
+        return int((inside & (self._score >= score)).sum()), int(inside.sum())
 
 
 def describe(ctx: RunContext, conn: Connection, user: str, day: date, score: float,

@@ -168,9 +168,9 @@ def _score_in(ctx: RunContext, conn: Connection, auto: Connection, refreshed: Fe
     if totals.assignment is not None and totals.people is not None and totals.people.users and 0 in ctx.scope.buckets:
         replace_peer_groups(conn, ctx.tenant, totals.assignment)
     days = whole_days(ctx.start, ctx.end)
-    user_scores = write_user_scores(ctx, conn, days, facts.ignored)
+    user_scores, own_scores = write_user_scores(ctx, conn, days, facts.ignored)
     ctx.check("user_scores")
-    anomalies = write_model_anomalies(ctx, conn, days)
+    anomalies = write_model_anomalies(ctx, conn, days, own_scores)
     ctx.check("anomalies")
     if ctx.scheduled is not None:
         bucket_store.record_fire(conn, ctx.tenant, ctx.run_id, ctx.scheduled.fire, ctx.scope.buckets)

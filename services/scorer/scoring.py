@@ -47,6 +47,7 @@ MIN_RATE = 1e-6
 # -log10(p) -> score. 70 at p = 1e-4, 90 at 1e-6, 100 from 1e-8 on.
 ANCHORS_L = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0])
 ANCHORS_S = np.array([1.0, 12.0, 30.0, 50.0, 70.0, 80.0, 90.0, 100.0])
+MAX_SURPRISE = float(ANCHORS_L[-1])  # decades of tail probability: the most one score says
 MIN_P = 1e-300
 HEAVY = [COLUMN[(m.name, f.name)] for m in AGGREGATED for f in m.stored if f.heavy_tailed]
 

@@ -18,15 +18,17 @@ from services.scorer.store.user_scores import HourlyScores, UserDays
 
 
 def write_user_scores(ctx: RunContext, conn: Connection, days: tuple[datetime, datetime],
-                      ignored: frozenset[str]) -> int:
-    """Replaces the scope's user-days from days[0] to days[1]; the number written."""
+                      ignored: frozenset[str]) -> tuple[int, dict[tuple[str, date], float]]:
+    """Replaces the scope's user-days from days[0] to days[1]; the number written, and the user-days
+    whose own score (`UserDays.own_score`) is below the stored one, with it."""
     d0, d1 = days
     store.delete_days(conn, ctx.tenant, d0, d1, ctx.scope)
     models = sorted(ctx.weights)
     hourly = store.hourly_scores(conn, ctx.tenant, d0, d1, ctx.scope, ignored, models,
                                  [m for m in models if BY_NAME[m].mixed])
     calibration, findings = calibrate(conn, ctx.tenant, days, ignored, ctx.settings.baseline_days)
-    rows = store.insert_user_days(conn, ctx.tenant, ctx.run_id, user_days(hourly, ctx.weights, calibration, findings))
+    scored = user_days(hourly, ctx.weights, calibration, findings)
+    rows = store.insert_user_days(conn, ctx.tenant, ctx.run_id, scored)
     tenant_json, run_json = json.dumps(ctx.tenant), json.dumps(str(ctx.run_id))
     for user, day, score, hours, learning, top in rows:
         ctx.lines.append(
@@ -34,7 +36,8 @@ def write_user_scores(ctx: RunContext, conn: Connection, days: tuple[datetime, d
             f'"score":{float(score)},"scored_hours":{hours},"learning":{"true" if learning else "false"},'
             f'"top_features":{json.dumps(top, separators=(",", ":"))},"run_id":{run_json}}}'
         )
-    return len(rows)
+    own = {(u, d): o for u, d, s, o in zip(scored.users, scored.days, scored.score, scored.own_score) if o < s}
+    return len(rows), own
 
 
 def calibrate(conn: Connection, tenant: str, days: tuple[datetime, datetime], ignored: frozenset[str],
@@ -81,11 +84,14 @@ def user_days(hourly: HourlyScores, weights: dict[str, float], calibration: Cali
         if value > best or (value == best and hour < at_best[g][name][0]):
             strongest[g][name] = value
             at_best[g][name] = (hour, features)
-    score = []
+    score, own = [], []
     for (user, d), models, best_rows in zip(keys, strongest, at_best):
         on = datetime.fromtimestamp(d * 86400, timezone.utc).date()
         deciding = {m: decisive_feature(f) for m, (_, f) in best_rows.items() if f}
-        score.append(day_score(calibration.evidence(on, models, findings.get((user, on), ()), deciding)))
+        found = findings.get((user, on), ())
+        score.append(day_score(calibration.evidence(on, models, found, deciding)))
+        own.append(score[-1] if not any(f.linked for f in found) else
+                   day_score(calibration.evidence(on, models, [f for f in found if not f.linked], deciding)))
     span = int(hourly.hour.max() - hourly.hour.min()) + 1 if n else 1
     distinct = np.unique(group * span + (hourly.hour - (hourly.hour.min() if n else 0)))
     scored_hours = np.bincount(distinct // span, minlength=n)
@@ -102,4 +108,5 @@ def user_days(hourly: HourlyScores, weights: dict[str, float], calibration: Cali
         learning=learning.tolist(),
         hour=[datetime.fromtimestamp(h * 3600, timezone.utc) for h in hourly.hour[best].tolist()],
         model=[names[m] for m in model[best].tolist()],
+        own_score=own,
     )

@@ -124,12 +124,30 @@ def test_a_spray_wider_than_the_organisation_ever_saw_carries_the_risk_of_its_ra
     d = failed_logins()
     assert d.process(history) == []
     (source,), linked = by_entity(d.process(slow_spray(8, start=30 * DAY + 9 * 3600)))
-    # None of the ~600 closed source-days as wide: about 1 in 600, above the profile's 50, short of critical.
-    rarity = source.evidence["as_wide"]
+    # Nearly every day-long window of a source reaches a second account, so the fitted tail says
+    # little; none of the ~600 as wide says about 1 in 600: above the profile's 50, short of critical.
+    rarity = source.evidence["rarity"]
     assert rarity["source_windows"] == 0 and 500 <= rarity["of"] <= 600
+    assert rarity["per_account_decades"] < 0.1 and 2.7 <= rarity["decades"] <= 2.8
     assert 80 <= source.risk_score < 90
     # The accounts keep the linked share of the profile's risk: the attack is the source's.
     assert {f.risk_score for f in linked} == {25}
-    # Without enough history to tell (a new tenant), the profile's own risk.
+
+
+def test_where_sources_never_fail_on_a_second_account_a_spray_is_critical_for_its_address():
+    history = organisation(30, accounts=lambda s, d: 1)
+    d = failed_logins()
+    assert d.process(history) == []
+    (source,), _ = by_entity(d.process(slow_spray(8, start=30 * DAY + 9 * 3600)))
+    # Each further account multiplies the tail by about 1/600: far beyond what 600 windows can count.
+    rarity = source.evidence["rarity"]
+    assert rarity["per_account_decades"] > 2.7 and rarity["decades"] > 7 * 2.7
+    assert source.risk_score == 100
+
+
+def test_a_new_tenant_judges_a_spray_by_a_one_in_two_tail_per_account():
     (fresh,), _ = by_entity(failed_logins().process(slow_spray(8)))
-    assert fresh.risk_score == 50 and fresh.evidence["as_wide"] is None
+    assert fresh.evidence["rarity"] == {"source_windows": 0, "of": 0, "per_account_decades": 0.301, "decades": 2.107}
+    assert fresh.risk_score == 56
+    (narrow,), _ = by_entity(failed_logins().process(slow_spray(5)))
+    assert narrow.risk_score == 50  # 1.2 decades: the profile's own risk is the floor

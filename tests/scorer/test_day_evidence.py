@@ -67,6 +67,19 @@ def test_a_rule_finding_counts_no_more_than_its_kind_is_rare():
     assert empty.evidence(DAY, {}, [common]) == pytest.approx(surprise_of_score(50.0))
 
 
+def test_a_rarity_the_source_measured_is_not_bounded_by_the_count_of_user_days():
+    quiet = np.full(2000, 5.0)
+    cal = Calibration(_reference(20, 100, {"authentication": quiet}), days=30)
+    # A spray's account: the source's finding at 97, rarer than anything 2,000 user-days can count.
+    counted = RuleFinding("x", DAY, "failed_logins", "authentication", 97, "spray")
+    measured = RuleFinding("x", DAY, "failed_logins", "authentication", 97, "spray", decades=17.1)
+    assert cal.evidence(DAY, {}, [counted]) == pytest.approx(-np.log10(1 / 2001))
+    assert cal.evidence(DAY, {}, [measured]) == pytest.approx(8.0)  # the most one source says
+    # A measured rarity weaker than the count leaves the count.
+    weak = RuleFinding("x", DAY, "failed_logins", "authentication", 97, "spray", decades=1.2)
+    assert cal.evidence(DAY, {}, [weak]) == pytest.approx(-np.log10(1 / 2001))
+
+
 def test_sources_of_one_dimension_count_once_and_further_dimensions_add_by_rank():
     cal = Calibration(_reference(0, 0, {}), days=30)  # no population: nominal surprises
     origin = cal.evidence(DAY, {"origin_host": 70.0}, ())
@@ -136,14 +149,12 @@ def test_a_models_evidence_counts_in_the_dimension_of_the_feature_deciding_it():
     assert cal.evidence(DAY, {"origin_host": 70.0, "origin_location": 70.0}, ()) == pytest.approx(5.0)
 
 
-def test_the_days_of_one_attack_on_many_accounts_count_once_in_a_days_rarity():
+def test_a_days_rarity_counts_the_user_days_before_it_within_the_window():
     before = DAY - timedelta(days=3)
-    # Fifty sprayed accounts' days at 96 (one incident), one earlier bulk download at 95, and
-    # 2,000 ordinary user-days: a new day at 95 is the second strongest event, not the fifty-first.
-    rows = [(before, 96.0, "spray-incident") for _ in range(50)] + [(before, 95.0, "x|bulk")]
-    rows += [(before - timedelta(days=i % 20), 20.0, f"u{i}|day") for i in range(2000)]
+    # One earlier bulk download at 95 and 2,000 ordinary user-days: a new day at 95 is the second strongest.
+    rows = [(before, 95.0)] + [(before - timedelta(days=i % 20), 20.0) for i in range(2000)]
     rarity = DayRarity(rows, days=30)
-    assert rarity.as_strong(DAY, 95.0) == (2, 2002)
-    assert rarity.as_strong(DAY, 97.0) == (0, 2002)
+    assert rarity.as_strong(DAY, 95.0) == (1, 2001)
+    assert rarity.as_strong(DAY, 97.0) == (0, 2001)
     # Only the days before, within the window.
     assert rarity.as_strong(before, 10.0) == (1900, 1900)

@@ -24,7 +24,8 @@ def test_an_account_targeted_by_a_source_counts_at_the_strength_of_the_sources_f
     engine = create_db_engine(scratch_url, pool_size=1)
     with engine.begin() as conn:
         write_anomalies(conn, [
-            _finding("", 70, "source:203.0.113.9", entity_type="ip", entity="203.0.113.9"),
+            _finding("", 70, "source:203.0.113.9", entity_type="ip", entity="203.0.113.9",
+                     evidence={"rarity": {"source_windows": 0, "of": 180, "per_account_decades": 1.9, "decades": 17.1}}),
             _finding("ann", 35, "target:ann", evidence={"source_entity": source}),
             _finding("bob", 40, "burst:bob"),  # the account's own burst: its own score
         ])
@@ -32,6 +33,8 @@ def test_an_account_targeted_by_a_source_counts_at_the_strength_of_the_sources_f
         found = {row[0]: row for row in rule_findings(conn, "default", T - timedelta(days=1), T + timedelta(days=1))}
     assert set(found) == {"ann", "bob"}  # findings about accounts only
     assert found["ann"][4] == 70 and found["bob"][4] == 40
+    # The rarity the source's finding measured travels with the account's; the account's own has none.
+    assert found["ann"][6] == 17.1 and found["bob"][6] is None
     # The targeted account's finding is in the source's incident: one incident, however many accounts.
     with engine.connect() as conn:
         incidents = conn.exec_driver_sql(
@@ -41,7 +44,7 @@ def test_an_account_targeted_by_a_source_counts_at_the_strength_of_the_sources_f
     assert incidents == 1 and found["ann"][5] != found["bob"][5]
 
 
-def test_the_reference_days_of_accounts_targeted_together_share_their_incident(scratch_url):
+def test_the_reference_days_leave_out_the_accounts_a_source_targeted(scratch_url):
     source = {"type": "ip", "entity": "203.0.113.9"}
     engine = create_db_engine(scratch_url, pool_size=1)
     day = T.date()
@@ -58,5 +61,4 @@ def test_the_reference_days_of_accounts_targeted_together_share_their_incident(s
     with engine.connect() as conn:
         rows = reference_days(conn, "default", day, day + timedelta(days=1))
     engine.dispose()
-    groups = {g for _, _, g in rows}
-    assert len(rows) == 3 and len(groups) == 2 and f"dee|{day.isoformat()}" in groups
+    assert rows == [(day, 96.0)]  # dee's own day; ann's and cid's were the source's attack

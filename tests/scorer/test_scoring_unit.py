@@ -12,7 +12,7 @@ from services.scorer.models import CORROBORATING, IMPACTED_HOST, MODELS, ORIGIN_
 from services.scorer.schedule import Schedule, next_fire
 from services.scorer.settings import ScorerSettings, parse_every, parse_schedule
 from services.scorer.store.user_scores import HourlyScores
-from services.scorer.calibration import Calibration, Reference, day_score
+from services.scorer.calibration import Calibration, Reference, RuleFinding, day_score
 from services.scorer.user_scores import user_days
 from services.scorer.window import default_window, requested_window
 from ueba.risk import ranked_evidence
@@ -210,6 +210,14 @@ def test_user_days_group_by_utc_day_and_name_the_strongest_score():
     assert days.scored_hours == [3, 1, 1] and days.learning == [False, True, False]
     # A tie at 80 in one hour goes to the model name first in order.
     assert days.hour[0] == first + timedelta(hours=3) and days.model == ["authentication", "login_time", "authentication"]
+    assert days.own_score == days.score  # no rule findings: the account's own doing throughout
+    # A spray's account: the source's finding ranks its day; its own score leaves the finding out.
+    sprayed = RuleFinding("b", first.date(), "failed_logins", "authentication", 90, "spray", decades=12.0, linked=True)
+    own = RuleFinding("a", first.date(), "risky_countries", "location", 70, "trip")
+    with_findings = user_days(hourly, weights, nominal, {("b", first.date()): [sprayed], ("a", first.date()): [own]})
+    assert with_findings.score[1] == pytest.approx(day_score(ranked_evidence([8.0, float(s(40.0))])))
+    assert with_findings.own_score[1] == days.score[1]
+    assert with_findings.own_score[0] == with_findings.score[0] > days.score[0]
 
 
 def _model_scores(model, p: np.ndarray, rows: np.ndarray) -> scoring.ModelScores:

@@ -17,7 +17,7 @@ from services.profiles.kinds.trust import TRUSTED_NETWORKS
 from services.profiles.records import EventRecord, utc
 from services.profiles.source_spread import SourceSpread
 from services.profiles.windows import BurstWindows, Entry, at_once
-from ueba.risk import rarity_risk
+from ueba.risk import decades_risk
 from ueba.store.anomalies import AnomalyRecord
 
 MAX_EVIDENCE_EVENTS = 50
@@ -380,10 +380,12 @@ class FailedLoginsProfile(ProfileDetector):
         pace = (f" over {elapsed(act.last_ts - act.start)} (slow: judged over {human_duration(act.span)})"
                 if slow else "")
         spread = max(len(act.accounts), len(act.destinations))
-        rarity = (self._slow_spread if slow else self._spread).as_wide(spread)
+        # The profile's risk, or more where so wide a run is rarer than that in this tenant: a
+        # spray over fifty accounts is not one over five.
+        rarity = (self._slow_spread if slow else self._spread).rarity(spread)
         record = self.fire(
             user="", group=f"{'slow' if slow else 'source'}:{name}", at=act.last_ts, start=act.start, end=act.last_ts,
-            risk_score=self._spread_risk(rarity),
+            risk_score=max(self.spec.risk_score, min(100, round(decades_risk(rarity.decades)))),
             description=f"{what} from {name}: {act.count} failed logons{unnamed}{against}{hosts} "
             f"from {span_of(act.first, act.last)}{pace}",
             evidence={
@@ -392,18 +394,10 @@ class FailedLoginsProfile(ProfileDetector):
                 "first": act.first.isoformat(), "last": act.last.isoformat(), f"source_{entity_type}": name,
                 "sources": [name], "users": sorted(accounts[:MAX_EVIDENCE_USERS]), "nameless": act.nameless,
                 "pattern": what.replace(" ", "_"), "destinations": sorted(act.destinations),
-                "as_wide": None if rarity is None else {"source_windows": rarity[0], "of": rarity[1]},
+                "rarity": rarity.evidence(),
             },
         )
         return replace(record, entity_type=entity_type, entity=name, refresh=True)
-
-    def _spread_risk(self, rarity: tuple[int, int] | None) -> int:
-        """The profile's risk, or more when so wide a run of failures is rarer than that among the
-        tenant's source-windows (`ueba.risk.rarity_risk`: 90 at one in a thousand): a spray over
-        fifty accounts is not one over five."""
-        if rarity is None:
-            return self.spec.risk_score
-        return max(self.spec.risk_score, min(100, round(rarity_risk(*rarity))))
 
     def _target_record(self, charged: tuple[str, str], act: SourceActivity, user: str) -> AnomalyRecord:
         entity_type, name = charged

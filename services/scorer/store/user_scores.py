@@ -43,6 +43,9 @@ class UserDays:
     learning: list[bool]
     hour: list[datetime]
     model: list[str]
+    # The score of the account's own doing: without rule findings linked to the source that
+    # targeted it (a spray's account), which carry their own share into its risk.
+    own_score: list[float]
 
 
 def delete_days(conn: Connection, tenant: str, d0: datetime, d1: datetime, scope: UserScope) -> None:
@@ -124,42 +127,46 @@ def day_maxima(conn: Connection, tenant: str, d0: datetime, d1: datetime, ignore
 
 
 def rule_findings(conn: Connection, tenant: str, d0: datetime, d1: datetime) -> list[tuple]:
-    """(user, day, kind, dimension, score, incident) of the rule findings about accounts from `d0` to `d1`,
-    those reviewed as false positives excepted; a finding outside any incident is its own.
+    """(user, day, kind, dimension, score, incident, decades, linked) of the rule findings about accounts
+    from `d0` to `d1`, those reviewed as false positives excepted; a finding outside any incident is its own.
 
     A finding linked to the source that targeted the account (a spray's account) counts at the
-    strength of the source's finding in its incident: the account's day is part of that attack,
-    though its risk carries only the linked share."""
+    strength of the source's finding in its incident, and carries the rarity the source's finding
+    measured among the tenant's source-windows (`decades`, else None): the account's day is part of
+    that attack, though its risk carries only the linked share."""
     return conn.execute(
         text("""SELECT a.user_name, CAST(a.time AT TIME ZONE 'UTC' AS date), a.profile_kind, a.dimension,
-                       CASE WHEN a.incident_id IS NOT NULL AND a.evidence ? 'source_entity' THEN
-                           greatest(a.risk_score, coalesce(
-                               (SELECT max(s.risk_score) FROM anomalies s
-                                WHERE s.tenant = a.tenant AND s.incident_id = a.incident_id AND s.source = 'rule'
-                                  AND s.entity_type <> 'user' AND s.status <> 'false_positive'), 0))
-                       ELSE a.risk_score END,
-                       CAST(coalesce(a.incident_id, a.id) AS text)
+                       greatest(a.risk_score, coalesce(src.score, 0)),
+                       CAST(coalesce(a.incident_id, a.id) AS text), src.decades,
+                       a.incident_id IS NOT NULL AND a.evidence ? 'source_entity'
                 FROM anomalies a
+                LEFT JOIN LATERAL (
+                    SELECT max(s.risk_score) AS score, max(CAST(s.evidence -> 'rarity' ->> 'decades' AS float8)) AS decades
+                    FROM anomalies s
+                    WHERE a.incident_id IS NOT NULL AND a.evidence ? 'source_entity'
+                      AND s.tenant = a.tenant AND s.incident_id = a.incident_id AND s.source = 'rule'
+                      AND s.entity_type <> 'user' AND s.status <> 'false_positive'
+                ) src ON true
                 WHERE a.tenant = :tenant AND a.source = 'rule' AND a.entity_type = 'user' AND a.user_name <> ''
                   AND a.status <> 'false_positive' AND a.time >= :d0 AND a.time < :d1"""),
         {"tenant": tenant, "d0": d0, "d1": d1},
     ).all()
 
 
-def reference_days(conn: Connection, tenant: str, d0: date, d1: date) -> list[tuple[date, float, str]]:
-    """(day, score, group) of the stored user-days past learning from `d0` to `d1`. The group is the
-    incident of a rule finding linked to the source that targeted the account that day (one spray
-    over fifty accounts is one attack, as rule rarity counts it), else the user-day itself."""
-    return [(d, float(score), group) for d, score, group in conn.execute(
-        text("""SELECT s.day, s.score, coalesce(t.incident, s.user_name || '|' || CAST(s.day AS text))
+def reference_days(conn: Connection, tenant: str, d0: date, d1: date) -> list[tuple[date, float]]:
+    """(day, score) of the stored user-days past learning from `d0` to `d1`, but those of accounts a
+    source targeted (a rule finding linked to the source that day): their stored score is the
+    source's attack, while a model anomaly is judged on the account's own doing
+    (`UserDays.own_score`), and fifty sprayed accounts would make every later attack look common."""
+    return [(d, float(score)) for d, score in conn.execute(
+        text("""SELECT s.day, s.score
                 FROM user_scores s
-                LEFT JOIN (SELECT DISTINCT ON (user_name, CAST(time AT TIME ZONE 'UTC' AS date))
-                                  user_name, CAST(time AT TIME ZONE 'UTC' AS date) AS day,
-                                  CAST(incident_id AS text) AS incident
+                LEFT JOIN (SELECT DISTINCT user_name, CAST(time AT TIME ZONE 'UTC' AS date) AS day
                            FROM anomalies
                            WHERE tenant = :tenant AND source = 'rule' AND entity_type = 'user'
                              AND incident_id IS NOT NULL AND evidence ? 'source_entity'
-                             AND time >= :d0 AND time < CAST(:d1 AS date) + 1
-                           ORDER BY 1, 2, time) t ON t.user_name = s.user_name AND t.day = s.day
-                WHERE s.tenant = :tenant AND s.day >= :d0 AND s.day < :d1 AND NOT s.learning"""),
+                             AND time >= :d0 AND time < CAST(:d1 AS date) + 1) t
+                       ON t.user_name = s.user_name AND t.day = s.day
+                WHERE s.tenant = :tenant AND s.day >= :d0 AND s.day < :d1 AND NOT s.learning
+                  AND t.user_name IS NULL"""),
         {"tenant": tenant, "d0": d0, "d1": d1})]

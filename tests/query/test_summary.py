@@ -1,8 +1,9 @@
 """GetSummary: its rollup-based totals match a count of the rows, whatever the range."""
 
 import random
+import time
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import delete, select
 
@@ -168,3 +169,23 @@ def test_maintenance_merges_deltas_and_refreshes_risk(store, engine):
 
 def user_risk_calc(scores):
     return user_risk(scores)
+
+
+def test_maintenance_wakes_when_the_next_open_finding_leaves_the_risk_window(store, engine):
+    from ueba.store.schema import user_risk
+
+    # Ages out of the 30-day window two seconds from now; the maintenance interval is a minute.
+    store.anomaly("ages", 60, datetime.now(timezone.utc) - timedelta(days=30) + timedelta(seconds=2))
+    store.anomaly("stays", 70)
+    maintainer = risk_state.Maintainer(engine, window_days=30, interval=60, user_mode="exact")
+    maintainer.run_once()
+    names = lambda: {r.user_name for r in store.rows(select(user_risk).where(user_risk.c.tenant == store.tenant))}
+    assert names() == {"ages", "stays"}
+    deadline = time.monotonic() + 10
+    while "ages" in names() and time.monotonic() < deadline:
+        wait = maintainer.next_wait(False)
+        assert wait <= 2.5  # not the interval: the next finding to age out decides
+        time.sleep(wait)
+        maintainer.run_once()
+    assert names() == {"stays"}
+    assert maintainer.next_wait(True) == 60

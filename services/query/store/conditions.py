@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import ColumnElement, and_, exists, not_, or_, select
+from sqlalchemy import ColumnElement, and_, not_, or_, select
 
 from services.query import querystring
 from services.query.filters import AnomalyCriteria
@@ -31,10 +31,11 @@ def starts_with(column, prefix: str) -> ColumnElement[bool]:
     return column.like(like_pattern(prefix)[1:], escape="\\")
 
 
-def not_ignored(tenant_column, user_column) -> ColumnElement[bool]:
-    return ~exists(
-        select(1).where(ignored_users.c.tenant == tenant_column, ignored_users.c.user_name == user_column)
-    )
+def not_ignored(tenant: str, user_column) -> ColumnElement[bool]:
+    # NOT IN an uncorrelated list is one hashed read of the ignore list per statement; a
+    # correlated NOT EXISTS probed it once per row (1,001 times for a capped count).
+    # ignored_users.user_name is part of its key, never NULL, so NOT IN means the same.
+    return user_column.not_in(select(ignored_users.c.user_name).where(ignored_users.c.tenant == tenant))
 
 
 def _score_between(low: int, high: int) -> ColumnElement[bool]:
@@ -129,5 +130,5 @@ def anomaly_conditions(tenant: str, c: AnomalyCriteria) -> list[ColumnElement[bo
     if c.query is not None:
         conditions.extend(query_conditions(c.query))
     if c.hide_ignored:
-        conditions.append(not_ignored(a.tenant, a.user_name))
+        conditions.append(not_ignored(tenant, a.user_name))
     return conditions

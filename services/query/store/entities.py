@@ -21,7 +21,7 @@ def _risk_rows(tenant: str, entity_type: str | None):
     if entity_type in (None, "user"):
         parts.append(
             select(literal("user").label("entity_type"), u.user_name.label("entity"), *(u[c] for c in _RISK))
-            .where(u.tenant == tenant, not_ignored(u.tenant, u.user_name))
+            .where(u.tenant == tenant, not_ignored(tenant, u.user_name))
         )
     if entity_type != "user":
         q = select(e.entity_type, e.entity, *(e[c] for c in _RISK)).where(e.tenant == tenant)

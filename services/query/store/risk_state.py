@@ -94,6 +94,12 @@ def tenants_to_refresh(conn: Connection, horizon: datetime) -> set[str]:
     return tenants
 
 
+def first_oldest_open(conn: Connection) -> datetime | None:
+    """The earliest oldest open finding of any entity of any tenant: the next to leave the risk window."""
+    earliest = [select(func.min(t.c.oldest_open)).scalar_subquery() for t in (user_risk, entity_risk)]
+    return conn.execute(select(func.least(*earliest))).scalar_one()
+
+
 def lock(conn: Connection, tenant: str) -> None:
     """The tenant's refresh lock, until the transaction ends: one refresher per tenant at a time."""
     conn.execute(select(func.pg_advisory_xact_lock(_RISK_LOCK, func.hashtext(tenant))))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, func, literal, or_, select, text
+from sqlalchemy import Connection, Row, and_, delete, func, or_, select, text
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 
 from services.query.store.conditions import not_ignored, starts_with
@@ -73,7 +73,7 @@ def list_users(conn: Connection, tenant: str, listing: UserListing, after: list[
     if listing.name_prefix is not None:
         q = q.where(starts_with(name, listing.name_prefix))
     if not listing.include_ignored:
-        q = q.where(not_ignored(literal(tenant), name))
+        q = q.where(not_ignored(tenant, name))
     if after is not None:
         r0, p0, n0 = after
         q = q.where(or_(risk < r0, and_(risk == r0, points < p0), and_(risk == r0, points == p0, name > n0)))
@@ -135,7 +135,7 @@ def user_scores_page(conn: Connection, tenant: str, listing: ScoreListing, after
     if listing.min_score:
         q = q.where(s.score >= listing.min_score)
     if not listing.names and not listing.include_ignored:
-        q = q.where(not_ignored(s.tenant, s.user_name))
+        q = q.where(not_ignored(tenant, s.user_name))
     if after is not None:
         user0, day0 = after
         q = q.where(or_(s.user_name > user0, and_(s.user_name == user0, s.day > day0)))

@@ -19,6 +19,7 @@ import time
 
 import psycopg
 from psycopg import errors, sql
+from psycopg.types.string import BytesBinaryDumper
 from sqlalchemy import Engine
 
 from services.ingest.prepare import COLUMNS, COPY_TYPES, PreparedBatch
@@ -59,6 +60,19 @@ WHERE EXCLUDED.first_seen < users.first_seen
    OR (EXCLUDED.department IS NOT NULL AND EXCLUDED.department IS DISTINCT FROM users.department
        AND EXCLUDED.last_seen >= users.last_seen)
 """
+
+def copy_rows(cur: psycopg.Cursor, statement: str | sql.Composable, rows: list[tuple]) -> None:
+    """Binary COPY of prepared rows (prepare.COLUMNS, COPY_TYPES) with psycopg's C dumpers throughout."""
+    # psycopg's dumper for the bytea oid is dbapi20's BinaryBinaryDumper, a Python subclass
+    # that wraps the C one: a Python call for every address and attribute value (0.8 us an
+    # event, about 40% of formatting the row). This cursor gets the C one for bytea.
+    cur.adapters.register_dumper(bytes, BytesBinaryDumper)
+    with cur.copy(statement) as copy:
+        copy.set_types(COPY_TYPES)
+        for row in rows:
+            copy.write_row(row)
+
+
 # Transient conflicts between concurrent writers: the batch is simply retried.
 _RETRYABLE = (errors.DeadlockDetected, errors.SerializationFailure, errors.LockNotAvailable)
 _ATTEMPTS = 4
@@ -100,10 +114,7 @@ class EventStore:
         self.partitions.ensure(conn, batch.days)
         try:
             with conn.cursor() as cur:
-                with cur.copy(_COPY_EVENTS) as copy:
-                    copy.set_types(COPY_TYPES)
-                    for row in batch.rows:
-                        copy.write_row(row)
+                copy_rows(cur, _COPY_EVENTS, batch.rows)
                 accepted = len(batch.rows)
                 self._upsert_users(cur, tenant, batch)
                 announce_commit(cur)
@@ -113,10 +124,7 @@ class EventStore:
             conn.rollback()
         with conn.cursor() as cur:
             cur.execute(_CREATE_STAGE)
-            with cur.copy(_COPY_STAGE) as copy:
-                copy.set_types(COPY_TYPES)
-                for row in batch.rows:
-                    copy.write_row(row)
+            copy_rows(cur, _COPY_STAGE, batch.rows)
             cur.execute(_MERGE_STAGE)
             accepted = cur.rowcount
             self._upsert_users(cur, tenant, batch)

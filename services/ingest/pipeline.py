@@ -64,10 +64,6 @@ class IngestPipeline:
         self.preparer = preparer_from(settings)
         self.store = EventStore(engine, partition_cache)
         self.writer = GroupCommit(self.store, settings.writers, max_rows=GROUP_ROWS)
-        # One batch prepared at a time: preparing is Python under the GIL, so batches prepared
-        # side by side all finish late together, while one at a time each reaches a writer
-        # as soon as it can and its COPY overlaps the next one's preparation.
-        self._preparing = threading.Lock()
         self._slots = threading.BoundedSemaphore(settings.max_inflight_batches)
 
     def check_batch(self, events: Sequence[common_pb2.Event], batch_id: str = "") -> None:
@@ -86,8 +82,7 @@ class IngestPipeline:
             metrics.INFLIGHT.inc()
             started = time.perf_counter()
             try:
-                with self._preparing:
-                    prepared = self.preparer.prepare(tenant, events)
+                prepared = self.preparer.prepare(tenant, events)
                 accepted = self._write(tenant, prepared, batch_id)
             finally:
                 metrics.INFLIGHT.dec()

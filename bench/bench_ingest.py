@@ -79,7 +79,8 @@ def count_events(url: str) -> int:
 def raw_copy(url: str, batches: list[list[tuple]], days, binary: bool) -> tuple[float, dict]:
     """COPY of ready rows, one transaction per batch: binary with ingest's own encoded rows,
     or text with the same rows as plain Python values (datetime, address strings, JSON text)."""
-    from services.ingest.prepare import COLUMNS, COPY_TYPES
+    from services.ingest.prepare import COLUMNS
+    from services.ingest.store import copy_rows
     from ueba.store.partitions import ensure_partitions
 
     copy_sql = f"COPY events ({', '.join(COLUMNS)}) FROM STDIN" + (" (FORMAT BINARY)" if binary else "")
@@ -92,11 +93,12 @@ def raw_copy(url: str, batches: list[list[tuple]], days, binary: bool) -> tuple[
         started = time.perf_counter()
         with conn.cursor() as cur:
             for rows in batches:
-                with cur.copy(copy_sql) as copy:
-                    if binary:
-                        copy.set_types(COPY_TYPES)
-                    for row in rows:
-                        copy.write_row(row)
+                if binary:
+                    copy_rows(cur, copy_sql, rows)  # formatted as ingest formats them
+                else:
+                    with cur.copy(copy_sql) as copy:
+                        for row in rows:
+                            copy.write_row(row)
                 conn.commit()
         elapsed = time.perf_counter() - started
         cpu = {"python": cpu_seconds(os.getpid()) - cpu_start[0], "postgres": cpu_seconds(backend) - cpu_start[1]}

@@ -17,6 +17,7 @@ import psycopg
 from sqlalchemy import Engine
 
 from services.ingest import metrics
+from services.ingest.group_commit import GroupCommit
 from services.ingest.normalise import AddressBook, GeoDatabase
 from services.ingest.prepare import EventPreparer, Limits, PreparedBatch
 from services.ingest.settings import IngestSettings
@@ -27,6 +28,11 @@ from ueba.store.partitions import PartitionCache
 from ueba.v1 import common_pb2, ingest_pb2
 
 log = logging.getLogger(__name__)
+
+
+# Most events one transaction takes from the batches waiting for a writer: two of the batches
+# agents usually send (5,000), so a writer's COPY of a group overlaps the preparation of the next.
+GROUP_ROWS = 10_000
 
 
 class InvalidBatch(InvalidArgument):
@@ -57,6 +63,7 @@ class IngestPipeline:
         self.settings = settings
         self.preparer = preparer_from(settings)
         self.store = EventStore(engine, partition_cache)
+        self.writer = GroupCommit(self.store, settings.writers, max_rows=GROUP_ROWS)
         self._slots = threading.BoundedSemaphore(settings.max_inflight_batches)
 
     def check_batch(self, events: Sequence[common_pb2.Event], batch_id: str = "") -> None:
@@ -96,7 +103,7 @@ class IngestPipeline:
 
     def _write(self, tenant: str, prepared: PreparedBatch, batch_id: str) -> int:
         try:
-            return self.store.write(tenant, prepared)
+            return self.writer.write(tenant, prepared)
         except psycopg.DataError as exc:
             # Postgres refused data that passed validation: resending cannot
             # help, so the agent must hear of it rather than retry forever.
@@ -108,4 +115,5 @@ class IngestPipeline:
             raise Unavailable("event store unavailable; resend unacknowledged batches later") from exc
 
     def close(self) -> None:
+        self.writer.close()
         self.preparer.addresses.close()

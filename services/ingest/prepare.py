@@ -20,7 +20,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from services.ingest.normalise import NO_GEO, AddressBook
 from ueba.parsers.base import names_its_source
@@ -122,6 +122,25 @@ class PreparedBatch:
     # user -> [first seen, last seen (epoch microseconds), department of the latest event with one]
     users: dict[str, list] = field(default_factory=dict)
     days: set[date] = field(default_factory=set)
+
+
+def merged_users(batches: Iterable[PreparedBatch]) -> dict[str, list]:
+    """The user sightings of several batches as one batch's `users` would hold them."""
+    merged: dict[str, list] = {}
+    for batch in batches:
+        for user, (first, last, department) in batch.users.items():
+            sighting = merged.get(user)
+            if sighting is None:
+                merged[user] = [first, last, department]
+                continue
+            if first < sighting[0]:
+                sighting[0] = first
+            if last >= sighting[1]:
+                sighting[1] = last
+                sighting[2] = department or sighting[2]
+            elif sighting[2] is None:
+                sighting[2] = department
+    return merged
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ class IngestSettings(BaseSettings):
     max_inflight_batches: int = env_field(
         "UEBA_INGEST_MAX_INFLIGHT_BATCHES", 4, "batches being written at once in this process"
     )
+    writers: int = env_field(
+        "UEBA_INGEST_WRITERS", 2, "connections writing prepared batches, each several batches to a transaction"
+    )
     stream_window: int = env_field("UEBA_STREAM_WINDOW", 4, "batches one stream may have read but not acknowledged")
     stream_max_bytes: int = env_field(
         "UEBA_STREAM_MAX_BYTES", 8 * 1024 * 1024, "bytes of batches one stream may have read but not acknowledged (one batch always)"
@@ -52,6 +55,7 @@ class IngestSettings(BaseSettings):
             ("UEBA_MAX_ATTRIBUTES", self.max_attributes, 0),
             ("UEBA_MAX_BATCH_SIZE", self.max_batch_size, 1),
             ("UEBA_INGEST_MAX_INFLIGHT_BATCHES", self.max_inflight_batches, 1),
+            ("UEBA_INGEST_WRITERS", self.writers, 1),
             ("UEBA_STREAM_WINDOW", self.stream_window, 1),
             ("UEBA_STREAM_MAX_BYTES", self.stream_max_bytes, 1),
         ):

@@ -1,15 +1,16 @@
 """Baseline statistics and the hours to score, loaded into numpy arrays.
 
-Everything is aggregated in Postgres (GROUP BY user and hour of day), so
-Python sees per-user sums, never the baseline's raw hours. For one UTC day d:
+Everything is aggregated in Postgres, so Python sees per-user sums, never the
+baseline's raw hours. For one UTC day d:
 
 - overall:  per user and stored feature, the sum and sum of squares over the
             baseline [d - baseline_days, d), split at the end of the user's
-            learning period (novelty rates use only the settled part);
+            learning period (novelty rates use only the settled part): from the
+            day rollup (day_features.py), plus the hours of the day learning ends in;
 - weekday:  the same sums over the same weekday's earlier weeks (d - 7k days),
-            by hour of day, i.e. the user's hour-of-week profile;
-- activity: per user and hour of day, how many baseline days were active;
-- window:   the observed features of the hours being scored.
+            by hour of day, i.e. the user's hour-of-week profile (hourly rows);
+- activity: per user and hour of day, how many baseline days were active (rollup);
+- window:   the observed features of the hours being scored (hourly rows).
 
 Denominators are active hours (hours with any event): a model's missing row in
 an active hour counts as zeros.
@@ -18,14 +19,14 @@ an active hour counts as zeros.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 from sqlalchemy import Connection, func, select, text
 
 from services.scorer.models import AGGREGATED
 from ueba.leases import buckets_of
-from ueba.store.schema import user_hour_features as uhf
+from ueba.store.schema import user_day_features as udf
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -68,23 +69,47 @@ def _num(feature: str) -> str:
     return f"coalesce((f.features ->> '{feature}')::float8, 0)"
 
 
-def _learned(feature) -> str:
+def learned(feature) -> str:
+    """An hourly row's value of `feature` as baselines learn it (capped), in SQL over `f`."""
     v = _num(feature.name)
     return f"least({v}, {float(feature.baseline_cap)})" if feature.baseline_cap is not None else v
 
 
-def _stored():
+def stored_features():
+    """(model, feature) of every stored feature, in COLUMNS order."""
     return [(m, f) for m in AGGREGATED for f in m.stored]
+
+
+# Stored features whose sums past the learning period are kept (novelty rates), as indices into COLUMNS.
+NOVELTY = tuple(j for j, (_, f) in enumerate(stored_features()) if f.kind == "novelty")
 
 
 def load_first_hours(conn: Connection, tenant: str) -> dict[str, datetime]:
     """Each user's first active hour ever (the start of its learning period)."""
     rows = conn.execute(
-        select(uhf.c.user_name, func.min(uhf.c.hour))
-        .where(uhf.c.tenant == tenant, uhf.c.model == ACTIVITY_MODEL)
-        .group_by(uhf.c.user_name)
+        select(udf.c.user_name, func.min(udf.c.first_active))
+        .where(udf.c.tenant == tenant, udf.c.first_active.is_not(None))
+        .group_by(udf.c.user_name)
     )
     return dict(rows.all())
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What a day's baseline reads: the tenant, the baseline's days [b0, day), whose learning ends when,
+    and (for the users of some buckets) the user names every read is narrowed to."""
+
+    tenant: str
+    b0: datetime
+    day: datetime
+    settled: dict[str, datetime]
+    mine: list[str] | None
+
+    def params(self) -> dict:
+        return {"tenant": self.tenant, "b0": self.b0, "day": self.day, **({"mine": self.mine} if self.mine is not None else {})}
+
+    def narrowed(self, alias: str) -> str:
+        return f"AND {alias}.user_name = ANY(CAST(:mine AS text[]))" if self.mine is not None else ""
 
 
 def load_day(
@@ -99,88 +124,115 @@ def load_day(
 ) -> DayData:
     """Baseline of `day` and the observed features of the hours [hours[0], hours[1]) within it.
 
-    Three scans of user_hour_features, each covering every model at once (one pass
-    with FILTER per model is far cheaper than one pass per model). `buckets` (N,
-    bucket list) narrows every scan to the users of those hash buckets.
+    `buckets` (N, bucket list) narrows every read to the users of those hash buckets.
     """
-    b0 = day - baseline_days * DAY
-    mine, scope = "", {}
+    mine = None
     if buckets is not None:
         # Every user with features has login_time rows, so first_hours names them all; a name
-        # list lets the scans use the primary key (tenant, user_name, ...) and skip the others.
+        # list lets the reads use the primary key (tenant, user_name, ...) and skip the others.
         wanted = set(buckets[1])
-        scope = {"mine": [u for u, b in buckets_of(conn, tenant, first_hours, buckets[0]).items() if b in wanted]}
-        mine = "AND f.user_name = ANY(CAST(:mine AS text[]))"
-    stored = _stored()
-    act = f"f.model = '{ACTIVITY_MODEL}'"
+        mine = [u for u, b in buckets_of(conn, tenant, first_hours, buckets[0]).items() if b in wanted]
     # When each user's learning period ends; the settled part of the baseline starts there.
-    names = list(first_hours)
-    settled = [first_hours[u] + timedelta(days=min_baseline_days) for u in names]
-    settled_join = """LEFT JOIN unnest(CAST(:names AS text[]), CAST(:settled AS timestamptz[])) AS s(user_name, settled_at)
-                  ON s.user_name = f.user_name"""
-    where = f"f.tenant = :tenant AND f.model = :model AND f.hour >= :b0 AND f.hour < :day {mine}"
-    # The hour of day once a row: a LATERAL or plain subquery is flattened into the 24 FILTERs below and
-    # extract() then runs in each, which made the activity scan three to four times slower. OFFSET 0
-    # keeps the subquery whole (and the WHERE must sit inside it: quals do not pass an OFFSET).
-    with_hod = f"(SELECT f.*, extract(hour FROM f.hour)::int AS hod FROM user_hour_features f WHERE {where} OFFSET 0) f"
-    overall = []
-    for model in AGGREGATED:
-        # One scan per model: FILTERs across every model in one pass cost more than they save.
-        activity = model.name == ACTIVITY_MODEL
-        has_novelty = any(feat.kind == "novelty" for feat in model.stored)
-        # Activity by hour of day and past learning only from the activity rows.
-        cols = [
-            "count(*) FILTER (WHERE f.hour >= s.settled_at)" if activity else "0",
-            *([f"count(*) FILTER (WHERE f.hod = {h})" for h in range(24)] if activity else ["0"] * 24),
-            *[f"sum({_learned(feat)})" for feat in model.stored],
-            *[f"sum({_learned(feat)} ^ 2)" for feat in model.stored],
-            *[f"sum({_num(feat.name)}) FILTER (WHERE f.hour >= s.settled_at)" for feat in model.stored if feat.kind == "novelty"],
-        ]
-        rows = conn.execute(
-            text(
-                f"""SELECT f.user_name, count(*), {", ".join(cols)}
-                FROM {with_hod if activity else "user_hour_features f"}
-                {settled_join if activity or has_novelty else ""}
-                {"" if activity else "WHERE " + where}
-                GROUP BY f.user_name"""
-            ),
-            {"names": names, "settled": settled, "tenant": tenant, "b0": b0, "day": day, "model": model.name, **scope},
-        ).all()
-        overall.append((model, rows))
-    same_weekday = [(day - 7 * k * DAY, day - 7 * k * DAY + DAY) for k in range(1, baseline_days // 7 + 1)]
-    weekday = []
-    if same_weekday:
-        ranges = " OR ".join(f"(f.hour >= :a{i} AND f.hour < :b{i})" for i in range(len(same_weekday)))
-        params = {"tenant": tenant, **scope}
-        for i, (a, b) in enumerate(same_weekday):
-            params[f"a{i}"], params[f"b{i}"] = a, b
-        cols = [f"count(*) FILTER (WHERE {act})",
-                *[f"sum({_learned(feat)}) FILTER (WHERE f.model = '{m.name}')" for m, feat in stored]]
-        weekday = conn.execute(
-            text(
-                f"""SELECT f.user_name, extract(hour FROM f.hour)::int, {", ".join(cols)}
-                FROM user_hour_features f
-                WHERE f.tenant = :tenant AND ({ranges}) {mine}
-                GROUP BY f.user_name, extract(hour FROM f.hour)::int"""
-            ),
-            params,
-        ).all()
+    settled = {u: h + timedelta(days=min_baseline_days) for u, h in first_hours.items()}
+    scope = _Scope(tenant, day - baseline_days * DAY, day, settled, mine)
+    overall = _overall(conn, scope)
+    settling = _settling_hours(conn, scope)
+    weekday = _same_weekday(conn, scope, baseline_days)
+    window = _window(conn, scope, hours)
+    return _assemble(day, overall, settling, weekday, window, first_hours)
+
+
+def _overall(conn: Connection, scope: _Scope) -> list:
+    """Per user: active hours, those past learning (whole days), active days by hour of day, every
+    feature's sum and sum of squares, the novelty sums past learning (whole days): from the day rollup."""
+    J = len(COLUMNS)
+    past = "FILTER (WHERE r.day >= s.settled_at)"
+    cols = [
+        "sum(r.active_hours)",
+        f"sum(r.active_hours) {past}",
+        *[f"sum((r.active_hours_of_day >> {h}) & 1)" for h in range(24)],
+        *[f"sum(r.sums[{i + 1}])" for i in range(2 * J)],
+        *[f"sum(r.sums[{j + 1}]) {past}" for j in NOVELTY],
+    ]
+    return conn.execute(
+        text(
+            f"""SELECT r.user_name, {", ".join(cols)}
+            FROM user_day_features r
+            LEFT JOIN unnest(CAST(:names AS text[]), CAST(:settled AS timestamptz[])) AS s(user_name, settled_at)
+                 ON s.user_name = r.user_name
+            WHERE r.tenant = :tenant AND r.day >= :b0 AND r.day < :day {scope.narrowed("r")}
+            GROUP BY r.user_name"""
+        ),
+        {"names": list(scope.settled), "settled": list(scope.settled.values()), **scope.params()},
+    ).all()
+
+
+def _settling_hours(conn: Connection, scope: _Scope) -> list:
+    """Per user whose learning ends inside a day of the baseline: that day's active hours and novelty sums
+    from the end of learning on, from the hourly rows (the rollup counts past learning by whole days)."""
+    wanted = set(scope.mine) if scope.mine is not None else None
+    ends = {u: t for u, t in scope.settled.items()
+            if scope.b0 <= _day_of(t) < scope.day and t != _day_of(t) and (wanted is None or u in wanted)}
+    if not ends:
+        return []
+    stored = stored_features()
+    cols = [f"count(*) FILTER (WHERE f.model = '{ACTIVITY_MODEL}')",
+            *[f"sum({learned(stored[j][1])}) FILTER (WHERE f.model = '{stored[j][0].name}')" for j in NOVELTY]]
+    return conn.execute(
+        text(
+            f"""SELECT f.user_name, {", ".join(cols)}
+            FROM unnest(CAST(:names AS text[]), CAST(:ends AS timestamptz[])) AS s(user_name, settled_at)
+            JOIN user_hour_features f ON f.tenant = :tenant AND f.user_name = s.user_name
+                 AND f.hour >= s.settled_at AND f.hour < date_trunc('day', s.settled_at, 'UTC') + interval '1 day'
+            GROUP BY f.user_name"""
+        ),
+        {"tenant": scope.tenant, "names": list(ends), "ends": list(ends.values())},
+    ).all()
+
+
+def _day_of(t: datetime) -> datetime:
+    return t.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _same_weekday(conn: Connection, scope: _Scope, baseline_days: int) -> list:
+    """Per user and hour of day: active hours and feature sums on the same weekday of earlier weeks."""
+    same_weekday = [(scope.day - 7 * k * DAY, scope.day - 7 * k * DAY + DAY) for k in range(1, baseline_days // 7 + 1)]
+    if not same_weekday:
+        return []
+    ranges = " OR ".join(f"(f.hour >= :a{i} AND f.hour < :b{i})" for i in range(len(same_weekday)))
+    params = scope.params()
+    for i, (a, b) in enumerate(same_weekday):
+        params[f"a{i}"], params[f"b{i}"] = a, b
+    cols = [f"count(*) FILTER (WHERE f.model = '{ACTIVITY_MODEL}')",
+            *[f"sum({learned(feat)}) FILTER (WHERE f.model = '{m.name}')" for m, feat in stored_features()]]
+    return conn.execute(
+        text(
+            f"""SELECT f.user_name, extract(hour FROM f.hour)::int, {", ".join(cols)}
+            FROM user_hour_features f
+            WHERE f.tenant = :tenant AND ({ranges}) {scope.narrowed("f")}
+            GROUP BY f.user_name, extract(hour FROM f.hour)::int"""
+        ),
+        params,
+    ).all()
+
+
+def _window(conn: Connection, scope: _Scope, hours: tuple[datetime, datetime]) -> list:
+    """The observed features of the scored hours, a row per active user-hour."""
     window_cols = [
         *[f"bool_or(f.model = '{m.name}')" for m in AGGREGATED],
-        *[f"max({_num(feat.name)}) FILTER (WHERE f.model = '{m.name}')" for m, feat in stored],
+        *[f"max({_num(feat.name)}) FILTER (WHERE f.model = '{m.name}')" for m, feat in stored_features()],
     ]
-    window = conn.execute(
+    return conn.execute(
         text(
             f"""SELECT f.user_name, f.hour, {", ".join(window_cols)}
             FROM user_hour_features f
-            WHERE f.tenant = :tenant AND f.hour >= :h0 AND f.hour < :h1 {mine}
+            WHERE f.tenant = :tenant AND f.hour >= :h0 AND f.hour < :h1 {scope.narrowed("f")}
             GROUP BY f.user_name, f.hour
-            HAVING bool_or({act})
+            HAVING bool_or(f.model = '{ACTIVITY_MODEL}')
             ORDER BY f.user_name, f.hour"""
         ),
-        {"tenant": tenant, "h0": hours[0], "h1": hours[1], **scope},
+        {**scope.params(), "h0": hours[0], "h1": hours[1]},
     ).all()
-    return _assemble(day, overall, weekday, window, first_hours)
 
 
 def _matrix(rows, start: int, width: int) -> np.ndarray:
@@ -280,34 +332,28 @@ def group_sums(a: dict[str, np.ndarray], first_hour: np.ndarray, group: np.ndarr
                      members=total(has.astype(float)), days=total(history_days(day, first_hour, baseline)))
 
 
-def _assemble(day, overall, weekday, window, first_hours) -> DayData:
-    users = sorted({r[0] for _, rows in overall for r in rows} | {r[0] for r in window})
+def _assemble(day, overall, settling, weekday, window, first_hours) -> DayData:
+    users = sorted({r[0] for r in overall} | {r[0] for r in window})
     index = {u: i for i, u in enumerate(users)}
     U, J = len(users), len(COLUMNS)
-    stored = _stored()
-    cols = np.array([COLUMN[(m.name, f.name)] for m, f in stored], dtype=np.int64)
+    cols = np.arange(J)  # stored_features() is in COLUMNS order
     data = DayData(
         day=day, users=users, first_hour=first_hour_array(users, first_hours), n_all=np.zeros(U), s_all=np.zeros((U, J)), q_all=np.zeros((U, J)),
         n_set=np.zeros(U), s_set=np.zeros((U, J)), n_how=np.zeros((U, 24)), s_how=np.zeros((U, 24, J)),
         a_hod=np.zeros((U, 24)), w_user=np.zeros(0, dtype=np.int64), w_hour=np.zeros(0, dtype=np.int64),
     )
-    K = len(stored)
-    for model, rows in overall:
-        if not rows:
-            continue
-        mcols = [COLUMN[(model.name, f.name)] for f in model.stored]
-        ncols = [COLUMN[(model.name, f.name)] for f in model.stored if f.kind == "novelty"]
-        k = len(mcols)
-        idx = np.fromiter((index[r[0]] for r in rows), dtype=np.int64, count=len(rows))
-        arr = np.nan_to_num(_matrix(rows, 1, 2 + 24 + 2 * k + len(ncols)))
-        if model.name == ACTIVITY_MODEL:
-            data.n_all[idx] = arr[:, 0]
-            data.n_set[idx] = arr[:, 1]
-            data.a_hod[idx] = arr[:, 2:26]
-        data.s_all[np.ix_(idx, mcols)] = arr[:, 26:26 + k]
-        data.q_all[np.ix_(idx, mcols)] = arr[:, 26 + k:26 + 2 * k]
-        if ncols:
-            data.s_set[np.ix_(idx, ncols)] = arr[:, 26 + 2 * k:]
+    K, novelty = J, list(NOVELTY)
+    if overall:
+        idx = np.fromiter((index[r[0]] for r in overall), dtype=np.int64, count=len(overall))
+        arr = np.nan_to_num(_matrix(overall, 1, 2 + 24 + 2 * J + len(novelty)))
+        data.n_all[idx], data.n_set[idx], data.a_hod[idx] = arr[:, 0], arr[:, 1], arr[:, 2:26]
+        data.s_all[idx], data.q_all[idx] = arr[:, 26:26 + J], arr[:, 26 + J:26 + 2 * J]
+        data.s_set[np.ix_(idx, novelty)] = arr[:, 26 + 2 * J:]
+    if settling:  # the part past learning of the day it ends in
+        idx = np.fromiter((index[r[0]] for r in settling), dtype=np.int64, count=len(settling))
+        arr = np.nan_to_num(_matrix(settling, 1, 1 + len(novelty)))
+        data.n_set[idx] += arr[:, 0]
+        data.s_set[np.ix_(idx, novelty)] += arr[:, 1:]
     if weekday:
         idx = np.fromiter((index.get(r[0], -1) for r in weekday), dtype=np.int64, count=len(weekday))
         arr = np.nan_to_num(_matrix(weekday, 1, 2 + K))

@@ -5,7 +5,8 @@ and processes exactly the events visible now but not in the snapshot the
 previous successful run recorded, so an event that commits late, out of txid
 order, is neither skipped nor counted twice. entity_seen is updated from those
 events; every user-hour they touch is recomputed whole from `events`, which
-makes re-aggregating an hour harmless. Events with an empty user_name (failures
+makes re-aggregating an hour harmless, and so is the day rollup of each such
+user-day (day_features.py), in the same transaction. Events with an empty user_name (failures
 that name no account, kept for their source) belong to no user and are left out.
 
 Aggregation covers every user of the tenant (whichever replica runs it): the
@@ -23,6 +24,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
+
+from services.scorer import day_features
 
 AUTH_EVENT_TYPES = ("logon", "password_change", "privilege_use", "account_change")
 DATA_EVENT_TYPES = ("file_download", "file_upload", "file_delete", "file_share")
@@ -92,10 +95,12 @@ def refresh(conn: Connection, tenant: str, previous_snapshot: str | None) -> Fea
     )
     for statement in _MODEL_INSERTS:
         conn.execute(text(statement), {"tenant": tenant, "auth": list(AUTH_EVENT_TYPES), "data": list(DATA_EVENT_TYPES)})
+    day_features.refresh_dirty_days(conn, tenant)
     conn.execute(text("DROP TABLE scorer_ev"))
     conn.execute(text("DROP TABLE scorer_dirty"))
     if dirty_count > 10_000:
         analyze_unless_busy(conn, "user_hour_features")  # a bulk load: baselines are read next
+        analyze_unless_busy(conn, "user_day_features")
     return FeatureRefresh(snapshot, new_events, dirty_count)
 
 

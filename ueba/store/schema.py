@@ -186,6 +186,22 @@ user_hour_features = Table(
     Index(None, "tenant", "hour"),
 )
 
+# A day's sums of each user's hourly features, kept with them by aggregation (services/scorer/day_features.py):
+# the scorer's 30-day baselines read these, a row per user-day, instead of every hour's jsonb.
+user_day_features = Table(
+    "user_day_features",
+    metadata,
+    tenant_column(),
+    Column("user_name", Text, nullable=False),
+    Column("day", TZ, nullable=False),
+    Column("active_hours", Integer, nullable=False),
+    Column("active_hours_of_day", Integer, nullable=False),  # bit h: active at hour h (UTC)
+    Column("first_active", TZ),
+    Column("sums", ARRAY(Float), nullable=False),
+    PrimaryKeyConstraint("tenant", "user_name", "day"),
+    Index(None, "tenant", "day"),
+)
+
 # First and last sighting of each entity per user, for novelty features.
 entity_seen = Table(
     "entity_seen",

@@ -336,13 +336,12 @@ def _assemble(day, overall, settling, weekday, window, first_hours) -> DayData:
     users = sorted({r[0] for r in overall} | {r[0] for r in window})
     index = {u: i for i, u in enumerate(users)}
     U, J = len(users), len(COLUMNS)
-    cols = np.arange(J)  # stored_features() is in COLUMNS order
     data = DayData(
         day=day, users=users, first_hour=first_hour_array(users, first_hours), n_all=np.zeros(U), s_all=np.zeros((U, J)), q_all=np.zeros((U, J)),
         n_set=np.zeros(U), s_set=np.zeros((U, J)), n_how=np.zeros((U, 24)), s_how=np.zeros((U, 24, J)),
         a_hod=np.zeros((U, 24)), w_user=np.zeros(0, dtype=np.int64), w_hour=np.zeros(0, dtype=np.int64),
     )
-    K, novelty = J, list(NOVELTY)
+    novelty = list(NOVELTY)
     if overall:
         idx = np.fromiter((index[r[0]] for r in overall), dtype=np.int64, count=len(overall))
         arr = np.nan_to_num(_matrix(overall, 1, 2 + 24 + 2 * J + len(novelty)))
@@ -356,21 +355,19 @@ def _assemble(day, overall, settling, weekday, window, first_hours) -> DayData:
         data.s_set[np.ix_(idx, novelty)] += arr[:, 1:]
     if weekday:
         idx = np.fromiter((index.get(r[0], -1) for r in weekday), dtype=np.int64, count=len(weekday))
-        arr = np.nan_to_num(_matrix(weekday, 1, 2 + K))
+        arr = np.nan_to_num(_matrix(weekday, 1, 2 + J))
         keep = idx >= 0
         idx, arr = idx[keep], arr[keep]
         hod = arr[:, 0].astype(np.int64)
         data.n_how[idx, hod] = arr[:, 1]
-        for j, c in enumerate(cols):
-            data.s_how[idx, hod, c] = arr[:, 2 + j]
+        data.s_how[idx, hod] = arr[:, 2:]
     W = len(window)
     M = len(AGGREGATED)
     data.w_user = np.fromiter((index[r[0]] for r in window), dtype=np.int64, count=W)
     data.w_time = [r[1] for r in window]
     data.w_hour = np.fromiter((r[1].hour for r in window), dtype=np.int64, count=W)
-    arr = _matrix(window, 2, M + K)
-    data.x = np.zeros((W, J))
-    data.x[:, cols] = np.nan_to_num(arr[:, M:].astype(np.float64))
+    arr = _matrix(window, 2, M + J)
+    data.x = np.nan_to_num(arr[:, M:])
     for i, model in enumerate(AGGREGATED):
         data.present[model.name] = arr[:, i].astype(bool) if W else np.zeros(0, dtype=bool)
     return data

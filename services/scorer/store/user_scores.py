@@ -126,6 +126,12 @@ def day_maxima(conn: Connection, tenant: str, d0: datetime, d1: datetime, ignore
     ).all()
 
 
+def _linked(alias: str) -> str:
+    """SQL: the rule finding `alias` (a row of anomalies) is linked to the source that targeted its
+    account (`ueba.store.anomalies`: evidence `source_entity`, in the source's incident)."""
+    return f"{alias}.incident_id IS NOT NULL AND {alias}.evidence ? 'source_entity'"
+
+
 def rule_findings(conn: Connection, tenant: str, d0: datetime, d1: datetime) -> list[tuple]:
     """(user, day, kind, dimension, score, incident, decades, linked) of the rule findings about accounts
     from `d0` to `d1`, those reviewed as false positives excepted; a finding outside any incident is its own.
@@ -135,15 +141,14 @@ def rule_findings(conn: Connection, tenant: str, d0: datetime, d1: datetime) -> 
     measured among the tenant's source-windows (`decades`, else None): the account's day is part of
     that attack, though its risk carries only the linked share."""
     return conn.execute(
-        text("""SELECT a.user_name, CAST(a.time AT TIME ZONE 'UTC' AS date), a.profile_kind, a.dimension,
+        text(f"""SELECT a.user_name, CAST(a.time AT TIME ZONE 'UTC' AS date), a.profile_kind, a.dimension,
                        greatest(a.risk_score, coalesce(src.score, 0)),
-                       CAST(coalesce(a.incident_id, a.id) AS text), src.decades,
-                       a.incident_id IS NOT NULL AND a.evidence ? 'source_entity'
+                       CAST(coalesce(a.incident_id, a.id) AS text), src.decades, {_linked("a")}
                 FROM anomalies a
                 LEFT JOIN LATERAL (
                     SELECT max(s.risk_score) AS score, max(CAST(s.evidence -> 'rarity' ->> 'decades' AS float8)) AS decades
                     FROM anomalies s
-                    WHERE a.incident_id IS NOT NULL AND a.evidence ? 'source_entity'
+                    WHERE {_linked("a")}
                       AND s.tenant = a.tenant AND s.incident_id = a.incident_id AND s.source = 'rule'
                       AND s.entity_type <> 'user' AND s.status <> 'false_positive'
                 ) src ON true
@@ -159,13 +164,13 @@ def reference_days(conn: Connection, tenant: str, d0: date, d1: date) -> list[tu
     source's attack, while a model anomaly is judged on the account's own doing
     (`UserDays.own_score`), and fifty sprayed accounts would make every later attack look common."""
     return [(d, float(score)) for d, score in conn.execute(
-        text("""SELECT s.day, s.score
+        text(f"""SELECT s.day, s.score
                 FROM user_scores s
-                LEFT JOIN (SELECT DISTINCT user_name, CAST(time AT TIME ZONE 'UTC' AS date) AS day
-                           FROM anomalies
-                           WHERE tenant = :tenant AND source = 'rule' AND entity_type = 'user'
-                             AND incident_id IS NOT NULL AND evidence ? 'source_entity'
-                             AND time >= :d0 AND time < CAST(:d1 AS date) + 1) t
+                LEFT JOIN (SELECT DISTINCT a.user_name, CAST(a.time AT TIME ZONE 'UTC' AS date) AS day
+                           FROM anomalies a
+                           WHERE a.tenant = :tenant AND a.source = 'rule' AND a.entity_type = 'user'
+                             AND {_linked("a")}
+                             AND a.time >= :d0 AND a.time < CAST(:d1 AS date) + 1) t
                        ON t.user_name = s.user_name AND t.day = s.day
                 WHERE s.tenant = :tenant AND s.day >= :d0 AND s.day < :d1 AND NOT s.learning
                   AND t.user_name IS NULL"""),

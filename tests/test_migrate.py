@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -54,6 +53,19 @@ def test_two_migrations_at_once_both_succeed(empty_url):
     assert sorted(revisions(empty_url)) == sorted(require_current_schema(empty_url).split(", "))
 
 
+class _OnRetry(logging.Handler):
+    """Calls `action` once, when the migration logs that it will retry."""
+
+    def __init__(self, action):
+        super().__init__(logging.WARNING)
+        self.action = action
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "retrying" in record.getMessage() and self.action is not None:
+            self.action, action = None, self.action
+            action()
+
+
 def test_a_migration_blocked_by_a_reader_gives_up_its_locks_and_retries(empty_url, caplog):
     upgrade(empty_url, BEFORE_0010)
     reader = psycopg.connect(libpq_url(empty_url))
@@ -64,9 +76,15 @@ def test_a_migration_blocked_by_a_reader_gives_up_its_locks_and_retries(empty_ur
         assert revisions(empty_url) == [BEFORE_0010]  # nothing half-applied
 
         # The reader ends while the migration is between attempts: the next attempt goes through.
-        threading.Timer(1.0, reader.rollback).start()
-        with caplog.at_level(logging.WARNING, logger="ueba.store.migrate"):
-            upgrade(empty_url, lock_timeout_seconds=0.2, attempts=5)
+        # It ends on the migration's word that it will retry, not after a fixed delay: on a slow
+        # machine the earlier migrations can outlast any delay, and then none would retry.
+        ends_reader = _OnRetry(reader.rollback)
+        logging.getLogger("ueba.store.migrate").addHandler(ends_reader)
+        try:
+            with caplog.at_level(logging.WARNING, logger="ueba.store.migrate"):
+                upgrade(empty_url, lock_timeout_seconds=0.2, attempts=5)
+        finally:
+            logging.getLogger("ueba.store.migrate").removeHandler(ends_reader)
     finally:
         reader.close()
     assert any("retrying" in r.getMessage() for r in caplog.records)

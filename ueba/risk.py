@@ -65,17 +65,14 @@ def ranked_evidence(values: Iterable[float], neutral: float = 0.0) -> float:
     return total
 
 
-# Risk from rarity: how many of a population of comparable observations (user-days, a source's
-# windows) were at least as strong, linear in log-odds: 50 at 1 in 100, critical (90) at 1 in 1,000.
-# Its levels thus mean the same share of the population in every organisation.
+# Risk from rarity: how many of a population of comparable observations were at least as strong,
+# linear in log-odds, 90 (critical) one decade rarer than 50. A source's windows: 50 at 1 in 100,
+# critical at 1 in 1,000. A user's levels are about users (a few in a hundred critical at most):
+# a model anomaly reads how likely a day as strong is for one user in a month, 50 at one user in
+# ten, critical at one in a hundred. Levels thus mean the same share in every organisation.
 RARITY_HALF = 2.0
-RARITY_NINETY = 3.0
-RARITY_SLOPE = math.log(9.0) / (RARITY_NINETY - RARITY_HALF)
-
-
-def rarity_risk(as_strong: int, population: int) -> float:
-    """0-100 from `as_strong` of `population` observations being at least as strong."""
-    return decades_risk(rarity_decades(as_strong, population))
+USER_RARITY_HALF = 1.0
+RARITY_SLOPE = math.log(9.0)  # per decade
 
 
 def rarity_decades(as_strong: int, population: int) -> float:
@@ -83,9 +80,9 @@ def rarity_decades(as_strong: int, population: int) -> float:
     return -math.log10((as_strong + 1) / (population + 1))
 
 
-def decades_risk(decades: float) -> float:
-    """0-100 from a tail probability of 10^-decades, on the rarity scale."""
-    return 100.0 / (1.0 + math.exp(-RARITY_SLOPE * (decades - RARITY_HALF)))
+def decades_risk(decades: float, half: float = RARITY_HALF) -> float:
+    """0-100 from a tail probability of 10^-decades: 50 at 10^-half, 90 a decade further."""
+    return 100.0 / (1.0 + math.exp(-RARITY_SLOPE * (decades - half)))
 
 
 def bounded_risk(scores: Iterable[int]) -> int:

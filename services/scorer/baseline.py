@@ -275,8 +275,30 @@ def history_days(day: datetime, first_hour: np.ndarray, baseline: int) -> np.nda
     return np.clip((day_h - start) / 24.0, 0.0, baseline)
 
 
-# GroupSums fields that a user's baseline arrays add to as they are.
-_SUMMED = ("n_all", "s_all", "q_all", "n_set", "s_set", "n_how", "s_how", "a_hod")
+# GroupSums fields that a user's baseline arrays add to as they are (a_hod on the user's own clock).
+_SUMMED = ("n_all", "s_all", "q_all", "n_set", "s_set", "n_how", "s_how")
+_HOURS = np.arange(24)
+_ANGLE = 2.0 * np.pi * _HOURS / 24.0
+
+
+def activity_phase(a_hod: np.ndarray) -> np.ndarray:
+    """[U] the UTC hour at the circular mean of each user's active baseline hours (-1: none).
+
+    A department spans offices and time zones: peers are compared on their own clock, each
+    user's day counted from their phase, so that a night in Singapore is not a London morning."""
+    x, y = a_hod @ np.cos(_ANGLE), a_hod @ np.sin(_ANGLE)
+    phase = np.rint(np.arctan2(y, x) * 24.0 / (2.0 * np.pi)).astype(np.int64) % 24
+    return np.where((x * x + y * y) > 1e-12, phase, -1)
+
+
+def on_own_clock(values: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """[U, 24] hour-of-day values re-indexed from the UTC hour to the hour since each user's phase."""
+    return np.take_along_axis(values, (_HOURS[None, :] + np.maximum(phase, 0)[:, None]) % 24, axis=1)
+
+
+def on_utc_clock(values: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """The inverse of on_own_clock: [U, 24] values per hour since the phase, back to UTC hours."""
+    return np.take_along_axis(values, (_HOURS[None, :] - np.maximum(phase, 0)[:, None]) % 24, axis=1)
 
 
 @dataclass
@@ -296,7 +318,8 @@ class GroupSums:
     s_set: np.ndarray  # [G, J]
     n_how: np.ndarray  # [G, 24]
     s_how: np.ndarray  # [G, 24, J]
-    a_hod: np.ndarray  # [G, 24]
+    a_hod: np.ndarray  # [G, 24] active baseline days by hour since each member's phase
+    phase_xy: np.ndarray  # [G, 2] sum of the members' phases as unit vectors (their circular mean)
     r2: np.ndarray  # [G, J] active hours times the squared rate per active hour
     members: np.ndarray  # [G] members with baseline activity
     days: np.ndarray  # [G] days of history (history_days)
@@ -305,7 +328,7 @@ class GroupSums:
     def zeros(cls, groups: int) -> GroupSums:
         J = len(COLUMNS)
         shapes = {"s_all": (J,), "q_all": (J,), "s_set": (J,), "r2": (J,), "n_how": (24,), "s_how": (24, J),
-                  "a_hod": (24,)}
+                  "a_hod": (24,), "phase_xy": (2,)}
         return cls(**{f: np.zeros((groups,) + shapes.get(f, ())) for f in cls.__dataclass_fields__})
 
     def plus(self, other: GroupSums) -> GroupSums:
@@ -328,7 +351,11 @@ def group_sums(a: dict[str, np.ndarray], first_hour: np.ndarray, group: np.ndarr
     n = a["n_all"]
     has = n > 0
     r = np.where(has[:, None], a["s_all"] / np.maximum(n, 1.0)[:, None], 0.0)
-    return GroupSums(**{name: total(a[name]) for name in _SUMMED}, r2=total(n[:, None] * r * r),
+    phase = activity_phase(a["a_hod"])
+    angle = 2.0 * np.pi * phase / 24.0
+    phase_xy = np.where((phase >= 0)[:, None], np.stack([np.cos(angle), np.sin(angle)], axis=1), 0.0)
+    return GroupSums(**{name: total(a[name]) for name in _SUMMED}, a_hod=total(on_own_clock(a["a_hod"], phase)),
+                     phase_xy=total(phase_xy), r2=total(n[:, None] * r * r),
                      members=total(has.astype(float)), days=total(history_days(day, first_hour, baseline)))
 
 

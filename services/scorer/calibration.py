@@ -17,7 +17,7 @@ import numpy as np
 
 from services.scorer.models import BY_NAME, RESTATING
 from services.scorer.scoring import MAX_SURPRISE, surprise_of_score
-from ueba.risk import ranked_evidence, rarity_decades, rarity_risk
+from ueba.risk import ranked_evidence, rarity_decades
 
 # The population's tail is read at these shares of user-days: low enough that one attack on
 # many accounts (a spray is a few percent of a month's user-days) does not move them.
@@ -68,14 +68,6 @@ def rule_evidence(surprise: float, as_strong: int, user_days: int) -> float:
 def day_score(evidence: float) -> float:
     """Combined evidence in decades -> 0-100, linear in log-odds (50 at HALF, 90 at NINETY)."""
     return 100.0 / (1.0 + math.exp(-SLOPE * (evidence - HALF)))
-
-
-def rarity_score(as_strong: int, user_days: int) -> float | None:
-    """A model anomaly's risk: how rare its day's score is among the reference user-days
-    (`ueba.risk.rarity_risk`); None with too few of them."""
-    if user_days < MIN_REFERENCE:
-        return None
-    return rarity_risk(as_strong, user_days)
 
 
 @dataclass(frozen=True)

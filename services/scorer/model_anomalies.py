@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 from datetime import date, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import Connection
 
 from services.scorer.context import RunContext
-from services.scorer.calibration import rarity_score
 from services.scorer.models import BY_NAME
 from services.scorer.store import event_scores, evidence, user_scores
 from services.scorer.window import DAY, day_start
 from services.scorer.wording import model_words, word_day
+from ueba.risk import USER_RARITY_HALF, decades_risk, rarity_decades
 from ueba.store.anomalies import AnomalyRecord, withdraw_unreviewed, write_anomalies
 
 
@@ -29,12 +30,10 @@ def decisive_feature(features: list) -> str:
     return str(max(named, key=lambda f: float(f.get("share") or 0.0)).get("name", "")) if named else ""
 
 
-def anomaly_score(day_score: float, decisive: str, as_strong: int = 0, user_days: int = 0) -> int:
-    """The anomaly's risk score, 1-100: how rare its day's score is among the `user_days` of the days
-    before (`as_strong` of them scoring at least as high; with too few, the day's score itself),
-    halved when the source's pattern decides it."""
-    rarity = rarity_score(as_strong, user_days)
-    score = day_score if rarity is None else rarity
+def anomaly_score(decisive: str, decades: float) -> int:
+    """The anomaly's risk score, 1-100, from how rare a day this strong is for one of the
+    organisation's users in a month (`DayRarity.decades`), halved when the source's pattern decides it."""
+    score = decades_risk(decades, USER_RARITY_HALF)
     if decisive.split(".")[-1] == SOURCE_PATTERN:
         score /= 2.0
     return int(min(100, max(1, round(score))))
@@ -70,17 +69,33 @@ def write_model_anomalies(ctx: RunContext, conn: Connection, days: tuple[datetim
 
 
 class DayRarity:
-    """How many of the stored user-days before a day score at least as high (`user_scores.reference_days`)."""
+    """How rare a day's score is among the stored user-days before it (`user_scores.reference_days`),
+    read per user and month."""
 
-    def __init__(self, rows: list[tuple[date, float]], days: int):
+    def __init__(self, rows: list[tuple[str, date, float]], days: int):
         self._days = days
-        self._ordinal = np.array([d.toordinal() for d, _ in rows], dtype=np.int64)
-        self._score = np.array([s for _, s in rows], dtype=np.float64)
+        users = sorted({u for u, _, _ in rows})
+        index = {u: i for i, u in enumerate(users)}
+        self._user = np.array([index[u] for u, _, _ in rows], dtype=np.int64)
+        self._ordinal = np.array([d.toordinal() for _, d, _ in rows], dtype=np.int64)
+        self._score = np.array([s for _, _, s in rows], dtype=np.float64)
 
-    def as_strong(self, day: date, score: float) -> tuple[int, int]:
-        """(user-days at least `score`, all user-days) of the `days` before `day`."""
+    def decades(self, day: date, score: float) -> float:
+        """-log10 of the chance that one user shows a day at least `score` within `days` days.
+
+        The share of the user-days before `day` (within `days`) scoring at least as high, times the
+        days a user is scored in such a window: a user's risk holds a month of days. With the whole
+        window behind it, about the share of users with such a day; with less, what that share
+        would be, so an organisation's first days cannot make a day rarer than they have seen."""
         inside = (self._ordinal >= (day - timedelta(days=self._days)).toordinal()) & (self._ordinal < day.toordinal())
-        return int((inside & (self._score >= score)).sum()), int(inside.sum())
+        user_days = int(inside.sum())
+        if user_days == 0:
+            return 0.0
+        as_strong = int((inside & (self._score >= score)).sum())
+        users = np.unique(self._user[inside]).size
+        covered = np.unique(self._ordinal[inside]).size
+        days_per_user = user_days / users * self._days / covered
+        return max(0.0, rarity_decades(as_strong, user_days) - math.log10(days_per_user))
 
 
 def describe(ctx: RunContext, conn: Connection, user: str, day: date, score: float,
@@ -94,7 +109,6 @@ def describe(ctx: RunContext, conn: Connection, user: str, day: date, score: flo
                        lambda entity_type, hour: evidence.first_seen_in(conn, ctx.tenant, user, entity_type, hour))
     model = BY_NAME[top.model]
     decisive = decisive_feature(top.features)
-    as_strong, reference = rarity.as_strong(day, score)
     proof = {
         "event_ids": evidence.event_ids(conn, ctx.tenant, user, top.hour),
         "day_score": score,
@@ -107,7 +121,7 @@ def describe(ctx: RunContext, conn: Connection, user: str, day: date, score: flo
     return AnomalyRecord(
         tenant=ctx.tenant, user=user, source="model", profile_id=top.model,
         profile_name=f"{model_words(model.name)} model", profile_kind=top.model,
-        risk_score=anomaly_score(score, decisive, as_strong, reference), description=wording.description, dimension=model.dimension,
+        risk_score=anomaly_score(decisive, rarity.decades(day, score)), description=wording.description, dimension=model.dimension,
         time=top.hour, window_start=start, window_end=start + DAY,
         evidence=json.loads(json.dumps(proof, default=str)), dedup_key=dedup_key(user, day),
     )

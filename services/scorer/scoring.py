@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from services.scorer.baseline import COLUMN, DayData, GroupSums, history_days
+from services.scorer.baseline import COLUMN, DayData, GroupSums, activity_phase, history_days, on_own_clock, on_utc_clock
 from services.scorer.models import AGGREGATED, BY_NAME, CORROBORATING, CORROBORATION, PEER_GROUP, Model
 
 # Pseudo-counts of the shrinkage, in active hours unless said otherwise.
@@ -196,10 +196,16 @@ def shrunk_rates(data: DayData, group: np.ndarray, sums: GroupSums, baseline: in
     # Activity at this hour of the week.
     days = baseline_days(data, baseline)
     weeks = weeks_at_weekday(data, baseline)
+    # The peers' and everyone's activity by hour is summed on each member's own clock (a
+    # department spans time zones), and read on the user's: a user without a baseline is read
+    # on the peers' typical clock.
+    phase = activity_phase(data.a_hod)
+    group_phase = np.rint(np.arctan2(sums.phase_xy[:, 1], sums.phase_xy[:, 0]) * 24.0 / (2.0 * np.pi)).astype(np.int64) % 24
+    read_on = np.where(phase >= 0, phase, group_phase[group])
     glob_a = (sums.a_hod.sum(0) + 1.0) / (sums.days.sum() + 24.0)
-    ga = sums.a_hod[group] - data.a_hod
+    ga = sums.a_hod[group] - on_own_clock(data.a_hod, phase)
     gd = (sums.days[group] - days)[:, None]
-    peer_a = (ga + K_ACTIVITY_PEER * glob_a) / (gd + K_ACTIVITY_PEER)
+    peer_a = on_utc_clock((ga + K_ACTIVITY_PEER * glob_a) / (gd + K_ACTIVITY_PEER), read_on)
     hod = (data.a_hod + K_DAYS * peer_a) / (days[:, None] + K_DAYS)
     activity = (np.minimum(data.n_how, weeks[:, None]) + K_WEEKS * hod) / (weeks[:, None] + K_WEEKS)
     activity = np.clip(activity, MIN_ACTIVITY, 1.0)

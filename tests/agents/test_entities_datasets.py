@@ -229,15 +229,18 @@ def test_the_rules_do_not_put_test_at_risk_for_its_nightly_sessions_on_loghub_li
 
 
 @pytest.mark.datasets
-@pytest.mark.xfail(strict=True, reason="the scorer's logon-count model scores test's batch (10 sessions in an hour "
-                   "vs 0.48 expected) 100, and its corroboration rows (activity at an hour of probability 1e-4) "
-                   "77-87: issue 15 item 2. Judging counts against the population does not clear it: this "
-                   "population has 0.2-0.4 sessions an active hour and no overdispersion, so 10 is rare there too")
 def test_nor_do_the_models_after_a_scoring_run(datasets, migrated_databases, tmp_path, capsys):
     with ingest_and_profiles(migrated_databases, tmp_path) as (url, address, _):
         ship(address, linux_with_test_sessions(datasets), tmp_path, capsys)
         findings_and_risk(url, [])  # the rules have read every event
         score_linux_months(url)
         _, risk = findings_and_risk(url, ["test"])
-    print(f"\nLinux_2k rules and models: risk {risk}")
+        with psycopg.connect(libpq_url(url), autocommit=True) as pg:
+            days = pg.execute("""SELECT (evidence->>'day_score')::float, risk_score FROM anomalies
+                                 WHERE source = 'model' AND user_name = 'test'""").fetchall()
+    print(f"\nLinux_2k rules and models: risk {risk}; test's model anomalies (day score, risk) {days}")
+    # The models still show the batch (10 sessions in an hour against 0.48 expected scores near the
+    # top of the day scale), but a host of a handful of accounts cannot make one day rare: its
+    # risk counts the users who showed a day as strong.
+    assert days and max(score for score, _ in days) >= 70
     assert risk["test"][1] in ("low", "medium")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date, timedelta
 
 import numpy as np
@@ -111,22 +112,18 @@ def test_a_day_decided_by_accounts_failing_from_the_origin_is_charged_at_half():
               {"name": "origin_host.max_accounts_failing_from_origin", "share": 0.7}]
     own = [{"name": "files_downloaded", "share": 0.9}, {"name": "max_accounts_failing_from_origin", "share": 0.1}]
     assert decisive_feature(spray) == "max_accounts_failing_from_origin"
-    assert anomaly_score(96.4, decisive_feature(spray)) == 48
-    assert anomaly_score(96.4, decisive_feature(quoted)) == 48
-    assert anomaly_score(96.4, decisive_feature(own)) == 96
-    assert decisive_feature([]) == "" and anomaly_score(0.2, "") == 1
+    # One user in a thousand a month: 99 on its own, half where the source's pattern decides it.
+    assert anomaly_score(decisive_feature(spray), 3.0) == 49
+    assert anomaly_score(decisive_feature(quoted), 3.0) == 49
+    assert anomaly_score(decisive_feature(own), 3.0) == 99
+    assert decisive_feature([]) == "" and anomaly_score("", 0.0) == 10
 
 
-def test_an_anomalys_risk_reads_how_rare_its_day_is_in_the_organisation():
-    # Stronger than every one of 6,000 earlier user-days: critical; one in a hundred: medium.
-    assert anomaly_score(75.0, "files_downloaded", 0, 6000) >= 97
-    assert anomaly_score(99.0, "files_downloaded", 60, 6000) == 50
-    assert 89 <= anomaly_score(80.0, "files_downloaded", 5, 6000) <= 91  # one in a thousand
-    # The same day decided by a spray's pattern: half.
-    assert anomaly_score(99.0, "max_accounts_failing_from_origin", 60, 6000) == 25
-    # Too few user-days before it: the day's own score.
-    assert anomaly_score(83.4, "files_downloaded", 0, calibration.MIN_REFERENCE - 1) == 83
-    assert calibration.rarity_score(0, 50) is None
+def test_an_anomalys_risk_reads_how_rare_such_a_day_is_for_a_user_in_a_month():
+    # One user in a hundred a month: critical's floor; one in ten: medium; half for a spray's pattern.
+    assert anomaly_score("files_downloaded", 2.0) == 90
+    assert anomaly_score("files_downloaded", 1.0) == 50
+    assert anomaly_score("max_accounts_failing_from_origin", 1.0) == 25
 
 
 def test_a_models_evidence_counts_in_the_dimension_of_the_feature_deciding_it():
@@ -149,12 +146,25 @@ def test_a_models_evidence_counts_in_the_dimension_of_the_feature_deciding_it():
     assert cal.evidence(DAY, {"origin_host": 70.0, "origin_location": 70.0}, ()) == pytest.approx(5.0)
 
 
-def test_a_days_rarity_counts_the_user_days_before_it_within_the_window():
-    before = DAY - timedelta(days=3)
-    # One earlier bulk download at 95 and 2,000 ordinary user-days: a new day at 95 is the second strongest.
-    rows = [(before, 95.0)] + [(before - timedelta(days=i % 20), 20.0) for i in range(2000)]
+def test_a_days_rarity_is_read_per_user_and_month():
+    before = DAY - timedelta(days=1)
+    # 200 users scored on each of the 30 days before; one earlier bulk download at 95.
+    rows = [(f"u{u}", before - timedelta(days=d), 20.0) for u in range(200) for d in range(30)]
+    rows[0] = ("u0", before, 95.0)
     rarity = DayRarity(rows, days=30)
-    assert rarity.as_strong(DAY, 95.0) == (1, 2001)
-    assert rarity.as_strong(DAY, 97.0) == (0, 2001)
-    # Only the days before, within the window.
-    assert rarity.as_strong(before, 10.0) == (1900, 1900)
+    # The strongest of 6,000 user-days, for a user scored 30 days a month: one user in about 200.
+    assert rarity.decades(DAY, 97.0) == pytest.approx(math.log10(6001 / 30))
+    # As strong as one earlier day: one in about 100, critical's floor.
+    assert rarity.decades(DAY, 95.0) == pytest.approx(math.log10(6001 / 2 / 30))
+    assert anomaly_score("files_downloaded", rarity.decades(DAY, 95.0)) == 90
+    # Users scored on half the days: a month holds half as many chances.
+    half = DayRarity([r for r in rows if int(r[0][1:]) % 2 == int((DAY - r[1]).days) % 2], days=30)
+    assert half.decades(DAY, 97.0) == pytest.approx(math.log10(3001 / 15))
+    # Three days behind the organisation's first: what a month of such days would show, not more.
+    first = DayRarity([r for r in rows if (DAY - r[1]).days <= 3], days=30)
+    assert first.decades(DAY, 97.0) == pytest.approx(math.log10(601 / 30))
+    # A host of five accounts cannot make a day rare: low, whatever the day's own score.
+    few = DayRarity([r for r in rows if int(r[0][1:]) < 5], days=30)
+    assert anomaly_score("files_downloaded", few.decades(DAY, 97.0)) < 40
+    # Nothing before: nothing is rare.
+    assert rarity.decades(before - timedelta(days=40), 97.0) == 0.0

@@ -61,4 +61,4 @@ def test_the_reference_days_leave_out_the_accounts_a_source_targeted(scratch_url
     with engine.connect() as conn:
         rows = reference_days(conn, "default", day, day + timedelta(days=1))
     engine.dispose()
-    assert rows == [(day, 96.0)]  # dee's own day; ann's and cid's were the source's attack
+    assert rows == [("dee", day, 96.0)]  # dee's own day; ann's and cid's were the source's attack

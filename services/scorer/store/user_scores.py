@@ -158,13 +158,13 @@ def rule_findings(conn: Connection, tenant: str, d0: datetime, d1: datetime) -> 
     ).all()
 
 
-def reference_days(conn: Connection, tenant: str, d0: date, d1: date) -> list[tuple[date, float]]:
-    """(day, score) of the stored user-days past learning from `d0` to `d1`, but those of accounts a
+def reference_days(conn: Connection, tenant: str, d0: date, d1: date) -> list[tuple[str, date, float]]:
+    """(user, day, score) of the stored user-days past learning from `d0` to `d1`, but those of accounts a
     source targeted (a rule finding linked to the source that day): their stored score is the
     source's attack, while a model anomaly is judged on the account's own doing
     (`UserDays.own_score`), and fifty sprayed accounts would make every later attack look common."""
-    return [(d, float(score)) for d, score in conn.execute(
-        text(f"""SELECT s.day, s.score
+    return [(u, d, float(score)) for u, d, score in conn.execute(
+        text(f"""SELECT s.user_name, s.day, s.score
                 FROM user_scores s
                 LEFT JOIN (SELECT DISTINCT a.user_name, CAST(a.time AT TIME ZONE 'UTC' AS date) AS day
                            FROM anomalies a

@@ -275,8 +275,8 @@ def history_days(day: datetime, first_hour: np.ndarray, baseline: int) -> np.nda
     return np.clip((day_h - start) / 24.0, 0.0, baseline)
 
 
-# GroupSums fields that a user's baseline arrays add to as they are (a_hod on the user's own clock).
-_SUMMED = ("n_all", "s_all", "q_all", "n_set", "s_set", "n_how", "s_how")
+# GroupSums fields that a user's baseline arrays add to as they are (the ones by hour on the user's own clock).
+_SUMMED = ("n_all", "s_all", "q_all", "n_set", "s_set")
 _HOURS = np.arange(24)
 _ANGLE = 2.0 * np.pi * _HOURS / 24.0
 
@@ -292,13 +292,25 @@ def activity_phase(a_hod: np.ndarray) -> np.ndarray:
 
 
 def on_own_clock(values: np.ndarray, phase: np.ndarray) -> np.ndarray:
-    """[U, 24] hour-of-day values re-indexed from the UTC hour to the hour since each user's phase."""
-    return np.take_along_axis(values, (_HOURS[None, :] + np.maximum(phase, 0)[:, None]) % 24, axis=1)
+    """[U, 24, ...] hour-of-day values re-indexed from the UTC hour to the hour since each user's phase."""
+    return _shifted(values, np.maximum(phase, 0))
 
 
 def on_utc_clock(values: np.ndarray, phase: np.ndarray) -> np.ndarray:
-    """The inverse of on_own_clock: [U, 24] values per hour since the phase, back to UTC hours."""
-    return np.take_along_axis(values, (_HOURS[None, :] - np.maximum(phase, 0)[:, None]) % 24, axis=1)
+    """The inverse of on_own_clock, in place: [U, 24, ...] values per hour since the phase, back to UTC hours."""
+    return _shifted(values, -np.maximum(phase, 0), out=values)
+
+
+def _shifted(values: np.ndarray, shift: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    # In slices of rows: the same-weekday sums are tens of megabytes at 10,000 users, and a whole
+    # re-indexed copy of them would be the scorer's peak memory.
+    out = np.empty_like(values) if out is None else out
+    tail = (1,) * (values.ndim - 2)
+    for first in range(0, values.shape[0], 1024):
+        rows = slice(first, first + 1024)
+        index = ((_HOURS[None, :] + shift[rows, None]) % 24).reshape(-1, 24, *tail)
+        out[rows] = np.take_along_axis(values[rows], index, axis=1)
+    return out
 
 
 @dataclass
@@ -316,7 +328,7 @@ class GroupSums:
     q_all: np.ndarray  # [G, J]
     n_set: np.ndarray  # [G]
     s_set: np.ndarray  # [G, J]
-    n_how: np.ndarray  # [G, 24]
+    n_how: np.ndarray  # [G, 24] by hour since each member's phase, as a_hod
     s_how: np.ndarray  # [G, 24, J]
     a_hod: np.ndarray  # [G, 24] active baseline days by hour since each member's phase
     phase_xy: np.ndarray  # [G, 2] sum of the members' phases as unit vectors (their circular mean)
@@ -354,7 +366,8 @@ def group_sums(a: dict[str, np.ndarray], first_hour: np.ndarray, group: np.ndarr
     phase = activity_phase(a["a_hod"])
     angle = 2.0 * np.pi * phase / 24.0
     phase_xy = np.where((phase >= 0)[:, None], np.stack([np.cos(angle), np.sin(angle)], axis=1), 0.0)
-    return GroupSums(**{name: total(a[name]) for name in _SUMMED}, a_hod=total(on_own_clock(a["a_hod"], phase)),
+    by_hour = {name: total(on_own_clock(a[name], phase)) for name in ("n_how", "s_how", "a_hod")}
+    return GroupSums(**{name: total(a[name]) for name in _SUMMED}, **by_hour,
                      phase_xy=total(phase_xy), r2=total(n[:, None] * r * r),
                      members=total(has.astype(float)), days=total(history_days(day, first_hour, baseline)))
 

@@ -188,20 +188,24 @@ def shrunk_rates(data: DayData, group: np.ndarray, sums: GroupSums, baseline: in
     peer_nov = (gn_s + K_NOVELTY_PEER * glob_nov) / (gn_n + K_NOVELTY_PEER)
     novelty = (data.s_set + K_NOVELTY_USER * peer_nov) / (nset + K_NOVELTY_USER)
 
+    # The peers' and everyone's rates by hour are summed on each member's own clock (a department
+    # spans time zones), and read on the user's: a user without a baseline is read on the peers'
+    # typical clock.
+    phase = activity_phase(data.a_hod)
+    group_phase = np.rint(np.arctan2(sums.phase_xy[:, 1], sums.phase_xy[:, 0]) * 24.0 / (2.0 * np.pi)).astype(np.int64) % 24
+    read_on = np.where(phase >= 0, phase, group_phase[group])
+
     # Peers' hour-of-week profile (without the user), shrunk toward their overall rate.
-    gh_s = sums.s_how[group] - data.s_how
-    gh_n = (sums.n_how[group] - data.n_how)[:, :, None]
-    peer_how = (gh_s + K_HOW * peer[:, None, :]) / (gh_n + K_HOW)
+    peer_how = sums.s_how[group]
+    peer_how -= on_own_clock(data.s_how, phase)
+    gh_n = (sums.n_how[group] - on_own_clock(data.n_how, phase))[:, :, None]
+    peer_how += K_HOW * peer[:, None, :]
+    peer_how /= gh_n + K_HOW
+    peer_how = on_utc_clock(peer_how, read_on)
 
     # Activity at this hour of the week.
     days = baseline_days(data, baseline)
     weeks = weeks_at_weekday(data, baseline)
-    # The peers' and everyone's activity by hour is summed on each member's own clock (a
-    # department spans time zones), and read on the user's: a user without a baseline is read
-    # on the peers' typical clock.
-    phase = activity_phase(data.a_hod)
-    group_phase = np.rint(np.arctan2(sums.phase_xy[:, 1], sums.phase_xy[:, 0]) * 24.0 / (2.0 * np.pi)).astype(np.int64) % 24
-    read_on = np.where(phase >= 0, phase, group_phase[group])
     glob_a = (sums.a_hod.sum(0) + 1.0) / (sums.days.sum() + 24.0)
     ga = sums.a_hod[group] - on_own_clock(data.a_hod, phase)
     gd = (sums.days[group] - days)[:, None]

@@ -130,7 +130,10 @@ def test_activity_at_a_never_used_hour_scores_higher_than_usual_hours():
 def test_peers_in_other_time_zones_do_not_make_a_users_night_usual():
     # One department: nine members work 09-17 UTC (London), one works 01-09 UTC (Singapore, 09-17
     # local). At 12 UTC the Londoners are busy; for the Singaporean it is eight in the evening.
+    # Everyone opens the day with a burst of 20 events in its first hour.
     data = _day(10)
+    ev = COLUMN[("login_time", "events")]
+    data.s_how[:, 9, ev] = 20 * 4
     data.a_hod[9] = np.roll(data.a_hod[9], -8)
     data.n_how[9] = np.roll(data.n_how[9], -8)
     data.s_how[9] = np.roll(data.s_how[9], -8, axis=0)
@@ -138,6 +141,9 @@ def test_peers_in_other_time_zones_do_not_make_a_users_night_usual():
     assert rates.activity[9, 12] < 0.01
     assert rates.activity[9, 3] > 0.5  # its own working morning
     assert rates.activity[0, 17] < 0.01 and rates.activity[0, 12] > 0.5
+    # The peers' counts too: their morning burst is expected in its morning, not at 09 UTC.
+    assert rates.peer_how[9, 1, ev] > 15 and rates.peer_how[9, 9, ev] < 8
+    assert rates.peer_how[0, 9, ev] > 15
     # A newcomer with no baseline is read on the peers' typical clock.
     data.a_hod[8] = 0
     rates = _rates(data, np.zeros(10, dtype=np.int64))

@@ -16,8 +16,11 @@ afterwards each new finding adds its trigrams to the index's pending list (GIN f
 Revision ID: 0018_anomaly_description_trigram
 Revises: 0017_user_day_features
 """
+import logging
+
 from alembic import op
-from sqlalchemy import text
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
 
 from ueba.store.schema import DESCRIPTION_TRIGRAM_INDEX
 
@@ -27,11 +30,30 @@ branch_labels = None
 depends_on = None
 
 
-def upgrade() -> None:
-    bind = op.get_bind()
+INSUFFICIENT_PRIVILEGE = "42501"
+
+log = logging.getLogger(__name__)
+
+
+def _has_pg_trgm(bind: Connection) -> bool:
+    """pg_trgm installed, or installed now; False where the server lacks it or the migrating role
+    may not create it (a role without CREATE on the database), so that neither blocks a deploy."""
     if bind.execute(text("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'")).first() is None:
+        return False
+    try:
+        with bind.begin_nested():
+            bind.execute(text("CREATE EXTENSION IF NOT EXISTS pg_trgm"))
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+            raise
+        log.warning("pg_trgm may not be created by this role: description search stays without its index")
+        return False
+    return True
+
+
+def upgrade() -> None:
+    if not _has_pg_trgm(op.get_bind()):
         return
-    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     op.create_index(DESCRIPTION_TRIGRAM_INDEX, 'anomalies', ['description'], unique=False, postgresql_using='gin',
                     postgresql_ops={'description': 'gin_trgm_ops'})
 

@@ -22,8 +22,8 @@ harsher for the costlier methods. Finally, for information, a closed loop with
 no think time (each client calls again as soon as its answer arrives) measures
 saturation throughput; its latency is mostly the queue of 50 clients.
 
-Reported per phase and method: calls, errors, calls/s, p50/p99/max latency;
-per phase: CPU seconds per second of the query processes (supervisor and
+Reported per phase and method: calls, errors, calls/s, p50/p99/max latency
+(ListAnomalies also per query and order, `ListAnomalies_by_query`); per phase: CPU seconds per second of the query processes (supervisor and
 workers) and of the Postgres backends serving this database, and the load
 average at the start and end (the machine may be shared). Target: p99 under
 20 ms for each of the four methods in the paced runs, without errors.
@@ -150,25 +150,26 @@ def generate(url: str, end: datetime) -> dict:
 
 
 def _request(stub, method: str, rnd: random.Random, day0: datetime):
-    """A call of `method` with varied arguments, as a zero-argument callable."""
+    """A call of `method` with varied arguments, as a zero-argument callable, and its shape: for
+    ListAnomalies the query and order (a user's name left out), else the method's name."""
     from ueba.v1 import query_pb2
 
     user = f"user{rnd.randrange(USERS):04d}"
     if method == "GetSummary":
         req = query_pb2.GetSummaryRequest()
         req.range.start.FromDatetime(datetime.now(timezone.utc) - timedelta(days=rnd.choice([1, 7, 30])))
-        return lambda: stub.GetSummary(req, timeout=30)
+        return (lambda: stub.GetSummary(req, timeout=30)), method
     if method == "ListAnomalies":
+        query = rnd.choice(FILTERS + [f"user:{user}"])
         req = query_pb2.ListAnomaliesRequest(
-            filter=query_pb2.AnomalyFilter(query=rnd.choice(FILTERS + [f"user:{user}"])),
-            page_size=50, order_by=rnd.choice(["time desc", "risk desc"]))
-        return lambda: stub.ListAnomalies(req, timeout=30)
+            filter=query_pb2.AnomalyFilter(query=query), page_size=50, order_by=rnd.choice(["time desc", "risk desc"]))
+        return (lambda: stub.ListAnomalies(req, timeout=30)), f"{'user:' if query.startswith('user:') else query} | {req.order_by}"
     if method == "GetUser":
         req = query_pb2.GetUserRequest(user=user)
-        return lambda: stub.GetUser(req, timeout=30)
+        return (lambda: stub.GetUser(req, timeout=30)), method
     req = query_pb2.GetUserTimelineRequest(user=user)
     req.day.FromDatetime(day0 - timedelta(days=rnd.randrange(1, SCORED_DAYS + 1)))
-    return lambda: stub.GetUserTimeline(req, timeout=30)
+    return (lambda: stub.GetUserTimeline(req, timeout=30)), method
 
 
 def _client_process(address: str, methods: tuple[str, ...], threads: int, seconds: float, seed: int, end_iso: str,
@@ -180,6 +181,7 @@ def _client_process(address: str, methods: tuple[str, ...], threads: int, second
     day0 = datetime.fromisoformat(end_iso).replace(hour=0, minute=0, second=0, microsecond=0)
     results: dict[str, list[float]] = {m: [] for m in methods}
     errors = {m: 0 for m in methods}
+    shapes: dict[str, list[float]] = {}
     lock = threading.Lock()
     ready = threading.Barrier(threads + 1)
 
@@ -191,6 +193,7 @@ def _client_process(address: str, methods: tuple[str, ...], threads: int, second
         stub = query_pb2_grpc.QueryServiceStub(channel)
         mine = {m: [] for m in methods}
         failed = {m: 0 for m in methods}
+        mine_by_shape: dict[str, list[float]] = {}
         ready.wait()
         deadline = time.monotonic() + seconds
         next_at = time.monotonic() + (rnd.uniform(*THINK_SECONDS) if paced else 0.0)  # clients start spread out
@@ -200,12 +203,13 @@ def _client_process(address: str, methods: tuple[str, ...], threads: int, second
             if time.monotonic() >= deadline:
                 break
             method = rnd.choice(methods)
-            call = _request(stub, method, rnd, day0)
+            call, shape = _request(stub, method, rnd, day0)
             started = time.perf_counter()
             next_at = time.monotonic() + rnd.uniform(*THINK_SECONDS)
             try:
                 call()
                 mine[method].append(time.perf_counter() - started)
+                mine_by_shape.setdefault(shape, []).append(mine[method][-1])
             except grpc.RpcError:
                 failed[method] += 1
         channel.close()
@@ -213,6 +217,8 @@ def _client_process(address: str, methods: tuple[str, ...], threads: int, second
             for m in methods:
                 results[m].extend(mine[m])
                 errors[m] += failed[m]
+            for shape, latencies in mine_by_shape.items():
+                shapes.setdefault(shape, []).extend(latencies)
 
     pool = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
     for th in pool:
@@ -221,7 +227,7 @@ def _client_process(address: str, methods: tuple[str, ...], threads: int, second
     queue.put(("started", None))
     for th in pool:
         th.join()
-    queue.put(("done", (results, errors)))
+    queue.put(("done", (results, errors, shapes)))
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -311,11 +317,14 @@ def measure(service, url: str, database: str, methods: tuple[str, ...], seconds:
     cpu0, t0 = _cpu_seconds(service_pids), time.monotonic()
     results: dict[str, list[float]] = {m: [] for m in methods}
     errors = {m: 0 for m in methods}
+    shapes: dict[str, list[float]] = {}
     for _ in procs:
-        kind, (res, err) = queue.get()
+        kind, (res, err, shaped) = queue.get()
         for m in methods:
             results[m].extend(res[m])
             errors[m] += err[m]
+        for shape, latencies in shaped.items():
+            shapes.setdefault(shape, []).extend(latencies)
     elapsed = time.monotonic() - t0
     cpu1, postgres_cpu = _cpu_seconds(service_pids), backends.stop()
     for p in procs:
@@ -323,6 +332,10 @@ def measure(service, url: str, database: str, methods: tuple[str, ...], seconds:
     out = {m: _summarise(results[m], errors[m], elapsed) for m in methods}
     if len(methods) > 1:
         out["all"] = _summarise([x for m in methods for x in results[m]], sum(errors.values()), elapsed)
+    if "ListAnomalies" in methods:
+        # Which queries make its tail (round 3: a description search's capped count).
+        out["ListAnomalies_by_query"] = {
+            shape: _summarise(latencies, 0, elapsed) for shape, latencies in sorted(shapes.items()) if "|" in shape}
     out["cpu_query_per_second"] = round((cpu1 - cpu0) / elapsed, 3)
     out["cpu_postgres_per_second"] = round(postgres_cpu / elapsed, 3)
     out["load_average_start"] = [round(x, 2) for x in load_start]

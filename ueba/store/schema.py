@@ -445,6 +445,10 @@ Index("ix_event_counts_hours_covering", event_counts.c.tenant, event_counts.c.ho
 # The risk timeline's buckets, index-only (migration 0013_risk_timeline_covering; it replaced the plain (tenant, time)).
 Index("ix_anomalies_tenant_time_covering", anomalies.c.tenant, anomalies.c.time,
       postgresql_include=["user_name", "risk_score", "status"])
+# Description search (ILIKE '%text%') through trigrams: made by migration 0018 only where the
+# server has pg_trgm, so it is not declared here (the embedded server lacks the extension).
+DESCRIPTION_TRIGRAM_INDEX = "ix_anomalies_description_trgm"
+OPTIONAL_INDEXES = {DESCRIPTION_TRIGRAM_INDEX}
 
 # Per tenant, bumped by every rollup merge (and by TRUNCATE anomalies) in its own
 # transaction: with the count of unmerged deltas, the version of the rollup

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from psycopg.copy import QueuedLibpqWriter
 from sqlalchemy import Connection, delete, select
 
 from services.scorer.context import UserScope
@@ -21,7 +22,9 @@ def delete_window(conn: Connection, tenant: str, start: datetime, end: datetime,
 
 # COPY's text format: backslash, tab and line ends inside a field are escaped.
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-_CHUNK = 1 << 20
+# psycopg's queued writer holds up to 1024 writes (QUEUE_SIZE) while Postgres is behind: writes of
+# 32 KiB bound that to 32 MiB.
+_CHUNK = 1 << 15
 
 
 def copy_text(value: str) -> str:
@@ -34,8 +37,11 @@ def copy_event_scores(conn: Connection, lines: Iterable[str]) -> int:
     each ending in a newline, fields escaped by copy_text, in chunks as they come; the number written."""
     written, chunk, size = 0, [], 0
     with conn.connection.driver_connection.cursor() as cur:
+        # Queued: a thread sends while this one formats the next lines, so Postgres parses while Python
+        # formats (a plain writer blocks on each flush until Postgres has read the chunk).
         with cur.copy(
-            "COPY event_scores (tenant, user_name, hour, model, score, features, learning, run_id) FROM STDIN"
+            "COPY event_scores (tenant, user_name, hour, model, score, features, learning, run_id) FROM STDIN",
+            writer=QueuedLibpqWriter(cur),
         ) as copy:
             for line in lines:
                 chunk.append(line)

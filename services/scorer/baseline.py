@@ -303,8 +303,17 @@ def activity_phase(a_hod: np.ndarray) -> np.ndarray:
     A department spans offices and time zones: peers are compared on their own clock, each
     user's day counted from their phase, so that a night in Singapore is not a London morning."""
     x, y = a_hod @ np.cos(_ANGLE), a_hod @ np.sin(_ANGLE)
-    phase = np.rint(np.arctan2(y, x) * 24.0 / (2.0 * np.pi)).astype(np.int64) % 24
-    return np.where((x * x + y * y) > 1e-12, phase, -1)
+    return np.where((x * x + y * y) > 1e-12, _hour_at(x, y), -1)
+
+
+def group_phase(sums: GroupSums) -> np.ndarray:
+    """[G] the circular mean of each group's members' phases (0 for a group without any)."""
+    return _hour_at(sums.phase_xy[:, 0], sums.phase_xy[:, 1])
+
+
+def _hour_at(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The hour of day at the angle of (x, y) on a 24-hour circle."""
+    return np.rint(np.arctan2(y, x) * 24.0 / (2.0 * np.pi)).astype(np.int64) % 24
 
 
 def on_own_clock(values: np.ndarray, phase: np.ndarray) -> np.ndarray:
@@ -380,7 +389,7 @@ def group_sums(a: dict[str, np.ndarray], first_hour: np.ndarray, group: np.ndarr
     has = n > 0
     r = np.where(has[:, None], a["s_all"] / np.maximum(n, 1.0)[:, None], 0.0)
     phase = activity_phase(a["a_hod"])
-    angle = 2.0 * np.pi * phase / 24.0
+    angle = _ANGLE[np.maximum(phase, 0)]
     phase_xy = np.where((phase >= 0)[:, None], np.stack([np.cos(angle), np.sin(angle)], axis=1), 0.0)
     by_hour = {name: total(on_own_clock(a[name], phase)) for name in ("n_how", "s_how", "a_hod")}
     return GroupSums(**{name: total(a[name]) for name in _SUMMED}, **by_hour,

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from services.scorer.baseline import COLUMN, DayData, GroupSums, activity_phase, history_days, on_own_clock, on_utc_clock
+from services.scorer.baseline import (COLUMN, DayData, GroupSums, activity_phase, group_phase, history_days, on_own_clock,
+                                      on_utc_clock)
 from services.scorer.models import AGGREGATED, BY_NAME, CORROBORATING, CORROBORATION, PEER_GROUP, Model
 
 # Pseudo-counts of the shrinkage, in active hours unless said otherwise.
@@ -192,8 +193,7 @@ def shrunk_rates(data: DayData, group: np.ndarray, sums: GroupSums, baseline: in
     # spans time zones), and read on the user's: a user without a baseline is read on the peers'
     # typical clock.
     phase = activity_phase(data.a_hod)
-    group_phase = np.rint(np.arctan2(sums.phase_xy[:, 1], sums.phase_xy[:, 0]) * 24.0 / (2.0 * np.pi)).astype(np.int64) % 24
-    read_on = np.where(phase >= 0, phase, group_phase[group])
+    read_on = np.where(phase >= 0, phase, group_phase(sums)[group])
 
     # Peers' hour-of-week profile (without the user), shrunk toward their overall rate.
     peer_how = sums.s_how[group]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -297,7 +297,8 @@ def _plan(present: frozenset[str]) -> _Plan:
 MAPPED_NAMES = _KNOWN_KEYS | {"message", "event.outcome"}
 
 
-def _plan_of(names: frozenset[str]) -> _Plan:
+def _plan_of(names: Iterable[str]) -> _Plan:
+    """The plan of a record with these names (of which those the mapping knows decide it)."""
     return _plan(_KNOWN_KEYS.intersection(names))
 
 
@@ -315,7 +316,7 @@ def event_from_fields(
     (an OTLP record's time and uid); otherwise from the fields.
     """
     flat = flatten(fields)
-    return _event_from_flat(flat, _plan(_KNOWN_KEYS.intersection(flat)), fields, producer, options, when, event_id)
+    return _event_from_flat(flat, _plan_of(flat), fields, producer, options, when, event_id)
 
 
 def _event_from_flat(flat: Mapping[str, Any], plan: _Plan, fields: Mapping[str, Any], producer: str,

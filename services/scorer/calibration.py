@@ -17,7 +17,7 @@ import numpy as np
 
 from services.scorer.models import BY_NAME, RESTATING
 from services.scorer.scoring import MAX_SURPRISE, surprise_of_score
-from ueba.risk import ranked_evidence, rarity_decades
+from ueba.risk import rarity_decades
 
 # The population's tail is read at these shares of user-days: low enough that one attack on
 # many accounts (a spray is a few percent of a month's user-days) does not move them.
@@ -63,6 +63,26 @@ def rule_evidence(surprise: float, as_strong: int, user_days: int) -> float:
     if user_days < MIN_REFERENCE:
         return surprise
     return min(surprise, rarity_decades(as_strong, user_days))
+
+
+def joint_decades(values: Iterable[float]) -> float:
+    """Independent sources' evidence together, in decades: the best, over j, of the j strongest read as one.
+
+    The j strongest's tail probabilities multiply to t; the chance that j uniform ones multiply to
+    t or less is t * sum_{k<j} ln(1/t)^k / k! (Fisher's product), and the m sources hold
+    C(m, j) sets of j where there are m single sources to pick the strongest from. So a second
+    source adds only what beats both corrections: two weak ones never outrank one strong one,
+    and one source alone reads as itself.
+    """
+    ranked = sorted(values, reverse=True)
+    m = len(ranked)
+    best = total = 0.0
+    for j, value in enumerate(ranked, start=1):
+        total += value
+        ln_t = total * math.log(10.0)
+        product = math.log10(sum(ln_t**k / math.factorial(k) for k in range(j)))
+        best = max(best, total - product - math.log10(math.comb(m, j) / m))
+    return best
 
 
 def day_score(evidence: float) -> float:
@@ -155,9 +175,9 @@ class Calibration:
 
     def evidence(self, day: date, models: dict[str, float], findings: Iterable[RuleFinding],
                  deciding: dict[str, str] | None = None) -> float:
-        """Combined evidence of one user-day: the strongest source per dimension, ranked and added;
-        a model's evidence counts in the dimension of the feature deciding it (`deciding`: model ->
-        feature name), and restating dimensions only stand alone."""
+        """Combined evidence of one user-day: the strongest source per dimension, the dimensions read
+        together (`joint_decades`); a model's evidence counts in the dimension of the feature
+        deciding it (`deciding`: model -> feature name), and restating dimensions only stand alone."""
         yardstick = self.yardstick(day)
         best: dict[str, float] = defaultdict(float)
         for model, score in models.items():
@@ -168,4 +188,4 @@ class Calibration:
             key = f.dimension or f"rule:{f.kind}"
             best[key] = max(best[key], self._rule_evidence(yardstick, f))
         restating = max((best.pop(d) for d in RESTATING if d in best), default=0.0)
-        return max(ranked_evidence(best.values()), restating)
+        return max(joint_decades(best.values()), restating)

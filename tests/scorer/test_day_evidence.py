@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from services.scorer import calibration
-from services.scorer.calibration import Calibration, Reference, RuleFinding, day_score, population_tail
+from services.scorer.calibration import (Calibration, Reference, RuleFinding, day_score, joint_decades,
+                                         population_tail)
 from services.scorer.model_anomalies import DayRarity, anomaly_score, decisive_feature
 from services.scorer.scoring import score_from_p, surprise_of_score
 from ueba.risk import bounded_risk, ranked_evidence
@@ -81,13 +82,14 @@ def test_a_rarity_the_source_measured_is_not_bounded_by_the_count_of_user_days()
     assert cal.evidence(DAY, {}, [weak]) == pytest.approx(-np.log10(1 / 2001))
 
 
-def test_sources_of_one_dimension_count_once_and_further_dimensions_add_by_rank():
+def test_sources_of_one_dimension_count_once_and_further_dimensions_add_jointly():
     cal = Calibration(_reference(0, 0, {}), days=30)  # no population: nominal surprises
     origin = cal.evidence(DAY, {"origin_host": 70.0}, ())
     same_dimension = cal.evidence(DAY, {"origin_host": 70.0, "impacted_host": 70.0}, ())
     two_dimensions = cal.evidence(DAY, {"origin_host": 70.0, "origin_location": 70.0}, ())
     assert origin == pytest.approx(4.0) and same_dimension == pytest.approx(4.0)
-    assert two_dimensions == pytest.approx(4.0 + 4.0 / 4)
+    # Two independent 1e-4s: 1e-8 for the pair, less Fisher's correction for a product of two.
+    assert two_dimensions == pytest.approx(joint_decades([4.0, 4.0])) and 6.5 < two_dimensions < 8.0
     finding = RuleFinding("x", DAY, "risky_countries", "location", 70, "i")
     assert cal.evidence(DAY, {"origin_location": 50.0}, [finding]) == pytest.approx(4.0)
 
@@ -98,11 +100,24 @@ def test_the_day_scale_is_linear_in_log_odds_and_never_reaches_100():
     assert day_score(30.0) < 100.0 and day_score(20.0) < day_score(30.0)
 
 
-def test_risk_and_day_scores_combine_evidence_the_same_way():
+def test_independent_sources_read_together_as_one_tail_probability():
+    assert joint_decades([]) == 0.0 and joint_decades([3.0]) == 3.0 and joint_decades([3.0, 0.0, 0.0]) == 3.0
+    # The pair's product, 1e-6, less Fisher's ln(1/t) + 1 for a product of two (1.14 decades),
+    # plus log10(2 / 1): two sources hold one pair where they hold two single readings.
+    assert joint_decades([3.0, 3.0]) == pytest.approx(6.0 - math.log10(1 + 6 * math.log(10)) + math.log10(2))
+    # A weak second source adds nothing, and a pile of weak ones never outranks one strong source.
+    assert joint_decades([5.0, 0.3]) == 5.0
+    assert joint_decades([1.0] * 6) < joint_decades([4.0])
+    # Looking at more sources costs: the same pair among six dimensions reads less than alone.
+    assert joint_decades([3.0, 3.0, 0.0, 0.0, 0.0, 0.0]) < joint_decades([3.0, 3.0])
+    # Order never matters, and more evidence in any source never lowers the day.
+    assert joint_decades([1.0, 4.0, 2.0]) == joint_decades([4.0, 2.0, 1.0]) <= joint_decades([4.0, 2.5, 1.0])
+
+
+def test_risk_adds_findings_strongest_first():
     assert ranked_evidence([]) == 0.0
     assert ranked_evidence([1.0, 3.0, 2.0]) == pytest.approx(3.0 + 2.0 / 4 + 1.0 / 9)
     assert ranked_evidence([3.0, 1.0], neutral=2.0) == 3.0
-    # Risk's documented figures are unchanged by sharing the combination.
     assert bounded_risk([70, 70]) == 80 and bounded_risk([90, 70]) == 94 and bounded_risk([30] * 1000) < 40
 
 
@@ -136,14 +151,15 @@ def test_a_models_evidence_counts_in_the_dimension_of_the_feature_deciding_it():
     # The same scores decided by an unusual hour, a new origin and the peers' failed logons are
     # four independent dimensions.
     other = {"login_time": "active", "origin_host": "new_origins", "peer_group": "peer_failures"}
-    assert cal.evidence(DAY, burst, (), other) == pytest.approx(8.0 + 8.0 / 4 + 8.0 / 9 + 8.0 / 16)
+    assert cal.evidence(DAY, burst, (), other) == pytest.approx(joint_decades([8.0] * 4))
+    assert joint_decades([8.0] * 4) > 20.0
     # Restating evidence still stands alone where it is the strongest.
     assert cal.evidence(DAY, {"login_time": 100.0, "authentication": 50.0}, (), {"login_time": "events"}) \
         == pytest.approx(8.0)
     # The corroboration model combines two others: it never adds to them.
     assert cal.evidence(DAY, {"corroboration": 70.0, "origin_location": 70.0}, ()) == pytest.approx(4.0)
     # Without the deciding feature, a model's evidence is in its own dimension.
-    assert cal.evidence(DAY, {"origin_host": 70.0, "origin_location": 70.0}, ()) == pytest.approx(5.0)
+    assert cal.evidence(DAY, {"origin_host": 70.0, "origin_location": 70.0}, ()) == pytest.approx(joint_decades([4.0, 4.0]))
 
 
 def test_a_days_rarity_is_read_per_user_and_month():

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
-from services.scorer.calibration import MIN_REFERENCE, day_score
+from services.scorer.calibration import MIN_REFERENCE, day_score, joint_decades
 from services.scorer.model_anomalies import decisive_feature
 from services.scorer.models import BY_NAME, RESTATING
 from services.scorer.scoring import surprise_of_score
@@ -21,7 +21,6 @@ from services.scorer.store.user_scores import DECISIVE_FROM
 from tests.scorer.conftest import SCORED_DAY, make_scorer
 from tests.scorer.helpers import START, Activity
 from ueba.db import libpq_url
-from ueba.risk import ranked_evidence
 
 
 def _features(scn, user: str, hour: int, model: str) -> dict:
@@ -112,7 +111,7 @@ def _expected_day_score(scn, user: str) -> float:
         key = dimension or f"rule:{kind}"
         best[key] = max(best[key], float(surprise_of_score(float(score))))
     restating = max((best.pop(d) for d in RESTATING if d in best), default=0.0)
-    return day_score(max(ranked_evidence(best.values()), restating))
+    return day_score(max(joint_decades(best.values()), restating))
 
 
 def test_user_score_combines_the_strongest_evidence_of_each_dimension(scenario):

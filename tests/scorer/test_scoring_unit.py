@@ -12,10 +12,9 @@ from services.scorer.models import CORROBORATING, IMPACTED_HOST, MODELS, ORIGIN_
 from services.scorer.schedule import Schedule, next_fire
 from services.scorer.settings import ScorerSettings, parse_every, parse_schedule
 from services.scorer.store.user_scores import HourlyScores
-from services.scorer.calibration import Calibration, Reference, RuleFinding, day_score
+from services.scorer.calibration import Calibration, Reference, RuleFinding, day_score, joint_decades
 from services.scorer.user_scores import user_days
 from services.scorer.window import default_window, requested_window
-from ueba.risk import ranked_evidence
 from ueba.settings import SettingsError
 
 DAY = datetime(2026, 3, 30, tzinfo=timezone.utc)
@@ -228,7 +227,7 @@ def test_user_days_group_by_utc_day_and_name_the_strongest_score():
     assert days.users == ["a", "b", "a"]
     assert days.days == [first.date(), first.date(), (first + timedelta(days=1)).date()]
     s = scoring.surprise_of_score
-    expected = [ranked_evidence([s(80.0), s(80.0), s(95.0)]), s(40.0), s(75.0)]
+    expected = [joint_decades([s(80.0), s(80.0), s(95.0)]), s(40.0), s(75.0)]
     assert days.score == pytest.approx([day_score(float(e)) for e in expected])
     assert days.scored_hours == [3, 1, 1] and days.learning == [False, True, False]
     # A tie at 80 in one hour goes to the model name first in order.
@@ -238,7 +237,7 @@ def test_user_days_group_by_utc_day_and_name_the_strongest_score():
     sprayed = RuleFinding("b", first.date(), "failed_logins", "authentication", 90, "spray", decades=12.0, linked=True)
     own = RuleFinding("a", first.date(), "risky_countries", "location", 70, "trip")
     with_findings = user_days(hourly, weights, nominal, {("b", first.date()): [sprayed], ("a", first.date()): [own]})
-    assert with_findings.score[1] == pytest.approx(day_score(ranked_evidence([8.0, float(s(40.0))])))
+    assert with_findings.score[1] == pytest.approx(day_score(joint_decades([8.0, float(s(40.0))])))
     assert with_findings.own_score[1] == days.score[1]
     assert with_findings.own_score[0] == with_findings.score[0] > days.score[0]
 

@@ -59,8 +59,9 @@ DEFAULT_PROFILES: tuple[DefaultProfile, ...] = (
     ),
     DefaultProfile(
         "Rare event", "rare_event", 25,
-        "An application, country or host this user (and the department) has not used in the last 30 days.",
-        {"entity_types": ["application", "country", "host"], "lookback_days": 30, "min_history_days": 7},
+        "An application, country, host, or workstation logged on from, that this user (and the department) "
+        "has not used in the last 30 days.",
+        {"entity_types": ["application", "country", "host", "source_host"], "lookback_days": 30, "min_history_days": 7},
     ),
     DefaultProfile(
         "Shared credentials", "shared_credentials", 60,

@@ -3,8 +3,8 @@
 user_hour_features are synthesised directly in SQL (generate_series): producing
 10,000 users' month of raw events and aggregating it would take far longer than
 the scoring this measures, and aggregation is incremental in production (a run
-aggregates only the hours since the previous one); their day rollup is written by
-the scorer's own statement (day_features.rebuild). Each size runs in a fresh
+aggregates only the hours since the previous one); their day rollup and hour vectors
+are written by the scorer's own statements (day_features.rebuild, hour_vectors.rebuild). Each size runs in a fresh
 child process so that its peak memory is its own.
 """
 
@@ -80,18 +80,21 @@ def synthesise(url: str, users: int) -> int:
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE user_hour_features")
         conn.execute("VACUUM ANALYZE user_day_features")
+        conn.execute("VACUUM ANALYZE user_hour_vectors")
         return conn.execute("SELECT count(*) FROM user_hour_features").fetchone()[0]
 
 
 def _roll_up_days(url: str) -> None:
-    """The day rollup of the synthesised hours, by the statement production's aggregation and migration use."""
-    from services.scorer import day_features
+    """The day rollup and hour vectors of the synthesised hours, by the statements production's aggregation
+    and migrations use."""
+    from services.scorer import day_features, hour_vectors
     from ueba.db import create_db_engine
 
     engine = create_db_engine(url, pool_size=1)
     try:
         with engine.begin() as conn:
             day_features.rebuild(conn)
+            hour_vectors.rebuild(conn)
     finally:
         engine.dispose()
 

@@ -8,9 +8,12 @@ baseline's raw hours. For one UTC day d:
             learning period (novelty rates use only the settled part): from the
             day rollup (day_features.py), plus the hours of the day learning ends in;
 - weekday:  the same sums over the same weekday's earlier weeks (d - 7k days),
-            by hour of day, i.e. the user's hour-of-week profile (hourly rows);
+            by hour of day, i.e. the user's hour-of-week profile (hour vectors);
 - activity: per user and hour of day, how many baseline days were active (rollup);
-- window:   the observed features of the hours being scored (hourly rows).
+- window:   the observed features of the hours being scored (hour vectors).
+
+The hours are read from `user_hour_vectors` (hour_vectors.py): a float8 array a user-hour,
+whose layout is COLUMNS and MODEL_BIT.
 
 Denominators are active hours (hours with any event): a model's missing row in
 an active hour counts as zeros.
@@ -36,6 +39,8 @@ DAY = timedelta(days=1)
 COLUMNS: tuple[tuple[str, str], ...] = tuple((m.name, f.name) for m in AGGREGATED for f in m.stored)
 COLUMN = {c: i for i, c in enumerate(COLUMNS)}
 ACTIVITY_MODEL = "login_time"  # has a row in every active hour
+# user_hour_vectors.models: the bit of each model that has a row in the hour.
+MODEL_BIT = {m.name: 1 << i for i, m in enumerate(AGGREGATED)}
 # DayData's per-user baseline arrays (everything but first_hour, which comes from first_hours, and the window).
 BASELINE_ARRAYS = ("n_all", "s_all", "q_all", "n_set", "s_set", "n_how", "s_how", "a_hod")
 
@@ -66,15 +71,34 @@ class DayData:
         return sum(getattr(self, name).nbytes for name in BASELINE_ARRAYS)
 
 
-def _num(feature: str) -> str:
+def hourly_value(feature) -> str:
+    """An hourly row's value of `feature` as stored, in SQL over `f` (user_hour_features)."""
     # Feature names come from the model catalogue (constants), never from input.
-    return f"coalesce((f.features ->> '{feature}')::float8, 0)"
+    return f"coalesce((f.features ->> '{feature.name}')::float8, 0)"
+
+
+def _capped(feature, value: str) -> str:
+    return f"least({value}, {float(feature.baseline_cap)})" if feature.baseline_cap is not None else value
 
 
 def learned(feature) -> str:
     """An hourly row's value of `feature` as baselines learn it (capped), in SQL over `f`."""
-    v = _num(feature.name)
-    return f"least({v}, {float(feature.baseline_cap)})" if feature.baseline_cap is not None else v
+    return _capped(feature, hourly_value(feature))
+
+
+def _vector_value(j: int) -> str:
+    """Stored feature COLUMNS[j] of a user_hour_vectors row `v`, as stored."""
+    return f"v.vals[{j + 1}]"
+
+
+def _vector_learned(j: int) -> str:
+    """Stored feature COLUMNS[j] of a user_hour_vectors row `v` as baselines learn it (capped)."""
+    return _capped(stored_features()[j][1], _vector_value(j))
+
+
+def _active(alias: str = "v") -> str:
+    """Whether a user_hour_vectors row is an active hour (the activity model has a row)."""
+    return f"{alias}.models & {MODEL_BIT[ACTIVITY_MODEL]} <> 0"
 
 
 def stored_features():
@@ -191,16 +215,14 @@ def _settling_hours(conn: Connection, scope: _Scope) -> list:
             if scope.b0 <= _day_of(t) < scope.day and t != _day_of(t) and (wanted is None or u in wanted)}
     if not ends:
         return []
-    stored = stored_features()
-    cols = [f"count(*) FILTER (WHERE f.model = '{ACTIVITY_MODEL}')",
-            *[f"sum({learned(stored[j][1])}) FILTER (WHERE f.model = '{stored[j][0].name}')" for j in NOVELTY]]
+    cols = [f"count(*) FILTER (WHERE {_active()})", *[f"sum({_vector_learned(j)})" for j in NOVELTY]]
     return conn.execute(
         text(
-            f"""SELECT f.user_name, {", ".join(cols)}
+            f"""SELECT v.user_name, {", ".join(cols)}
             FROM unnest(CAST(:names AS text[]), CAST(:ends AS timestamptz[])) AS s(user_name, settled_at)
-            JOIN user_hour_features f ON f.tenant = :tenant AND f.user_name = s.user_name
-                 AND f.hour >= s.settled_at AND f.hour < date_trunc('day', s.settled_at, 'UTC') + interval '1 day'
-            GROUP BY f.user_name"""
+            JOIN user_hour_vectors v ON v.tenant = :tenant AND v.user_name = s.user_name
+                 AND v.hour >= s.settled_at AND v.hour < date_trunc('day', s.settled_at, 'UTC') + interval '1 day'
+            GROUP BY v.user_name"""
         ),
         {"tenant": scope.tenant, "names": list(ends), "ends": list(ends.values())},
     ).all()
@@ -215,18 +237,17 @@ def _same_weekday(conn: Connection, scope: _Scope, baseline_days: int) -> list:
     same_weekday = [(scope.day - 7 * k * DAY, scope.day - 7 * k * DAY + DAY) for k in range(1, baseline_days // 7 + 1)]
     if not same_weekday:
         return []
-    ranges = " OR ".join(f"(f.hour >= :a{i} AND f.hour < :b{i})" for i in range(len(same_weekday)))
+    ranges = " OR ".join(f"(v.hour >= :a{i} AND v.hour < :b{i})" for i in range(len(same_weekday)))
     params = scope.params()
     for i, (a, b) in enumerate(same_weekday):
         params[f"a{i}"], params[f"b{i}"] = a, b
-    cols = [f"count(*) FILTER (WHERE f.model = '{ACTIVITY_MODEL}')",
-            *[f"sum({learned(feat)}) FILTER (WHERE f.model = '{m.name}')" for m, feat in stored_features()]]
+    cols = [f"count(*) FILTER (WHERE {_active()})", *[f"sum({_vector_learned(j)})" for j in range(len(COLUMNS))]]
     return conn.execute(
         text(
-            f"""SELECT f.user_name, extract(hour FROM f.hour)::int, {", ".join(cols)}
-            FROM user_hour_features f
-            WHERE f.tenant = :tenant AND ({ranges}) {scope.narrowed("f")}
-            GROUP BY f.user_name, extract(hour FROM f.hour)::int"""
+            f"""SELECT v.user_name, extract(hour FROM v.hour)::int, {", ".join(cols)}
+            FROM user_hour_vectors v
+            WHERE v.tenant = :tenant AND ({ranges}) {scope.narrowed("v")}
+            GROUP BY v.user_name, extract(hour FROM v.hour)::int"""
         ),
         params,
     ).all()
@@ -234,18 +255,14 @@ def _same_weekday(conn: Connection, scope: _Scope, baseline_days: int) -> list:
 
 def _window(conn: Connection, scope: _Scope, hours: tuple[datetime, datetime]) -> list:
     """The observed features of the scored hours, a row per active user-hour."""
-    window_cols = [
-        *[f"bool_or(f.model = '{m.name}')" for m in AGGREGATED],
-        *[f"max({_num(feat.name)}) FILTER (WHERE f.model = '{m.name}')" for m, feat in stored_features()],
-    ]
+    window_cols = [*[f"v.models & {MODEL_BIT[m.name]} <> 0" for m in AGGREGATED],
+                   *[_vector_value(j) for j in range(len(COLUMNS))]]
     return conn.execute(
         text(
-            f"""SELECT f.user_name, f.hour, {", ".join(window_cols)}
-            FROM user_hour_features f
-            WHERE f.tenant = :tenant AND f.hour >= :h0 AND f.hour < :h1 {scope.narrowed("f")}
-            GROUP BY f.user_name, f.hour
-            HAVING bool_or(f.model = '{ACTIVITY_MODEL}')
-            ORDER BY f.user_name, f.hour"""
+            f"""SELECT v.user_name, v.hour, {", ".join(window_cols)}
+            FROM user_hour_vectors v
+            WHERE v.tenant = :tenant AND v.hour >= :h0 AND v.hour < :h1 AND {_active()} {scope.narrowed("v")}
+            ORDER BY v.user_name, v.hour"""
         ),
         {**scope.params(), "h0": hours[0], "h1": hours[1]},
     ).all()

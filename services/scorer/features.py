@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 
-from services.scorer import day_features
+from services.scorer import day_features, hour_vectors
 
 AUTH_EVENT_TYPES = ("logon", "password_change", "privilege_use", "account_change")
 DATA_EVENT_TYPES = ("file_download", "file_upload", "file_delete", "file_share")
@@ -96,11 +96,13 @@ def refresh(conn: Connection, tenant: str, previous_snapshot: str | None) -> Fea
     for statement in _MODEL_INSERTS:
         conn.execute(text(statement), {"tenant": tenant, "auth": list(AUTH_EVENT_TYPES), "data": list(DATA_EVENT_TYPES)})
     day_features.refresh_dirty_days(conn, tenant)
+    hour_vectors.refresh_dirty_hours(conn, tenant)
     conn.execute(text("DROP TABLE scorer_ev"))
     conn.execute(text("DROP TABLE scorer_dirty"))
     if dirty_count > 10_000:
         analyze_unless_busy(conn, "user_hour_features")  # a bulk load: baselines are read next
         analyze_unless_busy(conn, "user_day_features")
+        analyze_unless_busy(conn, "user_hour_vectors")
     return FeatureRefresh(snapshot, new_events, dirty_count)
 
 

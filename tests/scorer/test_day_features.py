@@ -1,6 +1,7 @@
-"""The day rollup (user_day_features) against the hourly rows it sums, on real Postgres data: baselines
-from it equal those summed from every hour, it follows re-aggregation of late events, and an upgraded
-populated database gets it backfilled and scores as before."""
+"""The day rollup (user_day_features) and the hour vectors (user_hour_vectors) against the hourly rows they
+are made of, on real Postgres data: baselines and scored hours read from them equal those read from every
+hourly row, they follow re-aggregation of late events, and an upgraded populated database gets them
+backfilled and scores as before."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from services.scorer import baseline, day_features
+from services.scorer import baseline, day_features, hour_vectors
 from services.scorer.baseline import COLUMNS, NOVELTY, stored_features
 from services.scorer.settings import ScorerSettings
 from tests.scorer.conftest import SCORED_DAY, make_scorer
@@ -19,7 +20,7 @@ from tests.scorer.helpers import START, Activity
 from ueba.db import libpq_url
 from ueba.store.migrate import downgrade, upgrade
 
-BEFORE_ROLLUP = "0016_risk_hour_totals"
+BEFORE_ROLLUP = "0016_risk_hour_totals"  # before the day rollup and the hour vectors
 SETTLER_FIRST = START + timedelta(days=10, hours=10)  # learning ends mid-day, inside the scored day's baseline
 
 
@@ -88,6 +89,36 @@ def _hourly_baseline(url: str, day: datetime, settings: ScorerSettings) -> dict[
             if j in NOVELTY and settled:
                 a["s_set"][j] += x
     return out
+
+
+def _hourly_rows(url: str) -> list[tuple]:
+    with psycopg.connect(libpq_url(url)) as conn:
+        return conn.execute("SELECT user_name, hour, model, features FROM user_hour_features WHERE tenant = 'default'"
+                            " ORDER BY 1, 2, 3").fetchall()
+
+
+def _hourly_weekday_and_window(url: str, day: datetime, settings: ScorerSettings) -> tuple[dict, dict]:
+    """Per user, the same-weekday counts and sums by hour of day, and per active user-hour of `day` the
+    observed features and the models with a row, computed here from every hourly row."""
+    J = len(COLUMNS)
+    weeks = [day - timedelta(days=7 * k) for k in range(1, settings.baseline_days // 7 + 1)]
+    weekday: dict[str, dict[str, np.ndarray]] = {}
+    hours: dict[tuple[str, datetime], dict] = {}
+    for user, hour, model, feats in _hourly_rows(url):
+        values = {j: float(feats.get(f.name, 0)) for j, (m, f) in enumerate(stored_features()) if m.name == model}
+        if any(w <= hour < w + timedelta(days=1) for w in weeks):
+            a = weekday.setdefault(user, {"n_how": np.zeros(24), "s_how": np.zeros((24, J))})
+            a["n_how"][hour.hour] += model == baseline.ACTIVITY_MODEL
+            for j, x in values.items():
+                cap = stored_features()[j][1].baseline_cap
+                a["s_how"][hour.hour, j] += min(x, cap) if cap is not None else x
+        if day <= hour < day + timedelta(days=1):
+            h = hours.setdefault((user, hour), {"x": np.zeros(J), "present": set()})
+            h["present"].add(model)
+            for j, x in values.items():
+                h["x"][j] = x
+    window = {k: v for k, v in hours.items() if baseline.ACTIVITY_MODEL in v["present"]}
+    return weekday, window
 
 
 def _rollup_baseline(url: str, day: datetime, settings: ScorerSettings, buckets=None) -> baseline.DayData:
@@ -165,6 +196,48 @@ def test_baselines_from_the_day_rollup_equal_the_sums_over_every_hour(tenant_url
     _assert_same_baselines(some, {u: expected[u] for u in some.users})
 
 
+def test_same_weekday_sums_and_scored_hours_from_the_hour_vectors_equal_the_hourly_rows(tenant_url):
+    settings = ScorerSettings.from_env({"DATABASE_URL": tenant_url})
+    _score(tenant_url)
+    weekday, window = _hourly_weekday_and_window(tenant_url, SCORED_DAY, settings)
+    data = _rollup_baseline(tenant_url, SCORED_DAY, settings)
+    assert len(window) > 50 and any(a["s_how"][:, COLUMNS.index(("origin_location", "max_distance_km"))].any()
+                                    for a in weekday.values())
+    for i, user in enumerate(data.users):
+        want = weekday.get(user, {"n_how": np.zeros(24), "s_how": np.zeros((24, len(COLUMNS)))})
+        assert np.array_equal(data.n_how[i], want["n_how"]), user
+        np.testing.assert_allclose(data.s_how[i], want["s_how"], rtol=1e-12, atol=0, err_msg=user)
+    got = [(data.users[u], t) for u, t in zip(data.w_user.tolist(), data.w_time)]
+    assert got == sorted(window)
+    for r, key in enumerate(got):
+        assert np.array_equal(data.x[r], window[key]["x"]), key
+        assert {m for m, seen in data.present.items() if seen[r]} == window[key]["present"], key
+
+
+def _vector_rows(conn) -> list[tuple]:
+    return [tuple(r) for r in conn.execute(text(
+        "SELECT tenant, user_name, hour, models, vals FROM user_hour_vectors ORDER BY 1, 2, 3")).all()]
+
+
+def test_late_events_re_aggregated_keep_the_hour_vectors_equal_to_a_rebuild(tenant_url):
+    _score(tenant_url)
+    scorer = make_scorer(tenant_url)
+    try:
+        with scorer.engine.connect() as conn:
+            before = _vector_rows(conn)
+        _late_events().write(tenant_url)
+        _score(tenant_url)
+        with scorer.engine.connect() as conn, conn.begin() as tx:
+            kept = _vector_rows(conn)
+            assert hour_vectors.rebuild(conn) == len(kept)
+            rebuilt = _vector_rows(conn)
+            tx.rollback()
+    finally:
+        scorer.engine.dispose()
+    assert kept == rebuilt  # values as stored, no sums: exact
+    assert kept != before and len(kept) > len(before)  # late events changed hours and added new ones
+
+
 def test_late_events_re_aggregated_keep_the_rollup_equal_to_a_rebuild(tenant_url):
     _score(tenant_url)
     before, _ = _rebuilt(tenant_url)
@@ -178,16 +251,18 @@ def test_late_events_re_aggregated_keep_the_rollup_equal_to_a_rebuild(tenant_url
                            _hourly_baseline(tenant_url, SCORED_DAY, settings))
 
 
-def test_upgrading_a_populated_database_backfills_the_rollup_and_scores_alike(tenant_url):
+def test_upgrading_a_populated_database_backfills_the_rollup_and_vectors_and_scores_alike(tenant_url):
     _score(tenant_url)
     scores = "SELECT user_name, hour, model, score, features FROM event_scores ORDER BY 1, 2, 3"
+    vectors = "SELECT tenant, user_name, hour, models, vals FROM user_hour_vectors ORDER BY 1, 2, 3"
     with psycopg.connect(libpq_url(tenant_url)) as conn:
-        rollup, scored = _rollup_rows(conn), conn.execute(scores).fetchall()
-    assert rollup and scored
+        rollup, scored, kept = _rollup_rows(conn), conn.execute(scores).fetchall(), conn.execute(vectors).fetchall()
+    assert rollup and scored and kept
     downgrade(tenant_url, BEFORE_ROLLUP)
     upgrade(tenant_url)
     with psycopg.connect(libpq_url(tenant_url)) as conn:
         _assert_same_rollup(_rollup_rows(conn), rollup)
+        assert conn.execute(vectors).fetchall() == kept
     _score(tenant_url)
     with psycopg.connect(libpq_url(tenant_url)) as conn:
         assert conn.execute(scores).fetchall() == scored

@@ -202,6 +202,20 @@ user_day_features = Table(
     Index(None, "tenant", "day"),
 )
 
+# Each user-hour's stored features as one array, kept with them by aggregation (services/scorer/hour_vectors.py):
+# the scorer's same-weekday sums and scored hours read these instead of each model's jsonb row.
+user_hour_vectors = Table(
+    "user_hour_vectors",
+    metadata,
+    tenant_column(),
+    Column("user_name", Text, nullable=False),
+    Column("hour", TZ, nullable=False),
+    Column("models", Integer, nullable=False),  # bit i: the i-th aggregated model has a row this hour
+    Column("vals", ARRAY(Float), nullable=False),  # every stored feature, in the scorer's column order
+    PrimaryKeyConstraint("tenant", "user_name", "hour"),
+    Index(None, "tenant", "hour"),
+)
+
 # First and last sighting of each entity per user, for novelty features.
 entity_seen = Table(
     "entity_seen",

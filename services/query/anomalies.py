@@ -17,6 +17,7 @@ from services.query.filters import parse_id
 from services.query.store import anomalies as store
 from services.query.store import names as names_store
 from services.query.store.reads import Reads
+from services.query.versioned_cache import VersionedCache
 from ueba import paging
 from ueba.errors import NotFound
 from ueba.risk import risk_level
@@ -30,20 +31,33 @@ class AnomalyPage:
     capped: bool
 
 
+class CountCache(VersionedCache[int]):
+    """Capped counts per (tenant, criteria, limit) with the data version they were read at (README: the capped count cache)."""
+
+
 def list_page(
-    reads: Reads, tenant: str, f, order_by: str, size: int, token: str, count_limit: int, now: datetime, user_mode: str
+    reads: Reads, tenant: str, f, order_by: str, size: int, token: str, count_limit: int, now: datetime, user_mode: str,
+    counts: CountCache,
 ) -> AnomalyPage:
-    """One page in one statement: the rows, and on the first page the count capped at `count_limit`."""
+    """One page in one statement: the rows, and on the first page the count capped at `count_limit`
+    (from `counts` when the data version it was read at still holds)."""
     order = store.ORDERS[filters.parse_order(order_by)]
     fp = paging.fingerprint(tenant, f.SerializeToString(deterministic=True), order.name)
     cursor = paging.decode(fp, token, order.key_types) if token else None
     if cursor is not None:
         now = cursor.now  # relative times in the query keep meaning the same instant
     criteria = filters.criteria(f, now, user_mode)
+    key = _count_key(tenant, criteria, count_limit) if cursor is None else None
+    known = counts.get(key) if key is not None else None
     found = store.page(
-        reads, tenant, criteria, order, size + 1, cursor.key if cursor else None, None if cursor else count_limit
+        reads, tenant, criteria, order, size + 1, cursor.key if cursor else None, None if cursor else count_limit,
+        known[0] if known else None,
     )
     if cursor is None:
+        if found.total is None:  # the version held: the statement skipped the count
+            found.total = known[1]
+        elif key is not None and found.version is not None:
+            counts.put(key, found.version, found.total)
         capped = found.total > count_limit
         total = min(found.total, count_limit)
     else:
@@ -55,6 +69,17 @@ def list_page(
         rows = rows[:size]
         next_token = paging.encode(fp, paging.PageToken(found.keys[size - 1], now, total, capped))
     return AnomalyPage(rows, next_token, total, capped)
+
+
+def _count_key(tenant: str, criteria: filters.AnomalyCriteria, count_limit: int) -> tuple | None:
+    """The criteria as they were resolved (relative times at `now`, names canonical); None when a
+    value cannot be hashed, and that count is not cached."""
+    key = (tenant, criteria, count_limit)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
 
 
 def check_names_exist(reads: Reads, tenant: str, criteria: filters.AnomalyCriteria) -> None:

@@ -46,6 +46,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         self.engine = engine  # the primary: reviews, the ignore list, the user-risk refresh
         self.routing = routing  # reads: the replica when there is one and it is usable, else the primary
         self.rollups = RollupCache(settings.summary_cache_entries)
+        self.counts = anomalies.CountCache(settings.count_cache_entries)
         self.user_mode = settings.user_name_mode
 
     # --- helpers --------------------------------------------------------------
@@ -111,7 +112,7 @@ class QueryServicer(query_pb2_grpc.QueryServiceServicer):
         size = self._page_size(request.page_size)
         page = anomalies.list_page(
             self.routing.reads(tenant), tenant, request.filter, request.order_by, size, request.page_token,
-            self.settings.count_limit, _utcnow(), self.user_mode,
+            self.settings.count_limit, _utcnow(), self.user_mode, self.counts,
         )
         return query_pb2.ListAnomaliesResponse(
             anomalies=[anomaly_from_json(r) for r in page.rows],

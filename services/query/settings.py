@@ -24,6 +24,9 @@ class QuerySettings(BaseSettings):
     summary_cache_entries: int = env_field(
         "UEBA_QUERY_SUMMARY_CACHE", 256, "GetSummary rollup totals kept per process (0 turns the cache off)"
     )
+    count_cache_entries: int = env_field(
+        "UEBA_QUERY_COUNT_CACHE", 1024, "ListAnomalies capped counts kept per process (0 turns the cache off)"
+    )
     read_database_url: str = env_field(
         "UEBA_QUERY_READ_DATABASE_URL", "", "Postgres URL of a streaming replica for reads; empty: read from DATABASE_URL"
     )
@@ -48,6 +51,8 @@ class QuerySettings(BaseSettings):
             raise SettingsError(f"UEBA_QUERY_THREADS={self.threads}: expected 1 to 512")
         if not 0 <= self.summary_cache_entries <= 100_000:
             raise SettingsError(f"UEBA_QUERY_SUMMARY_CACHE={self.summary_cache_entries}: expected 0 to 100000")
+        if not 0 <= self.count_cache_entries <= 100_000:
+            raise SettingsError(f"UEBA_QUERY_COUNT_CACHE={self.count_cache_entries}: expected 0 to 100000")
         if self.read_database_url:
             if not self.read_database_url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
                 raise SettingsError("UEBA_QUERY_READ_DATABASE_URL: expected a postgresql:// URL")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-from collections import Counter, OrderedDict, defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from services.query.store.reads import Reads
 from services.query.store.summary import SummarySlots, summary_row
+from services.query.versioned_cache import VersionedCache
 from ueba.risk import LEVELS, risk_level
 
 HOUR = timedelta(hours=1)
@@ -82,29 +82,8 @@ class SummaryData:
     events: int
 
 
-class RollupCache:
-    """Rollup totals per (tenant, buckets) with the rollup version they were read at; least recently used go first."""
-
-    def __init__(self, entries: int):
-        self.entries = entries
-        self._items: OrderedDict[tuple, tuple[tuple[int, int], list]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple) -> tuple[tuple[int, int], list] | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-            return item
-
-    def put(self, key: tuple, version: tuple[int, int], rolled: list) -> None:
-        if self.entries <= 0:
-            return
-        with self._lock:
-            self._items[key] = (version, rolled)
-            self._items.move_to_end(key)
-            while len(self._items) > self.entries:
-                self._items.popitem(last=False)
+class RollupCache(VersionedCache[list]):
+    """Rollup totals per (tenant, buckets) with the rollup version (generation, unmerged deltas) they were read at."""
 
 
 def summary(

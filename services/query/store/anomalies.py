@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Row, func, literal, literal_column, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Engine, Row, case, func, literal, literal_column, null, select, tuple_
 
 from services.query.filters import AnomalyCriteria
 from services.query.store.conditions import anomaly_conditions
+from services.query.store.data_version import VERSION_LABELS, matches, version_columns
 from services.query.store.json_rows import anomaly_json_sql
 from services.query.store.reads import Reads
 from ueba.store.schema import anomalies
@@ -51,20 +52,27 @@ ORDERS = {
 class AnomalyRows:
     rows: list  # anomalies as JSON arrays (convert.anomaly_from_json)
     keys: list[list[Any]]  # each row's sort key in its order
-    total: int | None  # matching rows up to count_limit + 1, when asked for
+    total: int | None  # matching rows up to count_limit + 1, when asked for and not skipped
+    version: tuple | None = None  # the data version the count was read at (data_version.py), when asked for
 
 
 def page(
     reads: Reads, tenant: str, criteria: AnomalyCriteria, order: Order, limit: int, after: list[Any] | None,
-    count_limit: int | None,
+    count_limit: int | None, count_known_at: tuple | None = None,
 ) -> AnomalyRows:
-    """Up to `limit` rows past `after` in one statement; with `count_limit`, their capped count too."""
+    """Up to `limit` rows past `after` in one statement; with `count_limit`, their capped count and
+    the data version too, the count left out (None) when that version is `count_known_at`."""
     conditions = anomaly_conditions(tenant, criteria)
     columns = [ANOMALY_JSON.label("anomaly"), *order.columns]
     if count_limit is not None:
-        # An uncorrelated scalar subquery: Postgres runs it once, before the rows.
+        # An uncorrelated scalar subquery: Postgres runs it once, before the rows, and only when
+        # its value is first needed, so a CASE on an unchanged version skips it.
         matching = select(literal(1)).where(*conditions).limit(count_limit + 1).subquery()
-        columns.append(select(func.count()).select_from(matching).scalar_subquery().label("total"))
+        count = select(func.count()).select_from(matching).scalar_subquery()
+        versions = version_columns(tenant)
+        if count_known_at is not None:
+            count = case((matches(versions, count_known_at), null()), else_=count)
+        columns += [count.label("total"), *(c.label(name) for c, name in zip(versions, VERSION_LABELS))]
     q = select(*columns).select_from(anomalies).where(*conditions)
     if after is not None:
         q = q.where(order.after(after))
@@ -73,10 +81,11 @@ def page(
     # at the limit). Prepared, Postgres settled on a generic plan costed at a default selectivity
     # for any text search, and a common word's page read and sorted every match (README).
     rows = reads.all(q.order_by(*order.sort()).limit(limit), prepared=False)
-    total = None
+    total = version = None
     if count_limit is not None:
         total = rows[0].total if rows else 0  # no row on the first page: nothing matches
-    return AnomalyRows([r.anomaly for r in rows], [order.key_of(r) for r in rows], total)
+        version = tuple(rows[0]._mapping[name] for name in VERSION_LABELS) if rows else None
+    return AnomalyRows([r.anomaly for r in rows], [order.key_of(r) for r in rows], total, version)
 
 
 def get(conn: Connection, tenant: str, anomaly_id: str) -> list | None:

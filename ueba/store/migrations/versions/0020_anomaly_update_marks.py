@@ -9,13 +9,13 @@ trigger adds one zero delta per tenant an UPDATE touched, in an hour bucket it t
 drops it like any delta that sums to zero (and recomputes that hour's totals, unchanged). INSERT
 and DELETE always change the counts, so their deltas never net to zero.
 
-Revision ID: 0019_anomaly_update_marks
-Revises: 0018_anomaly_description_trigram
+Revision ID: 0020_anomaly_update_marks
+Revises: 0019_user_hour_vectors
 """
 from alembic import op
 
-revision = '0019_anomaly_update_marks'
-down_revision = '0018_anomaly_description_trigram'
+revision = '0020_anomaly_update_marks'
+down_revision = '0019_user_hour_vectors'
 branch_labels = None
 depends_on = None
 

@@ -2,7 +2,7 @@
 
 The tests plant a wrong count in the cache: a page that shows it proves the cache was read; one
 that does not proves the count was read again. The changes below include updates that move no
-counted facet (a description, an incident), which only migration 0019's zero delta makes visible.
+counted facet (a description, an incident), which only migration 0020's zero delta makes visible.
 """
 
 from __future__ import annotations

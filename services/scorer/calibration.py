@@ -70,9 +70,9 @@ def joint_decades(values: Iterable[float]) -> float:
 
     The j strongest's tail probabilities multiply to t; the chance that j uniform ones multiply to
     t or less is t * sum_{k<j} ln(1/t)^k / k! (Fisher's product), and the m sources hold
-    C(m, j) sets of j where there are m single sources to pick the strongest from. So a second
-    source adds only what beats both corrections: two weak ones never outrank one strong one,
-    and one source alone reads as itself.
+    C(m, j) sets of j where there are m single sources to pick the strongest from. So one source
+    alone reads as itself, a second adds only what beats both corrections (a weak one adds
+    nothing), and a pile of weak ones reads less than one strong source (six at 1 under one at 4).
     """
     ranked = sorted(values, reverse=True)
     m = len(ranked)

@@ -1,7 +1,7 @@
 """What a tenant's anomaly answers were read at, as columns of the statement that reads them.
 
 (rollup generation, unmerged rollup deltas, ignore list): between two merges the delta rows
-only grow, every statement that writes anomalies adds at least one (migrations 0004, 0019), and
+only grow, every statement that writes anomalies adds at least one (migrations 0004, 0020), and
 the merge bumps the generation as it removes them; so an equal version read in a later snapshot
 means no anomaly changed in between. The ignore list is in it as the digest of its names
 (a few, usually none): answers that leave ignored accounts out change with it.
